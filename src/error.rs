@@ -1,0 +1,160 @@
+//! The crate's one error type.
+
+use std::time::Duration;
+
+/// A `Result` whose error is this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in a recipe or in the connection manager.
+///
+/// The variants separate what a caller reacts to differently:
+///
+/// * the connection is gone for now ([`Error::ConnectionLoss`]) and a retry may help;
+/// * the session is gone ([`Error::SessionExpired`]): every ephemeral node it owned is gone too,
+///   so locks and leadership held through it are lost;
+/// * the caller asked for something impossible ([`Error::InvalidPath`],
+///   [`Error::InvalidArgument`], [`Error::IllegalState`], [`Error::NotLockOwner`]);
+/// * ZooKeeper refused the request for a reason of its own ([`Error::NoAuth`],
+///   [`Error::ZooKeeper`]).
+///
+/// The type is `Send + Sync + Clone`, so one outcome can be handed to many waiters.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A znode path that ZooKeeper would reject, or that a recipe cannot use.
+    #[error("invalid path {path:?}: {reason}")]
+    InvalidPath {
+        /// The path as given.
+        path: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+
+    /// A bad argument other than a path: a connect string, a participant id, a timeout.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+
+    /// The connection to ZooKeeper dropped, and the retry policy gave up before it came back.
+    ///
+    /// The session may still be alive: ephemeral nodes may still exist.
+    #[error("connection to ZooKeeper lost")]
+    ConnectionLoss,
+
+    /// The ZooKeeper session expired, or was declared lost by the client after being suspended
+    /// for longer than the session timeout. Its ephemeral nodes are (or will be) gone.
+    #[error("ZooKeeper session expired")]
+    SessionExpired,
+
+    /// The operation did not finish within the time it was given.
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+
+    /// The client or recipe was closed.
+    #[error("closed")]
+    Closed,
+
+    /// The recipe is not in a state that allows the call: `start()` twice, or use before start.
+    #[error("illegal state: {0}")]
+    IllegalState(&'static str),
+
+    /// A release from a task that does not hold the lock.
+    #[error("the calling task does not hold this lock")]
+    NotLockOwner,
+
+    /// A guarded operation found that the lock node or leadership it depends on is gone.
+    #[error("the lock or leadership is lost")]
+    LockLost,
+
+    /// ZooKeeper refused the operation for lack of permission (an ACL).
+    #[error("not authorized by the node's ACL")]
+    NoAuth,
+
+    /// Authentication with ZooKeeper failed; the session cannot be used.
+    #[error("authentication failed")]
+    AuthFailed,
+
+    /// Any other error reported by ZooKeeper or by the underlying client.
+    #[error("ZooKeeper error: {0}")]
+    ZooKeeper(#[source] zookeeper_client::Error),
+}
+
+impl Error {
+    /// True for errors a retry may cure: connection loss, timeouts and a moved or expired
+    /// session (the latter only once a new session exists, which the connection manager makes).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::ConnectionLoss | Error::SessionExpired => true,
+            Error::ZooKeeper(e) => is_retryable_zk(e),
+            _ => false,
+        }
+    }
+
+    /// The underlying ZooKeeper error, when there is one.
+    pub fn as_zookeeper(&self) -> Option<&zookeeper_client::Error> {
+        match self {
+            Error::ZooKeeper(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn invalid_path(path: impl Into<String>, reason: &'static str) -> Self {
+        Error::InvalidPath {
+            path: path.into(),
+            reason,
+        }
+    }
+}
+
+/// Whether a raw zookeeper-client error is one that a retry may cure.
+///
+/// zookeeper-client reports some timeouts and I/O failures while disconnected as
+/// [`zookeeper_client::Error::Custom`]; those are connection losses in all but name.
+pub(crate) fn is_retryable_zk(e: &zookeeper_client::Error) -> bool {
+    use zookeeper_client::Error as Zk;
+    matches!(
+        e,
+        Zk::ConnectionLoss
+            | Zk::Timeout
+            | Zk::SessionMoved
+            | Zk::SessionExpired
+            | Zk::Throttled
+            | Zk::Custom(_)
+    )
+}
+
+impl From<zookeeper_client::Error> for Error {
+    fn from(e: zookeeper_client::Error) -> Self {
+        use zookeeper_client::Error as Zk;
+        match e {
+            Zk::ConnectionLoss | Zk::Timeout | Zk::Custom(_) => Error::ConnectionLoss,
+            Zk::SessionExpired | Zk::SessionMoved => Error::SessionExpired,
+            Zk::ClientClosed => Error::Closed,
+            Zk::NoAuth => Error::NoAuth,
+            Zk::AuthFailed => Error::AuthFailed,
+            other => Error::ZooKeeper(other),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_is_send_sync_clone() {
+        fn check<T: Send + Sync + Clone + 'static>() {}
+        check::<Error>();
+    }
+
+    #[test]
+    fn connection_errors_are_retryable_and_semantic_errors_are_not() {
+        assert!(Error::from(zookeeper_client::Error::ConnectionLoss).is_retryable());
+        assert!(Error::from(zookeeper_client::Error::SessionMoved).is_retryable());
+        assert!(!Error::from(zookeeper_client::Error::NoNode).is_retryable());
+        assert!(!Error::from(zookeeper_client::Error::NoAuth).is_retryable());
+        assert!(matches!(
+            Error::from(zookeeper_client::Error::NoAuth),
+            Error::NoAuth
+        ));
+    }
+}
