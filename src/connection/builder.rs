@@ -1,0 +1,442 @@
+//! [`ClientBuilder`]: how to reach ZooKeeper and how to behave when it goes away.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use zookeeper_client::Acl;
+
+use super::retry::{ExponentialBackoffRetry, RetryPolicy};
+use super::Client;
+use crate::error::{Error, Result};
+use crate::path::validate_path;
+
+/// Everything needed to (re)create a session. Shared by the client and its manager task.
+#[derive(Clone)]
+pub(crate) struct Config {
+    /// `host:port,host:port`, without chroot.
+    pub(crate) hosts: String,
+    /// The chroot from the connect string, which must already exist.
+    pub(crate) connect_chroot: Option<String>,
+    /// The namespace under the connect-string chroot, created when missing.
+    pub(crate) namespace: Option<String>,
+    pub(crate) session_timeout: Duration,
+    pub(crate) connection_timeout: Duration,
+    pub(crate) simulated_expiration_percent: u32,
+    pub(crate) retry_policy: Arc<dyn RetryPolicy>,
+    pub(crate) auth: Vec<(String, Vec<u8>)>,
+    pub(crate) default_acls: Vec<Acl>,
+    pub(crate) allow_read_only: bool,
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<zookeeper_client::TlsOptions>,
+}
+
+impl Config {
+    /// The full chroot to apply to every session: connect-string chroot, then namespace.
+    pub(crate) fn chroot(&self) -> Option<String> {
+        match (&self.connect_chroot, &self.namespace) {
+            (None, None) => None,
+            (Some(c), None) => Some(c.clone()),
+            (None, Some(n)) => Some(n.clone()),
+            (Some(c), Some(n)) => Some(format!("{c}{n}")),
+        }
+    }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Digest secrets must never reach logs: only the schemes are shown.
+        f.debug_struct("Config")
+            .field("hosts", &self.hosts)
+            .field("connect_chroot", &self.connect_chroot)
+            .field("namespace", &self.namespace)
+            .field("session_timeout", &self.session_timeout)
+            .field("connection_timeout", &self.connection_timeout)
+            .field(
+                "simulated_expiration_percent",
+                &self.simulated_expiration_percent,
+            )
+            .field("retry_policy", &self.retry_policy)
+            .field(
+                "auth_schemes",
+                &self
+                    .auth
+                    .iter()
+                    .map(|(s, _)| s.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .field("default_acls", &self.default_acls)
+            .field("allow_read_only", &self.allow_read_only)
+            .finish()
+    }
+}
+
+/// Builds a [`Client`]. Made by [`Client::builder`].
+///
+/// ```no_run
+/// # async fn demo() -> zk_recipes::Result<()> {
+/// use std::time::Duration;
+/// use zk_recipes::{retry::ExponentialBackoffRetry, Client};
+///
+/// let client = Client::builder("127.0.0.1:2181")
+///     .session_timeout(Duration::from_secs(10))
+///     .connection_timeout(Duration::from_secs(5))
+///     .retry_policy(ExponentialBackoffRetry::new(Duration::from_millis(100), 3))
+///     .namespace("app")
+///     .connect()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+#[must_use = "a builder does nothing until connect() is awaited"]
+pub struct ClientBuilder {
+    connect_string: String,
+    namespace: Option<String>,
+    session_timeout: Duration,
+    connection_timeout: Duration,
+    simulated_expiration_percent: u32,
+    retry_policy: Arc<dyn RetryPolicy>,
+    auth: Vec<(String, Vec<u8>)>,
+    default_acls: Vec<Acl>,
+    allow_read_only: bool,
+    #[cfg(feature = "tls")]
+    tls: Option<zookeeper_client::TlsOptions>,
+}
+
+impl std::fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `auth` holds digest secrets: only the schemes are shown.
+        f.debug_struct("ClientBuilder")
+            .field("connect_string", &self.connect_string)
+            .field("namespace", &self.namespace)
+            .field("session_timeout", &self.session_timeout)
+            .field("connection_timeout", &self.connection_timeout)
+            .field("retry_policy", &self.retry_policy)
+            .field(
+                "auth_schemes",
+                &self
+                    .auth
+                    .iter()
+                    .map(|(s, _)| s.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .field("allow_read_only", &self.allow_read_only)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientBuilder {
+    pub(crate) fn new(connect_string: impl Into<String>) -> Self {
+        Self {
+            connect_string: connect_string.into(),
+            namespace: None,
+            session_timeout: Duration::from_secs(60),
+            connection_timeout: Duration::from_secs(15),
+            simulated_expiration_percent: 100,
+            retry_policy: Arc::new(ExponentialBackoffRetry::new(Duration::from_millis(100), 3)),
+            auth: Vec::new(),
+            default_acls: Vec::new(),
+            allow_read_only: false,
+            #[cfg(feature = "tls")]
+            tls: None,
+        }
+    }
+
+    /// The session timeout to ask the server for (Curator's default: 60 s). The server clamps
+    /// it to its own `[minSessionTimeout, maxSessionTimeout]`; the negotiated value is what
+    /// [`ConnectionState::Lost`](crate::ConnectionState::Lost) detection uses.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let builder = zk_recipes::Client::builder("127.0.0.1:2181")
+    ///     .session_timeout(Duration::from_secs(10));
+    /// ```
+    pub fn session_timeout(mut self, timeout: Duration) -> Self {
+        self.session_timeout = timeout;
+        self
+    }
+
+    /// How long to wait for a connection, both when connecting and when an operation finds the
+    /// client suspended (Curator's default: 15 s). It is also the silence after which a
+    /// connection counts as dropped; keep it below the session timeout.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let builder = zk_recipes::Client::builder("127.0.0.1:2181")
+    ///     .connection_timeout(Duration::from_secs(5));
+    /// ```
+    pub fn connection_timeout(mut self, timeout: Duration) -> Self {
+        self.connection_timeout = timeout;
+        self
+    }
+
+    /// The retry policy for operations (default: `ExponentialBackoffRetry(100 ms, 3)`).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// use zk_recipes::retry::RetryNTimes;
+    /// let builder = zk_recipes::Client::builder("127.0.0.1:2181")
+    ///     .retry_policy(RetryNTimes::new(5, Duration::from_millis(200)));
+    /// ```
+    pub fn retry_policy(mut self, policy: impl RetryPolicy + 'static) -> Self {
+        self.retry_policy = Arc::new(policy);
+        self
+    }
+
+    /// A namespace (chroot) for every path of this client, like Curator's `namespace`:
+    /// `"app"` makes `/locks/a` mean `/app/locks/a`. It is created when missing.
+    ///
+    /// ```
+    /// let builder = zk_recipes::Client::builder("127.0.0.1:2181").namespace("app");
+    /// ```
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = Some(namespace.into());
+        self
+    }
+
+    /// After this percentage of the negotiated session timeout spent
+    /// [`Suspended`](crate::ConnectionState::Suspended), the client declares the session
+    /// [`Lost`](crate::ConnectionState::Lost) without waiting for the server to say so
+    /// (Curator's `simulatedSessionExpirationPercent`, default 100). The range is 1 to 100.
+    ///
+    /// ```
+    /// let builder = zk_recipes::Client::builder("127.0.0.1:2181")
+    ///     .simulated_session_expiration_percent(80);
+    /// ```
+    pub fn simulated_session_expiration_percent(mut self, percent: u32) -> Self {
+        self.simulated_expiration_percent = percent;
+        self
+    }
+
+    /// Adds authentication (Curator's `authorization`), e.g. `("digest", b"user:password")`.
+    /// The secret never appears in `Debug` output or tracing events.
+    ///
+    /// ```
+    /// let builder = zk_recipes::Client::builder("127.0.0.1:2181")
+    ///     .authorization("digest", b"alice:secret".to_vec());
+    /// ```
+    pub fn authorization(mut self, scheme: impl Into<String>, auth: impl Into<Vec<u8>>) -> Self {
+        self.auth.push((scheme.into(), auth.into()));
+        self
+    }
+
+    /// ACLs for the nodes the client and its recipes create when a recipe is given none
+    /// (default: open to anyone, `world:anyone` with all permissions).
+    ///
+    /// ```
+    /// use zk_recipes::zookeeper_client::Acls;
+    /// let builder = zk_recipes::Client::builder("127.0.0.1:2181")
+    ///     .authorization("digest", b"alice:secret".to_vec())
+    ///     .default_acls(Acls::creator_all().to_vec());
+    /// ```
+    pub fn default_acls(mut self, acls: Vec<Acl>) -> Self {
+        self.default_acls = acls;
+        self
+    }
+
+    /// Allows connecting to a server in read-only mode (Curator's `canBeReadOnly`); the state
+    /// is then [`ReadOnly`](crate::ConnectionState::ReadOnly).
+    ///
+    /// ```
+    /// let builder = zk_recipes::Client::builder("127.0.0.1:2181").can_be_read_only(true);
+    /// ```
+    pub fn can_be_read_only(mut self, allow: bool) -> Self {
+        self.allow_read_only = allow;
+        self
+    }
+
+    /// TLS options, passed to zookeeper-client (feature `tls`).
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn tls(mut self, options: zookeeper_client::TlsOptions) -> Self {
+        self.tls = Some(options);
+        self
+    }
+
+    /// Checks the settings, connects, and starts the connection manager.
+    ///
+    /// # Errors
+    ///
+    /// * [`Error::InvalidArgument`] for an empty or malformed connect string, a zero timeout,
+    ///   or a percentage outside 1..=100;
+    /// * [`Error::InvalidPath`] for a bad chroot or namespace;
+    /// * [`Error::InvalidArgument`] when the connect string's chroot does not exist;
+    /// * [`Error::ConnectionLoss`] when no session is established within the connection
+    ///   timeout; [`Error::AuthFailed`] when authentication is refused.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future closes any session it had opened.
+    pub async fn connect(self) -> Result<Client> {
+        let config = self.into_config()?;
+        Client::connect_with(config).await
+    }
+
+    pub(crate) fn into_config(self) -> Result<Config> {
+        let (hosts, connect_chroot) = parse_connect_string(&self.connect_string)?;
+        let namespace = match self.namespace {
+            None => None,
+            Some(ns) if ns.is_empty() => None,
+            Some(ns) => {
+                let ns = if ns.starts_with('/') {
+                    ns
+                } else {
+                    format!("/{ns}")
+                };
+                validate_path(&ns)?;
+                (ns != "/").then_some(ns)
+            }
+        };
+        if self.session_timeout.is_zero() {
+            return Err(Error::InvalidArgument(
+                "session timeout must not be zero".into(),
+            ));
+        }
+        if self.connection_timeout.is_zero() {
+            return Err(Error::InvalidArgument(
+                "connection timeout must not be zero".into(),
+            ));
+        }
+        if !(1..=100).contains(&self.simulated_expiration_percent) {
+            return Err(Error::InvalidArgument(format!(
+                "simulated session expiration percent must be in 1..=100, got {}",
+                self.simulated_expiration_percent
+            )));
+        }
+        Ok(Config {
+            hosts,
+            connect_chroot,
+            namespace,
+            session_timeout: self.session_timeout,
+            connection_timeout: self.connection_timeout,
+            simulated_expiration_percent: self.simulated_expiration_percent,
+            retry_policy: self.retry_policy,
+            auth: self.auth,
+            default_acls: self.default_acls,
+            allow_read_only: self.allow_read_only,
+            #[cfg(feature = "tls")]
+            tls: self.tls,
+        })
+    }
+}
+
+/// Splits `host:port,host:port/chroot` and checks every part, so a typo is an
+/// [`Error::InvalidArgument`] now rather than an endless reconnect loop later.
+pub(crate) fn parse_connect_string(s: &str) -> Result<(String, Option<String>)> {
+    let bad = |why: String| Error::InvalidArgument(format!("connect string {s:?}: {why}"));
+    let s_trimmed = s.trim();
+    if s_trimmed.is_empty() {
+        return Err(bad("it is empty".into()));
+    }
+    let (hosts, chroot) = match s_trimmed.find('/') {
+        // A scheme such as tcp:// is not a chroot.
+        Some(i) if !s_trimmed[..i].ends_with(':') => (&s_trimmed[..i], Some(&s_trimmed[i..])),
+        _ => (s_trimmed, None),
+    };
+    let mut checked = Vec::new();
+    for host in hosts.split(',') {
+        let host = host.trim();
+        let bare = host
+            .strip_prefix("tcp://")
+            .or_else(|| host.strip_prefix("tcp+tls://"))
+            .unwrap_or(host);
+        if bare.is_empty() {
+            return Err(bad("it has an empty host".into()));
+        }
+        let (name, port) = match bare.rsplit_once(':') {
+            Some((name, _)) if !name.ends_with(']') && name.contains(':') => {
+                // An IPv6 literal without brackets and without a port.
+                (bare, None)
+            }
+            Some((name, port)) => (name, Some(port)),
+            None => (bare, None),
+        };
+        if name.is_empty() || name.contains(char::is_whitespace) {
+            return Err(bad(format!("bad host {host:?}")));
+        }
+        if let Some(port) = port {
+            match port.parse::<u16>() {
+                Ok(p) if p > 0 => {}
+                _ => return Err(bad(format!("bad port in {host:?}"))),
+            }
+        }
+        checked.push(host.to_string());
+    }
+    let chroot = match chroot {
+        None | Some("/") => None,
+        Some(c) => {
+            validate_path(c)?;
+            Some(c.to_string())
+        }
+    };
+    Ok((checked.join(","), chroot))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_hosts_and_chroot() {
+        assert_eq!(
+            parse_connect_string("127.0.0.1:2181").unwrap(),
+            ("127.0.0.1:2181".into(), None)
+        );
+        assert_eq!(
+            parse_connect_string("a:1,b:2/app/x").unwrap(),
+            ("a:1,b:2".into(), Some("/app/x".into()))
+        );
+        assert_eq!(
+            parse_connect_string("localhost").unwrap(),
+            ("localhost".into(), None)
+        );
+        assert_eq!(
+            parse_connect_string("tcp://a:1").unwrap(),
+            ("tcp://a:1".into(), None)
+        );
+    }
+
+    #[test]
+    fn rejects_malformed_connect_strings() {
+        for s in [
+            "", "   ", ",", "a:1,", "a:x", "a:0", "a:70000", ":2181", "a b:1", "a:1//x", "a:1/x/",
+        ] {
+            assert!(parse_connect_string(s).is_err(), "{s:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn validates_settings() {
+        let bad = |b: ClientBuilder| b.into_config().unwrap_err();
+        assert!(matches!(
+            bad(ClientBuilder::new("a:1").session_timeout(Duration::ZERO)),
+            Error::InvalidArgument(_)
+        ));
+        assert!(matches!(
+            bad(ClientBuilder::new("a:1").simulated_session_expiration_percent(0)),
+            Error::InvalidArgument(_)
+        ));
+        assert!(matches!(
+            bad(ClientBuilder::new("a:1").namespace("a//b")),
+            Error::InvalidPath { .. }
+        ));
+        let config = ClientBuilder::new("a:1/base")
+            .namespace("app")
+            .into_config()
+            .unwrap();
+        assert_eq!(config.chroot().as_deref(), Some("/base/app"));
+    }
+
+    #[test]
+    fn debug_never_shows_secrets() {
+        let builder = ClientBuilder::new("a:1").authorization("digest", b"alice:hunter2".to_vec());
+        let config = builder.clone().into_config().unwrap();
+        assert!(!format!("{config:?}").contains("hunter2"));
+        let shown = format!("{builder:?}");
+        assert!(
+            !shown.contains("hunter2") && shown.contains("digest"),
+            "{shown}"
+        );
+        let bytes = format!("{:?}", b"alice:hunter2".to_vec());
+        assert!(!shown.contains(&bytes[1..10]), "{shown}");
+    }
+}

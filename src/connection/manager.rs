@@ -1,0 +1,248 @@
+//! The connection manager's task: turns zookeeper-client session states into Curator's
+//! connection states, and replaces a lost session with a new one.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use zookeeper_client::SessionState;
+
+use super::{Config, ConnectionState, Session, Shared, Snapshot};
+use crate::error::{Error, Result};
+
+/// The first reconnect backoff after a loss, doubled up to [`MAX_RECONNECT_BACKOFF`].
+const MIN_RECONNECT_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_RECONNECT_BACKOFF: Duration = Duration::from_secs(2);
+
+/// Connects one session, applies the chroot (creating the namespace when missing), and returns
+/// its handle. Tries until `deadline` (or for ever when `None`).
+pub(crate) async fn connect_session(
+    config: &Config,
+    deadline: Option<Instant>,
+) -> Result<zookeeper_client::Client> {
+    let mut backoff = MIN_RECONNECT_BACKOFF;
+    loop {
+        let attempt_budget = match deadline {
+            Some(d) => d.saturating_duration_since(Instant::now()),
+            None => config.connection_timeout.max(config.session_timeout),
+        };
+        if attempt_budget.is_zero() {
+            return Err(Error::ConnectionLoss);
+        }
+        let error = match tokio::time::timeout(attempt_budget, connect_once(config)).await {
+            Ok(Ok(zk)) => return Ok(zk),
+            // Configuration errors will not heal by retrying.
+            Ok(Err(
+                e @ (Error::InvalidArgument(_)
+                | Error::InvalidPath { .. }
+                | Error::AuthFailed
+                | Error::NoAuth),
+            )) => return Err(e),
+            Ok(Err(e)) => e,
+            Err(_) => Error::ConnectionLoss,
+        };
+        tracing::debug!(%error, hosts = %config.hosts, "connecting to ZooKeeper failed; backing off");
+        let sleep = jitter(backoff);
+        if let Some(d) = deadline {
+            if Instant::now() + sleep >= d {
+                return Err(Error::ConnectionLoss);
+            }
+        }
+        tokio::time::sleep(sleep).await;
+        backoff = (backoff * 2).min(MAX_RECONNECT_BACKOFF);
+    }
+}
+
+async fn connect_once(config: &Config) -> Result<zookeeper_client::Client> {
+    let mut connector = zookeeper_client::Client::connector()
+        .with_session_timeout(config.session_timeout)
+        .with_connection_timeout(config.connection_timeout)
+        .with_readonly(config.allow_read_only);
+    for (scheme, auth) in &config.auth {
+        connector = connector.with_auth(scheme, auth);
+    }
+    #[cfg(feature = "tls")]
+    if let Some(tls) = &config.tls {
+        connector = connector.with_tls(tls.clone());
+    }
+    let zk = connector.connect(&config.hosts).await?;
+    tracing::info!(session = %zk.session_id(), timeout = ?zk.session_timeout(), "ZooKeeper session established");
+    let Some(chroot) = config.chroot() else {
+        return Ok(zk);
+    };
+    if let Some(namespace) = &config.namespace {
+        // The namespace is ours to create; the connect string's chroot must exist already.
+        let base = config.connect_chroot.as_deref().unwrap_or("");
+        if !base.is_empty() {
+            require_node(&zk, base).await?;
+        }
+        let full = format!("{base}{namespace}");
+        let acls = super::acls_or_default(&config.default_acls);
+        match zk
+            .create(
+                &full,
+                &[],
+                &zookeeper_client::CreateMode::Persistent.with_acls(acls),
+            )
+            .await
+        {
+            Ok(_) | Err(zookeeper_client::Error::NodeExists) => {}
+            Err(zookeeper_client::Error::NoNode) => {
+                super::ensure_parents(&zk, &full, acls).await?;
+                zk.mkdir(
+                    &full,
+                    &zookeeper_client::CreateMode::Persistent.with_acls(acls),
+                )
+                .await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    } else {
+        require_node(&zk, &chroot).await?;
+    }
+    zk.chroot(chroot.clone())
+        .map_err(|_| Error::invalid_path(chroot, "not a usable chroot"))
+}
+
+async fn require_node(zk: &zookeeper_client::Client, path: &str) -> Result<()> {
+    match zk.check_stat(path).await? {
+        Some(_) => Ok(()),
+        None => Err(Error::InvalidArgument(format!(
+            "the chroot {path} does not exist on the server"
+        ))),
+    }
+}
+
+fn jitter(d: Duration) -> Duration {
+    // ±25 %, so that many clients losing one server do not come back in lockstep.
+    let millis = d.as_millis() as u64;
+    Duration::from_millis(millis * 3 / 4 + fastrand::u64(0..=millis / 2))
+}
+
+/// The manager task. Runs until the client is closed.
+pub(crate) async fn run(shared: Arc<Shared>, mut session: Arc<Session>) {
+    loop {
+        let ended_by = watch_session(&shared, &session).await;
+        session.mark_lost();
+        match ended_by {
+            SessionEnd::Closed => {
+                // `mark_lost` let go of the session's handle, which closes it on the server.
+                // Wake `close()`, and end every state stream.
+                shared.current.send_modify(|_| {});
+                shared.fanout.close();
+                tracing::info!("ZooKeeper client closed");
+                return;
+            }
+            SessionEnd::Lost(reason) => {
+                tracing::warn!(session = %session.id(), %reason, "ZooKeeper session lost");
+                publish(&shared, ConnectionState::Lost, None);
+            }
+        }
+        let generation = session.generation() + 1;
+        drop(session);
+        // Connect a new session for as long as the client is open.
+        let zk = tokio::select! {
+            zk = reconnect_forever(&shared.config) => zk,
+            _ = shared.closed.cancelled() => return,
+        };
+        session = Arc::new(Session::new(zk, generation));
+        publish(&shared, ConnectionState::Reconnected, Some(session.clone()));
+    }
+}
+
+async fn reconnect_forever(config: &Config) -> zookeeper_client::Client {
+    loop {
+        match connect_session(config, None).await {
+            Ok(zk) => return zk,
+            Err(e) => {
+                // Only configuration errors end up here (a namespace we may not create, auth
+                // refused). They may be fixed server-side, so keep trying, slowly and loudly.
+                tracing::error!(error = %e, "cannot create a new ZooKeeper session; retrying");
+                tokio::time::sleep(MAX_RECONNECT_BACKOFF).await;
+            }
+        }
+    }
+}
+
+enum SessionEnd {
+    Closed,
+    Lost(&'static str),
+}
+
+/// Follows one session's states until it is lost or the client is closed.
+async fn watch_session(shared: &Shared, session: &Session) -> SessionEnd {
+    let mut states = match session.zookeeper() {
+        Ok(zk) => zk.state_watcher(),
+        Err(_) => return SessionEnd::Lost("the session was released"),
+    };
+    let mut suspended_since: Option<tokio::time::Instant> = None;
+    let percent = shared.config.simulated_expiration_percent;
+    // A state that changed before the watcher was made is still in `states.state()`.
+    let mut next_state = Some(states.state());
+    loop {
+        let state = match next_state.take() {
+            Some(state) => state,
+            None => {
+                let lost_at =
+                    suspended_since.map(|since| since + session.timeout() * percent / 100);
+                tokio::select! {
+                    biased;
+                    _ = shared.closed.cancelled() => return SessionEnd::Closed,
+                    state = states.changed() => state,
+                    _ = sleep_until(lost_at) => {
+                        // Curator's simulated expiration: the server has surely expired the
+                        // session by now, even if this client cannot hear it say so.
+                        return SessionEnd::Lost("suspended for longer than the session timeout");
+                    }
+                }
+            }
+        };
+        match state {
+            SessionState::Disconnected => {
+                if suspended_since.is_none() {
+                    suspended_since = Some(tokio::time::Instant::now());
+                    session.record_interruption();
+                    publish(shared, ConnectionState::Suspended, None);
+                }
+            }
+            SessionState::SyncConnected => {
+                if suspended_since.take().is_some() {
+                    publish(shared, ConnectionState::Reconnected, None);
+                }
+            }
+            SessionState::ConnectedReadOnly => {
+                suspended_since = None;
+                if shared.current.borrow().state != ConnectionState::ReadOnly {
+                    publish(shared, ConnectionState::ReadOnly, None);
+                }
+            }
+            SessionState::Expired => return SessionEnd::Lost("the server expired the session"),
+            SessionState::AuthFailed => return SessionEnd::Lost("authentication failed"),
+            SessionState::Closed => {
+                if shared.closed.is_cancelled() {
+                    return SessionEnd::Closed;
+                }
+                return SessionEnd::Lost("the session was closed");
+            }
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Publishes a transition: the snapshot first (so a subscriber woken by the transition sees
+/// the new session), then every subscriber's queue.
+fn publish(shared: &Shared, state: ConnectionState, new_session: Option<Arc<Session>>) {
+    shared.current.send_modify(|snapshot: &mut Snapshot| {
+        snapshot.state = state;
+        if let Some(session) = new_session {
+            snapshot.session = session;
+        }
+    });
+    tracing::info!(%state, "ZooKeeper connection state");
+    shared.fanout.publish(state);
+}

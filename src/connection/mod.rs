@@ -1,0 +1,655 @@
+//! The connection manager: one ZooKeeper session at a time, Curator's connection states, retry
+//! policies, a new session after expiry, and protected creates.
+//!
+//! Everything else in this crate stands on [`Client`]: recipes ask it for the current
+//! [`Session`], watch its [`ConnectionState`]s, and create their nodes through
+//! [`Client::create_protected`].
+
+mod builder;
+mod manager;
+mod protected;
+pub mod retry;
+mod state;
+
+use std::future::Future;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use zookeeper_client::{Acl, Acls, CreateMode, SessionId, Stat};
+
+pub use self::builder::ClientBuilder;
+pub(crate) use self::builder::Config;
+pub use self::protected::ProtectedNode;
+use self::state::StateFanout;
+pub use self::state::{ConnectionState, ConnectionStates};
+use crate::error::{Error, Result};
+
+/// A ZooKeeper connection manager, shared by every recipe: Curator's `CuratorFramework`.
+///
+/// `Client` is cheap to clone; all clones share one session. Build one with
+/// [`Client::builder`].
+///
+/// ```no_run
+/// # async fn demo() -> zk_recipes::Result<()> {
+/// use std::time::Duration;
+/// use futures::StreamExt;
+/// use zk_recipes::{retry::ExponentialBackoffRetry, Client};
+///
+/// let client = Client::builder("127.0.0.1:2181")
+///     .session_timeout(Duration::from_secs(10))
+///     .retry_policy(ExponentialBackoffRetry::new(Duration::from_millis(100), 3))
+///     .connect()
+///     .await?;
+/// let mut states = client.connection_states();
+/// tokio::spawn(async move {
+///     while let Some(state) = states.next().await {
+///         tracing::info!(%state, "ZooKeeper connection");
+///     }
+/// });
+/// let (data, _stat) = client.with_retry(|zk| async move { zk.get_data("/").await }).await?;
+/// # Ok(()) }
+/// ```
+///
+/// # Behavior
+///
+/// * **States.** The client reports Curator's [`ConnectionState`]s. `Suspended` when the
+///   connection drops (zookeeper-client's `Disconnected`, which it notices after a silence of
+///   the connection timeout or 2/5 of the session timeout); `Reconnected` when it is back;
+///   `Lost` when the server says the session expired, **or** when the client has been
+///   `Suspended` for longer than the negotiated session timeout × the simulated-expiration
+///   percentage (100 by default), whichever comes first. Every subscriber of
+///   [`connection_states`](Self::connection_states) sees every transition, in order; none is
+///   dropped.
+/// * **Sessions.** After `Lost` the old session is abandoned for good (its zookeeper-client
+///   handle is dropped, which closes it on the server if it is still alive) and the manager
+///   connects a **new** session, with backoff, for as long as the client is open; then it
+///   reports `Reconnected`. The switch to the new session is one atomic swap: a caller sees
+///   either the old [`Session`] or the new one, and can tell them apart with
+///   [`Session::generation`]. Recipes re-create their nodes on the new session.
+/// * **Retries.** [`with_retry`](Self::with_retry) and the retried helpers wait for a
+///   connection (at most the connection timeout), run the operation, and retry retryable
+///   failures (connection loss, timeouts, a moved session, an expired session once a new one
+///   exists) as the [`RetryPolicy`](retry::RetryPolicy) allows. No operation waits forever:
+///   each attempt is bounded by the connection timeout, and the attempts by the policy.
+/// * **Protected creates.** [`create_protected`](Self::create_protected) names nodes with
+///   Curator's `_c_<uuid>-` prefix and, after a connection loss, finds a node it may have
+///   created by that prefix **and** by its ephemeral owner being the current session
+///   (CURATOR-498). A create whose future is dropped mid-flight, or that is abandoned, has its
+///   node deleted in the background.
+/// * **Close.** [`close`](Self::close), or dropping the last clone, stops the manager and
+///   closes the session; its ephemeral nodes go at once.
+#[derive(Clone, Debug)]
+pub struct Client {
+    shared: Arc<Shared>,
+    // Only user-facing handles hold this; its drop closes the client.
+    _handle: Arc<CloseOnDrop>,
+}
+
+/// The state the client and its manager task share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    /// The current session and state, swapped atomically by the manager.
+    pub(crate) current: watch::Sender<Snapshot>,
+    pub(crate) fanout: StateFanout,
+    pub(crate) closed: CancellationToken,
+    /// Where background clean-ups run, even when a guard is dropped outside a runtime.
+    pub(crate) runtime: tokio::runtime::Handle,
+}
+
+/// The current session and connection state, published together so they never disagree.
+#[derive(Debug, Clone)]
+pub(crate) struct Snapshot {
+    pub(crate) state: ConnectionState,
+    pub(crate) session: Arc<Session>,
+}
+
+#[derive(Debug)]
+struct CloseOnDrop(CancellationToken);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+/// One ZooKeeper session of a [`Client`].
+///
+/// A `Client` has one session at a time; after [`ConnectionState::Lost`] it makes a new one,
+/// with the next [`generation`](Self::generation). An ephemeral node belongs to the session
+/// that created it: recipes keep the `Arc<Session>` their node was created on, and treat the
+/// node as gone once that session [`is_lost`](Self::is_lost).
+#[derive(Debug)]
+pub struct Session {
+    /// `None` once the session is released (lost or closed): dropping the last handle is what
+    /// makes zookeeper-client close the session on the server, so the manager must be able to
+    /// let go of it even while recipes still hold this `Session`.
+    zk: RwLock<Option<zookeeper_client::Client>>,
+    id: SessionId,
+    timeout: Duration,
+    generation: u64,
+    lost: CancellationToken,
+    /// How many times this session was suspended or lost. A holder compares the count from
+    /// before its ownership was confirmed with the current one: any change means its lock or
+    /// leadership *may* be gone, even if the blip was too short to observe as a state.
+    interruptions: watch::Sender<u64>,
+}
+
+impl Session {
+    pub(crate) fn new(zk: zookeeper_client::Client, generation: u64) -> Self {
+        Self {
+            id: zk.session_id(),
+            timeout: zk.session_timeout(),
+            zk: RwLock::new(Some(zk)),
+            generation,
+            lost: CancellationToken::new(),
+            interruptions: watch::Sender::new(0),
+        }
+    }
+
+    /// The zookeeper-client handle of this session, for raw operations.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::SessionExpired`] once the session is lost, [`Error::Closed`] once the client
+    /// is closed: the handle has been let go so the session can close.
+    pub fn zookeeper(&self) -> Result<zookeeper_client::Client> {
+        match &*self.zk.read().unwrap() {
+            Some(zk) => Ok(zk.clone()),
+            None => Err(Error::SessionExpired),
+        }
+    }
+
+    /// The session id, as ZooKeeper reports it in a node's ephemeral owner.
+    pub fn id(&self) -> SessionId {
+        self.id
+    }
+
+    /// 0 for the client's first session, then one more for each new session after a loss.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The negotiated session timeout.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// True once the session has been declared lost (or the client closed).
+    pub fn is_lost(&self) -> bool {
+        self.lost.is_cancelled()
+    }
+
+    /// Resolves when the session is declared lost, or the client is closed.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn lost(&self) {
+        self.lost.cancelled().await
+    }
+
+    /// True if `stat` is of a node whose ephemeral owner is this session.
+    pub fn owns(&self, stat: &Stat) -> bool {
+        stat.ephemeral_owner == self.id.0
+    }
+
+    /// The count of interruptions (suspensions and the loss) so far.
+    pub(crate) fn interruption_count(&self) -> u64 {
+        *self.interruptions.borrow()
+    }
+
+    /// Resolves once the session has been interrupted more than `seen` times.
+    pub(crate) async fn interrupted_since(&self, seen: u64) {
+        let mut rx = self.interruptions.subscribe();
+        // The sender lives as long as `self`, which we borrow, so this cannot fail.
+        let _ = rx.wait_for(|count| *count > seen).await;
+    }
+
+    pub(crate) fn record_interruption(&self) {
+        self.interruptions.send_modify(|count| *count += 1);
+    }
+
+    /// Declares the session lost and lets go of its handle.
+    pub(crate) fn mark_lost(&self) {
+        self.record_interruption();
+        self.lost.cancel();
+        self.zk.write().unwrap().take();
+    }
+}
+
+impl Client {
+    /// Starts building a client for `connect_string`: `host:port[,host:port…][/chroot]`.
+    ///
+    /// ```
+    /// let builder = zk_recipes::Client::builder("127.0.0.1:2181");
+    /// ```
+    pub fn builder(connect_string: impl Into<String>) -> ClientBuilder {
+        ClientBuilder::new(connect_string)
+    }
+
+    async fn connect_with(config: Config) -> Result<Client> {
+        let deadline = Instant::now() + config.connection_timeout;
+        let zk = manager::connect_session(&config, Some(deadline)).await?;
+        let session = Arc::new(Session::new(zk, 0));
+        let (current, _) = watch::channel(Snapshot {
+            state: ConnectionState::Connected,
+            session: session.clone(),
+        });
+        let closed = CancellationToken::new();
+        let shared = Arc::new(Shared {
+            config,
+            current,
+            fanout: StateFanout::default(),
+            closed: closed.clone(),
+            runtime: tokio::runtime::Handle::current(),
+        });
+        tokio::spawn(manager::run(shared.clone(), session));
+        Ok(Client {
+            shared,
+            _handle: Arc::new(CloseOnDrop(closed)),
+        })
+    }
+
+    /// The current connection state.
+    pub fn state(&self) -> ConnectionState {
+        self.shared.current.borrow().state
+    }
+
+    /// A stream of every connection state transition from now on, in order. None is dropped,
+    /// however slowly the stream is read. It ends when the client is closed.
+    pub fn connection_states(&self) -> ConnectionStates {
+        self.shared.fanout.subscribe()
+    }
+
+    /// The current session (which may be suspended or lost; see [`Session::is_lost`]).
+    pub fn session(&self) -> Arc<Session> {
+        self.shared.current.borrow().session.clone()
+    }
+
+    /// The current session's zookeeper-client handle, for raw operations. Prefer
+    /// [`with_retry`](Self::with_retry), which also survives a change of session.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::SessionExpired`] between a session's loss and the next session;
+    /// [`Error::Closed`] once the client is closed.
+    pub fn zookeeper(&self) -> Result<zookeeper_client::Client> {
+        if self.is_closed() {
+            return Err(Error::Closed);
+        }
+        self.session().zookeeper()
+    }
+
+    /// The negotiated timeout of the current session.
+    pub fn session_timeout(&self) -> Duration {
+        self.session().timeout()
+    }
+
+    /// The configured connection timeout.
+    pub fn connection_timeout(&self) -> Duration {
+        self.shared.config.connection_timeout
+    }
+
+    /// The retry policy operations use.
+    pub fn retry_policy(&self) -> &dyn retry::RetryPolicy {
+        &*self.shared.config.retry_policy
+    }
+
+    /// The ACLs recipes put on the nodes they create when given none.
+    pub fn default_acls(&self) -> Acls<'_> {
+        acls_or_default(&self.shared.config.default_acls)
+    }
+
+    /// True once [`close`](Self::close) was called (or every handle dropped).
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.is_cancelled()
+    }
+
+    /// Waits until the client is connected, and returns the session it is connected on.
+    ///
+    /// # Errors
+    ///
+    /// * [`Error::Timeout`] if it is not connected within `timeout`;
+    /// * [`Error::Closed`] if the client is closed.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn wait_connected(&self, timeout: Duration) -> Result<Arc<Session>> {
+        match tokio::time::timeout(timeout, self.connected_session_unbounded()).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::Timeout(timeout)),
+        }
+    }
+
+    /// The session once connected, waiting at most the connection timeout.
+    ///
+    /// [`Error::ConnectionLoss`] when the wait times out, as Curator reports it.
+    pub(crate) async fn connected_session(&self) -> Result<Arc<Session>> {
+        match self
+            .wait_connected(self.shared.config.connection_timeout)
+            .await
+        {
+            Err(Error::Timeout(_)) => Err(Error::ConnectionLoss),
+            other => other,
+        }
+    }
+
+    async fn connected_session_unbounded(&self) -> Result<Arc<Session>> {
+        let mut rx = self.shared.current.subscribe();
+        let closed = self.shared.closed.clone();
+        tokio::select! {
+            biased;
+            _ = closed.cancelled() => Err(Error::Closed),
+            snapshot = rx.wait_for(|s| s.state.is_connected() && !s.session.is_lost()) => match snapshot {
+                Ok(s) => Ok(s.session.clone()),
+                Err(_) => Err(Error::Closed),
+            },
+        }
+    }
+
+    /// Runs `operation` on the current session, retrying retryable failures as the retry policy
+    /// allows (Curator's `RetryLoop`).
+    ///
+    /// Each attempt gets the zookeeper-client handle of the session current at that moment, so
+    /// an attempt after a session loss runs on the new session.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: zk_recipes::Client) -> zk_recipes::Result<()> {
+    /// let children = client
+    ///     .with_retry(|zk| async move { zk.list_children("/").await })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The last error, converted to [`Error`], when it is not retryable or the policy gives up;
+    /// [`Error::ConnectionLoss`] when no connection comes back within the connection timeout;
+    /// [`Error::Closed`] when the client is closed.
+    ///
+    /// # Cancel safety
+    ///
+    /// As cancel safe as `operation`: dropping the future drops the attempt in flight. A write
+    /// already sent may still be applied by the server.
+    pub async fn with_retry<T, E, F, Fut>(&self, mut operation: F) -> Result<T>
+    where
+        F: FnMut(zookeeper_client::Client) -> Fut,
+        Fut: Future<Output = std::result::Result<T, E>>,
+        E: Into<Error>,
+    {
+        let started = Instant::now();
+        let mut retries = 0u32;
+        loop {
+            let outcome = match self.connected_session().await {
+                Ok(session) => match session.zookeeper() {
+                    Ok(zk) => operation(zk).await.map_err(Into::into),
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(value) => return Ok(value),
+                Err(e) => self.backoff(e, &mut retries, started).await?,
+            }
+        }
+    }
+
+    /// Sleeps before the next attempt, or returns the error when the policy gives up.
+    pub(crate) async fn backoff(
+        &self,
+        error: Error,
+        retries: &mut u32,
+        started: Instant,
+    ) -> Result<()> {
+        let policy = &self.shared.config.retry_policy;
+        if matches!(error, Error::Closed) || self.is_closed() || !policy.allow_retry_on(&error) {
+            return Err(error);
+        }
+        match policy.allow_retry(*retries, started.elapsed()) {
+            Some(sleep) => {
+                tracing::debug!(%error, retry = *retries, ?sleep, "retrying ZooKeeper operation");
+                *retries += 1;
+                tokio::select! {
+                    _ = tokio::time::sleep(sleep) => Ok(()),
+                    _ = self.shared.closed.cancelled() => Err(Error::Closed),
+                }
+            }
+            None => Err(error),
+        }
+    }
+
+    /// Creates `path` with `data` (and its missing parents, as container nodes), retried.
+    /// `acls` empty means the client's [default ACLs](ClientBuilder::default_acls).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidPath`]; [`Error::ZooKeeper`] with `NodeExists` if it exists; the errors
+    /// of [`with_retry`](Self::with_retry).
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: the node may be created even if the future is dropped.
+    pub async fn create(
+        &self,
+        path: &str,
+        data: &[u8],
+        mode: CreateMode,
+        acls: &[Acl],
+    ) -> Result<Stat> {
+        crate::path::validate_path(path)?;
+        let acls = acls_or_default(if acls.is_empty() {
+            &self.shared.config.default_acls
+        } else {
+            acls
+        });
+        self.with_retry(|zk| async move {
+            let options = mode.with_acls(acls);
+            match zk.create(path, data, &options).await {
+                Err(zookeeper_client::Error::NoNode) => {
+                    ensure_parents(&zk, path, acls).await?;
+                    zk.create(path, data, &options).await.map(|(stat, _)| stat)
+                }
+                other => other.map(|(stat, _)| stat),
+            }
+        })
+        .await
+    }
+
+    /// Creates `path` and its missing ancestors as persistent (`container` = false) or
+    /// container nodes, retried. Existing nodes are fine.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidPath`], [`Error::NoAuth`], and the errors of
+    /// [`with_retry`](Self::with_retry).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe in effect: the creates are idempotent, though some may have been applied.
+    pub async fn ensure_path(&self, path: &str, container: bool) -> Result<()> {
+        crate::path::validate_path(path)?;
+        if path == "/" {
+            return Ok(());
+        }
+        let acls = self.default_acls();
+        let mode = if container {
+            CreateMode::Container
+        } else {
+            CreateMode::Persistent
+        };
+        self.with_retry(|zk| async move {
+            match zk.create(path, &[], &mode.with_acls(acls)).await {
+                Ok(_) | Err(zookeeper_client::Error::NodeExists) => Ok(()),
+                Err(zookeeper_client::Error::NoNode) => {
+                    ensure_parents(&zk, path, acls).await?;
+                    match zk.create(path, &[], &mode.with_acls(acls)).await {
+                        Ok(_) | Err(zookeeper_client::Error::NodeExists) => Ok(()),
+                        Err(e) => Err(e),
+                    }
+                }
+                Err(e) => Err(e),
+            }
+        })
+        .await
+    }
+
+    /// Reads `path`, retried. `Ok(None)` if it does not exist.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidPath`] and the errors of [`with_retry`](Self::with_retry).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn get_data(&self, path: &str) -> Result<Option<(Vec<u8>, Stat)>> {
+        crate::path::validate_path(path)?;
+        self.with_retry(|zk| async move {
+            match zk.get_data(path).await {
+                Ok(found) => Ok(Some(found)),
+                Err(zookeeper_client::Error::NoNode) => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+        .await
+    }
+
+    /// Writes `data` to `path`, retried; `version` as in ZooKeeper (`None`: any version).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidPath`]; [`Error::ZooKeeper`] with `NoNode` or `BadVersion`; the errors
+    /// of [`with_retry`](Self::with_retry).
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: the write may be applied even if the future is dropped.
+    pub async fn set_data(&self, path: &str, data: &[u8], version: Option<i32>) -> Result<Stat> {
+        crate::path::validate_path(path)?;
+        self.with_retry(|zk| async move { zk.set_data(path, data, version).await })
+            .await
+    }
+
+    /// Deletes `path`, retried. `Ok(false)` if it did not exist (also when an earlier attempt
+    /// deleted it before a connection loss hid the answer).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidPath`]; [`Error::ZooKeeper`] with `BadVersion` or `NotEmpty`; the errors
+    /// of [`with_retry`](Self::with_retry).
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: the delete may be applied even if the future is dropped.
+    pub async fn delete(&self, path: &str, version: Option<i32>) -> Result<bool> {
+        crate::path::validate_path(path)?;
+        self.with_retry(|zk| async move {
+            match zk.delete(path, version).await {
+                Ok(()) => Ok(true),
+                Err(zookeeper_client::Error::NoNode) => Ok(false),
+                Err(e) => Err(e),
+            }
+        })
+        .await
+    }
+
+    /// The children of `path`, retried. `Ok(None)` if it does not exist.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidPath`] and the errors of [`with_retry`](Self::with_retry).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn children(&self, path: &str) -> Result<Option<Vec<String>>> {
+        crate::path::validate_path(path)?;
+        self.with_retry(|zk| async move {
+            match zk.list_children(path).await {
+                Ok(children) => Ok(Some(children)),
+                Err(zookeeper_client::Error::NoNode) => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+        .await
+    }
+
+    /// The stat of `path`, retried. `Ok(None)` if it does not exist.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidPath`] and the errors of [`with_retry`](Self::with_retry).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn exists(&self, path: &str) -> Result<Option<Stat>> {
+        crate::path::validate_path(path)?;
+        self.with_retry(|zk| async move { zk.check_stat(path).await })
+            .await
+    }
+
+    /// Closes the client: stops the connection manager and closes the session, so its
+    /// ephemeral nodes are deleted at once. Recipes built on it stop working.
+    ///
+    /// Other clones see [`Error::Closed`] from then on. Idempotent.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the close has started when this is first polled.
+    pub async fn close(&self) {
+        self.shared.closed.cancel();
+        // Wait (briefly) for the manager to let the session go, so a caller that closes and
+        // then checks ZooKeeper sees the ephemeral nodes gone.
+        let mut rx = self.shared.current.subscribe();
+        let _ = tokio::time::timeout(
+            self.shared.config.connection_timeout,
+            rx.wait_for(|s| s.session.is_lost()),
+        )
+        .await;
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Spawns a background task on the client's runtime; usable from `Drop`.
+    pub(crate) fn spawn<F>(&self, future: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.shared.runtime.spawn(future);
+    }
+}
+
+/// The given ACLs, or open ACLs when there are none.
+pub(crate) fn acls_or_default(acls: &[Acl]) -> Acls<'_> {
+    if acls.is_empty() {
+        Acls::anyone_all()
+    } else {
+        Acls::new(acls)
+    }
+}
+
+/// Creates every missing ancestor of `path` as a container node (Curator's
+/// `creatingParentContainersIfNeeded`): they vanish by themselves once empty.
+pub(crate) async fn ensure_parents(
+    zk: &zookeeper_client::Client,
+    path: &str,
+    acls: Acls<'_>,
+) -> std::result::Result<(), zookeeper_client::Error> {
+    let mut prefix_end = 0;
+    let options = CreateMode::Container.with_acls(acls);
+    while let Some(i) = path[prefix_end + 1..].find('/') {
+        prefix_end += 1 + i;
+        match zk.create(&path[..prefix_end], &[], &options).await {
+            Ok(_) | Err(zookeeper_client::Error::NodeExists) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,147 @@
+//! Curator's connection states, and their delivery to every subscriber.
+
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::task::{Context, Poll};
+
+use futures::Stream;
+use tokio::sync::mpsc;
+
+/// The state of a [`Client`](crate::Client)'s connection, with Apache Curator's meaning.
+///
+/// Transitions:
+///
+/// ```text
+///  Connected ──► Suspended ──► Reconnected ──► Suspended ──► …
+///                    │              ▲
+///                    ▼              │ (a new session)
+///                   Lost ───────────┘
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ConnectionState {
+    /// The first session was established.
+    Connected,
+    /// The connection dropped. The session may still be alive, so ephemeral nodes (locks,
+    /// leadership) *may* still exist, but this client cannot know until it reconnects.
+    Suspended,
+    /// The connection is back: on the same session after a [`Suspended`](Self::Suspended), or on
+    /// a new session after a [`Lost`](Self::Lost).
+    Reconnected,
+    /// The session is gone: the server said it expired, or the client stayed
+    /// [`Suspended`](Self::Suspended) for longer than the negotiated session timeout (times the
+    /// configured percentage). Every ephemeral node of the session is, or will soon be, deleted.
+    Lost,
+    /// Connected to a server in read-only mode (only when read-only is allowed).
+    ReadOnly,
+}
+
+impl ConnectionState {
+    /// True for the states in which requests can be served: `Connected`, `Reconnected` and
+    /// `ReadOnly`.
+    pub fn is_connected(self) -> bool {
+        matches!(self, Self::Connected | Self::Reconnected | Self::ReadOnly)
+    }
+}
+
+impl std::fmt::Display for ConnectionState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Curator's spelling, so logs of Java and Rust services read alike.
+        f.write_str(match self {
+            Self::Connected => "CONNECTED",
+            Self::Suspended => "SUSPENDED",
+            Self::Reconnected => "RECONNECTED",
+            Self::Lost => "LOST",
+            Self::ReadOnly => "READ_ONLY",
+        })
+    }
+}
+
+/// Hands every transition to every subscriber, in order.
+///
+/// Each subscriber has an unbounded queue: unlike Curator's bounded listener queue, a slow
+/// subscriber never makes another miss a transition. Transitions are rare (a handful per
+/// connection incident), so the queues stay short.
+#[derive(Debug, Default)]
+pub(crate) struct StateFanout {
+    subscribers: Mutex<Vec<mpsc::UnboundedSender<ConnectionState>>>,
+}
+
+impl StateFanout {
+    pub(crate) fn subscribe(&self) -> ConnectionStates {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.subscribers.lock().unwrap().push(tx);
+        ConnectionStates { rx }
+    }
+
+    /// Ends every stream: the client is closed.
+    pub(crate) fn close(&self) {
+        self.subscribers.lock().unwrap().clear();
+    }
+
+    pub(crate) fn publish(&self, state: ConnectionState) {
+        // Dropped streams are pruned here, on the next transition.
+        self.subscribers
+            .lock()
+            .unwrap()
+            .retain(|tx| tx.send(state).is_ok());
+    }
+}
+
+/// A stream of every [`ConnectionState`] transition after its creation, from
+/// [`Client::connection_states`](crate::Client::connection_states).
+///
+/// It ends when the client is closed.
+#[derive(Debug)]
+#[must_use = "streams do nothing unless polled"]
+pub struct ConnectionStates {
+    rx: mpsc::UnboundedReceiver<ConnectionState>,
+}
+
+impl ConnectionStates {
+    /// The next transition, or `None` once the client is closed.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a transition is never lost by dropping this future.
+    pub async fn next(&mut self) -> Option<ConnectionState> {
+        self.rx.recv().await
+    }
+}
+
+impl Stream for ConnectionStates {
+    type Item = ConnectionState;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn every_subscriber_sees_every_transition_in_order() {
+        let fanout = StateFanout::default();
+        let mut a = fanout.subscribe();
+        let mut b = fanout.subscribe();
+        let sequence = [
+            ConnectionState::Suspended,
+            ConnectionState::Reconnected,
+            ConnectionState::Suspended,
+            ConnectionState::Lost,
+            ConnectionState::Reconnected,
+        ];
+        for s in sequence {
+            fanout.publish(s);
+        }
+        for s in sequence {
+            assert_eq!(a.next().await, Some(s));
+            assert_eq!(b.next().await, Some(s));
+        }
+        drop(a);
+        fanout.publish(ConnectionState::Suspended);
+        assert_eq!(fanout.subscribers.lock().unwrap().len(), 1);
+    }
+}
