@@ -1,0 +1,782 @@
+//! The shared core of [`InterProcessMutex`](crate::InterProcessMutex) and
+//! [`LeaderSelector`](crate::LeaderSelector): a FIFO queue of ephemeral-sequential nodes.
+//!
+//! Every contender creates `<path>/_c_<uuid>-lock-<seq10>` (Curator's names, so Java and Rust
+//! processes share one queue). The contender with the lowest sequence holds the lock; every
+//! other watches **only its predecessor**, with a data watch, so a release wakes one
+//! contender, not the herd. Children whose names do not end in `lock-<digits>` are ignored
+//! (CURATOR-43).
+//!
+//! # One driver per queue handle
+//!
+//! Many tasks of one process may wait on the same queue handle (10,000 is a design point).
+//! Rather than every waiter listing the children and watching its predecessor (which costs
+//! O(N) reads of O(N) children per handoff, Curator's thread-per-waiter design), the local
+//! waiters share one *driver* task and one *view* of the queue:
+//!
+//! * The view is a sorted map of sequence → node, built from `getChildren`. Its soundness
+//!   rests on one fact: ZooKeeper hands out sequence numbers in creation order and never
+//!   reuses them, so a node that is missing from a listing but sorts before one that is in it
+//!   has been deleted, and no node can later appear before an existing one.
+//! * Nodes leave the view when this process deletes them (a release), when a watch reports
+//!   their deletion, or when a read finds them gone.
+//! * The driver serves the lowest local waiter only: if nothing live is left before it in the
+//!   view, it is granted; otherwise the driver watches its nearest live predecessor.
+//!
+//! A handoff between two local waiters therefore costs no ZooKeeper read at all: the holder's
+//! delete, once acknowledged, lets the driver grant the next waiter. A handoff from a node of
+//! another process costs one watch event (and a read when the view must be refreshed).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{oneshot, Notify};
+use tokio_util::sync::CancellationToken;
+use zookeeper_client::{Acl, CreateMode, EventType, SessionState, Stat};
+
+use crate::connection::{Client, ProtectedNode, Session};
+use crate::error::{is_retryable_zk, Error, Result};
+use crate::path::join;
+
+/// The name Curator gives lock nodes, after the protection prefix.
+pub(crate) const LOCK_NAME: &str = "lock-";
+
+/// One contender of a queue: a lock node and the participant id it carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Participant {
+    /// The participant id: the node's data as UTF-8 (lossy).
+    pub id: String,
+    /// The node's name under the recipe path, e.g. `_c_<uuid>-lock-0000000007`.
+    pub node: String,
+    /// The node's sequence number.
+    pub sequence: i64,
+    /// True for the first in queue order: the lock holder or the leader.
+    pub is_leader: bool,
+}
+
+/// The sequence of a lock node (`…lock-<digits>`), or `None` for a foreign child, which the
+/// queue ignores rather than let it block (CURATOR-43).
+pub(crate) fn lock_sequence(child: &str) -> Option<i64> {
+    let at = child.rfind(LOCK_NAME)?;
+    let digits = &child[at + LOCK_NAME.len()..];
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// The lock nodes among `children`, in queue order.
+pub(crate) fn queue_order(children: impl IntoIterator<Item = String>) -> Vec<(i64, String)> {
+    let mut nodes: Vec<(i64, String)> = children
+        .into_iter()
+        .filter_map(|c| lock_sequence(&c).map(|s| (s, c)))
+        .collect();
+    nodes.sort_unstable();
+    nodes
+}
+
+/// A node this process holds at the head of the queue.
+///
+/// Dropping it without [`release`](Held::release) deletes the node in the background.
+#[derive(Debug)]
+pub(crate) struct Held {
+    queue: Arc<SequentialQueue>,
+    node: Option<ProtectedNode>,
+    /// The session's interruption count when ownership was confirmed.
+    epoch: u64,
+    node_gone: CancellationToken,
+    monitor_stop: CancellationToken,
+}
+
+impl Held {
+    pub(crate) fn node(&self) -> &ProtectedNode {
+        self.node
+            .as_ref()
+            .expect("a held node is present until released")
+    }
+
+    /// The lock node's czxid: unique and rising with every grant across the ensemble.
+    pub(crate) fn fencing_token(&self) -> u64 {
+        self.node().stat.czxid as u64
+    }
+
+    /// True once the hold may be lost: the session was suspended or lost since the grant, or
+    /// the node was deleted.
+    pub(crate) fn is_lost(&self) -> bool {
+        let session = &self.node().session;
+        self.node_gone.is_cancelled()
+            || session.is_lost()
+            || session.interruption_count() > self.epoch
+    }
+
+    /// Resolves when [`is_lost`](Self::is_lost) becomes true.
+    pub(crate) fn lost(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let session = self.node().session.clone();
+        let node_gone = self.node_gone.clone();
+        let epoch = self.epoch;
+        async move {
+            tokio::select! {
+                _ = node_gone.cancelled() => {}
+                _ = session.interrupted_since(epoch) => {}
+            }
+        }
+    }
+
+    /// A token cancelled when the hold may be lost, for callers that need a handle.
+    pub(crate) fn lost_token(&self) -> CancellationToken {
+        let token = CancellationToken::new();
+        let child = token.clone();
+        let lost = self.lost();
+        let stop = self.monitor_stop.clone();
+        self.queue.client.spawn(async move {
+            tokio::select! {
+                _ = lost => child.cancel(),
+                _ = stop.cancelled() => {}
+            }
+        });
+        token
+    }
+
+    /// Deletes the node now. On failure the node is handed to a background delete that keeps
+    /// trying for as long as the session lives (the node is never forgotten: CURATOR-678), and
+    /// the error is returned.
+    pub(crate) async fn release(mut self) -> Result<()> {
+        let node = self.node.take().expect("released once");
+        self.monitor_stop.cancel();
+        self.queue.delete_node(node).await
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.monitor_stop.cancel();
+        if let Some(node) = self.node.take() {
+            let queue = self.queue.clone();
+            self.queue.client.spawn(async move {
+                if let Err(e) = queue.delete_node(node).await {
+                    tracing::warn!(error = %e, "background release failed; a guaranteed delete continues");
+                }
+            });
+        }
+    }
+}
+
+/// How long [`SequentialQueue::acquire`] waits.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Wait {
+    /// Until the lock is granted.
+    Forever,
+    /// Until the deadline.
+    Until(tokio::time::Instant),
+    /// One look: granted only if the node is at the head of the queue at once.
+    Once,
+}
+
+/// Why a waiter's wait ended without the lock.
+#[derive(Debug)]
+enum Denied {
+    /// A single look found others ahead.
+    NotFirst,
+    /// Its node is gone (its session was lost, or someone deleted it): enqueue again.
+    NodeGone(Error),
+    /// A failure the caller must see.
+    Failed(Error),
+}
+
+type GrantSender = oneshot::Sender<std::result::Result<u64, Denied>>;
+
+struct Waiter {
+    name: String,
+    session: Arc<Session>,
+    grant: GrantSender,
+}
+
+#[derive(Default)]
+struct QueueState {
+    /// Local nodes waiting for their turn, by (session generation, sequence).
+    waiters: BTreeMap<(u64, i64), Waiter>,
+    /// Sequence → (name, live) of the nodes known to be in the queue.
+    view: BTreeMap<i64, (String, bool)>,
+    /// Every node with a sequence up to this one is known to be gone (pruned from the view),
+    /// so a listing that arrives late cannot bring it back.
+    gone_through: i64,
+    driver_running: bool,
+}
+
+impl QueueState {
+    /// Merges a listing into the view. See the module docs for why this is sound.
+    fn apply_listing(&mut self, children: Vec<String>) {
+        let listed = queue_order(children);
+        let Some(&(max_listed, _)) = listed.last() else {
+            // Nothing listed: everything we knew of before the listing is gone; but a node
+            // newer than the listing may be in the view, and we cannot tell which those are.
+            return;
+        };
+        let listed_set: std::collections::HashSet<i64> = listed.iter().map(|(s, _)| *s).collect();
+        for (seq, (_, live)) in self.view.range_mut(..=max_listed) {
+            if !listed_set.contains(seq) {
+                *live = false;
+            }
+        }
+        for (seq, name) in listed {
+            if seq > self.gone_through {
+                self.view.entry(seq).or_insert((name, true));
+            }
+        }
+        self.prune();
+    }
+
+    fn mark_gone(&mut self, seq: i64) {
+        if let Some((_, live)) = self.view.get_mut(&seq) {
+            *live = false;
+        }
+        self.prune();
+    }
+
+    /// Drops dead entries at the front: nothing can ever need them again.
+    fn prune(&mut self) {
+        while let Some(entry) = self.view.first_entry() {
+            if entry.get().1 {
+                break;
+            }
+            self.gone_through = self.gone_through.max(*entry.key());
+            entry.remove();
+        }
+    }
+
+    /// The nearest live node before `seq`, if any.
+    fn live_predecessor(&self, seq: i64) -> Option<(i64, String)> {
+        self.view
+            .range(..seq)
+            .rev()
+            .find(|(_, (_, live))| *live)
+            .map(|(s, (name, _))| (*s, name.clone()))
+    }
+
+    fn is_listed(&self, seq: i64) -> Option<bool> {
+        self.view.get(&seq).map(|(_, live)| *live)
+    }
+}
+
+/// A queue of ephemeral-sequential nodes under one path, shared by the local contenders of one
+/// recipe handle.
+pub(crate) struct SequentialQueue {
+    client: Client,
+    path: String,
+    acls: Vec<Acl>,
+    state: Mutex<QueueState>,
+    wake_driver: Notify,
+}
+
+impl std::fmt::Debug for SequentialQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SequentialQueue")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SequentialQueue {
+    /// A queue under `path`, which must be validated by the caller.
+    pub(crate) fn new(client: &Client, path: String, acls: Vec<Acl>) -> Arc<Self> {
+        Arc::new(Self {
+            client: client.clone(),
+            path,
+            acls,
+            state: Mutex::new(QueueState::default()),
+            wake_driver: Notify::new(),
+        })
+    }
+
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub(crate) fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// Joins the queue with `data` as the node's data and waits for the head of the queue, as
+    /// `wait` says.
+    ///
+    /// `Ok(None)` when the wait ends without the lock, with the node deleted. When the node is
+    /// lost while waiting (session loss, or someone deleted it), it joins again with a new
+    /// node, within the same wait.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe at every await: a node created (or possibly created) by a dropped call is
+    /// deleted in the background, and a grant that races with the drop is released.
+    pub(crate) async fn acquire(self: &Arc<Self>, data: &[u8], wait: Wait) -> Result<Option<Held>> {
+        loop {
+            let attempt = self.acquire_once(data, matches!(wait, Wait::Once));
+            let outcome = match wait {
+                Wait::Until(deadline) => match tokio::time::timeout_at(deadline, attempt).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => return Ok(None),
+                },
+                Wait::Forever | Wait::Once => attempt.await,
+            };
+            match outcome {
+                Ok(held) => return Ok(Some(held)),
+                Err(Denied::NotFirst) => return Ok(None),
+                Err(Denied::NodeGone(e)) => {
+                    tracing::debug!(path = %self.path, error = %e, "queue node lost while waiting; joining again");
+                    if self.client.is_closed() {
+                        return Err(Error::Closed);
+                    }
+                }
+                Err(Denied::Failed(e)) => return Err(e),
+            }
+        }
+    }
+
+    async fn acquire_once(
+        self: &Arc<Self>,
+        data: &[u8],
+        once: bool,
+    ) -> std::result::Result<Held, Denied> {
+        // With other local waiters queued, a listing per new node would cost O(N) reads of
+        // O(N) names; the driver's shared view serves them instead.
+        let fast_path = once || self.state.lock().unwrap().waiters.is_empty();
+        let (node, listing) = self
+            .client
+            .create_protected_then_list(
+                &self.path,
+                LOCK_NAME,
+                data,
+                CreateMode::EphemeralSequential,
+                &self.acls,
+                fast_path,
+            )
+            .await
+            .map_err(Denied::Failed)?;
+        let Some(seq) = node.sequence else {
+            return Err(Denied::Failed(Error::ZooKeeper(
+                zookeeper_client::Error::UnexpectedError(
+                    "a sequential create returned no sequence".into(),
+                ),
+            )));
+        };
+        // From here on the node exists: every exit path must delete it or hand it over.
+        let mut pending = PendingNode {
+            queue: self.clone(),
+            node: Some(node),
+            key: None,
+        };
+        let session = pending.node().session.clone();
+        let (grant_tx, grant_rx) = oneshot::channel();
+        {
+            let mut state = self.state.lock().unwrap();
+            if let Some(children) = listing {
+                state.apply_listing(children);
+                if state.live_predecessor(seq).is_none() && state.is_listed(seq) == Some(true) {
+                    if let Some(epoch) = confirmed_epoch(&session) {
+                        drop(state);
+                        return Ok(pending.into_held(epoch));
+                    }
+                }
+            }
+            if once {
+                // A single look, and it was not our turn: `pending` deletes the node.
+                return Err(Denied::NotFirst);
+            }
+            let key = (session.generation(), seq);
+            state.waiters.insert(
+                key,
+                Waiter {
+                    name: pending.node().name.clone(),
+                    session,
+                    grant: grant_tx,
+                },
+            );
+            pending.key = Some(key);
+            self.ensure_driver(&mut state);
+        }
+        match grant_rx.await {
+            Ok(Ok(epoch)) => {
+                pending.key = None;
+                Ok(pending.into_held(epoch))
+            }
+            Ok(Err(denied)) => {
+                pending.key = None;
+                Err(denied)
+            }
+            Err(_) => Err(Denied::Failed(Error::Closed)),
+        }
+    }
+
+    /// Starts the driver if it is not running; wakes it either way.
+    fn ensure_driver(self: &Arc<Self>, state: &mut QueueState) {
+        if !state.driver_running {
+            state.driver_running = true;
+            let queue = self.clone();
+            self.client.spawn(async move { queue.drive().await });
+        }
+        self.wake_driver.notify_one();
+    }
+
+    /// Deletes one of our nodes and, once it is surely gone, takes it out of the view.
+    async fn delete_node(self: &Arc<Self>, node: ProtectedNode) -> Result<()> {
+        let seq = node.sequence;
+        let outcome = match node.session.zookeeper() {
+            Ok(zk) => match zk.delete(&node.path, None).await {
+                Ok(()) | Err(zookeeper_client::Error::NoNode) => Ok(()),
+                Err(e) => Err(e),
+            },
+            // A released session takes its ephemeral node with it.
+            Err(_) => Ok(()),
+        };
+        match outcome {
+            Ok(()) => {
+                self.node_gone(seq);
+                Ok(())
+            }
+            Err(e) => {
+                let error = Error::from(e.clone());
+                tracing::warn!(path = %node.path, error = %e, "deleting a queue node failed; retrying in the background");
+                let queue = self.clone();
+                self.client.spawn(async move {
+                    let result = queue.client.guaranteed_delete(&node.session, &node.path).await;
+                    match result {
+                        Ok(()) => queue.node_gone(seq),
+                        Err(e) => tracing::error!(path = %node.path, error = %e, "could not delete a queue node; it stays until its session ends"),
+                    }
+                });
+                Err(error)
+            }
+        }
+    }
+
+    fn node_gone(&self, seq: Option<i64>) {
+        if let Some(seq) = seq {
+            self.state.lock().unwrap().mark_gone(seq);
+            self.wake_driver.notify_one();
+        }
+    }
+
+    /// Serves the lowest local waiter until there are none.
+    async fn drive(self: Arc<Self>) {
+        let mut backoff = Duration::from_millis(10);
+        loop {
+            let (key, name, session) = {
+                let mut state = self.state.lock().unwrap();
+                // Waiters whose future was dropped are gone from the map already; waiters of
+                // a lost session are told to join again.
+                let lost: Vec<_> = state
+                    .waiters
+                    .iter()
+                    .filter(|(_, w)| w.session.is_lost())
+                    .map(|(k, _)| *k)
+                    .collect();
+                for k in lost {
+                    if let Some(w) = state.waiters.remove(&k) {
+                        let _ = w.grant.send(Err(Denied::NodeGone(Error::SessionExpired)));
+                    }
+                }
+                match state.waiters.first_key_value() {
+                    None => {
+                        state.driver_running = false;
+                        return;
+                    }
+                    Some((key, w)) => (*key, w.name.clone(), w.session.clone()),
+                }
+            };
+            let seq = key.1;
+            let step = self.drive_step(key, seq, &name, &session).await;
+            match step {
+                Ok(()) => backoff = Duration::from_millis(10),
+                Err(e) if e.is_retryable() => {
+                    tracing::debug!(path = %self.path, error = %e, "queue driver backing off");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = session.lost() => {}
+                        _ = self.client.wait_connected(self.client.connection_timeout()) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_millis(500));
+                }
+                Err(e) => self.deny(key, Denied::Failed(e)),
+            }
+        }
+    }
+
+    /// One decision for the lowest waiter: grant it, refresh the view, or wait on its
+    /// predecessor.
+    async fn drive_step(
+        &self,
+        key: (u64, i64),
+        seq: i64,
+        name: &str,
+        session: &Arc<Session>,
+    ) -> Result<()> {
+        let listed = self.state.lock().unwrap().is_listed(seq);
+        let zk = session.zookeeper()?;
+        match listed {
+            None => {
+                // The view predates this node: refresh it.
+                let children = match zk.list_children(&self.path).await {
+                    Ok(children) => children,
+                    Err(zookeeper_client::Error::NoNode) => Vec::new(),
+                    Err(e) => return Err(e.into()),
+                };
+                let mut state = self.state.lock().unwrap();
+                state.apply_listing(children);
+                if state.is_listed(seq) != Some(true) {
+                    drop(state);
+                    self.deny(key, Denied::NodeGone(Error::LockLost));
+                }
+                return Ok(());
+            }
+            Some(false) => {
+                self.deny(key, Denied::NodeGone(Error::LockLost));
+                return Ok(());
+            }
+            Some(true) => {}
+        }
+        let predecessor = self.state.lock().unwrap().live_predecessor(seq);
+        let Some((pred_seq, pred_name)) = predecessor else {
+            return match confirmed_epoch(session) {
+                Some(epoch) => {
+                    self.grant(key, epoch);
+                    Ok(())
+                }
+                None => Err(Error::ConnectionLoss),
+            };
+        };
+        // Watch only the predecessor, with a data watch (no dangling exists watch if it is
+        // already gone).
+        let pred_path = join(&self.path, &pred_name);
+        tracing::trace!(node = %name, predecessor = %pred_name, "waiting for predecessor");
+        match zk.get_and_watch_data(&pred_path).await {
+            Ok((_, _, watcher)) => {
+                tokio::select! {
+                    event = watcher.changed() => {
+                        if event.event_type == EventType::NodeDeleted {
+                            self.state.lock().unwrap().mark_gone(pred_seq);
+                        }
+                    }
+                    // A local release, a new lower waiter or a cancelled one: decide again.
+                    _ = self.wake_driver.notified() => {}
+                    _ = session.lost() => {}
+                }
+                Ok(())
+            }
+            Err(zookeeper_client::Error::NoNode) => {
+                self.state.lock().unwrap().mark_gone(pred_seq);
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn grant(&self, key: (u64, i64), epoch: u64) {
+        if let Some(w) = self.state.lock().unwrap().waiters.remove(&key) {
+            // A dropped receiver means the waiter is being cancelled; its guard deletes the
+            // node.
+            let _ = w.grant.send(Ok(epoch));
+        }
+    }
+
+    fn deny(&self, key: (u64, i64), denied: Denied) {
+        if let Some(w) = self.state.lock().unwrap().waiters.remove(&key) {
+            let _ = w.grant.send(Err(denied));
+        }
+    }
+
+    /// Every lock node under the path in queue order, with its participant id.
+    pub(crate) async fn participants(&self) -> Result<Vec<Participant>> {
+        let children = self.client.children(&self.path).await?.unwrap_or_default();
+        let nodes = queue_order(children);
+        let reads = nodes.iter().map(|(_, name)| {
+            let path = join(&self.path, name);
+            async move { self.client.get_data(&path).await }
+        });
+        let datas = futures::future::join_all(reads).await;
+        let mut participants = Vec::with_capacity(nodes.len());
+        for ((sequence, node), data) in nodes.into_iter().zip(datas) {
+            // A node deleted between the listing and its read has left the queue.
+            let Some((data, _)) = data? else { continue };
+            participants.push(Participant {
+                id: String::from_utf8_lossy(&data).into_owned(),
+                node,
+                sequence,
+                is_leader: participants.is_empty(),
+            });
+        }
+        Ok(participants)
+    }
+}
+
+/// The interruption count to record for a grant, or `None` if the connection is not up right
+/// now (the grant then waits for a reconnect and a fresh look).
+///
+/// The count is read before the raw connection state: if the state is connected at that point,
+/// any later drop increments the count after we read it, so the holder's lost signal fires.
+fn confirmed_epoch(session: &Session) -> Option<u64> {
+    let epoch = session.interruption_count();
+    let connected = session
+        .zookeeper()
+        .map(|zk| matches!(zk.state(), SessionState::SyncConnected))
+        .unwrap_or(false);
+    (connected && !session.is_lost()).then_some(epoch)
+}
+
+/// Our node between its creation and its hand-over as [`Held`]: dropping it (a cancelled or
+/// failed acquire) withdraws the waiter and deletes the node.
+struct PendingNode {
+    queue: Arc<SequentialQueue>,
+    node: Option<ProtectedNode>,
+    key: Option<(u64, i64)>,
+}
+
+impl PendingNode {
+    fn node(&self) -> &ProtectedNode {
+        self.node.as_ref().expect("present until handed over")
+    }
+
+    fn into_held(mut self, epoch: u64) -> Held {
+        let node = self.node.take().expect("handed over once");
+        let node_gone = CancellationToken::new();
+        let monitor_stop = CancellationToken::new();
+        monitor_own_node(&self.queue, &node, node_gone.clone(), monitor_stop.clone());
+        Held {
+            queue: self.queue.clone(),
+            node: Some(node),
+            epoch,
+            node_gone,
+            monitor_stop,
+        }
+    }
+}
+
+impl Drop for PendingNode {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            let mut state = self.queue.state.lock().unwrap();
+            state.waiters.remove(&key);
+            drop(state);
+            // The driver may be watching on this waiter's behalf.
+            self.queue.wake_driver.notify_one();
+        }
+        if let Some(node) = self.node.take() {
+            let queue = self.queue.clone();
+            self.queue.client.spawn(async move {
+                if let Err(e) = queue.delete_node(node).await {
+                    tracing::warn!(error = %e, "deleting the node of an abandoned acquire failed; a guaranteed delete continues");
+                }
+            });
+        }
+    }
+}
+
+/// Watches a held node, so that its deletion by anyone else marks the hold lost.
+///
+/// The watch request is sent now but not awaited: it costs the acquire no round trip. Our own
+/// delete at release fires it, so no watch is left dangling.
+fn monitor_own_node(
+    queue: &Arc<SequentialQueue>,
+    node: &ProtectedNode,
+    node_gone: CancellationToken,
+    stop: CancellationToken,
+) {
+    let Ok(zk) = node.session.zookeeper() else {
+        node_gone.cancel();
+        return;
+    };
+    let path = node.path.clone();
+    queue.client.spawn(async move {
+        let watch = async {
+            loop {
+                match zk.get_and_watch_data(&path).await {
+                    Ok((_, _, watcher)) => {
+                        let event = watcher.changed().await;
+                        match event.event_type {
+                            EventType::NodeDeleted => return,
+                            // A session event: the interruption count covers it.
+                            EventType::Session => std::future::pending::<()>().await,
+                            // A data change (e.g. a revocation request): keep watching.
+                            _ => continue,
+                        }
+                    }
+                    Err(zookeeper_client::Error::NoNode) => return,
+                    Err(e) if is_retryable_zk(&e) => std::future::pending::<()>().await,
+                    Err(e) => {
+                        tracing::warn!(%path, error = %e, "cannot watch a held node");
+                        std::future::pending::<()>().await
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            _ = stop.cancelled() => {}
+            _ = watch => node_gone.cancel(),
+        }
+    });
+}
+
+/// The stat of a node, as a helper for recipes that need its version.
+#[allow(dead_code)]
+pub(crate) fn czxid(stat: &Stat) -> u64 {
+    stat.czxid as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_sequence_accepts_only_lock_digits() {
+        assert_eq!(lock_sequence("_c_0f-lock-0000000042"), Some(42));
+        assert_eq!(lock_sequence("lock-0000000001"), Some(1));
+        assert_eq!(lock_sequence("_c_0f-lock-00000x0042"), None);
+        assert_eq!(lock_sequence("_c_0f-lease-0000000042"), None);
+        assert_eq!(lock_sequence("foreign"), None);
+        assert_eq!(lock_sequence("lock-"), None);
+    }
+
+    #[test]
+    fn queue_order_sorts_by_sequence_not_name() {
+        let order = queue_order(vec![
+            "_c_b-lock-0000000003".to_string(),
+            "junk".to_string(),
+            "_c_a-lock-0000000010".to_string(),
+            "_c_z-lock-0000000001".to_string(),
+        ]);
+        let seqs: Vec<i64> = order.iter().map(|(s, _)| *s).collect();
+        assert_eq!(seqs, vec![1, 3, 10]);
+    }
+
+    #[test]
+    fn view_marks_unlisted_older_nodes_gone_but_keeps_newer_ones() {
+        let mut state = QueueState::default();
+        state.apply_listing(vec!["x-lock-0000000001".into(), "x-lock-0000000002".into()]);
+        state.view.insert(9, ("x-lock-0000000009".into(), true));
+        // A later listing without 1 and 9: 1 was deleted; 9 may be newer than the listing.
+        state.apply_listing(vec!["x-lock-0000000002".into(), "x-lock-0000000005".into()]);
+        assert_eq!(state.is_listed(1), None, "pruned");
+        assert_eq!(state.is_listed(2), Some(true));
+        assert_eq!(state.is_listed(9), Some(true));
+        assert_eq!(state.live_predecessor(9).map(|p| p.0), Some(5));
+        state.mark_gone(5);
+        assert_eq!(state.live_predecessor(9).map(|p| p.0), Some(2));
+        state.mark_gone(2);
+        assert_eq!(state.live_predecessor(9), None);
+    }
+
+    #[test]
+    fn a_gone_node_never_comes_back() {
+        let mut state = QueueState::default();
+        state.apply_listing(vec!["x-lock-0000000001".into(), "x-lock-0000000002".into()]);
+        state.mark_gone(2);
+        // An older listing that still shows 2 must not resurrect it.
+        state.apply_listing(vec!["x-lock-0000000001".into(), "x-lock-0000000002".into()]);
+        assert_eq!(state.is_listed(2), Some(false));
+        // Nor, once 1 is gone too and both are pruned, 1 or 2.
+        state.mark_gone(1);
+        assert!(state.view.is_empty());
+        state.apply_listing(vec!["x-lock-0000000001".into(), "x-lock-0000000002".into()]);
+        assert!(state.view.is_empty());
+    }
+}
