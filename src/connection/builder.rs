@@ -256,8 +256,8 @@ impl ClientBuilder {
     ///
     /// # Errors
     ///
-    /// * [`Error::InvalidArgument`] for an empty or malformed connect string, a zero timeout,
-    ///   or a percentage outside 1..=100;
+    /// * [`Error::InvalidArgument`] for an empty or malformed connect string (an IPv6 address
+    ///   needs brackets: `[::1]:2181`), a zero timeout, or a percentage outside 1..=100;
     /// * [`Error::InvalidPath`] for a bad chroot or namespace;
     /// * [`Error::InvalidArgument`] when the connect string's chroot does not exist;
     /// * [`Error::ConnectionLoss`] when no session is established within the connection
@@ -327,10 +327,14 @@ pub(crate) fn parse_connect_string(s: &str) -> Result<(String, Option<String>)> 
     if s_trimmed.is_empty() {
         return Err(bad("it is empty".into()));
     }
-    let (hosts, chroot) = match s_trimmed.find('/') {
-        // A scheme such as tcp:// is not a chroot.
-        Some(i) if !s_trimmed[..i].ends_with(':') => (&s_trimmed[..i], Some(&s_trimmed[i..])),
-        _ => (s_trimmed, None),
+    // The chroot starts at the first '/' that is not part of a scheme such as tcp://.
+    let chroot_start = s_trimmed
+        .match_indices('/')
+        .map(|(i, _)| i)
+        .find(|&i| !s_trimmed[..i].ends_with(':') && !s_trimmed[..i].ends_with(":/"));
+    let (hosts, chroot) = match chroot_start {
+        Some(i) => (&s_trimmed[..i], Some(&s_trimmed[i..])),
+        None => (s_trimmed, None),
     };
     let mut checked = Vec::new();
     for host in hosts.split(',') {
@@ -342,13 +346,28 @@ pub(crate) fn parse_connect_string(s: &str) -> Result<(String, Option<String>)> 
         if bare.is_empty() {
             return Err(bad("it has an empty host".into()));
         }
-        let (name, port) = match bare.rsplit_once(':') {
-            Some((name, _)) if !name.ends_with(']') && name.contains(':') => {
-                // An IPv6 literal without brackets and without a port.
-                (bare, None)
+        // As zookeeper-client reads it: `[v6]` or `[v6]:port`, else `host` or `host:port`
+        // split at the last ':'. An IPv6 address needs brackets, or its last group would be
+        // taken for a port.
+        let (name, port) = if let Some(rest) = bare.strip_prefix('[') {
+            match rest.split_once(']') {
+                Some((name, "")) => (name, None),
+                Some((name, after)) => match after.strip_prefix(':') {
+                    Some(port) => (name, Some(port)),
+                    None => return Err(bad(format!("bad host {host:?}"))),
+                },
+                None => return Err(bad(format!("unclosed '[' in {host:?}"))),
             }
-            Some((name, port)) => (name, Some(port)),
-            None => (bare, None),
+        } else {
+            match bare.rsplit_once(':') {
+                Some((name, _)) if name.contains(':') => {
+                    return Err(bad(format!(
+                        "{host:?}: an IPv6 address needs brackets, as in [::1]:2181"
+                    )))
+                }
+                Some((name, port)) => (name, Some(port)),
+                None => (bare, None),
+            }
         };
         if name.is_empty() || name.contains(char::is_whitespace) {
             return Err(bad(format!("bad host {host:?}")));
@@ -393,12 +412,36 @@ mod tests {
             parse_connect_string("tcp://a:1").unwrap(),
             ("tcp://a:1".into(), None)
         );
+        assert_eq!(
+            parse_connect_string("tcp://a:1,tcp+tls://b/ch").unwrap(),
+            ("tcp://a:1,tcp+tls://b".into(), Some("/ch".into()))
+        );
+        assert_eq!(
+            parse_connect_string("[::1]:2181,[fe80::1]/x").unwrap(),
+            ("[::1]:2181,[fe80::1]".into(), Some("/x".into()))
+        );
     }
 
     #[test]
     fn rejects_malformed_connect_strings() {
         for s in [
-            "", "   ", ",", "a:1,", "a:x", "a:0", "a:70000", ":2181", "a b:1", "a:1//x", "a:1/x/",
+            "",
+            "   ",
+            ",",
+            "a:1,",
+            "a:x",
+            "a:0",
+            "a:70000",
+            ":2181",
+            "a b:1",
+            "a:1//x",
+            "a:1/x/",
+            "a:1:2:3:x",
+            "::1",
+            "[::1",
+            "[::1]x",
+            "[]:1",
+            "a:",
         ] {
             assert!(parse_connect_string(s).is_err(), "{s:?} was accepted");
         }

@@ -37,6 +37,13 @@ pub(crate) async fn connect_session(
                 | Error::AuthFailed
                 | Error::NoAuth),
             )) => return Err(e),
+            // zookeeper-client refused the settings (a connect string it cannot parse).
+            Ok(Err(Error::ZooKeeper(zookeeper_client::Error::BadArguments(why)))) => {
+                return Err(Error::InvalidArgument(format!(
+                    "ZooKeeper client settings for {}: {why}",
+                    config.hosts
+                )))
+            }
             Ok(Err(e)) => e,
             Err(_) => Error::ConnectionLoss,
         };
@@ -121,31 +128,60 @@ fn jitter(d: Duration) -> Duration {
 /// The manager task. Runs until the client is closed.
 pub(crate) async fn run(shared: Arc<Shared>, mut session: Arc<Session>) {
     loop {
-        let ended_by = watch_session(&shared, &session).await;
-        session.mark_lost();
-        match ended_by {
-            SessionEnd::Closed => {
-                // `mark_lost` let go of the session's handle, which closes it on the server.
-                // Wake `close()`, and end every state stream.
-                shared.current.send_modify(|_| {});
-                shared.fanout.close();
-                tracing::info!("ZooKeeper client closed");
-                return;
+        let mut states = session.zookeeper().ok().map(|zk| zk.state_watcher());
+        let ended_by = match states.as_mut() {
+            Some(states) => watch_session(&shared, &session, states).await,
+            None => SessionEnd::Lost("the session was released"),
+        };
+        if let SessionEnd::Lost(reason) = ended_by {
+            session.mark_lost();
+            tracing::warn!(session = %session.id(), %reason, "ZooKeeper session lost");
+            publish(&shared, ConnectionState::Lost, None);
+        } else {
+            // Letting go of the session's handle makes zookeeper-client send the server a
+            // CloseSession; its state turns `Closed` once the server has answered, that is once
+            // the session's ephemeral nodes are gone. Wait for that (boundedly: a handle held
+            // elsewhere, or no connection, keeps the session open until it expires).
+            session.mark_closed();
+            if let Some(states) = states.as_mut() {
+                wait_terminated(states, shared.config.connection_timeout).await;
             }
-            SessionEnd::Lost(reason) => {
-                tracing::warn!(session = %session.id(), %reason, "ZooKeeper session lost");
-                publish(&shared, ConnectionState::Lost, None);
-            }
+            break;
         }
         let generation = session.generation() + 1;
         drop(session);
         // Connect a new session for as long as the client is open.
         let zk = tokio::select! {
             zk = reconnect_forever(&shared.config) => zk,
-            _ = shared.closed.cancelled() => return,
+            _ = shared.closed.cancelled() => break,
         };
         session = Arc::new(Session::new(zk, generation));
         publish(&shared, ConnectionState::Reconnected, Some(session.clone()));
+    }
+    // Closed. From now on `Client::session()` is the released session, marked closed. End
+    // every state stream, then wake `close()`.
+    shared.current.borrow().session.mark_closed();
+    shared.current.send_modify(|_| {});
+    shared.fanout.close();
+    shared.stopped.cancel();
+    tracing::info!("ZooKeeper client closed");
+}
+
+/// Waits until the session's zookeeper-client state is terminal, for at most `within`.
+async fn wait_terminated(states: &mut zookeeper_client::StateWatcher, within: Duration) {
+    let terminated = async {
+        let mut state = states.state();
+        while !state.is_terminated() {
+            state = states.changed().await;
+        }
+        tracing::debug!(?state, "ZooKeeper session released");
+    };
+    if tokio::time::timeout(within, terminated).await.is_err() {
+        tracing::warn!(
+            ?within,
+            "the closed client's session did not close in time; handles from \
+             Client::zookeeper() still held keep it open until they are dropped or it expires"
+        );
     }
 }
 
@@ -169,11 +205,11 @@ enum SessionEnd {
 }
 
 /// Follows one session's states until it is lost or the client is closed.
-async fn watch_session(shared: &Shared, session: &Session) -> SessionEnd {
-    let mut states = match session.zookeeper() {
-        Ok(zk) => zk.state_watcher(),
-        Err(_) => return SessionEnd::Lost("the session was released"),
-    };
+async fn watch_session(
+    shared: &Shared,
+    session: &Session,
+    states: &mut zookeeper_client::StateWatcher,
+) -> SessionEnd {
     let mut suspended_since: Option<tokio::time::Instant> = None;
     let percent = shared.config.simulated_expiration_percent;
     // A state that changed before the watcher was made is still in `states.state()`.

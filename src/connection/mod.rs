@@ -12,6 +12,7 @@ pub mod retry;
 mod state;
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -54,12 +55,18 @@ use crate::error::{Error, Result};
 ///
 /// # Behavior
 ///
-/// * **States.** The client reports Curator's [`ConnectionState`]s. `Suspended` when the
-///   connection drops (zookeeper-client's `Disconnected`, which it notices after a silence of
-///   the connection timeout or 2/5 of the session timeout); `Reconnected` when it is back;
-///   `Lost` when the server says the session expired, **or** when the client has been
-///   `Suspended` for longer than the negotiated session timeout × the simulated-expiration
-///   percentage (100 by default), whichever comes first. Every subscriber of
+/// These are the guarantees `tests/connection.rs` checks against a real ZooKeeper.
+///
+/// * **States.** The client reports Curator's [`ConnectionState`]s: `Connected` once, then
+///   `Suspended` when the connection drops (zookeeper-client's `Disconnected`: at once when the
+///   socket closes, else after a silence of the connection timeout, or of 2/5 of the session
+///   timeout when the connection timeout is longer than 3/5 of it), and `Reconnected` when it
+///   is back on the same session: a drop shorter than the session timeout yields exactly
+///   `Suspended`, `Reconnected`. `Lost` comes when the server says the session expired (after
+///   the `Suspended` of the dropped connection), **or** when the client has been `Suspended`
+///   for the negotiated session timeout × the
+///   [simulated-expiration percentage](ClientBuilder::simulated_session_expiration_percent)
+///   (100 by default), whichever is first; never earlier. Every subscriber of
 ///   [`connection_states`](Self::connection_states) sees every transition, in order; none is
 ///   dropped.
 /// * **Sessions.** After `Lost` the old session is abandoned for good (its zookeeper-client
@@ -67,19 +74,28 @@ use crate::error::{Error, Result};
 ///   connects a **new** session, with backoff, for as long as the client is open; then it
 ///   reports `Reconnected`. The switch to the new session is one atomic swap: a caller sees
 ///   either the old [`Session`] or the new one, and can tell them apart with
-///   [`Session::generation`]. Recipes re-create their nodes on the new session.
+///   [`Session::id`] and [`Session::generation`] (0, then 1, 2, ...). Recipes re-create their
+///   nodes on the new session.
 /// * **Retries.** [`with_retry`](Self::with_retry) and the retried helpers wait for a
-///   connection (at most the connection timeout), run the operation, and retry retryable
-///   failures (connection loss, timeouts, a moved session, an expired session once a new one
-///   exists) as the [`RetryPolicy`](retry::RetryPolicy) allows. No operation waits forever:
-///   each attempt is bounded by the connection timeout, and the attempts by the policy.
+///   connection (at most the connection timeout: a wait that times out counts as a failed
+///   attempt with [`Error::ConnectionLoss`]), run the operation, and retry retryable failures
+///   (connection loss, timeouts, a moved session, an expired session once a new one exists)
+///   after sleeping what the [`RetryPolicy`](retry::RetryPolicy) says, until it gives up; other
+///   errors are returned at once, without a retry. So they outlast a server restart when the
+///   policy allows. No wait is unbounded: an attempt in flight fails when zookeeper-client
+///   detects the drop (the silence above), and the attempts are bounded by the policy.
 /// * **Protected creates.** [`create_protected`](Self::create_protected) names nodes with
 ///   Curator's `_c_<uuid>-` prefix and, after a connection loss, finds a node it may have
-///   created by that prefix **and** by its ephemeral owner being the current session
-///   (CURATOR-498). A create whose future is dropped mid-flight, or that is abandoned, has its
-///   node deleted in the background.
-/// * **Close.** [`close`](Self::close), or dropping the last clone, stops the manager and
-///   closes the session; its ephemeral nodes go at once.
+///   created by that prefix and, for an ephemeral node, by its owner being the same session
+///   (CURATOR-498): a create whose answer was lost returns the node it made, and no other
+///   is left. A create whose future is dropped mid-flight has its node, if any, deleted in
+///   the background.
+/// * **Close.** [`close`](Self::close), or dropping the last clone, stops the manager, ends
+///   every state stream (also ones subscribed later), and closes the session: `close` returns
+///   once the server has confirmed it (or after the connection timeout), so the session's
+///   ephemeral nodes are gone by then. A handle from [`zookeeper`](Self::zookeeper) that is
+///   still held keeps the session open until it is dropped. Afterwards every operation, on
+///   every clone, fails with [`Error::Closed`].
 #[derive(Clone, Debug)]
 pub struct Client {
     shared: Arc<Shared>,
@@ -95,6 +111,9 @@ pub(crate) struct Shared {
     pub(crate) current: watch::Sender<Snapshot>,
     pub(crate) fanout: StateFanout,
     pub(crate) closed: CancellationToken,
+    /// Cancelled by the manager task when it has finished: the session is released (and closed
+    /// on the server, if it could be) and every state stream has ended.
+    pub(crate) stopped: CancellationToken,
     /// Where background clean-ups run, even when a guard is dropped outside a runtime.
     pub(crate) runtime: tokio::runtime::Handle,
 }
@@ -131,6 +150,8 @@ pub struct Session {
     timeout: Duration,
     generation: u64,
     lost: CancellationToken,
+    /// Set when the session was released because the client was closed, not lost.
+    closed: AtomicBool,
     /// How many times this session was suspended or lost. A holder compares the count from
     /// before its ownership was confirmed with the current one: any change means its lock or
     /// leadership *may* be gone, even if the blip was too short to observe as a state.
@@ -145,6 +166,7 @@ impl Session {
             zk: RwLock::new(Some(zk)),
             generation,
             lost: CancellationToken::new(),
+            closed: AtomicBool::new(false),
             interruptions: watch::Sender::new(0),
         }
     }
@@ -158,6 +180,7 @@ impl Session {
     pub fn zookeeper(&self) -> Result<zookeeper_client::Client> {
         match &*self.zk.read().unwrap() {
             Some(zk) => Ok(zk.clone()),
+            None if self.closed.load(Ordering::Acquire) => Err(Error::Closed),
             None => Err(Error::SessionExpired),
         }
     }
@@ -218,6 +241,15 @@ impl Session {
         self.lost.cancel();
         self.zk.write().unwrap().take();
     }
+
+    /// Declares the session released because the client is closed, and lets go of its handle
+    /// (if it was not lost already).
+    pub(crate) fn mark_closed(&self) {
+        self.closed.store(true, Ordering::Release);
+        if !self.is_lost() {
+            self.mark_lost();
+        }
+    }
 }
 
 impl Client {
@@ -244,6 +276,7 @@ impl Client {
             current,
             fanout: StateFanout::default(),
             closed: closed.clone(),
+            stopped: CancellationToken::new(),
             runtime: tokio::runtime::Handle::current(),
         });
         tokio::spawn(manager::run(shared.clone(), session));
@@ -593,8 +626,11 @@ impl Client {
             .await
     }
 
-    /// Closes the client: stops the connection manager and closes the session, so its
-    /// ephemeral nodes are deleted at once. Recipes built on it stop working.
+    /// Closes the client: stops the connection manager, ends every state stream, and closes
+    /// the session. Returns once the server has confirmed the close, so the session's
+    /// ephemeral nodes are gone (or after the connection timeout, when it cannot: no
+    /// connection, or a handle from [`zookeeper`](Self::zookeeper) still held, which keeps the
+    /// session open until dropped). Recipes built on it stop working.
     ///
     /// Other clones see [`Error::Closed`] from then on. Idempotent.
     ///
@@ -603,12 +639,12 @@ impl Client {
     /// Cancel safe: the close has started when this is first polled.
     pub async fn close(&self) {
         self.shared.closed.cancel();
-        // Wait (briefly) for the manager to let the session go, so a caller that closes and
-        // then checks ZooKeeper sees the ephemeral nodes gone.
-        let mut rx = self.shared.current.subscribe();
+        // Wait for the manager to let the session go and for the server to confirm its close,
+        // so a caller that closes and then checks ZooKeeper sees the ephemeral nodes gone. The
+        // manager bounds its own wait by the connection timeout; this bound is a safety net.
         let _ = tokio::time::timeout(
-            self.shared.config.connection_timeout,
-            rx.wait_for(|s| s.session.is_lost()),
+            self.shared.config.connection_timeout * 2 + Duration::from_secs(1),
+            self.shared.stopped.cancelled(),
         )
         .await;
     }

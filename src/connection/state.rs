@@ -62,29 +62,39 @@ impl std::fmt::Display for ConnectionState {
 /// Each subscriber has an unbounded queue: unlike Curator's bounded listener queue, a slow
 /// subscriber never makes another miss a transition. Transitions are rare (a handful per
 /// connection incident), so the queues stay short.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct StateFanout {
-    subscribers: Mutex<Vec<mpsc::UnboundedSender<ConnectionState>>>,
+    /// `None` once closed: a stream subscribed after that ends at once.
+    subscribers: Mutex<Option<Vec<mpsc::UnboundedSender<ConnectionState>>>>,
+}
+
+impl Default for StateFanout {
+    fn default() -> Self {
+        Self {
+            subscribers: Mutex::new(Some(Vec::new())),
+        }
+    }
 }
 
 impl StateFanout {
     pub(crate) fn subscribe(&self) -> ConnectionStates {
         let (tx, rx) = mpsc::unbounded_channel();
-        self.subscribers.lock().unwrap().push(tx);
+        if let Some(subscribers) = self.subscribers.lock().unwrap().as_mut() {
+            subscribers.push(tx);
+        }
         ConnectionStates { rx }
     }
 
-    /// Ends every stream: the client is closed.
+    /// Ends every stream, present and future: the client is closed.
     pub(crate) fn close(&self) {
-        self.subscribers.lock().unwrap().clear();
+        self.subscribers.lock().unwrap().take();
     }
 
     pub(crate) fn publish(&self, state: ConnectionState) {
         // Dropped streams are pruned here, on the next transition.
-        self.subscribers
-            .lock()
-            .unwrap()
-            .retain(|tx| tx.send(state).is_ok());
+        if let Some(subscribers) = self.subscribers.lock().unwrap().as_mut() {
+            subscribers.retain(|tx| tx.send(state).is_ok());
+        }
     }
 }
 
@@ -142,6 +152,21 @@ mod tests {
         }
         drop(a);
         fanout.publish(ConnectionState::Suspended);
-        assert_eq!(fanout.subscribers.lock().unwrap().len(), 1);
+        assert_eq!(
+            fanout.subscribers.lock().unwrap().as_ref().unwrap().len(),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn close_ends_every_stream_even_later_ones() {
+        let fanout = StateFanout::default();
+        let mut before = fanout.subscribe();
+        fanout.publish(ConnectionState::Suspended);
+        fanout.close();
+        fanout.publish(ConnectionState::Reconnected);
+        assert_eq!(before.next().await, Some(ConnectionState::Suspended));
+        assert_eq!(before.next().await, None);
+        assert_eq!(fanout.subscribe().next().await, None);
     }
 }
