@@ -1,0 +1,207 @@
+//! One ZooKeeper server of either backend, and what both backends share: configuration,
+//! free ports, readiness polling.
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use super::docker::DockerNode;
+use super::four_letter::{server_mode, ServerMode};
+use super::process::ProcessNode;
+use super::{Backend, TestingError};
+
+/// The four-letter words every test server allows.
+pub(crate) const FOUR_LETTER_WORDS: &str = "srvr,ruok,stat,mntr,cons";
+/// Short ticks make session timeouts from 1 s possible and elections fast.
+pub(crate) const TICK_TIME_MS: u64 = 500;
+pub(crate) const INIT_LIMIT_TICKS: u32 = 20;
+pub(crate) const SYNC_LIMIT_TICKS: u32 = 10;
+pub(crate) const MIN_SESSION_TIMEOUT_MS: u64 = 1_000;
+pub(crate) const MAX_SESSION_TIMEOUT_MS: u64 = 60_000;
+/// One server's JVM: a small heap (tests store little, CI machines have 2 cores), a fast-starting
+/// JIT, and no `/tmp/hsperfdata_*` files, which a killed JVM would leave behind.
+pub(crate) const JVM_FLAGS: &str =
+    "-Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:-UsePerfData";
+
+/// How long a server may take to serve after a start; JVM start-up on a loaded 2-core machine
+/// (or a first image pull) is slow.
+pub(crate) const READY_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a graceful stop may take before the server is killed.
+pub(crate) const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// One `server.N=` line of an ensemble, as seen by every member.
+#[derive(Debug, Clone)]
+pub(crate) struct QuorumMember {
+    pub(crate) id: u32,
+    pub(crate) host: String,
+    pub(crate) peer_port: u16,
+    pub(crate) election_port: u16,
+    /// `port` or `address:port` where the member serves clients, as the member sees it.
+    pub(crate) client: String,
+}
+
+impl QuorumMember {
+    /// `server.N=host:peer:election;client`, the dynamic-configuration form both `zoo.cfg`
+    /// and the official image's `ZOO_SERVERS` take.
+    pub(crate) fn server_line(&self) -> String {
+        format!(
+            "server.{}={}:{}:{};{}",
+            self.id, self.host, self.peer_port, self.election_port, self.client
+        )
+    }
+}
+
+/// What one server runs as.
+#[derive(Debug, Clone)]
+pub(crate) struct NodeConfig {
+    /// `myid`.
+    pub(crate) id: u32,
+    /// A name unique on this machine: the container name (which cluster members use as host
+    /// names for each other).
+    pub(crate) instance: String,
+    /// The port clients use on 127.0.0.1.
+    pub(crate) host_client_port: u16,
+    /// Every member of the ensemble, this one included; empty for a standalone server.
+    pub(crate) members: Vec<QuorumMember>,
+    /// For log messages and errors: "server 127.0.0.1:2181", "cluster member 2".
+    pub(crate) label: String,
+}
+
+impl NodeConfig {
+    pub(crate) fn is_standalone(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    pub(crate) fn client_address(&self) -> String {
+        format!("127.0.0.1:{}", self.host_client_port)
+    }
+}
+
+/// A server of either backend. Each keeps its client port and data across stop and start.
+pub(crate) enum Node {
+    Process(ProcessNode),
+    /// Boxed: a container handle is several times larger than a process.
+    Docker(Box<DockerNode>),
+}
+
+impl Node {
+    /// Creates the server (temporary directory or container) without starting it.
+    pub(crate) async fn create(
+        backend: Backend,
+        config: NodeConfig,
+        docker_network: Option<&str>,
+    ) -> Result<Node, TestingError> {
+        Ok(match backend {
+            Backend::Process => Node::Process(ProcessNode::create(config)?),
+            Backend::Docker => Node::Docker(Box::new(DockerNode::create(config, docker_network)?)),
+        })
+    }
+
+    fn config(&self) -> &NodeConfig {
+        match self {
+            Node::Process(node) => node.config(),
+            Node::Docker(node) => node.config(),
+        }
+    }
+
+    /// Launches the server (a no-op when it already runs); does not wait until it serves.
+    pub(crate) async fn launch(&mut self) -> Result<(), TestingError> {
+        match self {
+            Node::Process(node) => node.launch(),
+            Node::Docker(node) => node.launch().await,
+        }
+    }
+
+    /// Stops the server gracefully (SIGTERM, then SIGKILL after [`STOP_TIMEOUT`]).
+    pub(crate) async fn stop(&mut self) -> Result<(), TestingError> {
+        match self {
+            Node::Process(node) => node.stop().await,
+            Node::Docker(node) => node.stop().await,
+        }
+    }
+
+    /// Kills the server with SIGKILL.
+    pub(crate) async fn kill(&mut self) -> Result<(), TestingError> {
+        match self {
+            Node::Process(node) => node.kill().await,
+            Node::Docker(node) => node.kill().await,
+        }
+    }
+
+    /// Fails when the server has exited on its own (a crash, a port already in use).
+    async fn check_alive(&mut self) -> Result<(), TestingError> {
+        match self {
+            Node::Process(node) => node.check_alive(),
+            Node::Docker(node) => node.check_alive().await,
+        }
+    }
+
+    /// The end of the server's log, for error messages.
+    pub(crate) async fn log_tail(&self) -> String {
+        match self {
+            Node::Process(node) => node.log_tail(),
+            Node::Docker(node) => node.log_tail().await,
+        }
+    }
+
+    /// Waits until the server answers `srvr` with a mode `accept` takes.
+    pub(crate) async fn wait_for_mode(
+        &mut self,
+        accept: impl Fn(ServerMode) -> bool,
+        timeout: Duration,
+    ) -> Result<ServerMode, TestingError> {
+        let address = self.config().client_address();
+        let started = Instant::now();
+        loop {
+            self.check_alive().await?;
+            let last_observation = match server_mode(&address, PROBE_TIMEOUT).await {
+                Ok(Some(mode)) if accept(mode) => {
+                    tracing::debug!(server = %self.config().label, ?mode, elapsed = ?started.elapsed(), "server serves");
+                    return Ok(mode);
+                }
+                Ok(Some(mode)) => format!("mode {mode:?}"),
+                Ok(None) => "answers srvr but does not serve".to_owned(),
+                Err(err) => err.to_string(),
+            };
+            if started.elapsed() >= timeout {
+                return Err(TestingError::Timeout {
+                    what: format!("{} to serve", self.config().label),
+                    waited: timeout,
+                    detail: format!("{last_observation}\n{}", self.log_tail().await),
+                });
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+}
+
+/// A name prefix unique to one server or cluster: `zk-recipes-<8 hex digits>`.
+pub(crate) fn unique_instance_prefix() -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("zk-recipes-{}", &id[..8])
+}
+
+/// Picks `count` distinct free TCP ports on 127.0.0.1.
+///
+/// All listeners are held until every port is picked, so the ports differ; another process may
+/// still take one before the server binds it, which the server then reports as an exit.
+pub(crate) fn free_ports(count: usize) -> Result<Vec<u16>, TestingError> {
+    let listeners = (0..count)
+        .map(|_| TcpListener::bind(("127.0.0.1", 0)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|err| TestingError::io("picking a free port on 127.0.0.1", err))?;
+    listeners
+        .iter()
+        .map(|listener| listener.local_addr().map(|address| address.port()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|err| TestingError::io("reading a picked port", err))
+}
+
+/// Whether a member of a quorum serves as part of it (not standalone, not read-only).
+pub(crate) fn in_quorum(mode: ServerMode) -> bool {
+    matches!(
+        mode,
+        ServerMode::Leader | ServerMode::Follower | ServerMode::Observer
+    )
+}

@@ -1,0 +1,144 @@
+//! A standalone ZooKeeper server.
+
+use tokio::sync::Mutex;
+
+use super::docker::Reaper;
+use super::node::{free_ports, unique_instance_prefix, Node, NodeConfig, READY_TIMEOUT};
+use super::{Backend, TestingError};
+
+/// A standalone ZooKeeper server on `127.0.0.1:PORT`, removed when dropped.
+///
+/// [`stop`](TestingServer::stop), [`kill`](TestingServer::kill) and
+/// [`restart`](TestingServer::restart) keep the port and the data, so a client session
+/// survives an outage shorter than its timeout, as with a real server restart. All methods take
+/// `&self`, so tests can share the server in an `Arc`.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), zk_recipes::testing::TestingError> {
+/// let server = zk_recipes::testing::TestingServer::start().await?;
+/// let client = zk_recipes::zookeeper_client::Client::connect(&server.connect_string()).await.unwrap();
+/// server.restart().await?; // the client reconnects to the same session
+/// # drop(client);
+/// # Ok(())
+/// # }
+/// ```
+pub struct TestingServer {
+    backend: Backend,
+    port: u16,
+    node: Mutex<Node>,
+    /// Declared after `node`: dropped after it, when the container is already gone.
+    _reaper: Option<Reaper>,
+}
+
+impl TestingServer {
+    /// Starts a server on the backend [`Backend::from_env`] picks, and waits until it serves.
+    ///
+    /// # Errors
+    ///
+    /// [`TestingError::NoBackend`] or [`TestingError::UnknownBackend`] from backend selection,
+    /// then as [`TestingServer::start_with`].
+    pub async fn start() -> Result<TestingServer, TestingError> {
+        TestingServer::start_with(Backend::from_env().await?).await
+    }
+
+    /// Starts a server on `backend` and waits until it serves (answers `srvr` with a mode).
+    ///
+    /// # Errors
+    ///
+    /// [`TestingError::NoBackend`] if the process backend finds no Java or no ZooKeeper jars,
+    /// [`TestingError::Docker`] if a container cannot be created, [`TestingError::Io`] if a port,
+    /// directory or process cannot be set up, [`TestingError::ServerExited`] if the server dies
+    /// while starting, [`TestingError::Timeout`] if it does not serve within two minutes.
+    pub async fn start_with(backend: Backend) -> Result<TestingServer, TestingError> {
+        let port = free_ports(1)?[0];
+        let instance = format!("{}-1", unique_instance_prefix());
+        let reaper = (backend == Backend::Docker)
+            .then(|| Reaper::spawn(std::slice::from_ref(&instance), None));
+        let config = NodeConfig {
+            id: 1,
+            instance,
+            host_client_port: port,
+            members: Vec::new(),
+            label: format!("ZooKeeper server 127.0.0.1:{port} ({backend})"),
+        };
+        let mut node = Node::create(backend, config, None).await?;
+        node.launch().await?;
+        node.wait_for_mode(|mode| mode.is_serving(), READY_TIMEOUT)
+            .await?;
+        tracing::info!(%backend, port, "testing server ready");
+        Ok(TestingServer {
+            backend,
+            port,
+            node: Mutex::new(node),
+            _reaper: reaper,
+        })
+    }
+
+    /// The connect string for clients: `127.0.0.1:PORT`.
+    pub fn connect_string(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The client port on 127.0.0.1; it stays the same across stops and restarts.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The backend the server runs on.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Stops the server gracefully (SIGTERM; SIGKILL if it takes over 15 s). Does nothing when it
+    /// is not running. [`restart`](TestingServer::restart) starts it again.
+    ///
+    /// # Errors
+    ///
+    /// [`TestingError::Docker`] or [`TestingError::Io`] if the server cannot be signalled,
+    /// [`TestingError::Timeout`] if it does not exit even after SIGKILL.
+    pub async fn stop(&self) -> Result<(), TestingError> {
+        tracing::info!(port = self.port, "stopping testing server");
+        self.node.lock().await.stop().await
+    }
+
+    /// Kills the server abruptly with SIGKILL, as a crash or power loss would. Does nothing
+    /// when it is not running. [`restart`](TestingServer::restart) starts it again.
+    ///
+    /// # Errors
+    ///
+    /// As [`stop`](TestingServer::stop).
+    pub async fn kill(&self) -> Result<(), TestingError> {
+        tracing::info!(port = self.port, "killing testing server");
+        self.node.lock().await.kill().await
+    }
+
+    /// Stops the server if it runs, starts it again on the same port with the same data, and
+    /// waits until it serves.
+    ///
+    /// # Errors
+    ///
+    /// As [`stop`](TestingServer::stop), then as [`start_with`](TestingServer::start_with).
+    pub async fn restart(&self) -> Result<(), TestingError> {
+        tracing::info!(port = self.port, "restarting testing server");
+        let mut node = self.node.lock().await;
+        node.stop().await?;
+        node.launch().await?;
+        node.wait_for_mode(|mode| mode.is_serving(), READY_TIMEOUT)
+            .await?;
+        Ok(())
+    }
+
+    /// The last lines of the server's log, for diagnosing a failed test.
+    pub async fn log_tail(&self) -> String {
+        self.node.lock().await.log_tail().await
+    }
+}
+
+impl std::fmt::Debug for TestingServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestingServer")
+            .field("backend", &self.backend)
+            .field("connect_string", &self.connect_string())
+            .finish_non_exhaustive()
+    }
+}

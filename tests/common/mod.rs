@@ -1,0 +1,127 @@
+//! Helpers shared by the integration tests (`mod common;` in a test file).
+//!
+//! * [`zk_server`]: a ZooKeeper server shared by the whole test binary (or `ZK_CONNECT`).
+//! * [`unique_path`]: a fresh znode path per test, so tests sharing a server do not collide.
+//! * [`init_tracing`]: logs to the test output, filtered by `RUST_LOG`.
+//! * [`eventually`] / [`eventually_async`]: wait for a condition under a deadline, never a
+//!   bare sleep.
+//!
+//! Only raw `zookeeper_client` is used here, so these helpers do not depend on the crate's
+//! connection manager.
+#![allow(dead_code)] // Each test binary uses a different subset.
+
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use tokio::sync::OnceCell;
+use zk_recipes::testing::TestingServer;
+
+/// Environment variable with the connect string of an external ZooKeeper to use instead of
+/// starting one.
+pub const CONNECT_VAR: &str = "ZK_CONNECT";
+
+/// How often [`eventually`] and [`eventually_async`] look again.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(20);
+
+static SHARED_SERVER: OnceCell<String> = OnceCell::const_new();
+
+/// The connect string of a ZooKeeper shared by every test of this binary: `ZK_CONNECT` if set,
+/// else a [`TestingServer`] started on first use (on the backend `ZK_TEST_BACKEND` or
+/// auto-detection picks).
+///
+/// The server runs on a dedicated thread and runtime, so it outlives the `#[tokio::test]` that
+/// started it; it is removed when the test binary exits (the kit's watcher processes see the
+/// binary's pipes close). Tests must not stop it: use a `TestingServer` of their own for that.
+///
+/// # Panics
+///
+/// If no server can be started; the message says why and how to get a backend.
+pub async fn zk_server() -> String {
+    if let Ok(connect_string) = std::env::var(CONNECT_VAR) {
+        if !connect_string.trim().is_empty() {
+            return connect_string;
+        }
+    }
+    SHARED_SERVER.get_or_init(start_shared_server).await.clone()
+}
+
+async fn start_shared_server() -> String {
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("shared-zookeeper".to_owned())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for the shared ZooKeeper server");
+            runtime.block_on(async move {
+                match TestingServer::start().await {
+                    Ok(server) => {
+                        let _ = started_tx.send(Ok(server.connect_string()));
+                        // Keep the server, and the runtime its handles live on, until the test
+                        // binary exits.
+                        std::future::pending::<()>().await;
+                        drop(server);
+                    }
+                    Err(err) => {
+                        let _ = started_tx.send(Err(err.to_string()));
+                    }
+                }
+            });
+        })
+        .expect("a thread for the shared ZooKeeper server");
+    match started_rx.await {
+        Ok(Ok(connect_string)) => connect_string,
+        Ok(Err(err)) => panic!("cannot start the shared ZooKeeper server: {err}"),
+        Err(_) => panic!("the shared ZooKeeper server's thread died while starting it"),
+    }
+}
+
+/// A znode path no other test uses: `/zkr-test/<name>-<uuid>`. Its parent may not exist yet.
+pub fn unique_path(name: &str) -> String {
+    format!("/zkr-test/{name}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Sends `tracing` output to the test's captured output, filtered by `RUST_LOG` (default:
+/// warnings). Safe to call from every test.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
+}
+
+/// Waits until `condition` holds, looking every [`POLL_INTERVAL`].
+///
+/// # Panics
+///
+/// With `what` in the message if `condition` still fails after `deadline`.
+pub async fn eventually<F: FnMut() -> bool>(what: &str, deadline: Duration, mut condition: F) {
+    eventually_async(what, deadline, || std::future::ready(condition())).await;
+}
+
+/// Waits until the future `condition` returns resolves to `true`, looking every
+/// [`POLL_INTERVAL`]. A check that is still running at the deadline is not cut short.
+///
+/// # Panics
+///
+/// With `what` in the message if `condition` still fails after `deadline`.
+pub async fn eventually_async<F, Fut>(what: &str, deadline: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let started = Instant::now();
+    loop {
+        if condition().await {
+            return;
+        }
+        if started.elapsed() >= deadline {
+            panic!("timed out after {deadline:?} waiting for {what}");
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
