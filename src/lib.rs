@@ -19,6 +19,7 @@
 
 pub mod connection;
 mod error;
+pub mod latch;
 mod path;
 mod queue;
 
@@ -29,6 +30,10 @@ pub mod testing;
 pub use connection::retry;
 pub use connection::{Client, ClientBuilder, ConnectionState};
 pub use error::{Error, Result};
+pub use latch::{
+    CloseMode, ConnectionErrorPolicy, LatchLeader, LatchState, LeaderLatch, LeaderLatchListener,
+    LeaderLatchMetrics, LeadershipChanges,
+};
 pub use path::{validate_path, validate_recipe_path};
 pub use queue::Participant;
 

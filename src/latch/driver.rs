@@ -1,0 +1,466 @@
+//! The background task of a started [`LeaderLatch`](super::LeaderLatch): races for the node,
+//! holds it, watches it, and gives leadership up when the connection says so.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use zookeeper_client::{Acl, CreateMode, EventType, OneshotWatcher, Stat, WatchedEvent};
+
+use super::{ConnectionErrorPolicy, Inner, LatchState};
+use crate::connection::{acls_or_default, ensure_parents, Session};
+use crate::error::{is_retryable_zk, Error};
+
+/// How often in a row the parent may vanish between making it and creating the node before
+/// the race backs off.
+const MAX_PARENT_REBUILDS: u32 = 5;
+const MIN_BACKOFF: Duration = Duration::from_millis(50);
+/// The longest sleep between attempts after an error that retrying may not cure (an ACL, an
+/// ephemeral parent): logged, and tried again, so an operator's fix is picked up.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Why the race ended.
+enum End {
+    /// `close()` or a drop of the latch.
+    Cancelled,
+    /// The client was closed.
+    ClientClosed,
+    /// The first attempt failed with an error retrying will not cure; `start()` reports it.
+    Failed(Error),
+}
+
+/// What one look at the node found.
+enum Observed {
+    /// The node exists and this latch's current session owns it.
+    Ours(OneshotWatcher),
+    /// Another session owns the node (or it is not ephemeral).
+    Other {
+        id: Vec<u8>,
+        stat: Stat,
+        watcher: OneshotWatcher,
+    },
+    /// The node is not there (deleted between the create and the read).
+    Gone,
+    /// The node's parent is missing.
+    NoParent,
+}
+
+/// What to do after leading or following ended.
+enum Next {
+    Race,
+    Stop(End),
+}
+
+pub(super) struct Driver {
+    pub(super) inner: Arc<Inner>,
+    pub(super) cancel: CancellationToken,
+    pub(super) acls: Vec<Acl>,
+    pub(super) policy: ConnectionErrorPolicy,
+    /// Answers `start()` once the first attempt has decided (or cannot decide for now).
+    pub(super) started: Option<oneshot::Sender<crate::Result<()>>>,
+    /// The last session a create was sent on: the only one that can own our node.
+    pub(super) session: Option<Arc<Session>>,
+}
+
+impl Driver {
+    pub(super) async fn run(mut self) {
+        let end = self.race().await;
+        let path = &self.inner.path;
+        match &end {
+            End::Cancelled => tracing::debug!(%path, "leader latch closed"),
+            End::ClientClosed => {
+                tracing::info!(%path, "the client was closed; the leader latch stops");
+                self.inner.emitter.close(true);
+                self.inner.mark_closed();
+            }
+            End::Failed(error) => {
+                tracing::warn!(%path, %error, "leader latch could not start");
+                self.inner.emitter.close(false);
+                self.inner.mark_closed();
+            }
+        }
+        // Leadership is already given up (the emitter is closed); only now may the node go.
+        if let Some(session) = self.session.take() {
+            self.delete_our_node(session).await;
+        }
+        if let Some(started) = self.started.take() {
+            let _ = started.send(match end {
+                End::Failed(error) => Err(error),
+                End::Cancelled | End::ClientClosed => Err(Error::Closed),
+            });
+        }
+    }
+
+    fn report_started(&mut self) {
+        if let Some(started) = self.started.take() {
+            let _ = started.send(Ok(()));
+        }
+    }
+
+    async fn race(&mut self) -> End {
+        let mut backoff = MIN_BACKOFF;
+        let mut parent_rebuilds = 0u32;
+        loop {
+            let Some(session) = self.connected_session().await else {
+                return self.why_stopped();
+            };
+            let seen = session.interruption_count();
+            self.session = Some(session.clone());
+            let observed = tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => return End::Cancelled,
+                observed = self.observe(&session, true) => observed,
+            };
+            let error = match observed {
+                Ok(Observed::Ours(watcher)) => {
+                    parent_rebuilds = 0;
+                    backoff = MIN_BACKOFF;
+                    if !self.still_ours(&session, seen) {
+                        // Interrupted while we looked: look again once connected.
+                        tracing::debug!(path = %self.inner.path, "session interrupted while claiming leadership; checking again");
+                        continue;
+                    }
+                    match self.lead(&session, seen, watcher).await {
+                        Next::Race => continue,
+                        Next::Stop(end) => return end,
+                    }
+                }
+                Ok(Observed::Other { id, stat, watcher }) => {
+                    parent_rebuilds = 0;
+                    backoff = MIN_BACKOFF;
+                    self.report_started();
+                    if stat.ephemeral_owner == 0 {
+                        tracing::warn!(path = %self.inner.path, "the latch node is not ephemeral: no latch can win until it is deleted");
+                    } else {
+                        tracing::debug!(path = %self.inner.path, leader = %String::from_utf8_lossy(&id), "following");
+                    }
+                    match self.follow(&session, watcher).await {
+                        Next::Race => continue,
+                        Next::Stop(end) => return end,
+                    }
+                }
+                Ok(Observed::Gone) => continue,
+                Ok(Observed::NoParent) => {
+                    parent_rebuilds += 1;
+                    if parent_rebuilds > MAX_PARENT_REBUILDS {
+                        parent_rebuilds = 0;
+                        zookeeper_client::Error::NoNode
+                    } else {
+                        match self.make_parents(&session).await {
+                            Ok(()) => continue,
+                            Err(e) => e,
+                        }
+                    }
+                }
+                Err(e) => e,
+            };
+            if is_retryable_zk(&error) {
+                tracing::debug!(path = %self.inner.path, %error, "leader latch attempt failed; retrying");
+                self.report_started();
+            } else if self.started.is_some() {
+                return End::Failed(error.into());
+            } else {
+                tracing::error!(path = %self.inner.path, %error, "leader latch cannot take part in the race; retrying");
+            }
+            if !self.sleep(backoff).await {
+                return self.why_stopped();
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    fn why_stopped(&self) -> End {
+        if self.cancel.is_cancelled() {
+            End::Cancelled
+        } else {
+            End::ClientClosed
+        }
+    }
+
+    /// Sleeps; false when cancelled or the client closed meanwhile.
+    async fn sleep(&self, duration: Duration) -> bool {
+        let jittered = duration.mul_f64(0.75 + fastrand::f64() * 0.5);
+        let closed = self.inner.client.shared().closed.clone();
+        tokio::select! {
+            _ = self.cancel.cancelled() => false,
+            _ = closed.cancelled() => false,
+            _ = tokio::time::sleep(jittered) => true,
+        }
+    }
+
+    /// The client's session once it is connected. `None` when cancelled or the client is
+    /// closed. The first wait reports `start()` done after the connection timeout, and goes on
+    /// waiting in the background.
+    async fn connected_session(&mut self) -> Option<Arc<Session>> {
+        let shared = self.inner.client.shared().clone();
+        let mut rx = shared.current.subscribe();
+        let report_at = Instant::now() + shared.config.connection_timeout;
+        let mut report = self.started.is_some();
+        loop {
+            let report_timer = async {
+                if report {
+                    tokio::time::sleep_until(report_at).await
+                } else {
+                    std::future::pending().await
+                }
+            };
+            tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => return None,
+                _ = shared.closed.cancelled() => return None,
+                snapshot = rx.wait_for(|s| s.state.is_connected() && !s.session.is_lost()) => {
+                    return snapshot.ok().map(|s| s.session.clone());
+                }
+                _ = report_timer => {
+                    tracing::warn!(path = %self.inner.path, "not connected; the leader latch will race once the connection is back");
+                    self.report_started();
+                    report = false;
+                }
+            }
+        }
+    }
+
+    /// True if `session` may still be believed to own the node it was seen to own when
+    /// `seen` interruptions had happened: it is the client's current session, not lost, and
+    /// (by the standard policy) not interrupted since.
+    fn still_ours(&self, session: &Arc<Session>, seen: u64) -> bool {
+        !session.is_lost()
+            && Arc::ptr_eq(session, &self.inner.client.session())
+            && (self.policy == ConnectionErrorPolicy::SessionOnly
+                || session.interruption_count() == seen)
+    }
+
+    /// Creates the node (when `create`) and reads it with a watch, both sent before either
+    /// answer is awaited. Whose node it is comes from the read's ephemeral owner only, never
+    /// from the create's answer alone: after a connection loss, a `NodeExists` may be our own
+    /// node (CURATOR-696), and a node of an earlier session of ours is not ours.
+    async fn observe(
+        &self,
+        session: &Arc<Session>,
+        create: bool,
+    ) -> Result<Observed, zookeeper_client::Error> {
+        let zk = session
+            .zookeeper()
+            .map_err(|_| zookeeper_client::Error::SessionExpired)?;
+        let path = self.inner.path.as_str();
+        let options = CreateMode::Ephemeral.with_acls(acls_or_default(&self.acls));
+        let created = create.then(|| zk.create(path, self.inner.id.as_bytes(), &options));
+        let read = zk.get_and_watch_data(path);
+        let mut existed = false;
+        if let Some(created) = created {
+            self.inner
+                .counters
+                .races
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            match created.await {
+                Ok(_) => {}
+                Err(zookeeper_client::Error::NodeExists) => existed = true,
+                Err(zookeeper_client::Error::NoNode) => return Ok(Observed::NoParent),
+                Err(e) => return Err(e),
+            }
+        }
+        match read.await {
+            Ok((_, stat, watcher)) if session.owns(&stat) => {
+                if existed {
+                    tracing::debug!(
+                        path = %self.inner.path,
+                        session = %session.id(),
+                        "the latch node exists and is this session's (made by an earlier attempt)"
+                    );
+                }
+                Ok(Observed::Ours(watcher))
+            }
+            Ok((id, stat, watcher)) => Ok(Observed::Other { id, stat, watcher }),
+            Err(zookeeper_client::Error::NoNode) => Ok(Observed::Gone),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Makes the node's missing parents, as container nodes (CURATOR-724: the parent may be
+    /// deleted while the latch runs).
+    async fn make_parents(&self, session: &Arc<Session>) -> Result<(), zookeeper_client::Error> {
+        let zk = session
+            .zookeeper()
+            .map_err(|_| zookeeper_client::Error::SessionExpired)?;
+        tracing::debug!(path = %self.inner.path, "creating the latch node's parents");
+        let made = ensure_parents(&zk, &self.inner.path, self.inner.client.default_acls());
+        tokio::select! {
+            _ = self.cancel.cancelled() => Ok(()),
+            made = made => made,
+        }
+    }
+
+    fn count_event(&self, event: &WatchedEvent) {
+        if event.event_type != EventType::Session {
+            self.inner
+                .counters
+                .watch_events
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Holds leadership until the node changes hands, the connection policy says to give it
+    /// up, or the latch is closed.
+    async fn lead(&mut self, session: &Arc<Session>, seen: u64, watcher: OneshotWatcher) -> Next {
+        if self.inner.emitter.set_leader(true) {
+            self.inner
+                .counters
+                .elected
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::info!(path = %self.inner.path, id = %self.inner.id, session = %session.id(), "leadership acquired");
+        }
+        self.report_started();
+        let mut changed: Pin<Box<dyn Future<Output = WatchedEvent> + Send>> =
+            Box::pin(watcher.changed());
+        loop {
+            let policy = self.policy;
+            let step_down = async {
+                match policy {
+                    ConnectionErrorPolicy::Standard => session.interrupted_since(seen).await,
+                    ConnectionErrorPolicy::SessionOnly => session.lost().await,
+                }
+            };
+            let reason = tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => return Next::Stop(End::Cancelled),
+                _ = step_down => if session.is_lost() { "the session was lost" } else { "the connection was suspended" },
+                event = &mut changed => {
+                    self.count_event(&event);
+                    if event.event_type != EventType::NodeDataChanged {
+                        match event.event_type {
+                            EventType::NodeDeleted => "the node was deleted",
+                            _ => "the session ended",
+                        }
+                    } else {
+                        // Someone wrote to our node: still ours? Look again, still leading.
+                        let observed = tokio::select! {
+                            biased;
+                            _ = self.cancel.cancelled() => return Next::Stop(End::Cancelled),
+                            observed = self.observe(session, false) => observed,
+                        };
+                        match observed {
+                            Ok(Observed::Ours(watcher)) if self.still_ours(session, seen) => {
+                                changed = Box::pin(watcher.changed());
+                                continue;
+                            }
+                            _ => "the node changed",
+                        }
+                    }
+                }
+            };
+            self.step_down(reason);
+            return Next::Race;
+        }
+    }
+
+    fn step_down(&self, reason: &str) {
+        if self.inner.emitter.set_leader(false) {
+            tracing::info!(path = %self.inner.path, id = %self.inner.id, reason, "leadership given up");
+        }
+    }
+
+    /// Waits, as a follower, for the leader's node to change (the herd: every follower is
+    /// woken), or for our session to be lost.
+    async fn follow(&self, session: &Arc<Session>, watcher: OneshotWatcher) -> Next {
+        tokio::select! {
+            biased;
+            _ = self.cancel.cancelled() => Next::Stop(End::Cancelled),
+            _ = session.lost() => Next::Race,
+            event = watcher.changed() => {
+                self.count_event(&event);
+                tracing::debug!(path = %self.inner.path, event = ?event.event_type, "the leader's node changed; racing");
+                Next::Race
+            }
+        }
+    }
+
+    /// Deletes the node if `session` owns it: at most for the connection timeout here, then
+    /// in the background until it is gone or the session is.
+    async fn delete_our_node(&self, session: Arc<Session>) {
+        let path = self.inner.path.clone();
+        let budget = self.inner.client.connection_timeout();
+        let foreground = tokio::time::timeout(budget, delete_if_owned(&session, &path));
+        match foreground.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::error!(%path, %error, "could not delete the leader latch node; it stays until its session ends");
+            }
+            Err(_) => {
+                tracing::debug!(%path, "deleting the leader latch node in the background");
+                self.inner.client.spawn(async move {
+                    if let Err(error) = delete_if_owned(&session, &path).await {
+                        tracing::error!(%path, %error, "could not delete the leader latch node; it stays until its session ends");
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// One attempt of [`delete_if_owned`].
+enum Deleted {
+    Yes,
+    /// Absent, or another session's: nothing to do.
+    NotOurs,
+    /// The version changed between the read and the delete.
+    Again,
+}
+
+/// Deletes `path` if `session` owns it, with a version-checked delete, retrying retryable
+/// failures until it is done or the session is lost (which takes an ephemeral node with it).
+pub(super) async fn delete_if_owned(session: &Arc<Session>, path: &str) -> crate::Result<()> {
+    let mut backoff = Duration::from_millis(20);
+    loop {
+        let Ok(zk) = session.zookeeper() else {
+            return Ok(());
+        };
+        let attempt = async {
+            let Some(stat) = zk.check_stat(path).await? else {
+                return Ok(Deleted::NotOurs);
+            };
+            if !session.owns(&stat) {
+                return Ok(Deleted::NotOurs);
+            }
+            match zk.delete(path, Some(stat.version)).await {
+                Ok(()) => Ok(Deleted::Yes),
+                Err(zookeeper_client::Error::NoNode) => Ok(Deleted::NotOurs),
+                // Written in between: read the version again.
+                Err(zookeeper_client::Error::BadVersion) => Ok(Deleted::Again),
+                Err(e) => Err(e),
+            }
+        };
+        let outcome = tokio::select! {
+            _ = session.lost() => return Ok(()),
+            outcome = attempt => outcome,
+        };
+        drop(zk);
+        match outcome {
+            Ok(Deleted::Yes) => {
+                tracing::debug!(%path, "leader latch node deleted");
+                return Ok(());
+            }
+            Ok(Deleted::NotOurs) => return Ok(()),
+            Ok(Deleted::Again) => continue,
+            Err(e) if is_retryable_zk(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
+        tokio::select! {
+            _ = session.lost() => return Ok(()),
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(1));
+    }
+}
+
+impl Inner {
+    /// Marks the latch closed from the task (client closed, or start failed).
+    pub(super) fn mark_closed(&self) {
+        let mut lifecycle = self.lifecycle.lock().unwrap_or_else(|e| e.into_inner());
+        lifecycle.state = LatchState::Closed;
+        lifecycle.task = None;
+    }
+}

@@ -1,0 +1,556 @@
+//! [`LeaderLatch`]: leadership by a race for one ephemeral node.
+//!
+//! Every candidate tries to create the same **ephemeral** node, the latch path itself (say
+//! `/app/leader`), with its participant id as the data. The candidate whose create succeeds
+//! is the leader; the others watch the node and race again when it is deleted. The leader
+//! gives leadership up with [`LeaderLatch::close`], or by dying: its session ends and
+//! ZooKeeper deletes the node.
+//!
+//! This is deliberately **not** Curator's `LeaderLatch` layout (Curator queues sequential
+//! nodes under the latch path), so a Java `LeaderLatch` and this one do not contend with each
+//! other. Use [`LeaderSelector`](crate::LeaderSelector) for Curator-compatible, queue-ordered
+//! leadership.
+//!
+//! # Latch or `LeaderSelector`?
+//!
+//! | | `LeaderLatch` (this module) | `LeaderSelector` |
+//! |---|---|---|
+//! | Nodes | one ephemeral node, the latch path | one ephemeral-sequential node per candidate |
+//! | Order | **unfair**: whoever's create lands first wins; the same process may win again and again | **fair**: candidates lead in queue (arrival) order |
+//! | On every change | **every** follower is woken and races (the herd): *n* followers mean *n* watch events and *n* creates per change | only the next candidate is woken |
+//! | Leadership | held until `close()` or the session ends | held while the listener's `take_leadership` runs (then requeued if asked) |
+//! | Nodes on the server | one, whatever the number of candidates | one per candidate |
+//!
+//! Choose the latch when the candidates are few (a handful of replicas of one service), changes
+//! of leader are rare, and any candidate is as good as any other: it is the simplest recipe and
+//! has the fewest moving parts. Choose [`LeaderSelector`](crate::LeaderSelector) when there
+//! are many candidates (the herd makes every change cost O(*n*) requests and notifications on
+//! the ensemble), when
+//! leadership should rotate or go in arrival order, or when Java processes using Curator's
+//! recipes must take part. [`LeaderLatch::watch_events_received`] counts this latch's share of
+//! the herd.
+//!
+//! # Guarantees
+//!
+//! * **At most one leader, as far as ZooKeeper can tell.** A latch believes it leads only
+//!   after reading the node and finding that its ephemeral owner is the client's *current*
+//!   session. A create whose answer was lost to a connection drop, or a `NodeExists`, is
+//!   resolved the same way (the node may be ours from before the drop: Curator's CURATOR-696
+//!   double leader). A node of an earlier session of ours is never taken for ours.
+//! * **Connection trouble.** By default ([`ConnectionErrorPolicy::Standard`]), leadership is
+//!   given up the moment the connection is suspended: the session may expire and another
+//!   latch win while this one cannot hear about it. Once reconnected on the same session, the
+//!   latch checks the node: still ours, it leads again, without anyone else having had a
+//!   chance (the node never went away). [`ConnectionErrorPolicy::SessionOnly`] keeps
+//!   leadership through a suspension and gives it up only when the session is lost. After a
+//!   loss the latch races again on the client's new session.
+//! * **The parent may vanish.** If the latch node's parent is deleted while the latch runs,
+//!   the latch makes it again (as a container node) and races again (CURATOR-724).
+//! * **No leaked node.** [`close`](LeaderLatch::close) deletes the node only if this latch's
+//!   session owns it, with a version-checked delete. A latch dropped without `close` does the
+//!   same in the background.
+//!
+//! ```no_run
+//! # async fn demo(client: zk_recipes::Client) -> zk_recipes::Result<()> {
+//! use zk_recipes::{CloseMode, LeaderLatch};
+//!
+//! let latch = LeaderLatch::new(&client, "/app/leader", "node-1")?;
+//! latch.start().await?;
+//! latch.await_leadership().await?;
+//! assert!(latch.has_leadership());
+//! // … lead …
+//! latch.close_with(CloseMode::NotifyLeader).await?;
+//! # Ok(()) }
+//! ```
+
+mod driver;
+mod notify;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use zookeeper_client::{Acl, SessionId};
+
+use self::driver::Driver;
+use self::notify::Emitter;
+pub use self::notify::{LeaderLatchListener, LeadershipChanges};
+use crate::connection::Client;
+use crate::error::{Error, Result};
+
+/// The largest participant id accepted, in bytes. ZooKeeper refuses a request larger than its
+/// `jute.maxbuffer` (1 MiB by default), and the id is the node's data.
+pub const MAX_ID_LEN: usize = 1024 * 1024 - 1024;
+
+/// How a [`LeaderLatch`] reacts to connection trouble (Curator's `ConnectionStateErrorPolicy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum ConnectionErrorPolicy {
+    /// Give leadership up as soon as the connection is
+    /// [`Suspended`](crate::ConnectionState::Suspended) (Curator's
+    /// `StandardConnectionStateErrorPolicy`). Safe: a leader never keeps leading while its
+    /// session may be expiring unseen. Leadership comes back after reconnection if the node
+    /// is still this session's.
+    #[default]
+    Standard,
+    /// Keep leadership through a suspension; give it up only when the session is
+    /// [`Lost`](crate::ConnectionState::Lost) (Curator's
+    /// `SessionConnectionStateErrorPolicy`). Fewer changes of leader on a flaky network, at
+    /// the price of a window (up to the session timeout) in which this latch may still believe
+    /// it leads after the server has expired its session and another latch has won.
+    SessionOnly,
+}
+
+/// How [`LeaderLatch::close_with`] treats the listeners (Curator's `CloseMode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum CloseMode {
+    /// Listeners are not told (Curator's default). [`LeaderLatch::leadership_changes`]
+    /// streams still get the final `false`.
+    #[default]
+    Silent,
+    /// If the latch was leading, listeners get [`not_leader`](LeaderLatchListener::not_leader).
+    NotifyLeader,
+}
+
+/// The lifecycle of a [`LeaderLatch`] (Curator's `LeaderLatch.State`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum LatchState {
+    /// Made, not yet started.
+    Latent,
+    /// Started: racing, leading or following.
+    Started,
+    /// Closed (or dropped, or its client closed, or its start failed). It cannot be started
+    /// again; make a new latch.
+    Closed,
+}
+
+/// The current leader of a latch, read from the latch node: [`LeaderLatch::leader`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LatchLeader {
+    /// The leader's participant id (the node's data, decoded as UTF-8, lossily).
+    pub id: String,
+    /// The session that owns the node.
+    pub session_id: SessionId,
+}
+
+/// Counters of one latch, for benchmarks and diagnostics: [`LeaderLatch::metrics`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct LeaderLatchMetrics {
+    /// Node watch events delivered to this latch (as a follower: one per change of the
+    /// leader's node; as the leader: one when its node is changed or deleted by someone
+    /// else). Session events are not counted.
+    pub watch_events: u64,
+    /// Creates of the latch node sent (each race, and each retry).
+    pub races: u64,
+    /// How many times this latch became the leader.
+    pub elected: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    watch_events: AtomicU64,
+    races: AtomicU64,
+    elected: AtomicU64,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Settings {
+    acls: Vec<Acl>,
+    policy: ConnectionErrorPolicy,
+}
+
+#[derive(Debug)]
+struct Lifecycle {
+    state: LatchState,
+    task: Option<JoinHandle<()>>,
+}
+
+/// What the latch handle and its task share.
+#[derive(Debug)]
+pub(crate) struct Inner {
+    client: Client,
+    path: String,
+    id: String,
+    settings: Mutex<Settings>,
+    emitter: Emitter,
+    lifecycle: Mutex<Lifecycle>,
+    cancel: CancellationToken,
+    counters: Counters,
+}
+
+/// Leadership by a race for one ephemeral node: simple, unfair, and every follower is woken on
+/// every change (see the [module documentation](self) for when to choose it over
+/// [`LeaderSelector`](crate::LeaderSelector)).
+///
+/// Make one with [`new`](Self::new), [`start`](Self::start) it, and read
+/// [`has_leadership`](Self::has_leadership), wait with
+/// [`await_leadership`](Self::await_leadership), follow [`leadership_changes`](Self::leadership_changes)
+/// or [`add_listener`](Self::add_listener). [`close`](Self::close) it to give leadership up.
+///
+/// A started latch runs a background task (on the client's runtime) until it is closed.
+/// **Dropping** a started latch without closing it closes it silently: leadership is given up
+/// at once, and the task deletes the node (if this latch's session owns it) in the background.
+///
+/// `LeaderLatch` is not `Clone`; share it with an `Arc`.
+#[derive(Debug)]
+pub struct LeaderLatch {
+    inner: Arc<Inner>,
+}
+
+impl LeaderLatch {
+    /// A latch on `path` for the participant `id`. Nothing is sent to ZooKeeper until
+    /// [`start`](Self::start).
+    ///
+    /// # Errors
+    ///
+    /// * [`Error::InvalidPath`] if `path` is not a usable znode path (see
+    ///   [`validate_recipe_path`](crate::validate_recipe_path));
+    /// * [`Error::InvalidArgument`] if `id` is empty or longer than [`MAX_ID_LEN`] bytes.
+    pub fn new(client: &Client, path: &str, id: impl Into<String>) -> Result<Self> {
+        crate::path::validate_recipe_path(path)?;
+        let id = id.into();
+        if id.is_empty() {
+            return Err(Error::InvalidArgument(
+                "a leader latch participant id must not be empty".into(),
+            ));
+        }
+        if id.len() > MAX_ID_LEN {
+            return Err(Error::InvalidArgument(format!(
+                "a leader latch participant id must be at most {MAX_ID_LEN} bytes, got {}",
+                id.len()
+            )));
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                client: client.clone(),
+                path: path.to_owned(),
+                id,
+                settings: Mutex::new(Settings::default()),
+                emitter: Emitter::new(),
+                lifecycle: Mutex::new(Lifecycle {
+                    state: LatchState::Latent,
+                    task: None,
+                }),
+                cancel: CancellationToken::new(),
+                counters: Counters::default(),
+            }),
+        })
+    }
+
+    /// The ACLs of the latch node (default: the client's
+    /// [default ACLs](crate::ClientBuilder::default_acls)). Missing parents get the client's
+    /// default ACLs. Takes effect at [`start`](Self::start).
+    pub fn with_acls(self, acls: Vec<Acl>) -> Self {
+        self.settings().acls = acls;
+        self
+    }
+
+    /// How to react to connection trouble (default: [`ConnectionErrorPolicy::Standard`]).
+    /// Takes effect at [`start`](Self::start).
+    pub fn with_error_policy(self, policy: ConnectionErrorPolicy) -> Self {
+        self.settings().policy = policy;
+        self
+    }
+
+    fn settings(&self) -> std::sync::MutexGuard<'_, Settings> {
+        self.inner
+            .settings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lifecycle(&self) -> std::sync::MutexGuard<'_, Lifecycle> {
+        self.inner
+            .lifecycle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The latch path.
+    pub fn path(&self) -> &str {
+        &self.inner.path
+    }
+
+    /// This participant's id.
+    pub fn id(&self) -> &str {
+        &self.inner.id
+    }
+
+    /// The lifecycle state.
+    pub fn state(&self) -> LatchState {
+        self.lifecycle().state
+    }
+
+    /// The connection error policy.
+    pub fn error_policy(&self) -> ConnectionErrorPolicy {
+        self.settings().policy
+    }
+
+    /// Starts the latch: its background task joins the race.
+    ///
+    /// Returns once the first attempt has decided (this latch leads, or another does), or,
+    /// if the client is not connected, after the connection timeout (the latch then races in
+    /// the background once the connection is back).
+    ///
+    /// # Errors
+    ///
+    /// * [`Error::IllegalState`] if the latch was already started;
+    /// * [`Error::Closed`] if it was closed, or its client is closed;
+    /// * errors the first attempt found that retrying would not cure, after which the latch is
+    ///   [`Closed`](LatchState::Closed) and nothing is left on the server:
+    ///   [`Error::NoAuth`] when an ACL forbids the create, [`Error::ZooKeeper`] with
+    ///   `NoChildrenForEphemerals` when the latch path is under an ephemeral node.
+    ///
+    /// Connection trouble is not an error: the latch keeps trying in the background.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the latch is started when the future is first polled; dropping it only
+    /// stops waiting for the first attempt.
+    pub async fn start(&self) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut lifecycle = self.lifecycle();
+            match lifecycle.state {
+                LatchState::Latent => {}
+                LatchState::Started => {
+                    return Err(Error::IllegalState("the leader latch is already started"))
+                }
+                LatchState::Closed => return Err(Error::Closed),
+            }
+            if self.inner.client.is_closed() {
+                return Err(Error::Closed);
+            }
+            let settings = self.settings().clone();
+            let driver = Driver {
+                inner: self.inner.clone(),
+                cancel: self.inner.cancel.clone(),
+                acls: settings.acls,
+                policy: settings.policy,
+                started: Some(tx),
+                session: None,
+            };
+            let runtime = &self.inner.client.shared().runtime;
+            if let Some(rx) = self.inner.emitter.take_dispatch_rx() {
+                runtime.spawn(notify::dispatch_listeners(rx, self.inner.path.clone()));
+            }
+            lifecycle.state = LatchState::Started;
+            lifecycle.task = Some(runtime.spawn(driver.run()));
+        }
+        tracing::debug!(path = %self.inner.path, id = %self.inner.id, "leader latch started");
+        rx.await.unwrap_or(Err(Error::Closed))
+    }
+
+    /// True while the latch is started and leads. Cheap and synchronous.
+    ///
+    /// With the default [`ConnectionErrorPolicy::Standard`], it turns false the moment the
+    /// connection is suspended.
+    pub fn has_leadership(&self) -> bool {
+        self.inner.emitter.status().leader
+    }
+
+    /// Waits until this latch leads.
+    ///
+    /// # Errors
+    ///
+    /// * [`Error::IllegalState`] if the latch is not started;
+    /// * [`Error::Closed`] if it is closed (also while waiting).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn await_leadership(&self) -> Result<()> {
+        self.check_started()?;
+        let mut status = self.inner.emitter.watch();
+        let leading = match status.wait_for(|s| s.leader || s.closed).await {
+            Ok(s) => s.leader,
+            Err(_) => false,
+        };
+        if leading {
+            Ok(())
+        } else {
+            Err(Error::Closed)
+        }
+    }
+
+    /// Waits at most `timeout` until this latch leads: `Ok(true)` if it does, `Ok(false)` if
+    /// the time ran out.
+    ///
+    /// # Errors
+    ///
+    /// As [`await_leadership`](Self::await_leadership).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn await_leadership_timeout(&self, timeout: Duration) -> Result<bool> {
+        match tokio::time::timeout(timeout, self.await_leadership()).await {
+            Ok(Ok(())) => Ok(true),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Ok(false),
+        }
+    }
+
+    fn check_started(&self) -> Result<()> {
+        match self.state() {
+            LatchState::Latent => Err(Error::IllegalState("the leader latch is not started")),
+            LatchState::Started => Ok(()),
+            LatchState::Closed => Err(Error::Closed),
+        }
+    }
+
+    /// A stream of this latch's leadership: first the leadership now, then every transition,
+    /// in order, none dropped or coalesced. It ends when the latch is closed (at once if it
+    /// already is).
+    pub fn leadership_changes(&self) -> LeadershipChanges {
+        self.inner.emitter.subscribe()
+    }
+
+    /// Adds a listener for leadership transitions from now on. Listeners are called in order,
+    /// off the latch's task (see [`LeaderLatchListener`]). After close this does nothing.
+    pub fn add_listener(&self, listener: impl LeaderLatchListener) {
+        self.add_listener_arc(Arc::new(listener));
+    }
+
+    /// [`add_listener`](Self::add_listener) for a listener that is already shared.
+    pub fn add_listener_arc(&self, listener: Arc<dyn LeaderLatchListener>) {
+        self.inner.emitter.add_listener(listener);
+    }
+
+    /// Removes every listener. Transitions already queued for them are still delivered.
+    pub fn clear_listeners(&self) {
+        self.inner.emitter.clear_listeners();
+    }
+
+    /// The current leader, read from the latch node: `None` if there is none (no node, or a
+    /// node that is not ephemeral and so belongs to no participant).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] if the latch is closed; the errors of
+    /// [`Client::with_retry`](crate::Client::with_retry).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn leader(&self) -> Result<Option<LatchLeader>> {
+        if self.state() == LatchState::Closed {
+            return Err(Error::Closed);
+        }
+        Ok(match self.inner.client.get_data(&self.inner.path).await? {
+            Some((data, stat)) if stat.ephemeral_owner != 0 => Some(LatchLeader {
+                id: String::from_utf8_lossy(&data).into_owned(),
+                session_id: SessionId(stat.ephemeral_owner),
+            }),
+            _ => None,
+        })
+    }
+
+    /// Node watch events delivered to this latch so far; see
+    /// [`LeaderLatchMetrics::watch_events`]. Summed over the followers and divided by the
+    /// number of changes of leader, this is the herd.
+    pub fn watch_events_received(&self) -> u64 {
+        self.inner.counters.watch_events.load(Ordering::Relaxed)
+    }
+
+    /// This latch's counters.
+    pub fn metrics(&self) -> LeaderLatchMetrics {
+        let c = &self.inner.counters;
+        LeaderLatchMetrics {
+            watch_events: c.watch_events.load(Ordering::Relaxed),
+            races: c.races.load(Ordering::Relaxed),
+            elected: c.elected.load(Ordering::Relaxed),
+        }
+    }
+
+    /// [`close_with`](Self::close_with)`(`[`CloseMode::Silent`]`)`, Curator's default.
+    ///
+    /// # Errors
+    ///
+    /// As [`close_with`](Self::close_with).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`close_with`](Self::close_with).
+    pub async fn close(&self) -> Result<()> {
+        self.close_with(CloseMode::Silent).await
+    }
+
+    /// Closes the latch: leadership is given up at once ([`has_leadership`](Self::has_leadership)
+    /// is false when this is first polled), then the background task removes its watch,
+    /// deletes the latch node if this latch's session owns it (a version-checked delete), and
+    /// ends. Another latch can win only after the delete.
+    ///
+    /// Returns when the node is deleted, or after the connection timeout if it could not be
+    /// deleted by then (the delete goes on in the background until it succeeds or the session
+    /// ends, which deletes the node anyway).
+    ///
+    /// # Errors
+    ///
+    /// * [`Error::IllegalState`] if the latch was never started;
+    /// * [`Error::Closed`] if it is already closed.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the close has happened when the future is first polled; dropping it only
+    /// stops waiting for the node's delete, which goes on in the background.
+    pub async fn close_with(&self, mode: CloseMode) -> Result<()> {
+        let task = {
+            let mut lifecycle = self.lifecycle();
+            match lifecycle.state {
+                LatchState::Latent => {
+                    return Err(Error::IllegalState("the leader latch is not started"))
+                }
+                LatchState::Closed => return Err(Error::Closed),
+                LatchState::Started => {}
+            }
+            lifecycle.state = LatchState::Closed;
+            lifecycle.task.take()
+        };
+        // Leadership goes first, before the node can go: never two leaders.
+        self.inner.emitter.close(mode == CloseMode::NotifyLeader);
+        self.inner.cancel.cancel();
+        tracing::debug!(path = %self.inner.path, id = %self.inner.id, ?mode, "leader latch closing");
+        if let Some(task) = task {
+            if let Err(error) = task.await {
+                tracing::error!(path = %self.inner.path, %error, "the leader latch task failed");
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for LeaderLatch {
+    fn drop(&mut self) {
+        let mut lifecycle = self.lifecycle();
+        if lifecycle.state == LatchState::Started {
+            lifecycle.state = LatchState::Closed;
+            // The task is detached: it deletes the node in the background and ends.
+            lifecycle.task = None;
+            drop(lifecycle);
+            self.inner.emitter.close(false);
+            self.inner.cancel.cancel();
+            tracing::debug!(path = %self.inner.path, id = %self.inner.id, "leader latch dropped; closing in the background");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn types_are_send_and_sync() {
+        fn check<T: Send + Sync + 'static>() {}
+        check::<LeaderLatch>();
+        check::<LeadershipChanges>();
+        check::<LeaderLatchMetrics>();
+    }
+}
