@@ -20,6 +20,7 @@
 pub mod connection;
 mod error;
 pub mod latch;
+pub mod mutex;
 mod path;
 mod queue;
 
@@ -33,6 +34,9 @@ pub use error::{Error, Result};
 pub use latch::{
     CloseMode, ConnectionErrorPolicy, LatchLeader, LatchState, LeaderLatch, LeaderLatchListener,
     LeaderLatchMetrics, LeadershipChanges,
+};
+pub use mutex::{
+    InterProcessMutex, LockGuard, RevocationListener, RevocationRequest, Revoker, REVOKE_MESSAGE,
 };
 pub use path::{validate_path, validate_recipe_path};
 pub use queue::Participant;

@@ -105,22 +105,35 @@ impl Held {
     /// True once the hold may be lost: the session was suspended or lost since the grant, or
     /// the node was deleted.
     pub(crate) fn is_lost(&self) -> bool {
-        let session = &self.node().session;
-        self.node_gone.is_cancelled()
-            || session.is_lost()
-            || session.interruption_count() > self.epoch
+        self.lost_signal().is_lost()
     }
 
     /// Resolves when [`is_lost`](Self::is_lost) becomes true.
     pub(crate) fn lost(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        self.lost_signal().wait()
+    }
+
+    /// Resolves when the hold is surely lost: the node was deleted or its session lost. Unlike
+    /// [`lost`](Self::lost), a mere suspension does not resolve it (for `LeaderSelector`
+    /// listeners that choose to ride out suspensions).
+    pub(crate) fn gone(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
         let session = self.node().session.clone();
         let node_gone = self.node_gone.clone();
-        let epoch = self.epoch;
         async move {
             tokio::select! {
                 _ = node_gone.cancelled() => {}
-                _ = session.interrupted_since(epoch) => {}
+                _ = session.lost() => {}
             }
+        }
+    }
+
+    /// The hold's lost signal as a cloneable value that outlives the `Held`, for recipes that
+    /// share one hold between several handles (reentrant guards).
+    pub(crate) fn lost_signal(&self) -> LostSignal {
+        LostSignal {
+            session: self.node().session.clone(),
+            node_gone: self.node_gone.clone(),
+            epoch: self.epoch,
         }
     }
 
@@ -142,10 +155,20 @@ impl Held {
     /// Deletes the node now. On failure the node is handed to a background delete that keeps
     /// trying for as long as the session lives (the node is never forgotten: CURATOR-678), and
     /// the error is returned.
+    ///
+    /// Cancel safe: the delete runs in a task of its own, so dropping this future does not
+    /// stop it (the node is deleted all the same; only the outcome is not reported).
     pub(crate) async fn release(mut self) -> Result<()> {
         let node = self.node.take().expect("released once");
         self.monitor_stop.cancel();
-        self.queue.delete_node(node).await
+        let (done_tx, done_rx) = oneshot::channel();
+        let queue = self.queue.clone();
+        self.queue.client.spawn(async move {
+            let _ = done_tx.send(queue.delete_node(node).await);
+        });
+        // The task is dropped unrun only when the runtime shuts down, which ends the session
+        // (and its ephemeral node) as well.
+        done_rx.await.unwrap_or(Err(Error::Closed))
     }
 }
 
@@ -153,15 +176,48 @@ impl Drop for Held {
     fn drop(&mut self) {
         self.monitor_stop.cancel();
         if let Some(node) = self.node.take() {
-            let queue = self.queue.clone();
-            self.queue.client.spawn(async move {
-                if let Err(e) = queue.delete_node(node).await {
-                    tracing::warn!(error = %e, "background release failed; a guaranteed delete continues");
-                }
-            });
+            self.queue.spawn_delete(
+                node,
+                "background release failed; a guaranteed delete continues",
+            );
         }
     }
 }
+
+/// The lost signal of a [`Held`], detached from it: the session the node lives on, the
+/// node-deleted token, and the interruption count at the grant.
+#[derive(Debug, Clone)]
+pub(crate) struct LostSignal {
+    session: Arc<Session>,
+    node_gone: CancellationToken,
+    epoch: u64,
+}
+
+impl LostSignal {
+    /// True once the hold may be lost: the session was suspended or lost since the grant, or
+    /// the node was deleted.
+    pub(crate) fn is_lost(&self) -> bool {
+        self.node_gone.is_cancelled()
+            || self.session.is_lost()
+            || self.session.interruption_count() > self.epoch
+    }
+
+    /// Resolves when [`is_lost`](Self::is_lost) becomes true.
+    pub(crate) fn wait(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let signal = self.clone();
+        async move {
+            tokio::select! {
+                _ = signal.node_gone.cancelled() => {}
+                _ = signal.session.interrupted_since(signal.epoch) => {}
+            }
+        }
+    }
+}
+
+/// Called by a held node's monitor with the node's path, its czxid and its data: once when
+/// the monitor first reads the node, then after every change of its data (Curator's
+/// revocation requests travel this way).
+pub(crate) type NodeDataListener = Arc<dyn Fn(&str, u64, &[u8]) + Send + Sync>;
 
 /// How long [`SequentialQueue::acquire`] waits.
 #[derive(Debug, Clone, Copy)]
@@ -193,16 +249,27 @@ struct Waiter {
     grant: GrantSender,
 }
 
-#[derive(Default)]
 struct QueueState {
     /// Local nodes waiting for their turn, by (session generation, sequence).
     waiters: BTreeMap<(u64, i64), Waiter>,
     /// Sequence → (name, live) of the nodes known to be in the queue.
     view: BTreeMap<i64, (String, bool)>,
     /// Every node with a sequence up to this one is known to be gone (pruned from the view),
-    /// so a listing that arrives late cannot bring it back.
+    /// so a listing that arrives late cannot bring it back. -1 at first: ZooKeeper numbers the
+    /// first child of a new parent 0, and that node must not be taken for a gone one.
     gone_through: i64,
     driver_running: bool,
+}
+
+impl Default for QueueState {
+    fn default() -> Self {
+        Self {
+            waiters: BTreeMap::new(),
+            view: BTreeMap::new(),
+            gone_through: -1,
+            driver_running: false,
+        }
+    }
 }
 
 impl QueueState {
@@ -268,6 +335,11 @@ pub(crate) struct SequentialQueue {
     acls: Vec<Acl>,
     state: Mutex<QueueState>,
     wake_driver: Notify,
+    /// Background deletes (of dropped holds and abandoned acquires) whose first attempt is
+    /// still running: see [`deletes_settled`](Self::deletes_settled).
+    background_deletes: tokio::sync::watch::Sender<usize>,
+    /// Handed to the monitor of every node granted from now on.
+    data_listener: Mutex<Option<NodeDataListener>>,
 }
 
 impl std::fmt::Debug for SequentialQueue {
@@ -287,7 +359,15 @@ impl SequentialQueue {
             acls,
             state: Mutex::new(QueueState::default()),
             wake_driver: Notify::new(),
+            background_deletes: tokio::sync::watch::Sender::new(0),
+            data_listener: Mutex::new(None),
         })
+    }
+
+    /// Sets the listener told of the data of nodes granted from now on (see
+    /// [`NodeDataListener`]); `None` removes it. Holds granted before keep what they had.
+    pub(crate) fn set_data_listener(&self, listener: Option<NodeDataListener>) {
+        *self.data_listener.lock().unwrap() = listener;
     }
 
     pub(crate) fn client(&self) -> &Client {
@@ -416,6 +496,34 @@ impl SequentialQueue {
             self.client.spawn(async move { queue.drive().await });
         }
         self.wake_driver.notify_one();
+    }
+
+    /// Deletes `node` in a background task, counted until its first attempt ends (see
+    /// [`deletes_settled`](Self::deletes_settled)); `failure` is logged if that attempt fails.
+    fn spawn_delete(self: &Arc<Self>, node: ProtectedNode, failure: &'static str) {
+        struct InFlight(Arc<SequentialQueue>);
+        impl Drop for InFlight {
+            fn drop(&mut self) {
+                self.0.background_deletes.send_modify(|n| *n -= 1);
+            }
+        }
+        self.background_deletes.send_modify(|n| *n += 1);
+        let in_flight = InFlight(self.clone());
+        self.client.spawn(async move {
+            if let Err(e) = in_flight.0.delete_node(node).await {
+                tracing::warn!(error = %e, "{failure}");
+            }
+            drop(in_flight);
+        });
+    }
+
+    /// Resolves once every background delete started so far (by dropping a [`Held`] or an
+    /// `acquire` future) has had its first attempt: the node is deleted, or the delete failed
+    /// and a guaranteed delete carries on. For recipes that must not report "closed" while
+    /// their withdrawn node may still be seen.
+    pub(crate) async fn deletes_settled(&self) {
+        let mut rx = self.background_deletes.subscribe();
+        let _ = rx.wait_for(|n| *n == 0).await;
     }
 
     /// Deletes one of our nodes and, once it is surely gone, takes it out of the view.
@@ -553,6 +661,7 @@ impl SequentialQueue {
             Ok((_, _, watcher)) => {
                 tokio::select! {
                     event = watcher.changed() => {
+                        tracing::trace!(predecessor = %pred_name, event = ?event.event_type, "predecessor watch fired");
                         if event.event_type == EventType::NodeDeleted {
                             self.state.lock().unwrap().mark_gone(pred_seq);
                         }
@@ -564,6 +673,7 @@ impl SequentialQueue {
                 Ok(())
             }
             Err(zookeeper_client::Error::NoNode) => {
+                tracing::trace!(predecessor = %pred_name, "predecessor already gone");
                 self.state.lock().unwrap().mark_gone(pred_seq);
                 Ok(())
             }
@@ -640,7 +750,14 @@ impl PendingNode {
         let node = self.node.take().expect("handed over once");
         let node_gone = CancellationToken::new();
         let monitor_stop = CancellationToken::new();
-        monitor_own_node(&self.queue, &node, node_gone.clone(), monitor_stop.clone());
+        let listener = self.queue.data_listener.lock().unwrap().clone();
+        monitor_own_node(
+            &self.queue,
+            &node,
+            node_gone.clone(),
+            monitor_stop.clone(),
+            listener,
+        );
         Held {
             queue: self.queue.clone(),
             node: Some(node),
@@ -661,12 +778,10 @@ impl Drop for PendingNode {
             self.queue.wake_driver.notify_one();
         }
         if let Some(node) = self.node.take() {
-            let queue = self.queue.clone();
-            self.queue.client.spawn(async move {
-                if let Err(e) = queue.delete_node(node).await {
-                    tracing::warn!(error = %e, "deleting the node of an abandoned acquire failed; a guaranteed delete continues");
-                }
-            });
+            self.queue.spawn_delete(
+                node,
+                "deleting the node of an abandoned acquire failed; a guaranteed delete continues",
+            );
         }
     }
 }
@@ -680,17 +795,22 @@ fn monitor_own_node(
     node: &ProtectedNode,
     node_gone: CancellationToken,
     stop: CancellationToken,
+    listener: Option<NodeDataListener>,
 ) {
     let Ok(zk) = node.session.zookeeper() else {
         node_gone.cancel();
         return;
     };
     let path = node.path.clone();
+    let czxid = node.stat.czxid as u64;
     queue.client.spawn(async move {
         let watch = async {
             loop {
                 match zk.get_and_watch_data(&path).await {
-                    Ok((_, _, watcher)) => {
+                    Ok((data, _, watcher)) => {
+                        if let Some(listener) = &listener {
+                            listener(&path, czxid, &data);
+                        }
                         let event = watcher.changed().await;
                         match event.event_type {
                             EventType::NodeDeleted => return,
@@ -701,7 +821,28 @@ fn monitor_own_node(
                         }
                     }
                     Err(zookeeper_client::Error::NoNode) => return,
-                    Err(e) if is_retryable_zk(&e) => std::future::pending::<()>().await,
+                    Err(e) if is_retryable_zk(&e) => {
+                        // The interruption count covers the drop itself, but the watch is not
+                        // set: once the session is connected again, set it again, or a
+                        // deletion after the reconnect would go unnoticed (by holders that
+                        // ride out suspensions).
+                        let mut states = zk.state_watcher();
+                        loop {
+                            let state = states.state();
+                            if matches!(
+                                state,
+                                SessionState::SyncConnected | SessionState::ConnectedReadOnly
+                            ) {
+                                break;
+                            }
+                            if state.is_terminated() {
+                                // The session is gone; its loss covers the node.
+                                std::future::pending::<()>().await;
+                            }
+                            states.changed().await;
+                        }
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
                     Err(e) => {
                         tracing::warn!(%path, error = %e, "cannot watch a held node");
                         std::future::pending::<()>().await
@@ -763,6 +904,19 @@ mod tests {
         assert_eq!(state.live_predecessor(9).map(|p| p.0), Some(2));
         state.mark_gone(2);
         assert_eq!(state.live_predecessor(9), None);
+    }
+
+    #[test]
+    fn sequence_zero_is_a_live_node() {
+        // The first node under a new parent gets sequence 0: it must block the ones after it.
+        let mut state = QueueState::default();
+        state.apply_listing(vec!["x-lock-0000000000".into(), "x-lock-0000000001".into()]);
+        assert_eq!(state.is_listed(0), Some(true));
+        assert_eq!(state.live_predecessor(1).map(|p| p.0), Some(0));
+        state.mark_gone(0);
+        assert_eq!(state.live_predecessor(1), None);
+        state.apply_listing(vec!["x-lock-0000000000".into(), "x-lock-0000000001".into()]);
+        assert_eq!(state.is_listed(0), None, "a gone node 0 must not come back");
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! connection manager.
 #![allow(dead_code)] // Each test binary uses a different subset.
 
+pub mod java;
 
 use std::future::Future;
 use std::time::{Duration, Instant};

@@ -1,0 +1,981 @@
+//! [`InterProcessMutex`]: a fair, reentrant distributed lock, on the same znodes as Apache
+//! Curator's `InterProcessMutex`.
+//!
+//! # How it works
+//!
+//! Every contender creates an `EPHEMERAL_SEQUENTIAL` node `<path>/_c_<uuid>-lock-<seq10>` (the
+//! Curator 5.x name, made with the protected create, under parents made as container nodes)
+//! whose data is the participant id. The contender whose node has the lowest sequence holds
+//! the lock; each of the others watches only its predecessor (a data watch), so a release
+//! wakes exactly one contender. Children that do not end in `lock-<digits>` are ignored, so
+//! foreign nodes under the path never block the lock. Java processes using Curator's
+//! `InterProcessMutex` on the same path take part in the same queue, in the same order.
+//!
+//! ```no_run
+//! # async fn demo(client: zk_recipes::Client) -> zk_recipes::Result<()> {
+//! use std::time::Duration;
+//! use zk_recipes::InterProcessMutex;
+//!
+//! let mutex = InterProcessMutex::new(&client, "/locks/orders")?.with_id("billing-7");
+//!
+//! // Wait as long as it takes …
+//! let guard = mutex.acquire().await?;
+//! // … write only while the lock node still exists (one atomic multi on the server) …
+//! guard
+//!     .guarded_set_data("/orders/next-id", b"42", None)
+//!     .await?;
+//! // … or stop working the moment the lock may be lost.
+//! tokio::select! {
+//!     _ = guard.lost() => tracing::warn!("lock may be lost; stopping"),
+//!     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+//! }
+//! guard.release().await?;
+//!
+//! // Or wait at most two seconds; `Duration::ZERO` tries once.
+//! if let Some(guard) = mutex.try_acquire(Duration::from_secs(2)).await? {
+//!     tracing::info!(token = guard.fencing_token(), "got the lock");
+//!     // Dropping a guard releases it in the background.
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! # Reentrancy: one hold per task
+//!
+//! Ownership is per **tokio task** (`tokio::task::try_id()`; outside a task, per thread), as
+//! Curator's is per thread. A task that holds the lock and acquires it again through the same
+//! handle (or a clone: clones share their state) gets it at once, without any ZooKeeper
+//! operation, and the task's hold count goes up by one. Other tasks sharing the handle queue
+//! like separate participants, each with its own node. The node is deleted when the count
+//! drops to zero.
+//!
+//! Every successful acquire returns a [`LockGuard`] that stands for **one count**:
+//!
+//! * [`LockGuard::release`] gives back its count (and deletes the node when it was the last),
+//!   and must run in the task that holds the lock: from any other task it fails with
+//!   [`Error::NotLockOwner`] and **the count stays held** by the owning task, which can give
+//!   it back with [`InterProcessMutex::release`].
+//! * Dropping a guard gives back its count from whatever task drops it; when it was the last
+//!   count, the node is deleted in the background. Moving a guard into another task and
+//!   dropping it there is the way to hand a hold over for clean-up.
+//! * [`LockGuard::detach`] gives up the guard but keeps the count, for Curator-style code that
+//!   releases with [`InterProcessMutex::release`].
+//! * [`InterProcessMutex::release`] gives back one count of the calling task's hold.
+//!
+//! A guard whose hold has already been released through other counts (say, by
+//! `InterProcessMutex::release`) is [lost](LockGuard::is_lost), and releasing or dropping it
+//! does nothing.
+//!
+//! # What "lost" means, and what fencing protects
+//!
+//! [`LockGuard::lost`] resolves, and [`LockGuard::is_lost`] turns true, as soon as the lock
+//! **may** no longer be held:
+//!
+//! * the connection was [`Suspended`](crate::ConnectionState::Suspended) at any time since
+//!   the grant (even if it came back: while it was down, the session may have expired and
+//!   another process taken the lock, and this process could not know);
+//! * the session was [`Lost`](crate::ConnectionState::Lost) (expired, or suspended for
+//!   longer than the session timeout), which deletes the node;
+//! * the lock node was deleted by someone else (a watch on it reports the deletion);
+//! * a guarded write found the node gone, or the hold was fully released through other
+//!   counts.
+//!
+//! The signal is conservative: it may fire while the node still exists (a short suspension),
+//! but it is never late by more than the time it takes this client to notice a broken
+//! connection or a watch event. Once fired, it stays fired; acquire again for a new hold.
+//!
+//! A lost signal cannot stop work that is already in flight: a process may be paused (GC,
+//! swap, a slow disk) between checking it and acting on a shared resource, while its session
+//! expires and another process takes the lock. Two tools close that gap:
+//!
+//! * [`LockGuard::fencing_token`] is the lock node's `czxid`: unique, and strictly larger for
+//!   every later grant across the whole ensemble. A resource that remembers the largest token
+//!   it has seen and refuses smaller ones is protected from a paused former holder, **if the
+//!   resource checks it**: the token protects nothing by itself.
+//! * The guarded writes ([`LockGuard::guarded`], [`guarded_set_data`](LockGuard::guarded_set_data),
+//!   [`guarded_create`](LockGuard::guarded_create), [`guarded_delete`](LockGuard::guarded_delete))
+//!   send one `multi` that checks the lock node exists and applies the write, atomically, on
+//!   the lock's own session: a write to ZooKeeper made this way commits only while the lock is
+//!   held. They do not consult the conservative lost signal (after a short suspension on the
+//!   same session, the node still exists and the write commits).
+//!
+//! # Revocation
+//!
+//! [`InterProcessMutex::make_revocable`] and [`Revoker::attempt_revoke`] follow Curator's
+//! protocol: a revoker sets a holder's node data to [`REVOKE_MESSAGE`] (`__REVOKE__`), and the
+//! holder's [`RevocationListener`] is called. Releasing is up to the holder; the listener only
+//! asks. Java and Rust processes can revoke each other's holds. (Curator writes **empty** lock
+//! node data for a revocable lock, so a revocable Java participant shows an empty id; this
+//! crate keeps the id either way.)
+//!
+//! # Cancel safety
+//!
+//! Every acquiring method is cancel safe at every await point: if its future is dropped, the
+//! node it created (or may have created, when a connection loss hid the create's answer) is
+//! deleted in the background, and a grant that races with the drop is released. Unlike
+//! zookeeper-client's own `Client::lock`, no node is left behind to block the queue.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use zookeeper_client::{Acl, CreateMode, MultiWriteError, MultiWriteResult, MultiWriter, Stat};
+
+use crate::connection::{Client, Session};
+use crate::error::{Error, Result};
+use crate::latch::MAX_ID_LEN;
+use crate::path::{validate_path, validate_recipe_path};
+use crate::queue::{Held, LostSignal, Participant, SequentialQueue, Wait};
+
+/// The data a revoker writes to a holder's lock node to ask for the lock (Curator's
+/// `LockInternals.REVOKE_MESSAGE`).
+pub const REVOKE_MESSAGE: &[u8] = b"__REVOKE__";
+
+/// Who holds a count of the lock: a tokio task, or a thread outside any task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Owner {
+    Task(tokio::task::Id),
+    Thread(std::thread::ThreadId),
+}
+
+fn current_owner() -> Owner {
+    match tokio::task::try_id() {
+        Some(id) => Owner::Task(id),
+        None => Owner::Thread(std::thread::current().id()),
+    }
+}
+
+/// `hostname/pid`: tells an operator which process holds or waits for a lock.
+fn default_participant_id() -> &'static str {
+    static ID: OnceLock<String> = OnceLock::new();
+    ID.get_or_init(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
+            .or_else(|| std::env::var("COMPUTERNAME").ok().filter(|h| !h.is_empty()))
+            .unwrap_or_else(|| "localhost".to_owned());
+        format!("{host}/{}", std::process::id())
+    })
+}
+
+/// Told when another process asks for a held lock by writing [`REVOKE_MESSAGE`] to its node
+/// (Curator's `RevocationListener`). Set with [`InterProcessMutex::make_revocable`].
+///
+/// It is called on a background task of the client and must not block: hand the request to
+/// the task that holds the lock (a channel, a `CancellationToken`), which then releases.
+/// Closures `Fn(&RevocationRequest)` implement it.
+pub trait RevocationListener: Send + Sync + 'static {
+    /// Another process asked for the lock held through `request.node_path()`.
+    fn revocation_requested(&self, request: &RevocationRequest);
+}
+
+impl<F> RevocationListener for F
+where
+    F: Fn(&RevocationRequest) + Send + Sync + 'static,
+{
+    fn revocation_requested(&self, request: &RevocationRequest) {
+        self(request)
+    }
+}
+
+/// A request to give up a held lock, handed to a [`RevocationListener`].
+#[derive(Debug, Clone)]
+pub struct RevocationRequest {
+    mutex: InterProcessMutex,
+    node_path: String,
+    fencing_token: u64,
+}
+
+impl RevocationRequest {
+    /// The mutex whose hold is asked for.
+    pub fn mutex(&self) -> &InterProcessMutex {
+        &self.mutex
+    }
+
+    /// The full path of the lock node whose data was set to [`REVOKE_MESSAGE`].
+    pub fn node_path(&self) -> &str {
+        &self.node_path
+    }
+
+    /// The fencing token of the hold asked for (see [`LockGuard::fencing_token`]), to tell
+    /// which of several holds of one handle it is.
+    pub fn fencing_token(&self) -> u64 {
+        self.fencing_token
+    }
+}
+
+/// Asks the holder of a lock to release it (Curator's `Revoker`).
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct Revoker;
+
+impl Revoker {
+    /// Sets the data of the lock node `node_path` to [`REVOKE_MESSAGE`], as Curator's
+    /// `Revoker.attemptRevoke` does. The holder is asked, not forced: only a holder whose
+    /// mutex was [made revocable](InterProcessMutex::make_revocable) hears of it, and it
+    /// decides whether to release. A node that no longer exists is not an error.
+    ///
+    /// `node_path` is a lock node, for instance from
+    /// [`InterProcessMutex::participants`] (joined to the mutex path) or
+    /// [`LockGuard::node_path`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidPath`], [`Error::NoAuth`], and the errors of
+    /// [`Client::with_retry`] when the retry policy gives up.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: the request may be written even if the future is dropped.
+    pub async fn attempt_revoke(client: &Client, node_path: &str) -> Result<()> {
+        validate_path(node_path)?;
+        match client.set_data(node_path, REVOKE_MESSAGE, None).await {
+            Ok(_) | Err(Error::ZooKeeper(zookeeper_client::Error::NoNode)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// A fair, reentrant distributed lock: Curator's `InterProcessMutex`, wire-compatible with it.
+///
+/// See the [module documentation](self) for the protocol, the reentrancy rules, what "lost"
+/// means and what fencing protects.
+///
+/// The handle is cheap to clone; clones share their holds (a task holding the lock through
+/// one clone reenters through another) and their queue.
+///
+/// ```no_run
+/// # async fn demo(client: zk_recipes::Client) -> zk_recipes::Result<()> {
+/// use zk_recipes::InterProcessMutex;
+///
+/// let mutex = InterProcessMutex::new(&client, "/locks/orders")?;
+/// let outer = mutex.acquire().await?;
+/// let inner = mutex.acquire().await?; // reentrant: no ZooKeeper operation
+/// assert_eq!(outer.fencing_token(), inner.fencing_token());
+/// inner.release().await?; // count 2 → 1; the node stays
+/// outer.release().await?; // count 1 → 0; the node is deleted
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct InterProcessMutex {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: Client,
+    path: String,
+    acls: Vec<Acl>,
+    id: String,
+    queue: Arc<SequentialQueue>,
+    /// Each task's hold and its count.
+    holds: Mutex<HashMap<Owner, Entry>>,
+    /// Woken when a hold is installed, so that a second acquire of the same task waiting in
+    /// the queue (`join!` of two acquires) takes a count instead of waiting behind itself.
+    hold_installed: Notify,
+    revocation: Mutex<Option<Arc<dyn RevocationListener>>>,
+}
+
+struct Entry {
+    hold: Arc<Hold>,
+    count: usize,
+}
+
+/// One node held by one task, shared by the task's guards.
+struct Hold {
+    /// `None` once the last count is given back.
+    held: Mutex<Option<Held>>,
+    lost: LostSignal,
+    /// Cancelled when the hold ends: fully released, or its node found gone by a guarded write.
+    ended: CancellationToken,
+    node_path: String,
+    node_name: String,
+    fencing_token: u64,
+    session: Arc<Session>,
+}
+
+impl std::fmt::Debug for InterProcessMutex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InterProcessMutex")
+            .field("path", &self.inner.path)
+            .field("id", &self.inner.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl InterProcessMutex {
+    /// A mutex on `path`, with the default participant id (`hostname/pid`) and the client's
+    /// default ACLs. Nothing is sent to ZooKeeper until the first acquire.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidPath`] if `path` is not a usable znode path (empty, relative, `/`,
+    /// under `/zookeeper`, or with characters ZooKeeper refuses).
+    pub fn new(client: &Client, path: &str) -> Result<Self> {
+        validate_recipe_path(path)?;
+        Ok(Self::build(
+            client.clone(),
+            path.to_owned(),
+            Vec::new(),
+            default_participant_id().to_owned(),
+            None,
+        ))
+    }
+
+    fn build(
+        client: Client,
+        path: String,
+        acls: Vec<Acl>,
+        id: String,
+        revocation: Option<Arc<dyn RevocationListener>>,
+    ) -> Self {
+        let queue = SequentialQueue::new(&client, path.clone(), acls.clone());
+        let mutex = Self {
+            inner: Arc::new(Inner {
+                client,
+                path,
+                acls,
+                id,
+                queue,
+                holds: Mutex::new(HashMap::new()),
+                hold_installed: Notify::new(),
+                revocation: Mutex::new(None),
+            }),
+        };
+        if let Some(listener) = revocation {
+            mutex.install_revocation(listener);
+        }
+        mutex
+    }
+
+    /// Sets the participant id, the lock node's data: what [`participants`](Self::participants)
+    /// (and Curator's `getParticipantNodes` readers) show for this process.
+    ///
+    /// A builder method: it returns a new handle that shares nothing with earlier clones, so
+    /// call it before using the mutex. An id longer than [`MAX_ID_LEN`] bytes makes acquires
+    /// fail with [`Error::InvalidArgument`].
+    pub fn with_id(self, id: impl Into<String>) -> Self {
+        let revocation = self.inner.revocation.lock().unwrap().clone();
+        Self::build(
+            self.inner.client.clone(),
+            self.inner.path.clone(),
+            self.inner.acls.clone(),
+            id.into(),
+            revocation,
+        )
+    }
+
+    /// Sets the ACLs of the lock nodes and of the parents this mutex creates (empty: the
+    /// client's [default ACLs](crate::ClientBuilder::default_acls)).
+    ///
+    /// A builder method, like [`with_id`](Self::with_id).
+    pub fn with_acls(self, acls: Vec<Acl>) -> Self {
+        let revocation = self.inner.revocation.lock().unwrap().clone();
+        Self::build(
+            self.inner.client.clone(),
+            self.inner.path.clone(),
+            acls,
+            self.inner.id.clone(),
+            revocation,
+        )
+    }
+
+    /// The lock path, under which the lock nodes are created.
+    pub fn path(&self) -> &str {
+        &self.inner.path
+    }
+
+    /// The participant id this handle writes into its lock nodes.
+    pub fn id(&self) -> &str {
+        &self.inner.id
+    }
+
+    /// Waits for the lock, as long as it takes, and returns a guard for one count of it.
+    ///
+    /// If the calling task already holds the lock through this handle (or a clone), it gets
+    /// another count at once, with no ZooKeeper operation, even if that hold is
+    /// [lost](LockGuard::is_lost) (as in Curator): give back every count and acquire again for a
+    /// new hold. If the waiting node is lost
+    /// (its session expired, or someone deleted it), the wait goes on with a new node on the
+    /// client's new session.
+    ///
+    /// # Errors
+    ///
+    /// * [`Error::InvalidArgument`] if the participant id is too long;
+    /// * [`Error::NoAuth`] if an ACL forbids creating the lock node or its parents;
+    /// * [`Error::ZooKeeper`] with `NoChildrenForEphemerals` if the lock path is an ephemeral
+    ///   node;
+    /// * [`Error::ConnectionLoss`] when the retry policy gives up on creating the node;
+    /// * [`Error::Closed`] once the client is closed.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe at every await point: dropping the future leaves no node behind (it is
+    /// deleted in the background), and a grant that races with the drop is released.
+    pub async fn acquire(&self) -> Result<LockGuard> {
+        match self.acquire_with(Wait::Forever).await? {
+            Some(guard) => Ok(guard),
+            // An unbounded wait ends only with the lock or an error.
+            None => Err(Error::IllegalState(
+                "an unbounded acquire ended without the lock",
+            )),
+        }
+    }
+
+    /// Waits for the lock at most `timeout`: `Ok(None)` if it was not granted in time (and
+    /// the node made for the attempt is deleted). `Duration::ZERO` tries once: the lock is
+    /// granted only if nobody holds it or waits for it.
+    ///
+    /// Reentrant like [`acquire`](Self::acquire): a task holding the lock gets another count
+    /// at once, whatever the timeout.
+    ///
+    /// The timeout bounds the wait in the queue, including the node's creation; a create in
+    /// flight at the deadline is abandoned and its node deleted in the background.
+    ///
+    /// # Errors
+    ///
+    /// As [`acquire`](Self::acquire).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe at every await point, as [`acquire`](Self::acquire).
+    pub async fn try_acquire(&self, timeout: Duration) -> Result<Option<LockGuard>> {
+        let wait = if timeout.is_zero() {
+            Wait::Once
+        } else {
+            Wait::Until(tokio::time::Instant::now() + timeout)
+        };
+        self.acquire_with(wait).await
+    }
+
+    async fn acquire_with(&self, wait: Wait) -> Result<Option<LockGuard>> {
+        let owner = current_owner();
+        if let Some(guard) = self.reenter(owner) {
+            return Ok(Some(guard));
+        }
+        let inner = &self.inner;
+        if inner.id.len() > MAX_ID_LEN {
+            return Err(Error::InvalidArgument(format!(
+                "a mutex participant id must be at most {MAX_ID_LEN} bytes, got {}",
+                inner.id.len()
+            )));
+        }
+        let queued = inner.queue.acquire(inner.id.as_bytes(), wait);
+        tokio::pin!(queued);
+        loop {
+            let installed = inner.hold_installed.notified();
+            tokio::pin!(installed);
+            installed.as_mut().enable();
+            // Another acquire of this very task (polled concurrently, say by `join!`) may have
+            // got the lock meanwhile: take a count of its hold instead of queueing behind it.
+            // Returning drops `queued`, which withdraws our node.
+            if let Some(guard) = self.reenter(owner) {
+                return Ok(Some(guard));
+            }
+            tokio::select! {
+                outcome = &mut queued => {
+                    return Ok(outcome?.map(|held| self.install(owner, held)));
+                }
+                _ = installed => {}
+            }
+        }
+    }
+
+    /// Another count of the task's hold, if it has one.
+    fn reenter(&self, owner: Owner) -> Option<LockGuard> {
+        let mut holds = self.inner.holds.lock().unwrap();
+        let entry = holds.get_mut(&owner)?;
+        entry.count += 1;
+        tracing::trace!(path = %self.inner.path, count = entry.count, "reentered a held lock");
+        Some(LockGuard {
+            inner: self.inner.clone(),
+            hold: entry.hold.clone(),
+            owner,
+            active: true,
+        })
+    }
+
+    /// Records a fresh grant as the task's hold, with one count.
+    fn install(&self, owner: Owner, held: Held) -> LockGuard {
+        let node = held.node();
+        let hold = Arc::new(Hold {
+            lost: held.lost_signal(),
+            ended: CancellationToken::new(),
+            node_path: node.path.clone(),
+            node_name: node.name.clone(),
+            fencing_token: held.fencing_token(),
+            session: node.session.clone(),
+            held: Mutex::new(None),
+        });
+        let mut holds = self.inner.holds.lock().unwrap();
+        if let Some(entry) = holds.get_mut(&owner) {
+            // A concurrent acquire of the same task won first: ours is surplus. Dropping it
+            // deletes its node in the background.
+            entry.count += 1;
+            let guard = LockGuard {
+                inner: self.inner.clone(),
+                hold: entry.hold.clone(),
+                owner,
+                active: true,
+            };
+            drop(holds);
+            drop(held);
+            return guard;
+        }
+        *hold.held.lock().unwrap() = Some(held);
+        holds.insert(
+            owner,
+            Entry {
+                hold: hold.clone(),
+                count: 1,
+            },
+        );
+        drop(holds);
+        self.inner.hold_installed.notify_waiters();
+        tracing::debug!(path = %self.inner.path, node = %hold.node_name, token = hold.fencing_token, "lock acquired");
+        LockGuard {
+            inner: self.inner.clone(),
+            hold,
+            owner,
+            active: true,
+        }
+    }
+
+    /// Gives back one count of the calling task's hold, Curator style; the last count deletes
+    /// the lock node.
+    ///
+    /// A guard of the released count that is still alive does nothing more when released or
+    /// dropped once its hold is gone (see the [module docs](self)). Use it with
+    /// [`LockGuard::detach`] for code that keeps no guard.
+    ///
+    /// # Errors
+    ///
+    /// * [`Error::NotLockOwner`] if the calling task holds no count of this lock;
+    /// * the error of the delete, when it fails: the node is then deleted in the background,
+    ///   retried for as long as its session lives (it is never forgotten), and the task no
+    ///   longer holds the lock.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the count is given back when the future is first polled, and the delete
+    /// runs to completion in the background even if the future is dropped.
+    pub async fn release(&self) -> Result<()> {
+        let owner = current_owner();
+        let held = {
+            let mut holds = self.inner.holds.lock().unwrap();
+            let Some(entry) = holds.get_mut(&owner) else {
+                return Err(Error::NotLockOwner);
+            };
+            if entry.count > 1 {
+                entry.count -= 1;
+                return Ok(());
+            }
+            let entry = holds.remove(&owner).expect("present");
+            entry.hold.end()
+        };
+        release_held(&self.inner.path, held).await
+    }
+
+    /// True if the calling task holds the lock through this handle (or a clone), as far as
+    /// this process knows: it says nothing of whether the hold is [lost](LockGuard::is_lost).
+    pub fn is_acquired_in_this_task(&self) -> bool {
+        self.inner
+            .holds
+            .lock()
+            .unwrap()
+            .contains_key(&current_owner())
+    }
+
+    /// True if any task holds the lock through this handle (or a clone), as far as this
+    /// process knows (Curator's `isAcquiredInThisProcess`).
+    pub fn is_acquired_in_this_process(&self) -> bool {
+        !self.inner.holds.lock().unwrap().is_empty()
+    }
+
+    /// Every participant in queue order, from every process (Java ones included): the first
+    /// holds the lock. Each one's `id` is its lock node's data.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoAuth`] and the errors of [`Client::with_retry`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only reads.
+    pub async fn participants(&self) -> Result<Vec<Participant>> {
+        self.inner.queue.participants().await
+    }
+
+    /// Makes holds granted from now on revocable: `listener` is called when another process
+    /// sets a held node's data to [`REVOKE_MESSAGE`] (see [`Revoker::attempt_revoke`];
+    /// Curator's `makeRevocable`). A request made while waiting is delivered once the lock is
+    /// granted. Replaces an earlier listener.
+    pub fn make_revocable(&self, listener: impl RevocationListener) {
+        self.install_revocation(Arc::new(listener));
+    }
+
+    fn install_revocation(&self, listener: Arc<dyn RevocationListener>) {
+        *self.inner.revocation.lock().unwrap() = Some(listener.clone());
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        self.inner.queue.set_data_listener(Some(Arc::new(
+            move |path: &str, token: u64, data: &[u8]| {
+                if data != REVOKE_MESSAGE {
+                    return;
+                }
+                let Some(inner) = weak.upgrade() else { return };
+                tracing::debug!(node = %path, "revocation requested");
+                let request = RevocationRequest {
+                    mutex: InterProcessMutex { inner },
+                    node_path: path.to_owned(),
+                    fencing_token: token,
+                };
+                listener.revocation_requested(&request);
+            },
+        )));
+    }
+}
+
+impl Hold {
+    /// Ends the hold: its guards see it lost, and the node is handed back for deletion.
+    fn end(&self) -> Option<Held> {
+        self.ended.cancel();
+        self.held.lock().unwrap().take()
+    }
+}
+
+async fn release_held(path: &str, held: Option<Held>) -> Result<()> {
+    let Some(held) = held else { return Ok(()) };
+    let node = held.node().name.clone();
+    match held.release().await {
+        Ok(()) => {
+            tracing::debug!(%path, %node, "lock released");
+            Ok(())
+        }
+        Err(e) => {
+            tracing::warn!(%path, %node, error = %e, "releasing the lock failed; the node is deleted in the background");
+            Err(e)
+        }
+    }
+}
+
+/// One count of an [`InterProcessMutex`] held by a task. Made by
+/// [`acquire`](InterProcessMutex::acquire) and
+/// [`try_acquire`](InterProcessMutex::try_acquire).
+///
+/// Give the count back with [`release`](Self::release) (in the holding task), or drop the
+/// guard (anywhere: the release then runs in the background). The guard owns what it needs:
+/// it is `Send` and `'static`, and outlives the handle it came from.
+#[must_use = "dropping the guard releases the lock at once, in the background"]
+pub struct LockGuard {
+    inner: Arc<Inner>,
+    hold: Arc<Hold>,
+    owner: Owner,
+    /// False once released, detached or defused: drop then does nothing.
+    active: bool,
+}
+
+impl std::fmt::Debug for LockGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LockGuard")
+            .field("node", &self.hold.node_path)
+            .field("fencing_token", &self.hold.fencing_token)
+            .field("lost", &self.is_lost())
+            .finish_non_exhaustive()
+    }
+}
+
+impl LockGuard {
+    /// The fencing token: the lock node's `czxid`. Unique, and larger for every later grant of
+    /// the lock (and for every later write of the ensemble). All counts of one hold share it.
+    ///
+    /// It protects a resource only if the resource checks it: remember the largest token
+    /// seen and refuse requests with a smaller one.
+    pub fn fencing_token(&self) -> u64 {
+        self.hold.fencing_token
+    }
+
+    /// The full path of the lock node (under the client's namespace).
+    pub fn node_path(&self) -> &str {
+        &self.hold.node_path
+    }
+
+    /// The lock node's name, `_c_<uuid>-lock-<seq10>`.
+    pub fn node_name(&self) -> &str {
+        &self.hold.node_name
+    }
+
+    /// The mutex path this guard holds a lock on.
+    pub fn mutex_path(&self) -> &str {
+        &self.inner.path
+    }
+
+    /// True once the lock may be lost; see the [module docs](self) for exactly when.
+    pub fn is_lost(&self) -> bool {
+        self.hold.ended.is_cancelled() || self.hold.lost.is_lost()
+    }
+
+    /// Resolves when the lock may be lost (at once if it already may be); see the
+    /// [module docs](self). The future owns what it needs (`'static`), so it can be moved
+    /// into another task or kept in a `select!` next to the guarded work.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub fn lost(&self) -> impl Future<Output = ()> + Send + 'static {
+        let lost = self.hold.lost.wait();
+        let ended = self.hold.ended.clone();
+        async move {
+            tokio::select! {
+                _ = lost => {}
+                _ = ended.cancelled() => {}
+            }
+        }
+    }
+
+    /// Gives back this guard's count; the last count of the hold deletes the lock node.
+    ///
+    /// A guard whose hold was already released through other counts does nothing.
+    ///
+    /// # Errors
+    ///
+    /// * [`Error::NotLockOwner`] when called from a task other than the one that holds the
+    ///   lock. The count then **stays held** by the owning task (release it there with
+    ///   [`InterProcessMutex::release`]); to hand a hold to another task for clean-up, drop
+    ///   the guard there instead.
+    /// * The error of the delete, when it fails: the node is then deleted in the background,
+    ///   retried for as long as its session lives (it is never forgotten), and the lock is no
+    ///   longer held by this process.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the count is given back when the future is first polled, and the delete
+    /// runs to completion in the background even if the future is dropped.
+    pub async fn release(mut self) -> Result<()> {
+        self.active = false;
+        if current_owner() != self.owner {
+            return Err(Error::NotLockOwner);
+        }
+        let held = give_back(&self.inner, self.owner, &self.hold);
+        release_held(&self.inner.path, held).await
+    }
+
+    /// Gives up the guard **without** giving back its count: the count stays with the owning
+    /// task, to be released with [`InterProcessMutex::release`] (Curator's style of use).
+    pub fn detach(mut self) {
+        self.active = false;
+    }
+
+    /// Runs a write that commits only while the lock node exists: one ZooKeeper `multi`, on
+    /// the lock's own session, that checks the lock node first and then applies the
+    /// operations `build` adds. Returns the results of `build`'s operations.
+    ///
+    /// ```no_run
+    /// # async fn demo(guard: zk_recipes::LockGuard) -> zk_recipes::Result<()> {
+    /// guard
+    ///     .guarded(|writer| {
+    ///         writer.add_set_data("/orders/next-id", b"43", None)?;
+    ///         writer.add_delete("/orders/pending/42", None)
+    ///     })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// * [`Error::LockLost`] if the lock node is gone (the hold is then lost), if the hold was
+    ///   fully released, or if the lock's session is lost: nothing was written;
+    /// * [`Error::ConnectionLoss`] if the connection dropped before the answer: the write may
+    ///   or may not have been applied, but if it was, the lock node existed at that moment;
+    /// * the error of the first failing operation of `build`'s (e.g. [`Error::ZooKeeper`]
+    ///   with `BadVersion` or `NoNode`, [`Error::NoAuth`]): nothing was written;
+    /// * the error `build` returns, before anything is sent.
+    ///
+    /// The conservative [lost signal](Self::is_lost) is not consulted: after a short
+    /// suspension on the same session the node still exists, and the write commits.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: the write may be applied even if the future is dropped (but only
+    /// while the lock node exists).
+    pub async fn guarded<F>(&self, build: F) -> Result<Vec<MultiWriteResult>>
+    where
+        F: FnOnce(&mut MultiWriter<'_>) -> std::result::Result<(), zookeeper_client::Error>,
+    {
+        if self.hold.ended.is_cancelled() || self.hold.session.is_lost() {
+            return Err(Error::LockLost);
+        }
+        let zk = self.hold.session.zookeeper().map_err(|_| Error::LockLost)?;
+        let mut writer = zk.new_multi_writer();
+        writer.add_check_version(&self.hold.node_path, -1)?;
+        build(&mut writer)?;
+        let commit = writer.commit();
+        match commit.await {
+            Ok(mut results) => {
+                if !results.is_empty() {
+                    results.remove(0);
+                }
+                Ok(results)
+            }
+            Err(MultiWriteError::OperationFailed { index: 0, source }) => {
+                tracing::debug!(node = %self.hold.node_path, error = %source, "guarded write found the lock node gone");
+                self.hold.ended.cancel();
+                Err(Error::LockLost)
+            }
+            Err(MultiWriteError::OperationFailed { source, .. }) => Err(source.into()),
+            Err(MultiWriteError::RequestFailed { source }) => match Error::from(source) {
+                Error::SessionExpired | Error::Closed => Err(Error::LockLost),
+                other => Err(other),
+            },
+        }
+    }
+
+    /// Sets `path`'s data only while the lock is held: [`guarded`](Self::guarded) with one
+    /// `set_data`. `version` as in ZooKeeper (`None`: any version). Returns the new stat.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidPath`], then as [`guarded`](Self::guarded) (`NoNode` or `BadVersion`
+    /// for `path` come as [`Error::ZooKeeper`]).
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe, as [`guarded`](Self::guarded).
+    pub async fn guarded_set_data(
+        &self,
+        path: &str,
+        data: &[u8],
+        version: Option<i32>,
+    ) -> Result<Stat> {
+        validate_path(path)?;
+        let mut results = self
+            .guarded(|writer| writer.add_set_data(path, data, version))
+            .await?;
+        match results.pop() {
+            Some(MultiWriteResult::SetData { stat }) => Ok(stat),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Creates `path` only while the lock is held: [`guarded`](Self::guarded) with one
+    /// create, with the client's default ACLs. Returns the created path (with the sequence,
+    /// for sequential modes).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidPath`], then as [`guarded`](Self::guarded) (`NodeExists`, or `NoNode`
+    /// for a missing parent, come as [`Error::ZooKeeper`]).
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe, as [`guarded`](Self::guarded).
+    pub async fn guarded_create(
+        &self,
+        path: &str,
+        data: &[u8],
+        mode: CreateMode,
+    ) -> Result<String> {
+        validate_path(path)?;
+        let acls = self.inner.client.default_acls();
+        let options = mode.with_acls(acls);
+        let mut results = self
+            .guarded(|writer| writer.add_create(path, data, &options))
+            .await?;
+        match results.pop() {
+            Some(MultiWriteResult::Create { path, .. }) => Ok(path),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Deletes `path` only while the lock is held: [`guarded`](Self::guarded) with one
+    /// delete. `version` as in ZooKeeper (`None`: any version).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidPath`], then as [`guarded`](Self::guarded) (`NoNode`, `NotEmpty` or
+    /// `BadVersion` for `path` come as [`Error::ZooKeeper`]).
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe, as [`guarded`](Self::guarded).
+    pub async fn guarded_delete(&self, path: &str, version: Option<i32>) -> Result<()> {
+        validate_path(path)?;
+        self.guarded(|writer| writer.add_delete(path, version))
+            .await?;
+        Ok(())
+    }
+}
+
+fn unexpected(result: Option<MultiWriteResult>) -> Error {
+    Error::ZooKeeper(zookeeper_client::Error::UnexpectedError(format!(
+        "unexpected multi result {result:?}"
+    )))
+}
+
+/// Gives back one count of `owner`'s hold, if `hold` is still its current hold; the node to
+/// delete when it was the last count.
+fn give_back(inner: &Inner, owner: Owner, hold: &Arc<Hold>) -> Option<Held> {
+    let mut holds = inner.holds.lock().unwrap();
+    let entry = holds.get_mut(&owner)?;
+    if !Arc::ptr_eq(&entry.hold, hold) {
+        // That hold was released already, through other counts.
+        return None;
+    }
+    if entry.count > 1 {
+        entry.count -= 1;
+        return None;
+    }
+    let entry = holds.remove(&owner).expect("present");
+    entry.hold.end()
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        if !self.active {
+            return;
+        }
+        // The count goes back now; the delete, if it was the last, runs in the background
+        // (`Held`'s drop), from whichever task drops the guard.
+        if let Some(held) = give_back(&self.inner, self.owner, &self.hold) {
+            tracing::debug!(path = %self.inner.path, node = %self.hold.node_name, "lock guard dropped; releasing in the background");
+            drop(held);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guard_and_handle_are_send_sync_static() {
+        fn check<T: Send + Sync + 'static>() {}
+        check::<LockGuard>();
+        check::<InterProcessMutex>();
+        check::<RevocationRequest>();
+    }
+
+    #[test]
+    fn default_id_names_host_and_process() {
+        let id = default_participant_id();
+        assert!(id.ends_with(&format!("/{}", std::process::id())), "{id}");
+        assert!(!id.starts_with('/'), "{id}");
+    }
+
+    #[test]
+    fn revoke_message_is_curators() {
+        assert_eq!(REVOKE_MESSAGE, "__REVOKE__".as_bytes());
+    }
+
+    #[tokio::test]
+    async fn owners_differ_between_tasks_and_match_within_one() {
+        let here = tokio::spawn(async { (current_owner(), current_owner()) })
+            .await
+            .unwrap();
+        assert_eq!(here.0, here.1);
+        let other = tokio::spawn(async { current_owner() }).await.unwrap();
+        assert_ne!(here.0, other);
+    }
+}
