@@ -23,6 +23,7 @@ pub mod latch;
 pub mod mutex;
 mod path;
 mod queue;
+pub mod selector;
 
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
@@ -40,6 +41,10 @@ pub use mutex::{
 };
 pub use path::{validate_path, validate_recipe_path};
 pub use queue::Participant;
+pub use selector::{
+    BoxError, LeaderSelector, LeaderSelectorListener, Leadership, SelectorError, SelectorState,
+    StateChangeAction,
+};
 
 /// The zookeeper-client crate this library is built on, for raw operations through
 /// [`Client::zookeeper`].

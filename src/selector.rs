@@ -1,0 +1,1038 @@
+//! [`LeaderSelector`]: fair, queue-ordered leadership with a listener (Curator's
+//! `LeaderSelector`).
+//!
+//! Every candidate joins a queue: it creates an ephemeral-sequential node
+//! `<path>/_c_<uuid>-lock-<seq10>` with its participant id as the data. The candidate with the
+//! smallest sequence leads; every other candidate watches **only its predecessor**, so a change
+//! of leader wakes exactly one candidate. These are the nodes Curator's `LeaderSelector` (built
+//! on its `InterProcessMutex`) creates, so Rust selectors and Java Curator selectors on one
+//! path take turns in one queue.
+//!
+//! A selector leads only while its listener's
+//! [`take_leadership`](LeaderSelectorListener::take_leadership) runs. When it returns,
+//! leadership is given up and the node deleted; with [`auto_requeue`](LeaderSelector::auto_requeue)
+//! the selector joins the back of the queue again, so leadership goes round the candidates in
+//! arrival order.
+//!
+//! # `LeaderSelector` or [`LeaderLatch`](crate::LeaderLatch)?
+//!
+//! * **`LeaderSelector`** is *fair* and has *no herd*: candidates lead in the order they
+//!   queued, and a change of leader costs one watch event, however many candidates wait.
+//!   Leadership is a *turn*: it lasts as long as `take_leadership` runs. Choose it for many
+//!   candidates, for work that should rotate, or to take part with Java Curator processes.
+//! * **`LeaderLatch`** is a simple *race* for one node: unfair (the same candidate may win again
+//!   and again), and every follower is woken on every change (the herd). Leadership lasts until
+//!   the latch is closed. Choose it for a handful of replicas where any leader is as good as
+//!   another and changes are rare.
+//!
+//! # Cancellation
+//!
+//! Leadership is cancelled when:
+//!
+//! * the connection state changes and the listener's
+//!   [`state_changed`](LeaderSelectorListener::state_changed) says so (by default on
+//!   [`Suspended`](ConnectionState::Suspended) and [`Lost`](ConnectionState::Lost): Curator's
+//!   `CancelLeadershipException` from `LeaderSelectorListenerAdapter`);
+//! * the session is lost or the leader's node is deleted, whatever `state_changed` says;
+//! * [`interrupt_leadership`](LeaderSelector::interrupt_leadership) or
+//!   [`close`](LeaderSelector::close) is called, or the selector is dropped.
+//!
+//! Cancellation happens in three steps, always in this order:
+//!
+//! 1. The [`Leadership`] token is cancelled: [`Leadership::cancelled`] resolves and
+//!    [`Leadership::is_cancelled`] is true. A well-behaved `take_leadership` stops its work and
+//!    returns.
+//! 2. If it has not returned after the [grace period](LeaderSelector::cancel_grace), its future
+//!    is **dropped**. What that means for the code in it: it stops at the `.await` it is
+//!    suspended in, and no code after that point runs (no `finally`, no clean-up written
+//!    after the await); the `Drop` impls of everything it owns (guards, handles, buffers) do
+//!    run. Put clean-up that must happen into `Drop` impls (or finish it within the grace
+//!    period). Tasks it spawned are **not** stopped by the drop: give them
+//!    [`Leadership::cancellation_token`] and make them stop on it.
+//! 3. The node is deleted, and only then can the next candidate lead.
+//!
+//! A candidate that is still waiting in the queue when cancellation comes is withdrawn and its
+//! node deleted; with auto-requeue it joins the back of the queue again. (If the create of its
+//! node was still in flight, the node may appear a moment later; a background clean-up deletes
+//! it then.)
+//!
+//! The grace period should be well below the session timeout: a leader that is cut off from
+//! ZooKeeper notices after a fraction of the session timeout (a silence of the connection
+//! timeout or 2/5 of the session timeout; see [`Client`]), and the server gives
+//! its node to the next candidate only after the whole session timeout. Notice + grace <
+//! session timeout keeps two `take_leadership` from running at once.
+//!
+//! # Fencing
+//!
+//! ZooKeeper cannot stop a paused process (a long GC or a frozen VM) from believing it still
+//! leads. Hand [`Leadership::fencing_token`] (the node's creation zxid, which rises with every
+//! turn across the ensemble) to the resources the leader writes to, and have them refuse tokens
+//! lower than the highest they saw.
+
+use std::any::Any;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use futures::FutureExt;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use zookeeper_client::Acl;
+
+use crate::connection::{Client, ConnectionState, ConnectionStates, Session};
+use crate::error::{Error, Result};
+use crate::latch::MAX_ID_LEN;
+use crate::queue::{Held, Participant, SequentialQueue, Wait};
+
+/// The error type a [`LeaderSelectorListener`] returns.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// The default [`LeaderSelector::cancel_grace`].
+pub const DEFAULT_CANCEL_GRACE: Duration = Duration::from_millis(500);
+
+/// The first pause before requeueing after a failed turn (an error or a panic in
+/// `take_leadership`, or a failure to join the queue); doubled up to [`MAX_FAILURE_BACKOFF`].
+const MIN_FAILURE_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_FAILURE_BACKOFF: Duration = Duration::from_secs(5);
+
+/// What a [`LeaderSelector`] does about a connection state change, as decided by
+/// [`LeaderSelectorListener::state_changed`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StateChangeAction {
+    /// Carry on: keep leading, or keep waiting in the queue.
+    Continue,
+    /// Cancel the current turn: leadership if leading (see the
+    /// [module documentation](self#cancellation)), the place in the queue if waiting. With
+    /// auto-requeue the selector joins the queue again. Curator's `CancelLeadershipException`.
+    CancelLeadership,
+}
+
+impl StateChangeAction {
+    /// Curator's `LeaderSelectorListenerAdapter` policy, the default of
+    /// [`LeaderSelectorListener::state_changed`]: cancel on
+    /// [`Suspended`](ConnectionState::Suspended) and [`Lost`](ConnectionState::Lost), carry on
+    /// otherwise.
+    pub fn standard(state: ConnectionState) -> Self {
+        match state {
+            ConnectionState::Suspended | ConnectionState::Lost => Self::CancelLeadership,
+            _ => Self::Continue,
+        }
+    }
+}
+
+/// What a [`LeaderSelector`] calls when it gets leadership (Curator's
+/// `LeaderSelectorListener`).
+///
+/// # The contract of `take_leadership`
+///
+/// * It is called when this selector becomes the leader, and the selector **leads exactly as
+///   long as it runs**. Return to give leadership up: the node is deleted and the next
+///   candidate leads. With [`auto_requeue`](LeaderSelector::auto_requeue) the selector then
+///   joins the back of the queue.
+/// * It never runs twice at once for one selector, and never while another candidate of the
+///   group leads (as far as ZooKeeper can tell; see [fencing](self#fencing)).
+/// * When leadership is cancelled, [`Leadership::cancelled`] resolves. Stop and return. After the
+///   [grace period](LeaderSelector::cancel_grace) the future is dropped (see
+///   [Cancel safety](#cancel-safety)).
+/// * An `Err` or a panic ends the turn like a return: leadership is released, the error is
+///   logged and passed to the [error hook](LeaderSelector::on_error), and with auto-requeue the
+///   selector queues again (after a short backoff that grows while turns keep failing).
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use zk_recipes::{BoxError, LeaderSelectorListener, Leadership};
+///
+/// struct Worker;
+///
+/// #[async_trait::async_trait]
+/// impl LeaderSelectorListener for Worker {
+///     async fn take_leadership(&self, leadership: Leadership) -> Result<(), BoxError> {
+///         tracing::info!(id = leadership.id(), token = leadership.fencing_token(), "leading");
+///         loop {
+///             tokio::select! {
+///                 // Cancelled: a suspension, a lost session, interrupt_leadership or close.
+///                 _ = leadership.cancelled() => return Ok(()),
+///                 _ = tokio::time::sleep(Duration::from_secs(1)) => {
+///                     // One unit of leader work, fenced by the token.
+///                 }
+///             }
+///         }
+///     }
+/// }
+/// ```
+///
+/// # Cancel safety
+///
+/// The future `take_leadership` returns may be **dropped** at any `.await` once leadership is
+/// cancelled and the grace period has passed. Code after that `.await` then never runs;
+/// `Drop` impls of the values it owns do. Tasks it spawned keep running unless they watch
+/// [`Leadership::cancellation_token`]. Write it so that stopping at any await leaves shared
+/// state consistent (or so that it returns within the grace period).
+#[async_trait::async_trait]
+pub trait LeaderSelectorListener: Send + Sync + 'static {
+    /// This selector leads until the returned future completes. See the
+    /// [trait documentation](LeaderSelectorListener) for the contract.
+    ///
+    /// # Errors
+    ///
+    /// An error ends the turn (leadership is released), and is reported through `tracing` and
+    /// the selector's [error hook](LeaderSelector::on_error) as
+    /// [`SelectorError::Listener`].
+    ///
+    /// # Cancel safety
+    ///
+    /// See [Cancel safety](LeaderSelectorListener#cancel-safety): the future is dropped after
+    /// the grace period once leadership is cancelled.
+    async fn take_leadership(&self, leadership: Leadership) -> std::result::Result<(), BoxError>;
+
+    /// Called for every connection state change of the selector's client, in order, from the
+    /// selector's task (keep it quick; it must not block).
+    ///
+    /// The default is [`StateChangeAction::standard`]: cancel on `Suspended` and `Lost`
+    /// (Curator's `LeaderSelectorListenerAdapter`). Override it to ride out suspensions:
+    /// return [`StateChangeAction::Continue`] for `Suspended`. Whatever it returns, leadership
+    /// is always cancelled when the session is lost or the leader's node is deleted.
+    fn state_changed(&self, state: ConnectionState) -> StateChangeAction {
+        StateChangeAction::standard(state)
+    }
+}
+
+#[async_trait::async_trait]
+impl<T: LeaderSelectorListener + ?Sized> LeaderSelectorListener for Arc<T> {
+    async fn take_leadership(&self, leadership: Leadership) -> std::result::Result<(), BoxError> {
+        (**self).take_leadership(leadership).await
+    }
+
+    fn state_changed(&self, state: ConnectionState) -> StateChangeAction {
+        (**self).state_changed(state)
+    }
+}
+
+/// One turn of leadership, handed to [`LeaderSelectorListener::take_leadership`].
+///
+/// Cheap to clone; clones share the cancellation.
+#[derive(Debug, Clone)]
+pub struct Leadership {
+    client: Client,
+    id: Arc<str>,
+    node_path: Arc<str>,
+    fencing_token: u64,
+    session: Arc<Session>,
+    token: CancellationToken,
+}
+
+impl Leadership {
+    /// The selector's client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The selector's participant id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The full path of the leader's node, `<path>/_c_<uuid>-lock-<seq10>`.
+    pub fn node_path(&self) -> &str {
+        &self.node_path
+    }
+
+    /// The fencing token of this turn: the leader node's creation zxid. It is unique and rises
+    /// with every turn across the ensemble, so a resource that refuses tokens lower than the
+    /// highest it saw refuses a deposed leader.
+    pub fn fencing_token(&self) -> u64 {
+        self.fencing_token
+    }
+
+    /// The session that owns the leader's node.
+    pub fn session(&self) -> &Arc<Session> {
+        &self.session
+    }
+
+    /// True once leadership is cancelled (or the turn is over).
+    pub fn is_cancelled(&self) -> bool {
+        self.token.is_cancelled()
+    }
+
+    /// Resolves once leadership is cancelled (or the turn is over).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn cancelled(&self) {
+        self.token.cancelled().await
+    }
+
+    /// A token cancelled with this leadership: give it to tasks spawned for the turn, so they
+    /// stop when it ends. It is also cancelled when `take_leadership` returns. Cancelling it
+    /// does not cancel the leadership.
+    pub fn cancellation_token(&self) -> CancellationToken {
+        self.token.child_token()
+    }
+}
+
+/// A failure a [`LeaderSelector`] reports through `tracing` and its
+/// [error hook](LeaderSelector::on_error). None of them stops the selector.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SelectorError {
+    /// `take_leadership` returned an error. Leadership was released.
+    #[error("take_leadership failed: {0}")]
+    Listener(#[source] BoxError),
+    /// `take_leadership` panicked; the panic's message. Leadership was released.
+    #[error("take_leadership panicked: {0}")]
+    Panicked(String),
+    /// Joining or waiting in the queue failed (e.g. the retry policy gave up on a connection
+    /// loss, or an ACL refused the create). With auto-requeue the selector tries again after a
+    /// backoff; without, it stays out of the queue until [`LeaderSelector::requeue`].
+    #[error("joining the leader queue failed: {0}")]
+    Queue(#[source] Error),
+    /// Deleting the node at the end of a turn failed or timed out. The delete goes on in the
+    /// background until it succeeds or the session ends (which deletes the node too).
+    #[error("releasing leadership failed: {0}")]
+    Release(#[source] Error),
+}
+
+/// The lifecycle of a [`LeaderSelector`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SelectorState {
+    /// Made, not started.
+    Latent,
+    /// Started: waiting in the queue, leading, or idle (not requeued).
+    Started,
+    /// Closed (or dropped). It cannot be started again.
+    Closed,
+}
+
+type ErrorHook = Arc<dyn Fn(SelectorError) + Send + Sync + 'static>;
+
+#[derive(Clone)]
+struct Settings {
+    id: String,
+    acls: Vec<Acl>,
+    grace: Duration,
+    on_error: Option<ErrorHook>,
+}
+
+struct Status {
+    lifecycle: SelectorState,
+    /// Queued or leading (Curator's `isQueued`): a turn is under way or about to start.
+    queued: bool,
+    /// The cancellation of the turn under way (waiting or leading).
+    turn: Option<CancellationToken>,
+    /// True while `take_leadership` runs.
+    leading: bool,
+}
+
+struct Inner {
+    client: Client,
+    path: String,
+    listener: Arc<dyn LeaderSelectorListener>,
+    settings: Mutex<Settings>,
+    auto_requeue: AtomicBool,
+    status: Mutex<Status>,
+    /// Wakes the idle driver after a requeue.
+    wake: Notify,
+    /// Cancelled by close or drop; every turn's token is a child of it.
+    closed: CancellationToken,
+    /// Cancelled when the driver task has ended.
+    done: CancellationToken,
+    /// The error of the last release, for `close`.
+    last_release: Mutex<Option<Error>>,
+}
+
+impl Inner {
+    fn status(&self) -> MutexGuard<'_, Status> {
+        self.status.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn settings(&self) -> MutexGuard<'_, Settings> {
+        self.settings.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Cancels the turn under way, if any. True if there was one to cancel.
+    fn cancel_turn(&self, why: &str) -> bool {
+        let status = self.status();
+        match &status.turn {
+            Some(token) if !token.is_cancelled() => {
+                tracing::debug!(path = %self.path, reason = why, leading = status.leading, "cancelling the selector's turn");
+                token.cancel();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn report(&self, error: SelectorError, hook: &Option<ErrorHook>) {
+        match &error {
+            SelectorError::Release(_) | SelectorError::Queue(_) => {
+                tracing::warn!(path = %self.path, error = %error, "leader selector")
+            }
+            _ => tracing::error!(path = %self.path, error = %error, "leader selector"),
+        }
+        if let Some(hook) = hook {
+            if std::panic::catch_unwind(AssertUnwindSafe(|| hook(error))).is_err() {
+                tracing::error!(path = %self.path, "the leader selector's error hook panicked");
+            }
+        }
+    }
+}
+
+/// Fair, queue-ordered leadership with a listener: Curator's `LeaderSelector`, async.
+///
+/// See the [module documentation](self) for the protocol, cancellation, and when to choose it
+/// over [`LeaderLatch`](crate::LeaderLatch).
+///
+/// ```no_run
+/// # async fn demo(client: zk_recipes::Client) -> zk_recipes::Result<()> {
+/// use zk_recipes::{BoxError, LeaderSelector, LeaderSelectorListener, Leadership};
+///
+/// struct Worker;
+///
+/// #[async_trait::async_trait]
+/// impl LeaderSelectorListener for Worker {
+///     async fn take_leadership(&self, leadership: Leadership) -> Result<(), BoxError> {
+///         // Lead for one unit of work, then let the next candidate lead.
+///         tokio::select! {
+///             _ = leadership.cancelled() => {}
+///             _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+///         }
+///         Ok(())
+///     }
+/// }
+///
+/// let selector = LeaderSelector::new(&client, "/app/selector", Worker)?
+///     .with_id("node-1")
+///     .auto_requeue(true)
+///     .on_error(|e| tracing::warn!(error = %e, "selector"));
+/// selector.start()?;
+/// // …
+/// let leader = selector.leader().await?;
+/// selector.close().await?;
+/// # Ok(()) }
+/// ```
+///
+/// # Background task
+///
+/// [`start`](Self::start) spawns one task (on the client's runtime) that queues, runs
+/// `take_leadership` and requeues; it ends on [`close`](Self::close). **Dropping** a started
+/// selector without closing it closes it in the background: leadership is cancelled, and the
+/// task drops `take_leadership` after the grace period, deletes the node and ends.
+///
+/// `LeaderSelector` is not `Clone`; share it with an `Arc`.
+pub struct LeaderSelector {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for LeaderSelector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeaderSelector")
+            .field("path", &self.inner.path)
+            .field("id", &self.inner.settings().id)
+            .field("state", &self.state())
+            .field("has_leadership", &self.has_leadership())
+            .finish_non_exhaustive()
+    }
+}
+
+impl LeaderSelector {
+    /// A selector on `path` that calls `listener` when it leads. Nothing is sent to ZooKeeper
+    /// until [`start`](Self::start).
+    ///
+    /// The participant id defaults to the empty string, as in Curator; set one with
+    /// [`with_id`](Self::with_id).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidPath`] if `path` is not a usable znode path (see
+    /// [`validate_recipe_path`](crate::validate_recipe_path)).
+    pub fn new(client: &Client, path: &str, listener: impl LeaderSelectorListener) -> Result<Self> {
+        crate::path::validate_recipe_path(path)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                client: client.clone(),
+                path: path.to_owned(),
+                listener: Arc::new(listener),
+                settings: Mutex::new(Settings {
+                    id: String::new(),
+                    acls: Vec::new(),
+                    grace: DEFAULT_CANCEL_GRACE,
+                    on_error: None,
+                }),
+                auto_requeue: AtomicBool::new(false),
+                status: Mutex::new(Status {
+                    lifecycle: SelectorState::Latent,
+                    queued: false,
+                    turn: None,
+                    leading: false,
+                }),
+                wake: Notify::new(),
+                closed: CancellationToken::new(),
+                done: CancellationToken::new(),
+                last_release: Mutex::new(None),
+            }),
+        })
+    }
+
+    /// The participant id, the data of this selector's node: what
+    /// [`participants`](Self::participants) shows. Takes effect at [`start`](Self::start),
+    /// which refuses an id longer than [`MAX_ID_LEN`] bytes.
+    pub fn with_id(self, id: impl Into<String>) -> Self {
+        self.inner.settings().id = id.into();
+        self
+    }
+
+    /// The ACLs of this selector's nodes (default: the client's
+    /// [default ACLs](crate::ClientBuilder::default_acls)). Takes effect at
+    /// [`start`](Self::start).
+    pub fn with_acls(self, acls: Vec<Acl>) -> Self {
+        self.inner.settings().acls = acls;
+        self
+    }
+
+    /// Whether to join the queue again after every turn (default `false`: one turn, then
+    /// [`requeue`](Self::requeue) for another). Curator's `autoRequeue()`. May be changed at
+    /// any time with [`set_auto_requeue`](Self::set_auto_requeue).
+    pub fn auto_requeue(self, auto_requeue: bool) -> Self {
+        self.set_auto_requeue(auto_requeue);
+        self
+    }
+
+    /// Changes [`auto_requeue`](Self::auto_requeue); it applies when the current turn ends.
+    pub fn set_auto_requeue(&self, auto_requeue: bool) {
+        self.inner
+            .auto_requeue
+            .store(auto_requeue, Ordering::SeqCst);
+    }
+
+    /// How long `take_leadership` may run on after its leadership is cancelled before its
+    /// future is dropped (default [`DEFAULT_CANCEL_GRACE`], 500 ms). Keep it well below the
+    /// session timeout (see the [module documentation](self#cancellation)). Takes effect at
+    /// [`start`](Self::start).
+    pub fn cancel_grace(self, grace: Duration) -> Self {
+        self.inner.settings().grace = grace;
+        self
+    }
+
+    /// A hook for the failures the selector recovers from by itself: errors and panics of
+    /// `take_leadership`, failures to join the queue or to release (see [`SelectorError`]).
+    /// They are logged with `tracing` either way. Called from the selector's task: keep it quick
+    /// (send the error to a channel for anything slow). A panic in the hook is caught and
+    /// logged. Takes effect at [`start`](Self::start).
+    pub fn on_error(self, hook: impl Fn(SelectorError) + Send + Sync + 'static) -> Self {
+        self.inner.settings().on_error = Some(Arc::new(hook));
+        self
+    }
+
+    /// The selector path.
+    pub fn path(&self) -> &str {
+        &self.inner.path
+    }
+
+    /// The participant id.
+    pub fn id(&self) -> String {
+        self.inner.settings().id.clone()
+    }
+
+    /// The lifecycle state.
+    pub fn state(&self) -> SelectorState {
+        self.inner.status().lifecycle
+    }
+
+    /// Starts the selector: its background task joins the queue. Returns at once.
+    ///
+    /// # Errors
+    ///
+    /// * [`Error::IllegalState`] if it was already started;
+    /// * [`Error::Closed`] if it was closed, or its client is closed;
+    /// * [`Error::InvalidArgument`] if the id is longer than [`MAX_ID_LEN`] bytes.
+    pub fn start(&self) -> Result<()> {
+        let settings = self.inner.settings().clone();
+        let mut status = self.inner.status();
+        match status.lifecycle {
+            SelectorState::Latent => {}
+            SelectorState::Started => {
+                return Err(Error::IllegalState(
+                    "the leader selector is already started",
+                ))
+            }
+            SelectorState::Closed => return Err(Error::Closed),
+        }
+        if self.inner.client.is_closed() {
+            return Err(Error::Closed);
+        }
+        if settings.id.len() > MAX_ID_LEN {
+            return Err(Error::InvalidArgument(format!(
+                "a leader selector participant id must be at most {MAX_ID_LEN} bytes, got {}",
+                settings.id.len()
+            )));
+        }
+        status.lifecycle = SelectorState::Started;
+        status.queued = true;
+        drop(status);
+        // Subscribed now, so no transition after `start` returns is missed.
+        let states = self.inner.client.connection_states();
+        let queue = SequentialQueue::new(
+            &self.inner.client,
+            self.inner.path.clone(),
+            settings.acls.clone(),
+        );
+        let span =
+            tracing::info_span!("leader_selector", path = %self.inner.path, id = %settings.id);
+        let driver = Driver {
+            inner: self.inner.clone(),
+            queue,
+            settings,
+        };
+        self.inner.client.spawn(driver.run(states).instrument(span));
+        Ok(())
+    }
+
+    /// True while this selector leads: its `take_leadership` runs and its leadership is not
+    /// cancelled.
+    pub fn has_leadership(&self) -> bool {
+        let status = self.inner.status();
+        status.leading && status.turn.as_ref().is_some_and(|t| !t.is_cancelled())
+    }
+
+    /// True while this selector is queued or leading (Curator's `isQueued`).
+    pub fn is_queued(&self) -> bool {
+        self.inner.status().queued
+    }
+
+    /// Joins the queue again, if this selector is neither queued nor leading (Curator's
+    /// `requeue`). Needed only without [`auto_requeue`](Self::auto_requeue). The attempt runs in
+    /// the background.
+    ///
+    /// Returns `Ok(true)` if it was requeued, `Ok(false)` if it was already queued or leading.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::IllegalState`] if it was not started; [`Error::Closed`] if it was closed or its
+    /// client is closed.
+    pub fn requeue(&self) -> Result<bool> {
+        let mut status = self.inner.status();
+        self.check_running(&status)?;
+        if status.queued {
+            return Ok(false);
+        }
+        status.queued = true;
+        drop(status);
+        self.inner.wake.notify_one();
+        Ok(true)
+    }
+
+    /// Cancels the current turn (Curator's `interruptLeadership`): if this selector leads, its
+    /// leadership is cancelled as described in the [module documentation](self#cancellation);
+    /// if it waits in the queue, it is withdrawn and its node deleted. With
+    /// [`auto_requeue`](Self::auto_requeue) it then joins the back of the queue.
+    ///
+    /// Returns `Ok(true)` if a turn was cancelled, `Ok(false)` if there was none (or it was
+    /// being cancelled already). It does not wait for the cancellation to finish.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::IllegalState`] if it was not started; [`Error::Closed`] if it was closed or its
+    /// client is closed.
+    pub fn interrupt_leadership(&self) -> Result<bool> {
+        self.check_running(&self.inner.status())?;
+        Ok(self.inner.cancel_turn("interrupt_leadership"))
+    }
+
+    fn check_running(&self, status: &Status) -> Result<()> {
+        match status.lifecycle {
+            SelectorState::Latent => Err(Error::IllegalState("the leader selector is not started")),
+            SelectorState::Closed => Err(Error::Closed),
+            SelectorState::Started if self.inner.client.is_closed() => Err(Error::Closed),
+            SelectorState::Started => Ok(()),
+        }
+    }
+
+    /// Every candidate queued on the path, Rust or Java, in queue order, with its participant id;
+    /// the first [`is_leader`](Participant::is_leader). Works before `start` and after `close`.
+    ///
+    /// # Errors
+    ///
+    /// The errors of [`Client::with_retry`] (connection loss, a closed client).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only reads.
+    pub async fn participants(&self) -> Result<Vec<Participant>> {
+        self.reader().participants().await
+    }
+
+    /// The current leader, the first of [`participants`](Self::participants); `None` when
+    /// nobody is queued.
+    ///
+    /// # Errors
+    ///
+    /// As [`participants`](Self::participants).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only reads.
+    pub async fn leader(&self) -> Result<Option<Participant>> {
+        Ok(self.participants().await?.into_iter().next())
+    }
+
+    fn reader(&self) -> Arc<SequentialQueue> {
+        SequentialQueue::new(&self.inner.client, self.inner.path.clone(), Vec::new())
+    }
+
+    /// Closes the selector: the current turn is cancelled (leadership as described in the
+    /// [module documentation](self#cancellation), or the place in the queue), the node
+    /// deleted, and the background task ends. Returns once that is done.
+    ///
+    /// # Errors
+    ///
+    /// * [`Error::IllegalState`] if it was not started; [`Error::Closed`] if it was closed
+    ///   already;
+    /// * the error of the last release if deleting the node failed or timed out (the delete goes
+    ///   on in the background until it succeeds or the session ends).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the close starts when the future is first polled; dropping the future only
+    /// stops waiting for it to finish.
+    pub async fn close(&self) -> Result<()> {
+        {
+            let mut status = self.inner.status();
+            match status.lifecycle {
+                SelectorState::Latent => {
+                    return Err(Error::IllegalState("the leader selector is not started"))
+                }
+                SelectorState::Closed => return Err(Error::Closed),
+                SelectorState::Started => {}
+            }
+            status.lifecycle = SelectorState::Closed;
+        }
+        tracing::debug!(path = %self.inner.path, "closing leader selector");
+        self.inner.closed.cancel();
+        self.inner.done.cancelled().await;
+        match self
+            .inner
+            .last_release
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for LeaderSelector {
+    fn drop(&mut self) {
+        let mut status = self.inner.status();
+        if status.lifecycle == SelectorState::Started {
+            status.lifecycle = SelectorState::Closed;
+            drop(status);
+            tracing::debug!(path = %self.inner.path, "leader selector dropped; closing in the background");
+            self.inner.closed.cancel();
+        }
+    }
+}
+
+/// How one turn ended.
+enum TurnEnd {
+    /// `take_leadership` returned `Ok`, or the turn was cancelled (leading or waiting).
+    Normal,
+    /// `take_leadership` failed or panicked, or joining the queue failed.
+    Failed,
+    /// The client is closed: nothing more can happen.
+    ClientClosed,
+}
+
+/// The selector's background task.
+struct Driver {
+    inner: Arc<Inner>,
+    queue: Arc<SequentialQueue>,
+    settings: Settings,
+}
+
+impl Driver {
+    async fn run(self, states: ConnectionStates) {
+        tokio::select! {
+            _ = self.turns() => {}
+            _ = self.follow_states(states) => {}
+        }
+        {
+            let mut status = self.inner.status();
+            status.queued = false;
+            status.turn = None;
+            status.leading = false;
+        }
+        tracing::debug!("leader selector task ended");
+        self.inner.done.cancel();
+    }
+
+    /// Hands every connection state to the listener, and cancels the turn when it says so.
+    async fn follow_states(&self, mut states: ConnectionStates) {
+        while let Some(state) = states.next().await {
+            let listener = &self.inner.listener;
+            let action = match std::panic::catch_unwind(AssertUnwindSafe(|| {
+                listener.state_changed(state)
+            })) {
+                Ok(action) => action,
+                Err(panic) => {
+                    tracing::error!(%state, panic = %panic_message(&*panic), "state_changed panicked; using the standard policy");
+                    StateChangeAction::standard(state)
+                }
+            };
+            tracing::debug!(%state, ?action, "connection state");
+            if action == StateChangeAction::CancelLeadership {
+                self.inner.cancel_turn("connection state");
+            }
+        }
+        // The client is closed; the turns end by themselves.
+        std::future::pending::<()>().await
+    }
+
+    /// Runs turns until the selector or its client is closed.
+    async fn turns(&self) {
+        let mut failures = 0u32;
+        loop {
+            if !self.wait_queued().await {
+                return;
+            }
+            let token = self.inner.closed.child_token();
+            self.inner.status().turn = Some(token.clone());
+            let end = self.turn(&token).await;
+            token.cancel();
+            let requeue =
+                self.inner.auto_requeue.load(Ordering::SeqCst) && !self.inner.closed.is_cancelled();
+            {
+                let mut status = self.inner.status();
+                status.turn = None;
+                status.leading = false;
+                status.queued = requeue;
+            }
+            match end {
+                TurnEnd::ClientClosed => return,
+                TurnEnd::Normal => failures = 0,
+                TurnEnd::Failed => {
+                    failures = failures.saturating_add(1);
+                    if requeue {
+                        let pause = failure_backoff(failures);
+                        tracing::debug!(?pause, failures, "requeueing after a failed turn");
+                        tokio::select! {
+                            _ = tokio::time::sleep(pause) => {}
+                            _ = self.inner.closed.cancelled() => return,
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits until the selector is queued; false once it is closed.
+    async fn wait_queued(&self) -> bool {
+        loop {
+            if self.inner.closed.is_cancelled() || self.inner.client.is_closed() {
+                return false;
+            }
+            if self.inner.status().queued {
+                return true;
+            }
+            tokio::select! {
+                _ = self.inner.wake.notified() => {}
+                _ = self.inner.closed.cancelled() => return false,
+                _ = self.inner.client.shared().closed.cancelled() => return false,
+            }
+        }
+    }
+
+    /// One turn: wait in the queue, lead, release.
+    async fn turn(&self, token: &CancellationToken) -> TurnEnd {
+        let acquired = tokio::select! {
+            biased;
+            // Dropping the acquire withdraws the waiter and deletes its node.
+            _ = token.cancelled() => {
+                tracing::debug!("turn cancelled while waiting in the queue");
+                self.withdrawn().await;
+                return TurnEnd::Normal;
+            }
+            acquired = self.queue.acquire(self.settings.id.as_bytes(), Wait::Forever) => acquired,
+        };
+        let held = match acquired {
+            Ok(Some(held)) => held,
+            Ok(None) => return TurnEnd::Normal,
+            Err(_) if self.inner.client.is_closed() => return TurnEnd::ClientClosed,
+            Err(e) => {
+                self.inner
+                    .report(SelectorError::Queue(e), &self.settings.on_error);
+                return TurnEnd::Failed;
+            }
+        };
+        if token.is_cancelled() {
+            self.release(held).await;
+            return TurnEnd::Normal;
+        }
+        let end = self.lead(&held, token).await;
+        self.release(held).await;
+        end
+    }
+
+    /// Waits (at most the connection timeout) for the node of a dropped acquire to be deleted,
+    /// so that a selector that reports itself out of the queue (or closed) has no node left.
+    async fn withdrawn(&self) {
+        let limit = self.inner.client.connection_timeout();
+        if tokio::time::timeout(limit, self.queue.deletes_settled())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                ?limit,
+                "the withdrawn node is not deleted yet; the delete goes on in the background"
+            );
+        }
+    }
+
+    /// Runs `take_leadership` for a held node, until it returns or is cancelled and dropped.
+    async fn lead(&self, held: &Held, token: &CancellationToken) -> TurnEnd {
+        let node = held.node();
+        let leadership = Leadership {
+            client: self.inner.client.clone(),
+            id: self.settings.id.as_str().into(),
+            node_path: node.path.as_str().into(),
+            fencing_token: held.fencing_token(),
+            session: node.session.clone(),
+            token: token.clone(),
+        };
+        tracing::info!(node = %node.name, fencing_token = held.fencing_token(), "took leadership");
+        self.inner.status().leading = true;
+        let listener = self.inner.listener.clone();
+        // Boxed by async_trait, so `Unpin`: it can be polled by reference and dropped by value.
+        let mut work = AssertUnwindSafe(listener.take_leadership(leadership)).catch_unwind();
+        let gone = held.gone();
+        let outcome = tokio::select! {
+            outcome = &mut work => Some(outcome),
+            _ = token.cancelled() => None,
+            _ = gone => {
+                tracing::warn!(node = %node.name, "leader node or session lost; cancelling leadership");
+                None
+            }
+        };
+        let outcome = match outcome {
+            Some(outcome) => outcome,
+            None => {
+                // Step 1: the token. Step 2: the grace period, then the drop.
+                token.cancel();
+                tracing::debug!(grace = ?self.settings.grace, "leadership cancelled; waiting for take_leadership to return");
+                match tokio::time::timeout(self.settings.grace, &mut work).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => {
+                        tracing::warn!(grace = ?self.settings.grace, "take_leadership did not return within the grace period after cancellation; dropping it");
+                        Ok(Ok(()))
+                    }
+                }
+            }
+        };
+        // The future is dropped (if it has not finished) before the node is released. A panic
+        // in one of its `Drop` impls must not take the selector's task down either.
+        if std::panic::catch_unwind(AssertUnwindSafe(move || drop(work))).is_err() {
+            tracing::error!("dropping take_leadership's future panicked");
+        }
+        token.cancel();
+        self.inner.status().leading = false;
+        tracing::info!(node = %node.name, "gave up leadership");
+        match outcome {
+            Ok(Ok(())) => TurnEnd::Normal,
+            Ok(Err(e)) => {
+                self.inner
+                    .report(SelectorError::Listener(e), &self.settings.on_error);
+                TurnEnd::Failed
+            }
+            Err(panic) => {
+                self.inner.report(
+                    SelectorError::Panicked(panic_message(&*panic)),
+                    &self.settings.on_error,
+                );
+                TurnEnd::Failed
+            }
+        }
+    }
+
+    /// Deletes the node, waiting at most the connection timeout (the delete goes on in the
+    /// background after that: `Held::release` is cancel safe).
+    async fn release(&self, held: Held) {
+        let limit = self.inner.client.connection_timeout();
+        let error = match tokio::time::timeout(limit, held.release()).await {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e),
+            Err(_) => Some(Error::Timeout(limit)),
+        };
+        if let Some(e) = &error {
+            self.inner
+                .report(SelectorError::Release(e.clone()), &self.settings.on_error);
+        }
+        *self
+            .inner
+            .last_release
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = error;
+    }
+}
+
+fn failure_backoff(failures: u32) -> Duration {
+    let exp = failures.saturating_sub(1).min(16);
+    (MIN_FAILURE_BACKOFF * 2u32.pow(exp)).min(MAX_FAILURE_BACKOFF)
+}
+
+fn panic_message(panic: &(dyn Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic with a non-string payload".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn standard_policy_cancels_on_suspended_and_lost_only() {
+        use ConnectionState::*;
+        for (state, action) in [
+            (Connected, StateChangeAction::Continue),
+            (Suspended, StateChangeAction::CancelLeadership),
+            (Reconnected, StateChangeAction::Continue),
+            (Lost, StateChangeAction::CancelLeadership),
+            (ReadOnly, StateChangeAction::Continue),
+        ] {
+            assert_eq!(StateChangeAction::standard(state), action, "{state}");
+        }
+    }
+
+    #[test]
+    fn failure_backoff_grows_and_is_capped() {
+        assert_eq!(failure_backoff(1), MIN_FAILURE_BACKOFF);
+        assert_eq!(failure_backoff(2), MIN_FAILURE_BACKOFF * 2);
+        assert_eq!(failure_backoff(100), MAX_FAILURE_BACKOFF);
+    }
+
+    #[test]
+    fn panic_messages_are_extracted() {
+        let p = std::panic::catch_unwind(|| panic!("boom {}", 1)).unwrap_err();
+        assert_eq!(panic_message(&*p), "boom 1");
+        let p = std::panic::catch_unwind(|| std::panic::panic_any(7u8)).unwrap_err();
+        assert!(panic_message(&*p).contains("non-string"));
+    }
+
+    #[test]
+    fn selector_types_are_send_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<LeaderSelector>();
+        check::<Leadership>();
+        check::<SelectorError>();
+    }
+}
