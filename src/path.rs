@@ -75,14 +75,6 @@ pub(crate) fn join(parent: &str, child: &str) -> String {
     }
 }
 
-/// The parent of a validated absolute path (`/a/b` → `/a`, `/a` → `/`).
-pub(crate) fn parent_of(path: &str) -> &str {
-    match path.rfind('/') {
-        Some(0) | None => "/",
-        Some(i) => &path[..i],
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,10 +117,8 @@ mod tests {
     }
 
     #[test]
-    fn join_and_parent() {
+    fn join_handles_the_root() {
         assert_eq!(join("/", "a"), "/a");
         assert_eq!(join("/a", "b"), "/a/b");
-        assert_eq!(parent_of("/a/b"), "/a");
-        assert_eq!(parent_of("/a"), "/");
     }
 }

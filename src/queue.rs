@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use tokio::sync::{oneshot, Notify};
 use tokio_util::sync::CancellationToken;
-use zookeeper_client::{Acl, CreateMode, EventType, SessionState, Stat};
+use zookeeper_client::{Acl, CreateMode, EventType, SessionState};
 
 use crate::connection::{Client, ProtectedNode, Session};
 use crate::error::{is_retryable_zk, Error, Result};
@@ -102,17 +102,6 @@ impl Held {
         self.node().stat.czxid as u64
     }
 
-    /// True once the hold may be lost: the session was suspended or lost since the grant, or
-    /// the node was deleted.
-    pub(crate) fn is_lost(&self) -> bool {
-        self.lost_signal().is_lost()
-    }
-
-    /// Resolves when [`is_lost`](Self::is_lost) becomes true.
-    pub(crate) fn lost(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
-        self.lost_signal().wait()
-    }
-
     /// Resolves when the hold is surely lost: the node was deleted or its session lost. Unlike
     /// [`lost`](Self::lost), a mere suspension does not resolve it (for `LeaderSelector`
     /// listeners that choose to ride out suspensions).
@@ -137,38 +126,43 @@ impl Held {
         }
     }
 
-    /// A token cancelled when the hold may be lost, for callers that need a handle.
-    pub(crate) fn lost_token(&self) -> CancellationToken {
-        let token = CancellationToken::new();
-        let child = token.clone();
-        let lost = self.lost();
-        let stop = self.monitor_stop.clone();
-        self.queue.client.spawn(async move {
-            tokio::select! {
-                _ = lost => child.cancel(),
-                _ = stop.cancelled() => {}
-            }
-        });
-        token
-    }
-
     /// Deletes the node now. On failure the node is handed to a background delete that keeps
     /// trying for as long as the session lives (the node is never forgotten: CURATOR-678), and
     /// the error is returned.
     ///
-    /// Cancel safe: the delete runs in a task of its own, so dropping this future does not
-    /// stop it (the node is deleted all the same; only the outcome is not reported).
+    /// Cancel safe: the delete request is on the wire once this is first polled, and dropping
+    /// the future hands the node to a background delete (a second delete of a deleted node is
+    /// harmless), so the node goes all the same; only the outcome is not reported.
     pub(crate) async fn release(mut self) -> Result<()> {
         let node = self.node.take().expect("released once");
-        self.monitor_stop.cancel();
-        let (done_tx, done_rx) = oneshot::channel();
-        let queue = self.queue.clone();
-        self.queue.client.spawn(async move {
-            let _ = done_tx.send(queue.delete_node(node).await);
-        });
-        // The task is dropped unrun only when the runtime shuts down, which ends the session
-        // (and its ephemeral node) as well.
-        done_rx.await.unwrap_or(Err(Error::Closed))
+        // The monitor keeps running: our delete fires its watch, which ends it. Stopping it
+        // first would make zookeeper-client send a RemoveWatches ahead of the delete, costing
+        // the release a server round of its own.
+        let mut unfinished = DeleteOnDrop {
+            queue: self.queue.clone(),
+            node: Some(node.clone()),
+        };
+        let result = self.queue.delete_node(node).await;
+        unfinished.node = None;
+        result
+    }
+}
+
+/// A node whose delete is in flight: if the future awaiting it is dropped, the delete is
+/// finished in the background.
+struct DeleteOnDrop {
+    queue: Arc<SequentialQueue>,
+    node: Option<ProtectedNode>,
+}
+
+impl Drop for DeleteOnDrop {
+    fn drop(&mut self) {
+        if let Some(node) = self.node.take() {
+            self.queue.spawn_delete(
+                node,
+                "an interrupted release failed; a guaranteed delete continues",
+            );
+        }
     }
 }
 
@@ -370,14 +364,6 @@ impl SequentialQueue {
         *self.data_listener.lock().unwrap() = listener;
     }
 
-    pub(crate) fn client(&self) -> &Client {
-        &self.client
-    }
-
-    pub(crate) fn path(&self) -> &str {
-        &self.path
-    }
-
     /// Joins the queue with `data` as the node's data and waits for the head of the queue, as
     /// `wait` says.
     ///
@@ -532,6 +518,9 @@ impl SequentialQueue {
         let outcome = match node.session.zookeeper() {
             Ok(zk) => match zk.delete(&node.path, None).await {
                 Ok(()) | Err(zookeeper_client::Error::NoNode) => Ok(()),
+                // An expired session takes its ephemeral node with it, like a released one
+                // below: nothing is left to delete, and the release did not fail.
+                Err(zookeeper_client::Error::SessionExpired) => Ok(()),
                 Err(e) => Err(e),
             },
             // A released session takes its ephemeral node with it.
@@ -855,12 +844,6 @@ fn monitor_own_node(
             _ = watch => node_gone.cancel(),
         }
     });
-}
-
-/// The stat of a node, as a helper for recipes that need its version.
-#[allow(dead_code)]
-pub(crate) fn czxid(stat: &Stat) -> u64 {
-    stat.czxid as u64
 }
 
 #[cfg(test)]

@@ -241,20 +241,6 @@ impl Client {
         }))
     }
 
-    /// Deletes `path` on `session` in the background, retrying until it is gone or the session
-    /// is (which takes an ephemeral node with it): Curator's guaranteed delete. Failures that
-    /// retrying cannot cure are logged as errors, never swallowed silently.
-    // For recipes that release a node from `Drop`; none does yet.
-    #[allow(dead_code)]
-    pub(crate) fn spawn_guaranteed_delete(&self, session: Arc<Session>, path: String) {
-        let client = self.clone();
-        self.spawn(async move {
-            if let Err(e) = client.guaranteed_delete(&session, &path).await {
-                tracing::error!(%path, error = %e, "could not delete a recipe node; it stays until its session ends");
-            }
-        });
-    }
-
     /// Deletes `path` on `session`, retrying retryable failures until it succeeds, the node is
     /// gone, or the session is lost. Does not give up on connection loss.
     pub(crate) async fn guaranteed_delete(&self, session: &Arc<Session>, path: &str) -> Result<()> {
