@@ -1,0 +1,465 @@
+//! Recipe benchmarks against a real ZooKeeper, with the raw-operation floors they are judged by.
+//!
+//! ```text
+//! ZK_CONNECT=host:port cargo bench --bench recipes -- [SCENARIO ...]
+//! ```
+//!
+//! Without `ZK_CONNECT` a `TestingServer` is started. Without a scenario, all run. Each prints
+//! `KEY VALUE` lines; compare figures only within one run (these machines are noisy).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use zk_recipes::zookeeper_client::{self, CreateMode, EventType};
+use zk_recipes::{
+    Client, InterProcessMutex, LeaderLatch, LeaderSelector, LeaderSelectorListener, Leadership,
+};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+const SCENARIOS: &[&str] = &[
+    "floor",
+    "handoff-floor",
+    "uncontended",
+    "contended",
+    "selector-handoff",
+    "latch-handoff",
+    "latch-herd",
+    "waiters",
+];
+
+fn main() -> Result<(), BoxError> {
+    let requested: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    for r in &requested {
+        if !SCENARIOS.contains(&r.as_str()) {
+            return Err(format!("unknown scenario {r:?}; known: {}", SCENARIOS.join(" ")).into());
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let (connect, _server) = zookeeper().await?;
+        let root = format!("/zkr-bench-{}", std::process::id());
+        for scenario in SCENARIOS {
+            if !requested.is_empty() && !requested.iter().any(|r| r == scenario) {
+                continue;
+            }
+            let path = format!("{root}/{scenario}");
+            match *scenario {
+                "floor" => floor(&connect, &path).await?,
+                "handoff-floor" => handoff_floor(&connect, &path).await?,
+                "uncontended" => uncontended(&connect, &path).await?,
+                "contended" => contended(&connect, &path).await?,
+                "selector-handoff" => selector_handoff(&connect, &path).await?,
+                "latch-handoff" => latch_handoff(&connect, &path).await?,
+                "latch-herd" => latch_herd(&connect, &path).await?,
+                "waiters" => waiters(&connect, &path).await?,
+                _ => unreachable!("checked above"),
+            }
+        }
+        Ok::<_, BoxError>(())
+    })
+}
+
+/// `ZK_CONNECT`, or a server started for this run (kept alive by the returned handle).
+async fn zookeeper() -> Result<(String, Option<zk_recipes::testing::TestingServer>), BoxError> {
+    if let Ok(connect) = std::env::var("ZK_CONNECT") {
+        return Ok((connect, None));
+    }
+    let server = zk_recipes::testing::TestingServer::start().await?;
+    eprintln!("# started a ZooKeeper at {}", server.connect_string());
+    Ok((server.connect_string(), Some(server)))
+}
+
+async fn client(connect: &str) -> Result<Client, BoxError> {
+    Ok(Client::builder(connect)
+        .session_timeout(Duration::from_secs(10))
+        .connect()
+        .await?)
+}
+
+fn report(key: &str, value: impl std::fmt::Display) {
+    println!("{key} {value}");
+}
+
+const OPS: u32 = 2000;
+const WARMUP: u32 = 200;
+
+/// The bare minimum of a lock on one client: an ephemeral-sequential create, a getChildren and
+/// a delete, each awaited in turn.
+async fn floor(connect: &str, path: &str) -> Result<(), BoxError> {
+    let client = client(connect).await?;
+    client.ensure_path(path, false).await?;
+    let zk = client.zookeeper()?;
+    let prefix = format!("{path}/lock-");
+    let options = CreateMode::EphemeralSequential.with_acls(zookeeper_client::Acls::anyone_all());
+    let run = |n: u32| {
+        let zk = zk.clone();
+        let prefix = prefix.clone();
+        let options = options.clone();
+        async move {
+            let started = Instant::now();
+            for _ in 0..n {
+                let (_, seq) = zk.create(&prefix, &[], &options).await?;
+                zk.list_children(path).await?;
+                zk.delete(&format!("{prefix}{seq}"), None).await?;
+            }
+            Ok::<_, BoxError>(started.elapsed())
+        }
+    };
+    run(WARMUP).await?;
+    let elapsed = run(OPS).await?;
+    report("floor_us_per_op", per_op_us(elapsed, OPS));
+    client.delete(path, None).await?;
+    client.close().await;
+    Ok(())
+}
+
+/// The floors of a handoff between two sessions: one delete seen as one watch event followed by
+/// one read (what a contended lock must at least pay), and one delete followed by one
+/// getChildren (what a selector handoff must at least pay).
+async fn handoff_floor(connect: &str, path: &str) -> Result<(), BoxError> {
+    let (a, b) = (client(connect).await?, client(connect).await?);
+    a.ensure_path(path, false).await?;
+    let (za, zb) = (a.zookeeper()?, b.zookeeper()?);
+    let node = format!("{path}/node");
+    let options = CreateMode::Ephemeral.with_acls(zookeeper_client::Acls::anyone_all());
+    let mut samples = Vec::new();
+    for i in 0..(OPS / 4 + WARMUP / 4) {
+        za.create(&node, &[], &options).await?;
+        let (_, _, watcher) = zb.get_and_watch_data(&node).await?;
+        let started = Instant::now();
+        za.delete(&node, None).await?;
+        let event = watcher.changed().await;
+        assert_eq!(event.event_type, EventType::NodeDeleted);
+        zb.list_children(path).await?;
+        if i >= WARMUP / 4 {
+            samples.push(started.elapsed());
+        }
+    }
+    report("handoff_floor_us", median_us(&mut samples));
+    let mut samples = Vec::new();
+    for _ in 0..OPS / 4 {
+        za.create(&node, &[], &options).await?;
+        let started = Instant::now();
+        za.delete(&node, None).await?;
+        zb.list_children(path).await?;
+        samples.push(started.elapsed());
+    }
+    report("delete_children_floor_us", median_us(&mut samples));
+    a.delete(path, None).await?;
+    a.close().await;
+    b.close().await;
+    Ok(())
+}
+
+/// `acquire` + `release` on one client, with nobody else.
+async fn uncontended(connect: &str, path: &str) -> Result<(), BoxError> {
+    let client = client(connect).await?;
+    let mutex = InterProcessMutex::new(&client, path)?;
+    let run = |n: u32| {
+        let mutex = mutex.clone();
+        async move {
+            let started = Instant::now();
+            for _ in 0..n {
+                let guard = mutex.acquire().await?;
+                guard.release().await?;
+            }
+            Ok::<_, BoxError>(started.elapsed())
+        }
+    };
+    run(WARMUP).await?;
+    let elapsed = run(OPS).await?;
+    report("uncontended_us_per_op", per_op_us(elapsed, OPS));
+    client.close().await;
+    Ok(())
+}
+
+/// 8 sessions loop acquire/release for 10 s; an in-process flag counts overlapping holds.
+async fn contended(connect: &str, path: &str) -> Result<(), BoxError> {
+    const SESSIONS: usize = 8;
+    let secs: u64 = std::env::var("BENCH_CONTENDED_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
+    let held = Arc::new(AtomicBool::new(false));
+    let violations = Arc::new(AtomicU64::new(0));
+    let acquisitions = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut tasks = Vec::new();
+    for _ in 0..SESSIONS {
+        let client = client(connect).await?;
+        let mutex = InterProcessMutex::new(&client, path)?;
+        let (held, violations, acquisitions) =
+            (held.clone(), violations.clone(), acquisitions.clone());
+        tasks.push(tokio::spawn(async move {
+            while Instant::now() < deadline {
+                let guard = mutex.acquire().await?;
+                if held.swap(true, Ordering::SeqCst) {
+                    violations.fetch_add(1, Ordering::SeqCst);
+                }
+                acquisitions.fetch_add(1, Ordering::SeqCst);
+                held.store(false, Ordering::SeqCst);
+                guard.release().await?;
+            }
+            client.close().await;
+            Ok::<_, zk_recipes::Error>(())
+        }));
+    }
+    let started = Instant::now();
+    for task in tasks {
+        task.await??;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    report(
+        "contended_acquisitions_per_s",
+        format!(
+            "{:.1}",
+            acquisitions.load(Ordering::SeqCst) as f64 / elapsed
+        ),
+    );
+    report("contended_violations", violations.load(Ordering::SeqCst));
+    Ok(())
+}
+
+/// Records, for each `take_leadership` call, the time since the previous leader returned.
+struct HandoffTimer {
+    last_return: std::sync::Mutex<Option<Instant>>,
+    samples: std::sync::Mutex<Vec<Duration>>,
+    wanted: usize,
+    done: tokio::sync::Notify,
+}
+
+#[async_trait::async_trait]
+impl LeaderSelectorListener for HandoffTimer {
+    async fn take_leadership(&self, _leadership: Leadership) -> Result<(), BoxError> {
+        let now = Instant::now();
+        if let Some(returned) = self.last_return.lock().unwrap().take() {
+            let mut samples = self.samples.lock().unwrap();
+            samples.push(now - returned);
+            if samples.len() == self.wanted {
+                self.done.notify_one();
+            }
+        }
+        *self.last_return.lock().unwrap() = Some(Instant::now());
+        Ok(())
+    }
+}
+
+/// 2 selectors with auto-requeue whose leader returns at once: the time from one leader's
+/// return to the next `take_leadership` call.
+async fn selector_handoff(connect: &str, path: &str) -> Result<(), BoxError> {
+    const HANDOFFS: usize = 1000;
+    let timer = Arc::new(HandoffTimer {
+        last_return: std::sync::Mutex::new(None),
+        samples: std::sync::Mutex::new(Vec::new()),
+        wanted: HANDOFFS + 100,
+        done: tokio::sync::Notify::new(),
+    });
+    let mut selectors = Vec::new();
+    for i in 0..2 {
+        let client = client(connect).await?;
+        let selector = LeaderSelector::new(&client, path, timer.clone())?
+            .with_id(format!("bench-{i}"))
+            .auto_requeue(true);
+        selector.start()?;
+        selectors.push((client, selector));
+    }
+    tokio::time::timeout(Duration::from_secs(300), timer.done.notified()).await?;
+    for (client, selector) in selectors {
+        selector.close().await?;
+        client.close().await;
+    }
+    // The first 100 handoffs are the warm-up.
+    let mut samples = timer.samples.lock().unwrap().split_off(100);
+    report("selector_handoff_median_us", median_us(&mut samples));
+    report("selector_handoff_p99_us", percentile_us(&mut samples, 0.99));
+    Ok(())
+}
+
+/// 2 latches: the time from the leader's close to the other's `is_leader`.
+async fn latch_handoff(connect: &str, path: &str) -> Result<(), BoxError> {
+    const HANDOFFS: usize = 200;
+    let clients = [client(connect).await?, client(connect).await?];
+    let mut latches = Vec::new();
+    for (i, c) in clients.iter().enumerate() {
+        let latch = LeaderLatch::new(c, path, format!("bench-{i}"))?;
+        latch.start().await?;
+        latches.push(latch);
+    }
+    let mut samples = Vec::new();
+    for round in 0..HANDOFFS + 20 {
+        let leader = loop {
+            if let Some(i) = latches.iter().position(|l| l.has_leadership()) {
+                break i;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        };
+        let other = 1 - leader;
+        let mut changes = latches[other].leadership_changes();
+        let started = Instant::now();
+        latches[leader].close().await?;
+        while changes.next().await != Some(true) {}
+        if round >= 20 {
+            samples.push(started.elapsed());
+        }
+        // The old leader joins again, as a follower.
+        let latch = LeaderLatch::new(&clients[leader], path, format!("bench-{leader}"))?;
+        latch.start().await?;
+        latches[leader] = latch;
+    }
+    report("latch_handoff_median_us", median_us(&mut samples));
+    for latch in latches {
+        latch.close().await?;
+    }
+    for c in clients {
+        c.close().await;
+    }
+    Ok(())
+}
+
+/// 1 leader and N = 10 followers: node watch events delivered per leadership change.
+async fn latch_herd(connect: &str, path: &str) -> Result<(), BoxError> {
+    const FOLLOWERS: usize = 10;
+    const CHANGES: usize = 20;
+    let mut clients = Vec::new();
+    let mut latches = Vec::new();
+    for i in 0..=FOLLOWERS {
+        let c = client(connect).await?;
+        let latch = LeaderLatch::new(&c, path, format!("bench-{i}"))?;
+        latch.start().await?;
+        clients.push(c);
+        latches.push(latch);
+    }
+    let mut events = 0u64;
+    for _ in 0..CHANGES {
+        let leader = loop {
+            if let Some(i) = latches.iter().position(|l| l.has_leadership()) {
+                break i;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        };
+        let before: Vec<(u64, u64)> = latches
+            .iter()
+            .map(|l| (l.metrics().watch_events, l.metrics().races))
+            .collect();
+        latches[leader].close().await?;
+        // Settled: a new leader, and every follower has raced again after its event.
+        let settle = Instant::now() + Duration::from_secs(30);
+        loop {
+            let new_leader = latches.iter().any(|l| l.has_leadership());
+            let all_raced = latches
+                .iter()
+                .enumerate()
+                .all(|(i, l)| i == leader || l.metrics().races > before[i].1);
+            if (new_leader && all_raced) || Instant::now() > settle {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        events += latches
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != leader)
+            .map(|(i, l)| l.metrics().watch_events - before[i].0)
+            .sum::<u64>();
+        let latch = LeaderLatch::new(&clients[leader], path, format!("bench-{leader}"))?;
+        latch.start().await?;
+        latches[leader] = latch;
+    }
+    report(
+        "latch_herd_notifications_per_change",
+        format!("{:.1}", events as f64 / CHANGES as f64),
+    );
+    for latch in latches {
+        latch.close().await?;
+    }
+    for c in clients {
+        c.close().await;
+    }
+    Ok(())
+}
+
+/// One client holds the lock while 10,000 tasks on the same client wait; then it releases and
+/// all drain (each acquires and releases at once).
+async fn waiters(connect: &str, path: &str) -> Result<(), BoxError> {
+    let count: usize = std::env::var("BENCH_WAITERS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10_000);
+    let holder_client = client(connect).await?;
+    let observer = client(connect).await?;
+    let mutex = InterProcessMutex::new(&holder_client, path)?;
+    let holder = mutex.acquire().await?;
+    reset_peak_rss();
+    let done = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::with_capacity(count);
+    for _ in 0..count {
+        let mutex = mutex.clone();
+        let done = done.clone();
+        tasks.push(tokio::spawn(async move {
+            let guard = mutex.acquire().await?;
+            guard.release().await?;
+            done.fetch_add(1, Ordering::Relaxed);
+            Ok::<_, zk_recipes::Error>(())
+        }));
+    }
+    // Enqueued means: a node in ZooKeeper for every waiter.
+    let enqueue_deadline = Instant::now() + Duration::from_secs(300);
+    let enqueued = loop {
+        let n = observer.children(path).await?.map_or(0, |c| c.len());
+        if n > count || Instant::now() > enqueue_deadline {
+            break n - 1;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    report("waiters_enqueued", enqueued);
+    let started = Instant::now();
+    holder.release().await?;
+    for task in tasks {
+        task.await??;
+    }
+    let drained = started.elapsed();
+    report("waiters_peak_rss_mb", format!("{:.1}", peak_rss_mb()));
+    report("waiters_drained_s", format!("{:.2}", drained.as_secs_f64()));
+    holder_client.close().await;
+    observer.close().await;
+    Ok(())
+}
+
+fn per_op_us(elapsed: Duration, ops: u32) -> String {
+    format!("{:.1}", elapsed.as_secs_f64() * 1e6 / f64::from(ops))
+}
+
+fn median_us(samples: &mut [Duration]) -> String {
+    percentile_us(samples, 0.5)
+}
+
+fn percentile_us(samples: &mut [Duration], q: f64) -> String {
+    samples.sort_unstable();
+    let i = ((samples.len() as f64 - 1.0) * q).round() as usize;
+    format!("{:.1}", samples[i].as_secs_f64() * 1e6)
+}
+
+/// Resets the kernel's peak-RSS mark (VmHWM), so the figure belongs to this scenario alone.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
