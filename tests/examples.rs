@@ -1,0 +1,147 @@
+//! Runs every example to completion against a real ZooKeeper, with short timings, and checks
+//! that it prints what the seed programs printed.
+//!
+//! `cargo test` builds the examples before it runs tests; this finds them next to the test
+//! binary.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{init_tracing, zk_server};
+
+/// Runs `target/<profile>/examples/<name>` with `args` against the shared server.
+async fn run_example(name: &str, args: &[&str]) -> String {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let dir: PathBuf = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps")
+        .join("examples");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: cargo test builds examples, run this through cargo test",
+        path.display()
+    );
+    let output = tokio::time::timeout(
+        Duration::from_secs(120),
+        tokio::process::Command::new(&path)
+            .args(args)
+            .env("ZK_CONNECT", zk_server().await)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("{name} did not finish within 120 s"))
+    .expect("the example runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{name} failed: {}\nstdout:\n{stdout}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+fn lines_with<'a>(out: &'a str, needle: &str) -> Vec<&'a str> {
+    out.lines().filter(|l| l.contains(needle)).collect()
+}
+
+/// Both seed programs use `/demo/leader`, so they run one after the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_programs_print_what_the_seed_documents_print() {
+    init_tracing();
+    let out = run_example("leader_latch", &["--scale", "0.05"]).await;
+    for i in 0..5 {
+        assert_eq!(
+            lines_with(&out, &format!("Client [{i}] Server connected...")).len(),
+            1,
+            "{out}"
+        );
+        assert_eq!(
+            lines_with(&out, &format!("Client [{i}] Server closed...")).len(),
+            1,
+            "{out}"
+        );
+    }
+    // Every leader is told when it closes (NotifyLeader), and leadership passes on while
+    // clients remain: each "I am the leader" is followed by that client's "I am the follower".
+    let leaders = lines_with(&out, "I am the leader !");
+    let followers = lines_with(&out, "I am the follower !");
+    assert!(!leaders.is_empty(), "{out}");
+    assert_eq!(leaders.len(), followers.len(), "{out}");
+    let mut current: Option<&str> = None;
+    for line in out.lines() {
+        if let Some(client) = line.strip_suffix(" I am the leader !") {
+            assert!(current.is_none(), "two leaders at once:\n{out}");
+            current = Some(client);
+        } else if let Some(client) = line.strip_suffix(" I am the follower !") {
+            assert_eq!(
+                current,
+                Some(client),
+                "a follower line from a non-leader:\n{out}"
+            );
+            current = None;
+        }
+    }
+
+    let out = run_example("leader_selector", &["--scale", "0.05"]).await;
+    let turns: Vec<&str> = out
+        .lines()
+        .filter_map(|l| {
+            l.split(" is now the leader")
+                .next()
+                .filter(|_| l.contains(" is now the leader"))
+        })
+        .collect();
+    assert!(turns.len() >= 9, "too few turns:\n{out}");
+    // Fair: the three clients take turns in a fixed rotation.
+    let rotation = &turns[..3];
+    let mut sorted = rotation.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(
+        sorted.len(),
+        3,
+        "the first three turns are not three clients:\n{out}"
+    );
+    for (i, turn) in turns.iter().enumerate() {
+        assert_eq!(
+            *turn,
+            rotation[i % 3],
+            "turn {i} breaks the rotation:\n{out}"
+        );
+    }
+    assert_eq!(
+        lines_with(&out, " is now the leader").len(),
+        lines_with(&out, " gave up leadership").len(),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutex_example_counts_exactly() {
+    init_tracing();
+    let out = run_example("mutex", &["--workers", "3", "--increments", "10"]).await;
+    assert!(out.contains("final count 30 (expected 30)"), "{out}");
+    assert_eq!(lines_with(&out, "fencing tokens").len(), 3, "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_lock_example_sees_the_lock_lost() {
+    init_tracing();
+    let out = run_example("lost_lock", &[]).await;
+    for expected in [
+        "holder: acquired",
+        "holder: lost() fired; is_lost() = true",
+        "holder: guarded write refused",
+        "other: acquired",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?}:\n{out}");
+    }
+}
