@@ -49,3 +49,8 @@ pub use selector::{
 /// The zookeeper-client crate this library is built on, for raw operations through
 /// [`Client::zookeeper`].
 pub use zookeeper_client;
+
+// The README's examples are compiled as doc tests, so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
