@@ -273,15 +273,60 @@ struct Inner {
     queue: Arc<SequentialQueue>,
     /// Each task's hold and its count.
     holds: Mutex<HashMap<Owner, Entry>>,
-    /// Woken when a hold is installed, so that a second acquire of the same task waiting in
-    /// the queue (`join!` of two acquires) takes a count instead of waiting behind itself.
-    hold_installed: Notify,
+    /// Per task with an acquire in flight: woken when that task's hold is installed, so that a
+    /// second acquire of the same task waiting in the queue (`join!` of two acquires) takes a
+    /// count instead of waiting behind itself. Per task, so that a grant wakes only the
+    /// acquires of its own task, not every waiter of the process.
+    installs: Mutex<HashMap<Owner, InstallWaiters>>,
     revocation: Mutex<Option<Arc<dyn RevocationListener>>>,
 }
 
 struct Entry {
     hold: Arc<Hold>,
     count: usize,
+}
+
+/// The acquires of one task in flight, and how to wake them.
+struct InstallWaiters {
+    notify: Arc<Notify>,
+    in_flight: usize,
+}
+
+/// Registers an acquire in flight for its task; unregisters on drop (also when cancelled).
+struct InFlightAcquire<'a> {
+    inner: &'a Inner,
+    owner: Owner,
+    notify: Arc<Notify>,
+}
+
+impl<'a> InFlightAcquire<'a> {
+    fn register(inner: &'a Inner, owner: Owner) -> Self {
+        let mut installs = inner.installs.lock().unwrap();
+        let waiters = installs.entry(owner).or_insert_with(|| InstallWaiters {
+            notify: Arc::new(Notify::new()),
+            in_flight: 0,
+        });
+        waiters.in_flight += 1;
+        let notify = waiters.notify.clone();
+        drop(installs);
+        Self {
+            inner,
+            owner,
+            notify,
+        }
+    }
+}
+
+impl Drop for InFlightAcquire<'_> {
+    fn drop(&mut self) {
+        let mut installs = self.inner.installs.lock().unwrap();
+        if let Some(waiters) = installs.get_mut(&self.owner) {
+            waiters.in_flight -= 1;
+            if waiters.in_flight == 0 {
+                installs.remove(&self.owner);
+            }
+        }
+    }
 }
 
 /// One node held by one task, shared by the task's guards.
@@ -341,7 +386,7 @@ impl InterProcessMutex {
                 id,
                 queue,
                 holds: Mutex::new(HashMap::new()),
-                hold_installed: Notify::new(),
+                installs: Mutex::new(HashMap::new()),
                 revocation: Mutex::new(None),
             }),
         };
@@ -463,10 +508,11 @@ impl InterProcessMutex {
                 inner.id.len()
             )));
         }
+        let in_flight = InFlightAcquire::register(inner, owner);
         let queued = inner.queue.acquire(inner.id.as_bytes(), wait);
         tokio::pin!(queued);
         loop {
-            let installed = inner.hold_installed.notified();
+            let installed = in_flight.notify.notified();
             tokio::pin!(installed);
             installed.as_mut().enable();
             // Another acquire of this very task (polled concurrently, say by `join!`) may have
@@ -534,7 +580,11 @@ impl InterProcessMutex {
             },
         );
         drop(holds);
-        self.inner.hold_installed.notify_waiters();
+        let installs = self.inner.installs.lock().unwrap();
+        if let Some(waiters) = installs.get(&owner) {
+            waiters.notify.notify_waiters();
+        }
+        drop(installs);
         tracing::debug!(path = %self.inner.path, node = %hold.node_name, token = hold.fencing_token, "lock acquired");
         LockGuard {
             inner: self.inner.clone(),

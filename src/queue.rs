@@ -27,7 +27,7 @@
 //! delete, once acknowledged, lets the driver grant the next waiter. A handoff from a node of
 //! another process costs one watch event (and a read when the view must be refreshed).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -252,6 +252,10 @@ struct QueueState {
     /// so a listing that arrives late cannot bring it back. -1 at first: ZooKeeper numbers the
     /// first child of a new parent 0, and that node must not be taken for a gone one.
     gone_through: i64,
+    /// Our own live nodes (waiting or held): sequence → session generation. When a waiter's
+    /// predecessor is one of these, on the same session, the driver needs no watch: this
+    /// process learns of its deletion first (its release, or its monitor's watch).
+    local: HashMap<i64, u64>,
     driver_running: bool,
 }
 
@@ -261,6 +265,7 @@ impl Default for QueueState {
             waiters: BTreeMap::new(),
             view: BTreeMap::new(),
             gone_through: -1,
+            local: HashMap::new(),
             driver_running: false,
         }
     }
@@ -290,6 +295,7 @@ impl QueueState {
     }
 
     fn mark_gone(&mut self, seq: i64) {
+        self.local.remove(&seq);
         if let Some((_, live)) = self.view.get_mut(&seq) {
             *live = false;
         }
@@ -407,18 +413,18 @@ impl SequentialQueue {
         // With other local waiters queued, a listing per new node would cost O(N) reads of
         // O(N) names; the driver's shared view serves them instead.
         let fast_path = once || self.state.lock().unwrap().waiters.is_empty();
-        let (node, listing) = self
-            .client
-            .create_protected_then_list(
-                &self.path,
-                LOCK_NAME,
-                data,
-                CreateMode::EphemeralSequential,
-                &self.acls,
-                fast_path,
-            )
-            .await
-            .map_err(Denied::Failed)?;
+        // Boxed: the create's state is large and needed only until the node exists, while the
+        // wait that follows may be long and shared by thousands of tasks.
+        let (node, listing) = Box::pin(self.client.create_protected_then_list(
+            &self.path,
+            LOCK_NAME,
+            data,
+            CreateMode::EphemeralSequential,
+            &self.acls,
+            fast_path,
+        ))
+        .await
+        .map_err(Denied::Failed)?;
         let Some(seq) = node.sequence else {
             return Err(Denied::Failed(Error::ZooKeeper(
                 zookeeper_client::Error::UnexpectedError(
@@ -436,6 +442,7 @@ impl SequentialQueue {
         let (grant_tx, grant_rx) = oneshot::channel();
         {
             let mut state = self.state.lock().unwrap();
+            state.local.insert(seq, session.generation());
             if let Some(children) = listing {
                 state.apply_listing(children);
                 if state.live_predecessor(seq).is_none() && state.is_listed(seq) == Some(true) {
@@ -523,8 +530,13 @@ impl SequentialQueue {
                 Err(zookeeper_client::Error::SessionExpired) => Ok(()),
                 Err(e) => Err(e),
             },
-            // A released session takes its ephemeral node with it.
-            Err(_) => Ok(()),
+            // A released session takes its ephemeral node with it, but only once the server
+            // expires it, which may be later than this client declared it lost: leave the
+            // view alone, so waiters keep watching the node until it is really gone.
+            Err(_) => {
+                self.state.lock().unwrap().local.remove(&seq.unwrap_or(-1));
+                return Ok(());
+            }
         };
         match outcome {
             Ok(()) => {
@@ -560,25 +572,23 @@ impl SequentialQueue {
         loop {
             let (key, name, session) = {
                 let mut state = self.state.lock().unwrap();
-                // Waiters whose future was dropped are gone from the map already; waiters of
-                // a lost session are told to join again.
-                let lost: Vec<_> = state
-                    .waiters
-                    .iter()
-                    .filter(|(_, w)| w.session.is_lost())
-                    .map(|(k, _)| *k)
-                    .collect();
-                for k in lost {
-                    if let Some(w) = state.waiters.remove(&k) {
-                        let _ = w.grant.send(Err(Denied::NodeGone(Error::SessionExpired)));
-                    }
-                }
-                match state.waiters.first_key_value() {
-                    None => {
+                // Waiters whose future was dropped are gone from the map already. Waiters of a
+                // lost session are told to join again; they sort first (by generation), so
+                // looking at the front of the map finds them all without a scan.
+                loop {
+                    let Some(entry) = state.waiters.first_entry() else {
                         state.driver_running = false;
                         return;
+                    };
+                    if entry.get().session.is_lost() {
+                        let waiter = entry.remove();
+                        let _ = waiter
+                            .grant
+                            .send(Err(Denied::NodeGone(Error::SessionExpired)));
+                        continue;
                     }
-                    Some((key, w)) => (*key, w.name.clone(), w.session.clone()),
+                    let w = entry.get();
+                    break (*entry.key(), w.name.clone(), w.session.clone());
                 }
             };
             let seq = key.1;
@@ -642,6 +652,17 @@ impl SequentialQueue {
                 None => Err(Error::ConnectionLoss),
             };
         };
+        let local_predecessor =
+            self.state.lock().unwrap().local.get(&pred_seq) == Some(&session.generation());
+        if local_predecessor {
+            // Ours, on this session: its release (or its monitor, if someone else deletes it)
+            // marks it gone and wakes the driver. No read, no watch.
+            tokio::select! {
+                _ = self.wake_driver.notified() => {}
+                _ = session.lost() => {}
+            }
+            return Ok(());
+        }
         // Watch only the predecessor, with a data watch (no dangling exists watch if it is
         // already gone).
         let pred_path = join(&self.path, &pred_name);
@@ -792,6 +813,8 @@ fn monitor_own_node(
     };
     let path = node.path.clone();
     let czxid = node.stat.czxid as u64;
+    let sequence = node.sequence;
+    let queue_of_node = queue.clone();
     queue.client.spawn(async move {
         let watch = async {
             loop {
@@ -841,7 +864,11 @@ fn monitor_own_node(
         };
         tokio::select! {
             _ = stop.cancelled() => {}
-            _ = watch => node_gone.cancel(),
+            _ = watch => {
+                node_gone.cancel();
+                // A local successor may be waiting on this node without a watch of its own.
+                queue_of_node.node_gone(sequence);
+            }
         }
     });
 }
