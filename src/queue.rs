@@ -142,8 +142,16 @@ impl Held {
             queue: self.queue.clone(),
             node: Some(node.clone()),
         };
+        let sequence = node.sequence;
+        let session = node.session.clone();
         let result = self.queue.delete_node(node).await;
         unfinished.node = None;
+        // Only a delete the server confirmed: a lost session's node may outlive our view of it.
+        if result.is_ok() && !session.is_lost() {
+            if let Some(seq) = sequence {
+                self.queue.state.lock().unwrap().quiet_next = Some(seq + 1);
+            }
+        }
         result
     }
 }
@@ -256,6 +264,11 @@ struct QueueState {
     /// predecessor is one of these, on the same session, the driver needs no watch: this
     /// process learns of its deletion first (its release, or its monitor's watch).
     local: HashMap<i64, u64>,
+    /// Set when we delete a node that was at the head of the queue: the sequence the next
+    /// lock node gets if no other child is created meanwhile. ZooKeeper numbers children by
+    /// counting creates, so a node that gets exactly this sequence was the next child created
+    /// after a head we saw deleted, and has nothing before it: it is granted without a listing.
+    quiet_next: Option<i64>,
     driver_running: bool,
 }
 
@@ -266,6 +279,7 @@ impl Default for QueueState {
             view: BTreeMap::new(),
             gone_through: -1,
             local: HashMap::new(),
+            quiet_next: None,
             driver_running: false,
         }
     }
@@ -411,8 +425,13 @@ impl SequentialQueue {
         once: bool,
     ) -> std::result::Result<Held, Denied> {
         // With other local waiters queued, a listing per new node would cost O(N) reads of
-        // O(N) names; the driver's shared view serves them instead.
-        let fast_path = once || self.state.lock().unwrap().waiters.is_empty();
+        // O(N) names; the driver's shared view serves them instead. Right after our own
+        // release of the head, the node's sequence alone will most likely tell (see
+        // `quiet_next`), and no listing is needed either.
+        let fast_path = {
+            let state = self.state.lock().unwrap();
+            once || (state.waiters.is_empty() && state.quiet_next.is_none())
+        };
         // Boxed: the create's state is large and needed only until the node exists, while the
         // wait that follows may be long and shared by thousands of tasks.
         let (node, listing) = Box::pin(self.client.create_protected_then_list(
@@ -443,6 +462,14 @@ impl SequentialQueue {
         {
             let mut state = self.state.lock().unwrap();
             state.local.insert(seq, session.generation());
+            if state.quiet_next.take() == Some(seq) {
+                // The first child created since the head we deleted: nothing is before it.
+                state.view.insert(seq, (pending.node().name.clone(), true));
+                if let Some(epoch) = confirmed_epoch(&session) {
+                    drop(state);
+                    return Ok(pending.into_held(epoch));
+                }
+            }
             if let Some(children) = listing {
                 state.apply_listing(children);
                 if state.live_predecessor(seq).is_none() && state.is_listed(seq) == Some(true) {
@@ -796,10 +823,14 @@ impl Drop for PendingNode {
     }
 }
 
+/// How long after a grant the holder's node monitor sets its watch.
+const MONITOR_DELAY: Duration = Duration::from_millis(10);
+
 /// Watches a held node, so that its deletion by anyone else marks the hold lost.
 ///
-/// The watch request is sent now but not awaited: it costs the acquire no round trip. Our own
-/// delete at release fires it, so no watch is left dangling.
+/// The watch is set [`MONITOR_DELAY`] after the grant, from a task of its own: it costs the
+/// acquire no round trip, and a short hold no request. Our own delete at release fires it (or
+/// the release stops the monitor before it was set), so no watch is left dangling.
 fn monitor_own_node(
     queue: &Arc<SequentialQueue>,
     node: &ProtectedNode,
@@ -816,6 +847,13 @@ fn monitor_own_node(
     let sequence = node.sequence;
     let queue_of_node = queue.clone();
     queue.client.spawn(async move {
+        // Holds shorter than this cost no request at all: an uncontended acquire and release
+        // is then a create (with its listing) and a delete, and nothing else. A deletion by
+        // someone else is noticed at most this much later than with an immediate watch.
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(MONITOR_DELAY) => {}
+        }
         let watch = async {
             loop {
                 match zk.get_and_watch_data(&path).await {

@@ -941,3 +941,52 @@ async fn revocation_reaches_the_holder() {
     // Revoking a node that is gone is not an error.
     Revoker::attempt_revoke(&revoker, &node).await.unwrap();
 }
+
+/// After our release of the head, the next acquire is granted from its node's sequence alone
+/// when no other child was created meanwhile. A lock node created by someone else in between
+/// must still block it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_created_right_after_our_release_still_blocks() {
+    init_tracing();
+    let server = zk_server().await;
+    let path = unique_path("mutex-quiet");
+    let client = connect(&server, Duration::from_secs(10)).await;
+    let other = connect(&server, Duration::from_secs(10)).await;
+    let mutex = InterProcessMutex::new(&client, &path).unwrap();
+    mutex.acquire().await.unwrap().release().await.unwrap();
+
+    // Another participant takes the lock between our release and our next acquire, the way
+    // a Curator process would: a protected ephemeral-sequential lock node.
+    let foreign = other
+        .create_protected(
+            &path,
+            "lock-",
+            b"foreign",
+            CreateMode::EphemeralSequential,
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(
+        mutex
+            .try_acquire(Duration::from_millis(300))
+            .await
+            .unwrap()
+            .is_none(),
+        "granted while another participant's node was first"
+    );
+    assert!(mutex.try_acquire(Duration::ZERO).await.unwrap().is_none());
+    other.delete(&foreign.path, None).await.unwrap();
+    let guard = mutex
+        .try_acquire(DEADLINE)
+        .await
+        .unwrap()
+        .expect("granted once it is gone");
+    guard.release().await.unwrap();
+
+    // And the shortcut itself: acquire after release, many times, nobody else around.
+    for _ in 0..20 {
+        mutex.acquire().await.unwrap().release().await.unwrap();
+    }
+    eventually_children(&other, &path, 0, "no node left").await;
+}
