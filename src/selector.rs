@@ -692,8 +692,10 @@ impl LeaderSelector {
     ///
     /// * [`Error::IllegalState`] if it was not started; [`Error::Closed`] if it was closed
     ///   already;
-    /// * the error of the last release if deleting the node failed or timed out (the delete goes
-    ///   on in the background until it succeeds or the session ends).
+    /// * the error of the release of the turn the close ends, if deleting its node failed or
+    ///   timed out (the delete goes on in the background until it succeeds or the session
+    ///   ends). Failed releases of earlier turns were reported to the
+    ///   [error hook](Self::on_error) when they happened, and are not reported again.
     ///
     /// # Cancel safety
     ///
@@ -712,6 +714,13 @@ impl LeaderSelector {
             status.lifecycle = SelectorState::Closed;
         }
         tracing::debug!(path = %self.inner.path, "closing leader selector");
+        // Only the release this close causes is reported: an earlier turn's failure was
+        // reported then, and its delete has gone on in the background since.
+        self.inner
+            .last_release
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         self.inner.closed.cancel();
         self.inner.done.cancelled().await;
         match self
@@ -797,13 +806,24 @@ impl Driver {
     /// Runs turns until the selector or its client is closed.
     async fn turns(&self) {
         let mut failures = 0u32;
+        // The node of the turn that just ended, when the selector requeues at once: its delete
+        // is sent together with the next turn's create, so the server commits both in one
+        // go instead of making the next handoff wait behind our requeue.
+        let mut ended: Option<Held> = None;
         loop {
             if !self.wait_queued().await {
+                if let Some(held) = ended.take() {
+                    self.release(held).await;
+                }
                 return;
             }
             let token = self.inner.closed.child_token();
             self.inner.status().turn = Some(token.clone());
-            let end = self.turn(&token).await;
+            let (end, held) = match ended.take() {
+                // The release is polled first, so its delete goes out ahead of the create.
+                Some(previous) => tokio::join!(self.release(previous), self.turn(&token)).1,
+                None => self.turn(&token).await,
+            };
             token.cancel();
             let requeue =
                 self.inner.auto_requeue.load(Ordering::SeqCst) && !self.inner.closed.is_cancelled();
@@ -812,6 +832,11 @@ impl Driver {
                 status.turn = None;
                 status.leading = false;
                 status.queued = requeue;
+            }
+            match (held, &end) {
+                (Some(held), TurnEnd::Normal) if requeue => ended = Some(held),
+                (Some(held), _) => self.release(held).await,
+                (None, _) => {}
             }
             match end {
                 TurnEnd::ClientClosed => return,
@@ -848,35 +873,35 @@ impl Driver {
         }
     }
 
-    /// One turn: wait in the queue, lead, release.
-    async fn turn(&self, token: &CancellationToken) -> TurnEnd {
+    /// One turn: wait in the queue and lead. The node of a turn that led is returned for the
+    /// caller to release (see `turns`); on every other path it is released here.
+    async fn turn(&self, token: &CancellationToken) -> (TurnEnd, Option<Held>) {
         let acquired = tokio::select! {
             biased;
             // Dropping the acquire withdraws the waiter and deletes its node.
             _ = token.cancelled() => {
                 tracing::debug!("turn cancelled while waiting in the queue");
                 self.withdrawn().await;
-                return TurnEnd::Normal;
+                return (TurnEnd::Normal, None);
             }
             acquired = self.queue.acquire(self.settings.id.as_bytes(), Wait::Forever) => acquired,
         };
         let held = match acquired {
             Ok(Some(held)) => held,
-            Ok(None) => return TurnEnd::Normal,
-            Err(_) if self.inner.client.is_closed() => return TurnEnd::ClientClosed,
+            Ok(None) => return (TurnEnd::Normal, None),
+            Err(_) if self.inner.client.is_closed() => return (TurnEnd::ClientClosed, None),
             Err(e) => {
                 self.inner
                     .report(SelectorError::Queue(e), &self.settings.on_error);
-                return TurnEnd::Failed;
+                return (TurnEnd::Failed, None);
             }
         };
         if token.is_cancelled() {
             self.release(held).await;
-            return TurnEnd::Normal;
+            return (TurnEnd::Normal, None);
         }
         let end = self.lead(&held, token).await;
-        self.release(held).await;
-        end
+        (end, Some(held))
     }
 
     /// Waits (at most the connection timeout) for the node of a dropped acquire to be deleted,
