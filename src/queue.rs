@@ -694,28 +694,43 @@ impl SequentialQueue {
         // already gone).
         let pred_path = join(&self.path, &pred_name);
         tracing::trace!(node = %name, predecessor = %pred_name, "waiting for predecessor");
-        match zk.get_and_watch_data(&pred_path).await {
+        let pred_gone = match zk.get_and_watch_data(&pred_path).await {
             Ok((_, _, watcher)) => {
                 tokio::select! {
                     event = watcher.changed() => {
                         tracing::trace!(predecessor = %pred_name, event = ?event.event_type, "predecessor watch fired");
-                        if event.event_type == EventType::NodeDeleted {
-                            self.state.lock().unwrap().mark_gone(pred_seq);
-                        }
+                        event.event_type == EventType::NodeDeleted
                     }
                     // A local release, a new lower waiter or a cancelled one: decide again.
-                    _ = self.wake_driver.notified() => {}
-                    _ = session.lost() => {}
+                    _ = self.wake_driver.notified() => false,
+                    _ = session.lost() => false,
                 }
-                Ok(())
             }
             Err(zookeeper_client::Error::NoNode) => {
                 tracing::trace!(predecessor = %pred_name, "predecessor already gone");
-                self.state.lock().unwrap().mark_gone(pred_seq);
-                Ok(())
+                true
             }
-            Err(e) => Err(e.into()),
+            Err(e) => return Err(e.into()),
+        };
+        if pred_gone {
+            let stale = {
+                let mut state = self.state.lock().unwrap();
+                state.mark_gone(pred_seq);
+                state.live_predecessor(seq).is_some()
+            };
+            if stale {
+                // Nodes before the one we watched went without a word to us (we watch only the
+                // nearest); most likely they are all gone. One listing settles it, where
+                // reading them one by one would cost a round trip each.
+                let children = match zk.list_children(&self.path).await {
+                    Ok(children) => children,
+                    Err(zookeeper_client::Error::NoNode) => Vec::new(),
+                    Err(e) => return Err(e.into()),
+                };
+                self.state.lock().unwrap().apply_listing(children);
+            }
         }
+        Ok(())
     }
 
     fn grant(&self, key: (u64, i64), epoch: u64) {
