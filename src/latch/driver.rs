@@ -64,6 +64,33 @@ pub(super) struct Driver {
     pub(super) started: Option<oneshot::Sender<crate::Result<()>>>,
     /// The last session a create was sent on: the only one that can own our node.
     pub(super) session: Option<Arc<Session>>,
+    /// Which node of `session` is this latch's own.
+    pub(super) claim: std::sync::Mutex<Claim>,
+}
+
+/// Which latch node is a latch's own, on its current session.
+///
+/// The session owning the node is not enough: another latch of the same client (on the same
+/// path) shares the session, and so does a closed latch of the client whose delete is still
+/// pending. Taking their node for ours would make two leaders, and that delete would take the
+/// node from under us.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Claim {
+    /// The czxid of the node this latch made, once known.
+    czxid: Option<i64>,
+    /// A create of ours whose answer was lost: the node it may have made is known only by its
+    /// owner (CURATOR-696).
+    unknown_create: bool,
+}
+
+impl Claim {
+    /// Whether a node of our session is this latch's.
+    fn recognises(&self, stat: &Stat) -> bool {
+        match self.czxid {
+            Some(czxid) => czxid == stat.czxid,
+            None => self.unknown_create,
+        }
+    }
 }
 
 impl Driver {
@@ -109,11 +136,33 @@ impl Driver {
                 return self.why_stopped();
             };
             let seen = session.interruption_count();
+            if !self
+                .session
+                .as_ref()
+                .is_some_and(|s| Arc::ptr_eq(s, &session))
+            {
+                // A new session: no node of it is ours yet.
+                *self.claim() = Claim::default();
+            }
             self.session = Some(session.clone());
-            let observed = tokio::select! {
-                biased;
-                _ = self.cancel.cancelled() => return End::Cancelled,
-                observed = self.observe(&session, true) => observed,
+            if self.cancel.is_cancelled() {
+                return End::Cancelled;
+            }
+            let observed = {
+                let observing = self.observe(&session, true);
+                tokio::pin!(observing);
+                tokio::select! {
+                    biased;
+                    _ = self.cancel.cancelled() => {
+                        // Our create may be in flight: learn whether it made the node, so that
+                        // the close deletes it (and only it), for at most the connection
+                        // timeout.
+                        let budget = self.inner.client.connection_timeout();
+                        let _ = tokio::time::timeout(budget, &mut observing).await;
+                        return End::Cancelled;
+                    }
+                    observed = &mut observing => observed,
+                }
             };
             let error = match observed {
                 Ok(Observed::Ours(watcher)) => {
@@ -234,10 +283,16 @@ impl Driver {
                 || session.interruption_count() == seen)
     }
 
+    fn claim(&self) -> std::sync::MutexGuard<'_, Claim> {
+        self.claim.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Creates the node (when `create`) and reads it with a watch, both sent before either
-    /// answer is awaited. Whose node it is comes from the read's ephemeral owner only, never
-    /// from the create's answer alone: after a connection loss, a `NodeExists` may be our own
-    /// node (CURATOR-696), and a node of an earlier session of ours is not ours.
+    /// answer is awaited. Whose node it is comes from the read: its ephemeral owner must be
+    /// this session, and it must be the node this latch made (its czxid), or, after a create
+    /// whose answer was lost, a node of this session (CURATOR-696: a `NodeExists` may then be
+    /// our own node). A node of an earlier session of ours is not ours, nor one of this
+    /// session made by another latch of the client.
     async fn observe(
         &self,
         session: &Arc<Session>,
@@ -248,6 +303,11 @@ impl Driver {
             .map_err(|_| zookeeper_client::Error::SessionExpired)?;
         let path = self.inner.path.as_str();
         let options = CreateMode::Ephemeral.with_acls(acls_or_default(&self.acls));
+        // Until its answer comes, a create sent may have made the node.
+        let unknown_before = create.then(|| {
+            let mut claim = self.claim();
+            std::mem::replace(&mut claim.unknown_create, true)
+        });
         let created = create.then(|| zk.create(path, self.inner.id.as_bytes(), &options));
         let read = zk.get_and_watch_data(path);
         let mut existed = false;
@@ -256,15 +316,37 @@ impl Driver {
                 .counters
                 .races
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            // A create that made nothing leaves the claim as it was before it.
+            let made_nothing = || self.claim().unknown_create = unknown_before.unwrap_or(false);
             match created.await {
-                Ok(_) => {}
-                Err(zookeeper_client::Error::NodeExists) => existed = true,
-                Err(zookeeper_client::Error::NoNode) => return Ok(Observed::NoParent),
-                Err(e) => return Err(e),
+                Ok((stat, _)) => {
+                    *self.claim() = Claim {
+                        czxid: Some(stat.czxid),
+                        unknown_create: false,
+                    }
+                }
+                Err(zookeeper_client::Error::NodeExists) => {
+                    made_nothing();
+                    existed = true;
+                }
+                Err(zookeeper_client::Error::NoNode) => {
+                    made_nothing();
+                    return Ok(Observed::NoParent);
+                }
+                // The answer is lost: the create may have made the node.
+                Err(e) if is_retryable_zk(&e) => return Err(e),
+                Err(e) => {
+                    made_nothing();
+                    return Err(e);
+                }
             }
         }
         match read.await {
-            Ok((_, stat, watcher)) if session.owns(&stat) => {
+            Ok((_, stat, watcher)) if session.owns(&stat) && self.claim().recognises(&stat) => {
+                *self.claim() = Claim {
+                    czxid: Some(stat.czxid),
+                    unknown_create: false,
+                };
                 if existed {
                     tracing::debug!(
                         path = %self.inner.path,
@@ -378,12 +460,13 @@ impl Driver {
         }
     }
 
-    /// Deletes the node if `session` owns it: at most for the connection timeout here, then
-    /// in the background until it is gone or the session is.
+    /// Deletes the node if it is this latch's on `session`: at most for the connection timeout
+    /// here, then in the background until it is gone or the session is.
     async fn delete_our_node(&self, session: Arc<Session>) {
         let path = self.inner.path.clone();
+        let claim = *self.claim();
         let budget = self.inner.client.connection_timeout();
-        let foreground = tokio::time::timeout(budget, delete_if_owned(&session, &path));
+        let foreground = tokio::time::timeout(budget, delete_if_owned(&session, &path, claim));
         match foreground.await {
             Ok(Ok(())) => {}
             Ok(Err(error)) => {
@@ -392,7 +475,7 @@ impl Driver {
             Err(_) => {
                 tracing::debug!(%path, "deleting the leader latch node in the background");
                 self.inner.client.spawn(async move {
-                    if let Err(error) = delete_if_owned(&session, &path).await {
+                    if let Err(error) = delete_if_owned(&session, &path, claim).await {
                         tracing::error!(%path, %error, "could not delete the leader latch node; it stays until its session ends");
                     }
                 });
@@ -410,9 +493,14 @@ enum Deleted {
     Again,
 }
 
-/// Deletes `path` if `session` owns it, with a version-checked delete, retrying retryable
-/// failures until it is done or the session is lost (which takes an ephemeral node with it).
-pub(super) async fn delete_if_owned(session: &Arc<Session>, path: &str) -> crate::Result<()> {
+/// Deletes `path` if it is the latch's node by `claim` on `session`, with a version-checked
+/// delete, retrying retryable failures until it is done or the session is lost (which takes
+/// an ephemeral node with it).
+pub(super) async fn delete_if_owned(
+    session: &Arc<Session>,
+    path: &str,
+    claim: Claim,
+) -> crate::Result<()> {
     let mut backoff = Duration::from_millis(20);
     loop {
         let Ok(zk) = session.zookeeper() else {
@@ -422,7 +510,7 @@ pub(super) async fn delete_if_owned(session: &Arc<Session>, path: &str) -> crate
             let Some(stat) = zk.check_stat(path).await? else {
                 return Ok(Deleted::NotOurs);
             };
-            if !session.owns(&stat) {
+            if !session.owns(&stat) || !claim.recognises(&stat) {
                 return Ok(Deleted::NotOurs);
             }
             match zk.delete(path, Some(stat.version)).await {

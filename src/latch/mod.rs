@@ -34,9 +34,12 @@
 //!
 //! * **At most one leader, as far as ZooKeeper can tell.** A latch believes it leads only
 //!   after reading the node and finding that its ephemeral owner is the client's *current*
-//!   session. A create whose answer was lost to a connection drop, or a `NodeExists`, is
-//!   resolved the same way (the node may be ours from before the drop: Curator's CURATOR-696
-//!   double leader). A node of an earlier session of ours is never taken for ours.
+//!   session, and that it is the node this latch made (by its czxid). A create whose answer
+//!   was lost to a connection drop, or a `NodeExists` after one, is resolved by the owner
+//!   alone (the node may be ours from before the drop: Curator's CURATOR-696 double leader).
+//!   A node of an earlier session of ours is never taken for ours, nor a node of another
+//!   latch of the same client (which shares the session), nor that of a closed latch of the
+//!   client whose delete is still under way: this latch follows it like any other leader's.
 //! * **Connection trouble.** By default ([`ConnectionErrorPolicy::Standard`]), leadership is
 //!   given up the moment the connection is suspended: the session may expire and another
 //!   latch win while this one cannot hear about it. Once reconnected on the same session, the
@@ -46,8 +49,8 @@
 //!   loss the latch races again on the client's new session.
 //! * **The parent may vanish.** If the latch node's parent is deleted while the latch runs,
 //!   the latch makes it again (as a container node) and races again (CURATOR-724).
-//! * **No leaked node.** [`close`](LeaderLatch::close) deletes the node only if this latch's
-//!   session owns it, with a version-checked delete. A latch dropped without `close` does the
+//! * **No leaked node.** [`close`](LeaderLatch::close) deletes the node only if it is this
+//!   latch's (as above), with a version-checked delete. A latch dropped without `close` does the
 //!   same in the background.
 //!
 //! ```no_run
@@ -196,7 +199,7 @@ pub(crate) struct Inner {
 ///
 /// A started latch runs a background task (on the client's runtime) until it is closed.
 /// **Dropping** a started latch without closing it closes it silently: leadership is given up
-/// at once, and the task deletes the node (if this latch's session owns it) in the background.
+/// at once, and the task deletes the node (if it is this latch's) in the background.
 ///
 /// `LeaderLatch` is not `Clone`; share it with an `Arc`.
 #[derive(Debug)]
@@ -336,6 +339,7 @@ impl LeaderLatch {
                 policy: settings.policy,
                 started: Some(tx),
                 session: None,
+                claim: Default::default(),
             };
             let runtime = &self.inner.client.shared().runtime;
             if let Some(rx) = self.inner.emitter.take_dispatch_rx() {
@@ -485,7 +489,7 @@ impl LeaderLatch {
 
     /// Closes the latch: leadership is given up at once ([`has_leadership`](Self::has_leadership)
     /// is false when this is first polled), then the background task removes its watch,
-    /// deletes the latch node if this latch's session owns it (a version-checked delete), and
+    /// deletes the latch node if it is this latch's (a version-checked delete), and
     /// ends. Another latch can win only after the delete.
     ///
     /// Returns when the node is deleted, or after the connection timeout if it could not be
