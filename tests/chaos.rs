@@ -1,0 +1,1279 @@
+//! Chaos: the three recipes at work on a 3-node ensemble while a seeded schedule injects one
+//! fault at a time, and a checker that looks for the failures that matter.
+//!
+//! # Workload
+//!
+//! Fifteen participants, each with its own [`Client`] (so its own session) that reaches the
+//! ensemble through a [`FaultProxy`] per member (its connect string lists its three proxies, so
+//! it survives the loss of one server, and faults can hit one client at a time):
+//!
+//! * 5 [`InterProcessMutex`] contenders on one path. A holder makes a guarded write of its
+//!   fencing token to a shared node, works a while (in steps, stopping once its lock may be
+//!   lost), makes a second guarded write (which a fault in the middle of the work holds up),
+//!   and releases.
+//! * 5 [`LeaderSelector`]s with auto-requeue on another path. A leader works the same way,
+//!   then returns.
+//! * 5 [`LeaderLatch`]es on a third path. A leader reads its fencing token (the latch node's
+//!   czxid, read through its own session), works, and closes its latch to let the others race;
+//!   then it joins the race again with a new latch.
+//!
+//! # Faults
+//!
+//! A seeded RNG (`CHAOS_SEED` replays a schedule; the seed is printed at the start) draws the
+//! faults, one at a time, each healed before the next, a few seconds apart. The first six are
+//! the six kinds in a shuffled order, so every run of at least 60 s sees all of them. A client
+//! fault hits, at once, the current holder of each recipe (or a participant drawn at random
+//! when a recipe has no holder at that moment), through every proxy of each:
+//!
+//! * **cut**: the proxies close their connections, for less than the session timeout;
+//! * **blackhole**: the proxies drop all traffic, for longer than the session timeout (the
+//!   server expires the sessions);
+//! * **delay**: the proxies delay traffic;
+//! * **expire**: the sessions are expired on the server ([`expire_session`], through the
+//!   member each holder is connected to).
+//!
+//! And a server fault:
+//!
+//! * **kill follower** / **kill leader**: an ensemble member that does not lead, or the one that
+//!   does, is killed with SIGKILL and restarted.
+//!
+//! # Checks
+//!
+//! * **No overlap among obeying holders.** A holder records `(participant, fencing token,
+//!   start, end)` with [`Instant`]s, where `start` is taken after it checked that its hold is
+//!   good (mutex: not [`is_lost`](zk_recipes::LockGuard::is_lost); selector: not
+//!   [`is_cancelled`](Leadership::is_cancelled); latch: [`has_leadership`](LeaderLatch::has_leadership)),
+//!   and `end` before it checks again. Only intervals whose final check passed ("obeying") count:
+//!   no two of them, for one recipe, may overlap in time, and in start order their fencing
+//!   tokens must rise. (A latch interval also requires the latch not to have been re-elected
+//!   in between, and its node to be owned by its session.)
+//! * **No stale guarded write.** Every successful guarded write of a mutex holder is recorded
+//!   with the version it produced; by version, the tokens must never decrease.
+//! * **Progress.** After every healed fault, each recipe makes a new acquisition within
+//!   [`PROGRESS_BOUND`] (twice the session timeout, plus 7 s).
+//! * **Clean close.** Once every recipe is closed, no node is left under the recipe paths
+//!   (checked with the participants' clients still open, then after they are closed with a
+//!   fresh client).
+//! * **No failures.** No panic, and every task ends (each is joined under a deadline).
+//!
+//! The run ends with one line: `chaos: seed=S secs=T acquisitions=N faults=M kinds=K
+//! violations=0 stale_writes=0 leaked=0`. `CHAOS_SECS` lengthens the run (default 60 s).
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::init_tracing;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use zk_recipes::testing::{expire_session, four_letter_word, FaultProxy, TestingCluster};
+use zk_recipes::{
+    BoxError, Client, Error, InterProcessMutex, LeaderLatch, LeaderSelector,
+    LeaderSelectorListener, Leadership, LockGuard,
+};
+
+/// The participants' session timeout.
+const SESSION_TIMEOUT: Duration = Duration::from_secs(4);
+/// Well below the session timeout: a silent connection is noticed long before the server
+/// expires its session.
+const CONNECTION_TIMEOUT: Duration = Duration::from_millis(1500);
+/// Participants per recipe.
+const PER_RECIPE: usize = 5;
+/// The default length of the fault schedule, in seconds (`CHAOS_SECS` overrides it).
+const DEFAULT_SECS: u64 = 60;
+/// The schedule may run this much past its length to get every kind of fault in.
+const OVERRUN: Duration = Duration::from_secs(30);
+/// After a healed fault, every recipe makes a new acquisition within this bound.
+const PROGRESS_BOUND: Duration = Duration::from_secs(2 * 4 + 7);
+/// Before the first fault, every recipe has made an acquisition within this bound.
+const WARM_UP_BOUND: Duration = Duration::from_secs(30);
+/// How long the tasks may take to end once stopped.
+const JOIN_DEADLINE: Duration = Duration::from_secs(30);
+/// How long the recipes' nodes may take to go once everything is closed.
+const LEAK_DEADLINE: Duration = Duration::from_secs(2 * 4 + 5);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Recipe {
+    Mutex,
+    Selector,
+    Latch,
+}
+
+impl Recipe {
+    const ALL: [Recipe; 3] = [Recipe::Mutex, Recipe::Selector, Recipe::Latch];
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The participant numbers of this recipe: 0–4, 5–9, 10–14.
+    fn participants(self) -> std::ops::Range<usize> {
+        let first = self.index() * PER_RECIPE;
+        first..first + PER_RECIPE
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum FaultKind {
+    Cut,
+    Blackhole,
+    Delay,
+    Expire,
+    KillFollower,
+    KillLeader,
+}
+
+const KINDS: [FaultKind; 6] = [
+    FaultKind::Cut,
+    FaultKind::Blackhole,
+    FaultKind::Delay,
+    FaultKind::Expire,
+    FaultKind::KillFollower,
+    FaultKind::KillLeader,
+];
+
+/// One critical section (or turn of leadership) of one participant.
+#[derive(Debug, Clone)]
+struct Record {
+    recipe: Recipe,
+    participant: usize,
+    token: u64,
+    start: Instant,
+    end: Instant,
+    /// The hold was still good when `end` had been taken.
+    obeyed: bool,
+}
+
+/// A guarded write that ZooKeeper acknowledged.
+#[derive(Debug, Clone, Copy)]
+struct GuardedWrite {
+    version: i32,
+    token: u64,
+    participant: usize,
+}
+
+/// What the workers and the checker share.
+struct Shared {
+    stop: CancellationToken,
+    started: Instant,
+    history: Mutex<Vec<Record>>,
+    writes: Mutex<Vec<GuardedWrite>>,
+    /// Guarded writes whose outcome is unknown (the connection dropped before the answer).
+    unknown_writes: AtomicUsize,
+    /// Acquisitions per recipe so far.
+    acquired: watch::Sender<[u64; 3]>,
+    /// The participant in a critical section of each recipe, if any: fault targets.
+    holders: Mutex<[Option<usize>; 3]>,
+    /// Violations seen during the run (a latch leading on a node it does not own).
+    violations: Mutex<Vec<String>>,
+    /// Errors and other events the workers met, counted by kind (for the diagnostics).
+    notes: Mutex<BTreeMap<String, usize>>,
+}
+
+impl Shared {
+    fn new() -> Self {
+        Self {
+            stop: CancellationToken::new(),
+            started: Instant::now(),
+            history: Mutex::new(Vec::new()),
+            writes: Mutex::new(Vec::new()),
+            unknown_writes: AtomicUsize::new(0),
+            acquired: watch::Sender::new([0; 3]),
+            holders: Mutex::new([None; 3]),
+            violations: Mutex::new(Vec::new()),
+            notes: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Called once the hold is checked good: counts the acquisition and returns its start.
+    fn begin(&self, recipe: Recipe, participant: usize) -> Instant {
+        self.holders.lock().unwrap()[recipe.index()] = Some(participant);
+        self.acquired.send_modify(|a| a[recipe.index()] += 1);
+        Instant::now()
+    }
+
+    fn finish(&self, record: Record) {
+        {
+            let mut holders = self.holders.lock().unwrap();
+            if holders[record.recipe.index()] == Some(record.participant) {
+                holders[record.recipe.index()] = None;
+            }
+        }
+        self.history.lock().unwrap().push(record);
+    }
+
+    fn note(&self, what: impl Into<String>) {
+        *self.notes.lock().unwrap().entry(what.into()).or_default() += 1;
+    }
+
+    fn note_error(&self, context: &str, error: &Error) {
+        let kind = match error {
+            Error::ZooKeeper(e) => format!("ZooKeeper({e})"),
+            other => format!("{other:?}"),
+        };
+        self.note(format!("{context}: {kind}"));
+    }
+
+    fn at(&self, t: Instant) -> f64 {
+        t.saturating_duration_since(self.started).as_secs_f64()
+    }
+}
+
+/// Sleeps for `duration`, or less if the run is stopped.
+async fn pause(stop: &CancellationToken, duration: Duration) {
+    tokio::select! {
+        _ = stop.cancelled() => {}
+        _ = tokio::time::sleep(duration) => {}
+    }
+}
+
+/// One participant: its client and its proxies, one per ensemble member.
+struct Participant {
+    name: String,
+    client: Client,
+    proxies: Vec<FaultProxy>,
+}
+
+impl Participant {
+    async fn connect(name: String, cluster: &TestingCluster) -> Participant {
+        let mut proxies = Vec::new();
+        for member in 0..cluster.len() {
+            let upstream = cluster.server_connect_string(member).unwrap();
+            proxies.push(FaultProxy::start(&upstream).await.expect("start a proxy"));
+        }
+        let connect_string = proxies
+            .iter()
+            .map(FaultProxy::connect_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut attempt = 0;
+        let client = loop {
+            attempt += 1;
+            match Client::builder(connect_string.as_str())
+                .session_timeout(SESSION_TIMEOUT)
+                .connection_timeout(CONNECTION_TIMEOUT)
+                .connect()
+                .await
+            {
+                Ok(client) => break client,
+                // The ensemble is still warming up on a busy machine.
+                Err(e) if attempt < 10 && e.is_retryable() => {
+                    tracing::warn!(%name, error = %e, "connecting a participant; retrying")
+                }
+                Err(e) => panic!("connecting {name}: {e}"),
+            }
+        };
+        Participant {
+            name,
+            client,
+            proxies,
+        }
+    }
+
+    fn cut(&self) {
+        self.proxies.iter().for_each(FaultProxy::cut);
+    }
+
+    fn blackhole(&self) {
+        self.proxies.iter().for_each(FaultProxy::blackhole);
+    }
+
+    fn delay(&self, delay: Duration) {
+        self.proxies.iter().for_each(|p| p.delay(delay));
+    }
+
+    fn restore(&self) {
+        self.proxies.iter().for_each(FaultProxy::restore);
+    }
+}
+
+/// A guarded write of `token` to the fence node, recorded if acknowledged.
+async fn fenced_write(shared: &Shared, guard: &LockGuard, fence: &str, participant: usize) {
+    let token = guard.fencing_token();
+    match guard
+        .guarded_set_data(fence, &token.to_be_bytes(), None)
+        .await
+    {
+        Ok(stat) => shared.writes.lock().unwrap().push(GuardedWrite {
+            version: stat.version,
+            token,
+            participant,
+        }),
+        Err(Error::LockLost) => shared.note("guarded write refused: lock lost"),
+        Err(e) if e.is_retryable() => {
+            shared.unknown_writes.fetch_add(1, Ordering::Relaxed);
+            shared.note_error("guarded write (outcome unknown)", &e);
+        }
+        Err(e) => shared.note_error("guarded write", &e),
+    }
+}
+
+/// Works for a while in steps, stopping early once `lost` resolves.
+async fn work(rng: &mut fastrand::Rng, lost: impl std::future::Future<Output = ()>) {
+    tokio::pin!(lost);
+    for _ in 0..rng.usize(2..6) {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(rng.u64(10..50))) => {}
+            _ = &mut lost => return,
+        }
+    }
+}
+
+/// A mutex contender, until stopped: acquire; a guarded write of its token; work; a second
+/// guarded write (the "commit", which a fault in the middle of the work holds up); release.
+async fn mutex_worker(
+    shared: Arc<Shared>,
+    client: Client,
+    path: String,
+    fence: String,
+    participant: usize,
+    seed: u64,
+) {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mutex = InterProcessMutex::new(&client, &path)
+        .unwrap()
+        .with_id(format!("mutex-{participant}"));
+    while !shared.stop.is_cancelled() {
+        let acquired = tokio::select! {
+            _ = shared.stop.cancelled() => break,
+            acquired = mutex.acquire() => acquired,
+        };
+        let guard = match acquired {
+            Ok(guard) => guard,
+            Err(e) => {
+                shared.note_error("mutex acquire", &e);
+                pause(&shared.stop, Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        if guard.is_lost() {
+            shared.note("mutex lost before its critical section");
+        } else {
+            let start = shared.begin(Recipe::Mutex, participant);
+            fenced_write(&shared, &guard, &fence, participant).await;
+            work(&mut rng, guard.lost()).await;
+            if !guard.is_lost() {
+                fenced_write(&shared, &guard, &fence, participant).await;
+            }
+            let end = Instant::now();
+            let obeyed = !guard.is_lost();
+            shared.finish(Record {
+                recipe: Recipe::Mutex,
+                participant,
+                token: guard.fencing_token(),
+                start,
+                end,
+                obeyed,
+            });
+        }
+        if let Err(e) = guard.release().await {
+            shared.note_error("mutex release", &e);
+        }
+    }
+}
+
+/// A selector's listener: work for a while, in steps, stopping once cancelled.
+struct SelectorWorker {
+    shared: Arc<Shared>,
+    participant: usize,
+    rng: Mutex<fastrand::Rng>,
+}
+
+#[async_trait::async_trait]
+impl LeaderSelectorListener for SelectorWorker {
+    async fn take_leadership(&self, leadership: Leadership) -> Result<(), BoxError> {
+        if leadership.is_cancelled() {
+            self.shared
+                .note("selector leadership cancelled before its turn");
+            return Ok(());
+        }
+        let token = leadership.fencing_token();
+        let start = self.shared.begin(Recipe::Selector, self.participant);
+        let mut rng = self.rng.lock().unwrap().fork();
+        work(&mut rng, leadership.cancelled()).await;
+        let end = Instant::now();
+        let obeyed = !leadership.is_cancelled();
+        self.shared.finish(Record {
+            recipe: Recipe::Selector,
+            participant: self.participant,
+            token,
+            start,
+            end,
+            obeyed,
+        });
+        Ok(())
+    }
+}
+
+/// The czxid of the latch node if this client's session owns it.
+async fn latch_token(client: &Client, path: &str) -> Result<Option<u64>, Error> {
+    let session = client.session().id().0;
+    Ok(match client.get_data(path).await? {
+        Some((_, stat)) if stat.ephemeral_owner == session => Some(stat.czxid as u64),
+        _ => None,
+    })
+}
+
+/// A latch candidate: race, lead for a while, close to let the others race; until stopped.
+async fn latch_worker(
+    shared: Arc<Shared>,
+    client: Client,
+    path: String,
+    participant: usize,
+    seed: u64,
+) {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    while !shared.stop.is_cancelled() {
+        let latch = LeaderLatch::new(&client, &path, format!("latch-{participant}")).unwrap();
+        if let Err(e) = latch.start().await {
+            shared.note_error("latch start", &e);
+            pause(&shared.stop, Duration::from_millis(50)).await;
+            continue;
+        }
+        let leading = tokio::select! {
+            _ = shared.stop.cancelled() => false,
+            led = latch.await_leadership() => led.is_ok(),
+        };
+        let elected = latch.metrics().elected;
+        if leading && latch.has_leadership() {
+            let start = shared.begin(Recipe::Latch, participant);
+            let token = match latch_token(&client, &path).await {
+                Ok(token) => token,
+                Err(e) => {
+                    shared.note_error("latch token read", &e);
+                    None
+                }
+            };
+            if token.is_none() && latch.has_leadership() && latch.metrics().elected == elected {
+                // Still leading, as far as the latch knows, on a node that is not ours: the
+                // read is on the same session as the latch's own read, so it is no older.
+                shared.violations.lock().unwrap().push(format!(
+                    "latch-{participant} leads but its session does not own the latch node"
+                ));
+            }
+            let mut changes = latch.leadership_changes();
+            let work = tokio::time::sleep(Duration::from_millis(rng.u64(100..300)));
+            tokio::pin!(work);
+            loop {
+                tokio::select! {
+                    _ = &mut work => break,
+                    change = changes.next() => if change != Some(true) { break },
+                }
+            }
+            let end = Instant::now();
+            let obeyed =
+                token.is_some() && latch.has_leadership() && latch.metrics().elected == elected;
+            shared.finish(Record {
+                recipe: Recipe::Latch,
+                participant,
+                token: token.unwrap_or(0),
+                start,
+                end,
+                obeyed,
+            });
+        }
+        if let Err(e) = latch.close().await {
+            shared.note_error("latch close", &e);
+        }
+        pause(&shared.stop, Duration::from_millis(rng.u64(0..30))).await;
+    }
+}
+
+/// The member serving `session` (found with `cons`), so that the expiry goes through the server
+/// the owner is connected to: that server drops the owner's connection before it reopens the
+/// session, as a real expiry is preceded by the owner's silence.
+async fn serving_member(cluster: &TestingCluster, session: i64) -> Option<String> {
+    let sid = format!("sid=0x{:x}", session as u64);
+    for member in 0..cluster.len() {
+        let address = cluster.server_connect_string(member).ok()?;
+        if let Ok(connections) = four_letter_word(&address, "cons", Duration::from_secs(2)).await {
+            let found = connections
+                .lines()
+                .any(|line| line.split([',', '(', ')']).any(|field| field == sid));
+            if found {
+                return Some(address);
+            }
+        }
+    }
+    None
+}
+
+/// The index of the ensemble's leader, once there is one.
+async fn ensemble_leader(cluster: &TestingCluster) -> Option<usize> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(Some(leader)) = cluster.leader_index().await {
+            return Some(leader);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    None
+}
+
+struct Chaos {
+    cluster: Arc<TestingCluster>,
+    participants: Vec<Participant>,
+    shared: Arc<Shared>,
+}
+
+impl Chaos {
+    /// For each recipe, its current holder, or one of its participants at random: the targets
+    /// of a client fault, which hits them all at once.
+    fn targets(&self, rng: &mut fastrand::Rng) -> Vec<&Participant> {
+        let holders = *self.shared.holders.lock().unwrap();
+        Recipe::ALL
+            .into_iter()
+            .map(|recipe| {
+                let drawn = recipe.participants().start + rng.usize(0..PER_RECIPE);
+                &self.participants[holders[recipe.index()].unwrap_or(drawn)]
+            })
+            .collect()
+    }
+
+    /// Injects one fault and heals it. `Err` if it could not be injected (nothing was done).
+    async fn inject(&self, kind: FaultKind, rng: &mut fastrand::Rng) -> Result<String, String> {
+        let names = |targets: &[&Participant]| {
+            targets
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match kind {
+            FaultKind::Cut => {
+                let targets = self.targets(rng);
+                let outage = Duration::from_millis(rng.u64(1000..3000));
+                targets.iter().for_each(|p| p.cut());
+                tokio::time::sleep(outage).await;
+                targets.iter().for_each(|p| p.restore());
+                Ok(format!("cut {} for {outage:?}", names(&targets)))
+            }
+            FaultKind::Blackhole => {
+                let targets = self.targets(rng);
+                let outage = SESSION_TIMEOUT + Duration::from_millis(rng.u64(1000..2500));
+                targets.iter().for_each(|p| p.blackhole());
+                tokio::time::sleep(outage).await;
+                targets.iter().for_each(|p| p.restore());
+                Ok(format!("blackholed {} for {outage:?}", names(&targets)))
+            }
+            FaultKind::Delay => {
+                let targets = self.targets(rng);
+                let delay = Duration::from_millis(rng.u64(100..400));
+                let outage = Duration::from_millis(rng.u64(2000..4000));
+                targets.iter().for_each(|p| p.delay(delay));
+                tokio::time::sleep(outage).await;
+                targets.iter().for_each(|p| p.restore());
+                Ok(format!(
+                    "delayed {} by {delay:?} for {outage:?}",
+                    names(&targets)
+                ))
+            }
+            FaultKind::Expire => {
+                let targets: Vec<(&Participant, _)> = self
+                    .targets(rng)
+                    .into_iter()
+                    .filter_map(|p| Some((p, p.client.zookeeper().ok()?.session().clone())))
+                    .collect();
+                if targets.is_empty() {
+                    return Err("no target has a session".into());
+                }
+                let mut servers = Vec::new();
+                for (_, info) in &targets {
+                    servers.push(
+                        serving_member(&self.cluster, info.id().0)
+                            .await
+                            .unwrap_or_else(|| self.cluster.connect_string()),
+                    );
+                }
+                let expiries = targets
+                    .iter()
+                    .zip(&servers)
+                    .map(|((p, info), server)| async move {
+                        match tokio::time::timeout(
+                            Duration::from_secs(40),
+                            expire_session(server, info),
+                        )
+                        .await
+                        {
+                            Ok(Ok(())) => Ok(p.name.clone()),
+                            Ok(Err(e)) => Err(format!("expiring the session of {}: {e}", p.name)),
+                            Err(_) => Err(format!("expiring the session of {} timed out", p.name)),
+                        }
+                    });
+                let outcomes = futures::future::join_all(expiries).await;
+                let expired: Vec<String> = outcomes.iter().filter_map(|o| o.clone().ok()).collect();
+                if expired.is_empty() {
+                    return Err(format!("{outcomes:?}"));
+                }
+                Ok(format!("expired the sessions of {}", expired.join(", ")))
+            }
+            FaultKind::KillFollower | FaultKind::KillLeader => {
+                let Some(leader) = ensemble_leader(&self.cluster).await else {
+                    return Err("no ensemble leader".into());
+                };
+                let victim = if kind == FaultKind::KillLeader {
+                    leader
+                } else {
+                    let others: Vec<usize> =
+                        (0..self.cluster.len()).filter(|&m| m != leader).collect();
+                    others[rng.usize(0..others.len())]
+                };
+                let down = Duration::from_millis(rng.u64(1000..2500));
+                self.cluster.kill(victim).await.expect("kill a member");
+                tokio::time::sleep(down).await;
+                self.cluster.restart(victim).await.unwrap_or_else(|e| {
+                    panic!("restarting member {victim}: {e}");
+                });
+                let role = if victim == leader {
+                    "leader"
+                } else {
+                    "follower"
+                };
+                Ok(format!(
+                    "killed member {victim} ({role}), restarted after {down:?}"
+                ))
+            }
+        }
+    }
+
+    /// Waits until every recipe has made an acquisition after `since` (counts per recipe).
+    async fn progress(&self, since: [u64; 3], bound: Duration) -> Result<Duration, String> {
+        let started = Instant::now();
+        let mut acquired = self.shared.acquired.subscribe();
+        let resumed = tokio::time::timeout(
+            bound,
+            acquired.wait_for(|now| (0..3).all(|r| now[r] > since[r])),
+        )
+        .await
+        .is_ok();
+        if resumed {
+            return Ok(started.elapsed());
+        }
+        let now = *acquired.borrow();
+        let stalled: Vec<Recipe> = Recipe::ALL
+            .into_iter()
+            .filter(|r| now[r.index()] <= since[r.index()])
+            .collect();
+        Err(format!("no acquisition within {bound:?} for {stalled:?}"))
+    }
+}
+
+/// Overlaps of obeying intervals, and fencing tokens out of order, per recipe.
+fn interval_violations(history: &[Record], shared: &Shared) -> Vec<String> {
+    let mut violations = Vec::new();
+    for recipe in Recipe::ALL {
+        let mut obeyed: Vec<&Record> = history
+            .iter()
+            .filter(|r| r.recipe == recipe && r.obeyed)
+            .collect();
+        obeyed.sort_by_key(|r| r.start);
+        let mut latest_end: Option<&Record> = None;
+        let mut previous: Option<&Record> = None;
+        for r in obeyed {
+            if let Some(other) = latest_end {
+                if r.start < other.end {
+                    violations.push(format!(
+                        "{recipe:?}: participant {} (token {}) started at {:.3}s while \
+                         participant {} (token {}) held until {:.3}s",
+                        r.participant,
+                        r.token,
+                        shared.at(r.start),
+                        other.participant,
+                        other.token,
+                        shared.at(other.end)
+                    ));
+                }
+            }
+            if let Some(p) = previous {
+                let same_hold = r.token == p.token && r.participant == p.participant;
+                if r.token < p.token || (r.token == p.token && !same_hold) {
+                    violations.push(format!(
+                        "{recipe:?}: token {} of participant {} at {:.3}s follows token {} of \
+                         participant {}",
+                        r.token,
+                        r.participant,
+                        shared.at(r.start),
+                        p.token,
+                        p.participant
+                    ));
+                }
+            }
+            if latest_end.is_none_or(|other| r.end > other.end) {
+                latest_end = Some(r);
+            }
+            previous = Some(r);
+        }
+    }
+    violations
+}
+
+/// Acknowledged guarded writes whose token is lower than that of an earlier version.
+fn stale_writes(writes: &[GuardedWrite]) -> Vec<String> {
+    let mut writes = writes.to_vec();
+    writes.sort_by_key(|w| w.version);
+    let mut stale = Vec::new();
+    let mut highest: Option<GuardedWrite> = None;
+    for w in writes {
+        if let Some(h) = highest {
+            if w.version == h.version {
+                stale.push(format!(
+                    "two writes acknowledged with version {}",
+                    w.version
+                ));
+            } else if w.token < h.token {
+                stale.push(format!(
+                    "version {} has token {} (participant {}), after version {} with token {} \
+                     (participant {})",
+                    w.version, w.token, w.participant, h.version, h.token, h.participant
+                ));
+            }
+        }
+        if highest.is_none_or(|h| w.token >= h.token) {
+            highest = Some(w);
+        }
+    }
+    stale
+}
+
+/// The nodes left under the recipe paths.
+async fn remaining_nodes(client: &Client, parents: &[&str], latch: &str) -> Vec<String> {
+    let mut left = Vec::new();
+    for parent in parents {
+        match client.children(parent).await {
+            Ok(children) => left.extend(
+                children
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|c| format!("{parent}/{c}")),
+            ),
+            Err(e) => left.push(format!("{parent}: cannot list: {e}")),
+        }
+    }
+    match client.exists(latch).await {
+        Ok(None) => {}
+        Ok(Some(_)) => left.push(latch.to_owned()),
+        Err(e) => left.push(format!("{latch}: cannot read: {e}")),
+    }
+    left
+}
+
+/// Waits until no node is left under the recipe paths, for at most `deadline`; what is left.
+async fn wait_clean(
+    client: &Client,
+    parents: &[&str],
+    latch: &str,
+    deadline: Duration,
+) -> Vec<String> {
+    let until = Instant::now() + deadline;
+    loop {
+        let left = remaining_nodes(client, parents, latch).await;
+        if left.is_empty() || Instant::now() >= until {
+            return left;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Deletes `path` and everything under it (test clean-up; errors are ignored).
+async fn delete_tree(client: &Client, path: &str) {
+    let mut stack = vec![path.to_owned()];
+    let mut order = Vec::new();
+    while let Some(p) = stack.pop() {
+        if let Ok(Some(children)) = client.children(&p).await {
+            stack.extend(children.into_iter().map(|c| format!("{p}/{c}")));
+        }
+        order.push(p);
+    }
+    for p in order.into_iter().rev() {
+        let _ = client.delete(&p, None).await;
+    }
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    let value = std::env::var(name).ok()?;
+    let value = value.trim();
+    if value.is_empty() {
+        return None;
+    }
+    Some(
+        value
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={value:?} is not a number")),
+    )
+}
+
+struct FaultLog {
+    at: f64,
+    kind: FaultKind,
+    what: String,
+    resumed: Result<Duration, String>,
+}
+
+impl fmt::Display for FaultLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:7.2}s {:?}: {}", self.at, self.kind, self.what)?;
+        match &self.resumed {
+            Ok(took) => write!(f, "; resumed in {:.2}s", took.as_secs_f64()),
+            Err(why) => write!(f, "; NO PROGRESS: {why}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recipes_stay_exclusive_and_live_under_faults() {
+    init_tracing();
+    let seed = env_u64("CHAOS_SEED").unwrap_or_else(|| fastrand::u64(..));
+    let secs = env_u64("CHAOS_SECS").unwrap_or(DEFAULT_SECS);
+    println!("chaos start: seed={seed} secs={secs} (CHAOS_SEED={seed} replays this schedule)");
+    let mut rng = fastrand::Rng::with_seed(seed);
+
+    let cluster = Arc::new(TestingCluster::start(3).await.expect("start the ensemble"));
+    let base = format!("/zkr-chaos-{}", uuid::Uuid::new_v4().simple());
+    let mutex_path = format!("{base}/mutex");
+    let selector_path = format!("{base}/selector");
+    let latch_path = format!("{base}/latch/leader");
+    let fence = format!("{base}/fence");
+
+    let observer = Client::builder(cluster.connect_string())
+        .session_timeout(Duration::from_secs(20))
+        .connection_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .expect("connect the observer");
+    observer.ensure_path(&fence, false).await.unwrap();
+
+    let shared = Arc::new(Shared::new());
+    let mut participants = Vec::new();
+    for p in 0..3 * PER_RECIPE {
+        participants.push(Participant::connect(format!("participant-{p}"), &cluster).await);
+    }
+
+    let mut tasks: Vec<(String, JoinHandle<()>)> = Vec::new();
+    for p in Recipe::Mutex.participants() {
+        let task = tokio::spawn(mutex_worker(
+            shared.clone(),
+            participants[p].client.clone(),
+            mutex_path.clone(),
+            fence.clone(),
+            p,
+            seed.wrapping_add(p as u64),
+        ));
+        tasks.push((format!("mutex worker {p}"), task));
+    }
+    let mut selectors = Vec::new();
+    for p in Recipe::Selector.participants() {
+        let worker = SelectorWorker {
+            shared: shared.clone(),
+            participant: p,
+            rng: Mutex::new(fastrand::Rng::with_seed(seed.wrapping_add(p as u64))),
+        };
+        let notes = shared.clone();
+        let selector = LeaderSelector::new(&participants[p].client, &selector_path, worker)
+            .unwrap()
+            .with_id(format!("selector-{p}"))
+            .auto_requeue(true)
+            .on_error(move |e| notes.note(format!("selector error: {e}")));
+        selector.start().unwrap();
+        selectors.push(selector);
+    }
+    for p in Recipe::Latch.participants() {
+        let task = tokio::spawn(latch_worker(
+            shared.clone(),
+            participants[p].client.clone(),
+            latch_path.clone(),
+            p,
+            seed.wrapping_add(p as u64),
+        ));
+        tasks.push((format!("latch worker {p}"), task));
+    }
+
+    let chaos = Chaos {
+        cluster: cluster.clone(),
+        participants,
+        shared: shared.clone(),
+    };
+    if let Err(e) = chaos.progress([0; 3], WARM_UP_BOUND).await {
+        panic!("warm-up: {e}");
+    }
+
+    // The schedule: one fault at a time, each healed, a few seconds apart; the first six are
+    // the six kinds in a shuffled order.
+    let schedule_started = Instant::now();
+    let budget = Duration::from_secs(secs);
+    let mut pending: Vec<FaultKind> = Vec::new();
+    let mut log: Vec<FaultLog> = Vec::new();
+    let mut kinds: BTreeSet<FaultKind> = BTreeSet::new();
+    loop {
+        let elapsed = schedule_started.elapsed();
+        let kinds_missing = secs >= DEFAULT_SECS && kinds.len() < KINDS.len();
+        if (elapsed >= budget && !kinds_missing) || elapsed >= budget + OVERRUN {
+            break;
+        }
+        if pending.is_empty() {
+            pending = KINDS.to_vec();
+            rng.shuffle(&mut pending);
+        }
+        let kind = pending.remove(0);
+        tokio::time::sleep(Duration::from_millis(rng.u64(1000..2500))).await;
+        let at = shared.at(Instant::now());
+        match chaos.inject(kind, &mut rng).await {
+            Ok(what) => {
+                let since = *shared.acquired.borrow();
+                kinds.insert(kind);
+                let resumed = chaos.progress(since, PROGRESS_BOUND).await;
+                let entry = FaultLog {
+                    at,
+                    kind,
+                    what,
+                    resumed,
+                };
+                tracing::info!("chaos fault {entry}");
+                log.push(entry);
+            }
+            Err(why) => {
+                tracing::warn!(?kind, %why, "fault not injected; it goes back in the schedule");
+                shared.note(format!("fault not injected: {kind:?}"));
+                pending.push(kind);
+            }
+        }
+    }
+    let run_secs = schedule_started.elapsed().as_secs();
+
+    // Stop: the workers finish their critical sections and leave; the selectors close.
+    shared.stop.cancel();
+    let mut failures: Vec<String> = Vec::new();
+    for (i, selector) in selectors.iter().enumerate() {
+        match tokio::time::timeout(JOIN_DEADLINE, selector.close()).await {
+            Ok(Ok(())) => {}
+            // Every fault is healed by now: the final release must succeed.
+            Ok(Err(e)) => failures.push(format!("selector {i} closed with {e:?}")),
+            Err(_) => failures.push(format!("selector {i} did not close in {JOIN_DEADLINE:?}")),
+        }
+    }
+    let join_deadline = Instant::now() + JOIN_DEADLINE;
+    for (name, task) in tasks {
+        match tokio::time::timeout_at(join_deadline.into(), task).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failures.push(format!("{name} failed: {e}")),
+            Err(_) => failures.push(format!("{name} still running after {JOIN_DEADLINE:?}")),
+        }
+    }
+
+    // Clean close: first with every recipe closed but the clients open (the recipes delete
+    // their own nodes), then with the clients closed, through a fresh client.
+    let parents = [mutex_path.as_str(), selector_path.as_str()];
+    let mut leaked = wait_clean(&observer, &parents, &latch_path, LEAK_DEADLINE).await;
+    for p in &chaos.participants {
+        p.client.close().await;
+    }
+    let checker = Client::builder(cluster.connect_string())
+        .session_timeout(Duration::from_secs(20))
+        .connection_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .expect("connect the checker");
+    leaked.extend(wait_clean(&checker, &parents, &latch_path, LEAK_DEADLINE).await);
+
+    let history = shared.history.lock().unwrap().clone();
+    let writes = shared.writes.lock().unwrap().clone();
+    let mut violations = interval_violations(&history, &shared);
+    violations.extend(shared.violations.lock().unwrap().iter().cloned());
+    let stale = stale_writes(&writes);
+    let progress_failures: Vec<&FaultLog> = log.iter().filter(|f| f.resumed.is_err()).collect();
+    let acquisitions: u64 = shared.acquired.borrow().iter().sum();
+    let obeyed: Vec<usize> = Recipe::ALL
+        .iter()
+        .map(|&r| history.iter().filter(|h| h.recipe == r && h.obeyed).count())
+        .collect();
+
+    delete_tree(&checker, &base).await;
+    checker.close().await;
+    observer.close().await;
+
+    let problems = !violations.is_empty()
+        || !stale.is_empty()
+        || !leaked.is_empty()
+        || !progress_failures.is_empty()
+        || !failures.is_empty();
+    let max_resume = log
+        .iter()
+        .filter_map(|f| f.resumed.as_ref().ok())
+        .max()
+        .copied()
+        .unwrap_or_default();
+    let diagnostics = format!(
+        "faults:\n{}\nobeying intervals per recipe {obeyed:?}; acknowledged guarded writes {}; \
+         unknown outcome {}; slowest resumption {:.2}s\nnotes: {:#?}\nviolations: {violations:#?}\n\
+         stale writes: {stale:#?}\nleaked: {leaked:#?}\ntask failures: {failures:#?}",
+        log.iter()
+            .map(|f| format!("  {f}"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        writes.len(),
+        shared.unknown_writes.load(Ordering::Relaxed),
+        max_resume.as_secs_f64(),
+        shared.notes.lock().unwrap(),
+    );
+    if problems || std::env::var_os("CHAOS_VERBOSE").is_some() {
+        eprintln!("{diagnostics}");
+    }
+    println!(
+        "chaos: seed={seed} secs={run_secs} acquisitions={acquisitions} faults={} kinds={} \
+         violations={} stale_writes={} leaked={}",
+        log.len(),
+        kinds.len(),
+        violations.len(),
+        stale.len(),
+        leaked.len()
+    );
+
+    assert!(failures.is_empty(), "tasks failed: {failures:#?}");
+    assert!(violations.is_empty(), "violations: {violations:#?}");
+    assert!(stale.is_empty(), "stale guarded writes: {stale:#?}");
+    assert!(leaked.is_empty(), "leaked nodes: {leaked:#?}");
+    assert!(
+        progress_failures.is_empty(),
+        "no progress after a healed fault: {}",
+        progress_failures
+            .iter()
+            .map(|f| f.to_string())
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+    if secs >= DEFAULT_SECS {
+        assert_eq!(kinds.len(), KINDS.len(), "fault kinds injected: {kinds:?}");
+    }
+    // The checks above mean something only if the workload ran.
+    assert!(
+        obeyed.iter().all(|&n| n > 0),
+        "some recipe never completed an obeying critical section: {obeyed:?}"
+    );
+    assert!(!writes.is_empty(), "no guarded write was acknowledged");
+}
+
+/// A hold whose session the server expired while its owner was cut off: releasing it once the
+/// owner hears of the expiry is not an error, since the server deleted the node with the
+/// session. (The chaos run found releases failing with `SessionExpired`; a selector's `close`
+/// then reported a failed release although nothing was left.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn releasing_the_hold_of_an_unseen_expiry_is_clean() {
+    init_tracing();
+    let server = common::zk_server().await;
+    let proxy = FaultProxy::start(&server).await.unwrap();
+    let client = Client::builder(proxy.connect_string())
+        .session_timeout(SESSION_TIMEOUT)
+        .connection_timeout(CONNECTION_TIMEOUT)
+        .connect()
+        .await
+        .unwrap();
+    let observer = Client::builder(server.as_str()).connect().await.unwrap();
+    let path = format!("{}/lock", common::unique_path("chaos-unseen-expiry"));
+    let mutex = InterProcessMutex::new(&client, &path).unwrap();
+    let guard = mutex.acquire().await.unwrap();
+    let node = guard.node_path().to_owned();
+    let info = client.zookeeper().unwrap().session().clone();
+    let mut states = client.connection_states();
+
+    proxy.blackhole();
+    let suspended = tokio::time::timeout(Duration::from_secs(10), states.next()).await;
+    assert_eq!(
+        suspended.unwrap(),
+        Some(zk_recipes::ConnectionState::Suspended)
+    );
+    expire_session(&server, &info).await.unwrap();
+    assert!(observer.exists(&node).await.unwrap().is_none());
+    assert!(
+        !client.session().is_lost(),
+        "the owner heard of the expiry too early"
+    );
+    // The delete is queued first (on the session the owner still believes in), then the
+    // owner reconnects and learns that the session expired.
+    let (released, ()) = tokio::join!(guard.release(), async { proxy.restore() });
+    assert!(
+        released.is_ok(),
+        "releasing a hold whose node went with its expired session: {released:?}"
+    );
+    let next = InterProcessMutex::new(&observer, &path).unwrap();
+    let granted = tokio::time::timeout(Duration::from_secs(10), next.acquire())
+        .await
+        .expect("the lock is free")
+        .unwrap();
+    granted.release().await.unwrap();
+    client.close().await;
+    observer.close().await;
+}
+
+/// A selector whose turn was cut short by a connection cut, and whose release then failed,
+/// closes cleanly once the connection is back and the node is gone: `close` reports the
+/// release it makes, not one that failed earlier (the chaos run found `close` failing with the
+/// `ConnectionLoss` of a release from long before, after every fault was healed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn selector_close_after_an_earlier_failed_release_is_clean() {
+    init_tracing();
+    let server = common::zk_server().await;
+    let proxy = FaultProxy::start(&server).await.unwrap();
+    let client = Client::builder(proxy.connect_string())
+        .session_timeout(SESSION_TIMEOUT)
+        .connection_timeout(CONNECTION_TIMEOUT)
+        .connect()
+        .await
+        .unwrap();
+    let observer = Client::builder(server.as_str()).connect().await.unwrap();
+    let path = format!("{}/selector", common::unique_path("chaos-close"));
+    struct Lead(tokio::sync::mpsc::UnboundedSender<()>);
+    #[async_trait::async_trait]
+    impl LeaderSelectorListener for Lead {
+        async fn take_leadership(&self, leadership: Leadership) -> Result<(), BoxError> {
+            let _ = self.0.send(());
+            leadership.cancelled().await;
+            Ok(())
+        }
+    }
+    let (led_tx, mut led) = tokio::sync::mpsc::unbounded_channel();
+    let (errors_tx, mut errors) = tokio::sync::mpsc::unbounded_channel();
+    let selector = LeaderSelector::new(&client, &path, Lead(led_tx))
+        .unwrap()
+        .on_error(move |e| {
+            let _ = errors_tx.send(e.to_string());
+        });
+    selector.start().unwrap();
+    let deadline = Duration::from_secs(15);
+    tokio::time::timeout(deadline, led.recv()).await.unwrap();
+    let mut states = client.connection_states();
+
+    // The cut cancels the turn (standard policy), and the release fails while it lasts.
+    proxy.cut();
+    let release = tokio::time::timeout(deadline, errors.recv()).await.unwrap();
+    assert!(
+        release
+            .as_deref()
+            .is_some_and(|e| e.starts_with("releasing leadership failed")),
+        "{release:?}"
+    );
+    proxy.restore();
+    loop {
+        let state = tokio::time::timeout(deadline, states.next()).await.unwrap();
+        if state == Some(zk_recipes::ConnectionState::Reconnected) {
+            break;
+        }
+    }
+    // The node goes in the background once the connection is back.
+    let until = Instant::now() + deadline;
+    while !observer
+        .children(&path)
+        .await
+        .unwrap()
+        .unwrap_or_default()
+        .is_empty()
+    {
+        assert!(Instant::now() < until, "the node of the cut turn stays");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let closed = selector.close().await;
+    assert!(
+        closed.is_ok(),
+        "close after the release was finished: {closed:?}"
+    );
+    client.close().await;
+    observer.close().await;
+}
+
+/// Two latches of one client (so one session) on one path: only the one that made the node
+/// leads; the other waits for it, even though its session owns the node (the chaos run found
+/// a latch adopting the node of a closed latch of the same client whose delete was still
+/// pending, and losing it to that delete while it led).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_latches_of_one_session_never_both_lead() {
+    init_tracing();
+    let server = common::zk_server().await;
+    let client = Client::builder(server.as_str()).connect().await.unwrap();
+    let path = format!("{}/leader", common::unique_path("chaos-latch-session"));
+    let first = LeaderLatch::new(&client, &path, "first").unwrap();
+    first.start().await.unwrap();
+    assert!(first.has_leadership());
+    let second = LeaderLatch::new(&client, &path, "second").unwrap();
+    second.start().await.unwrap();
+    assert!(
+        !second.has_leadership(),
+        "two latches lead at once: the second adopted the first's node"
+    );
+    first.close().await.unwrap();
+    assert!(second
+        .await_leadership_timeout(Duration::from_secs(15))
+        .await
+        .unwrap());
+    let (id, _) = client.get_data(&path).await.unwrap().unwrap();
+    assert_eq!(id, b"second", "the second leads on a node of its own");
+    second.close().await.unwrap();
+    assert!(client.exists(&path).await.unwrap().is_none());
+    client.close().await;
+}
+
+/// The checker itself: it must find what it looks for, or the chaos run proves nothing.
+#[test]
+fn the_checker_finds_overlaps_tokens_out_of_order_and_stale_writes() {
+    let shared = Shared::new();
+    let t0 = Instant::now();
+    let record = |recipe, participant, token, start: u64, end: u64, obeyed| Record {
+        recipe,
+        participant,
+        token,
+        start: t0 + Duration::from_millis(start),
+        end: t0 + Duration::from_millis(end),
+        obeyed,
+    };
+    let m = Recipe::Mutex;
+    let fine = [
+        record(m, 0, 10, 0, 10, true),
+        record(m, 1, 20, 10, 20, true),
+        record(m, 2, 30, 25, 30, true),
+        // Another recipe's intervals are checked on their own.
+        record(Recipe::Latch, 3, 5, 5, 28, true),
+    ];
+    assert!(interval_violations(&fine, &shared).is_empty());
+    // Two obeying holders at once.
+    let overlap = [record(m, 0, 10, 0, 10, true), record(m, 1, 20, 5, 20, true)];
+    assert_eq!(interval_violations(&overlap, &shared).len(), 1);
+    // ... but not when the first one's check at the end failed: it did not obey.
+    let disobeyed = [
+        record(m, 0, 10, 0, 10, false),
+        record(m, 1, 20, 5, 20, true),
+    ];
+    assert!(interval_violations(&disobeyed, &shared).is_empty());
+    // An overlap with a long interval that started before the previous one.
+    let nested = [
+        record(m, 0, 10, 0, 50, true),
+        record(m, 1, 20, 10, 20, true),
+        record(m, 2, 30, 30, 40, true),
+    ];
+    assert_eq!(interval_violations(&nested, &shared).len(), 2);
+    // A later hold with a lower (or another holder's equal) fencing token.
+    let reordered = [
+        record(m, 0, 20, 0, 10, true),
+        record(m, 1, 10, 10, 20, true),
+    ];
+    assert_eq!(interval_violations(&reordered, &shared).len(), 1);
+    let shared_token = [
+        record(m, 0, 20, 0, 10, true),
+        record(m, 1, 20, 10, 20, true),
+    ];
+    assert_eq!(interval_violations(&shared_token, &shared).len(), 1);
+
+    let write = |version, token| GuardedWrite {
+        version,
+        token,
+        participant: 0,
+    };
+    assert!(stale_writes(&[write(1, 10), write(2, 10), write(4, 20)]).is_empty());
+    // By version: 10, 20, then 5: a stale write committed after a newer holder's.
+    assert_eq!(
+        stale_writes(&[write(1, 10), write(3, 5), write(2, 20)]).len(),
+        1
+    );
+    assert_eq!(stale_writes(&[write(1, 10), write(1, 20)]).len(), 1);
+}
