@@ -159,9 +159,9 @@ async fn server_expiry_is_lost_then_reconnected_on_a_new_session() {
     loop {
         match next_state(&mut states, DEADLINE).await {
             ConnectionState::Lost => break,
-            ConnectionState::Suspended | ConnectionState::Reconnected => {
-                assert_eq!(client.session().id(), old.id());
-            }
+            // These belong to the old session; the client may be on its new one already by
+            // the time the queued transitions are read, so the live session is not checked.
+            ConnectionState::Suspended | ConnectionState::Reconnected => {}
             other => panic!("unexpected {other} before Lost"),
         }
     }
