@@ -829,7 +829,9 @@ async fn recipes_stay_exclusive_and_live_under_faults() {
     init_tracing();
     let seed = env_u64("CHAOS_SEED").unwrap_or_else(|| fastrand::u64(..));
     let secs = env_u64("CHAOS_SECS").unwrap_or(DEFAULT_SECS);
-    println!("chaos start: seed={seed} secs={secs} (CHAOS_SEED={seed} replays this schedule)");
+    announce(&format!(
+        "chaos start: seed={seed} secs={secs} (CHAOS_SEED={seed} replays this schedule)"
+    ));
     let mut rng = fastrand::Rng::with_seed(seed);
 
     let cluster = Arc::new(TestingCluster::start(3).await.expect("start the ensemble"));
@@ -1022,7 +1024,7 @@ async fn recipes_stay_exclusive_and_live_under_faults() {
     if problems || std::env::var_os("CHAOS_VERBOSE").is_some() {
         eprintln!("{diagnostics}");
     }
-    println!(
+    announce(&format!(
         "chaos: seed={seed} secs={run_secs} acquisitions={acquisitions} faults={} kinds={} \
          violations={} stale_writes={} leaked={}",
         log.len(),
@@ -1030,7 +1032,7 @@ async fn recipes_stay_exclusive_and_live_under_faults() {
         violations.len(),
         stale.len(),
         leaked.len()
-    );
+    ));
 
     assert!(failures.is_empty(), "tasks failed: {failures:#?}");
     assert!(violations.is_empty(), "violations: {violations:#?}");
@@ -1276,4 +1278,11 @@ fn the_checker_finds_overlaps_tokens_out_of_order_and_stale_writes() {
         1
     );
     assert_eq!(stale_writes(&[write(1, 10), write(1, 20)]).len(), 1);
+}
+
+/// Writes `line` to the process's stderr directly, past the test harness's output capture, so
+/// the seed and the result are in CI's log even when the test passes.
+fn announce(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
