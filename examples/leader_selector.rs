@@ -67,6 +67,8 @@ async fn main() -> Result<(), BoxError> {
     }
     // The seed program lets the clients take turns for 30 seconds, then stops.
     tokio::time::sleep(scaled(30.0, scale)).await;
+    // From here the rotation ends: each close withdraws one client, cutting short a turn.
+    println!("Stopping the clients...");
     for (client, selector) in selectors {
         selector.close().await?;
         client.close().await;
