@@ -10,6 +10,19 @@ use super::Client;
 use crate::error::{Error, Result};
 use crate::path::validate_path;
 
+/// Authentication schemes and their secrets. Its `Debug` shows only the schemes, so no
+/// `Debug` that contains it (the builder's, the config's) can leak a digest password.
+#[derive(Clone, Default)]
+pub(crate) struct Credentials(pub(crate) Vec<(String, Vec<u8>)>);
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(scheme, _)| scheme))
+            .finish()
+    }
+}
+
 /// Everything needed to (re)create a session. Shared by the client and its manager task.
 #[derive(Clone)]
 pub(crate) struct Config {
@@ -23,7 +36,7 @@ pub(crate) struct Config {
     pub(crate) connection_timeout: Duration,
     pub(crate) simulated_expiration_percent: u32,
     pub(crate) retry_policy: Arc<dyn RetryPolicy>,
-    pub(crate) auth: Vec<(String, Vec<u8>)>,
+    pub(crate) auth: Credentials,
     pub(crate) default_acls: Vec<Acl>,
     pub(crate) allow_read_only: bool,
     #[cfg(feature = "tls")]
@@ -44,7 +57,6 @@ impl Config {
 
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Digest secrets must never reach logs: only the schemes are shown.
         f.debug_struct("Config")
             .field("hosts", &self.hosts)
             .field("connect_chroot", &self.connect_chroot)
@@ -56,14 +68,7 @@ impl std::fmt::Debug for Config {
                 &self.simulated_expiration_percent,
             )
             .field("retry_policy", &self.retry_policy)
-            .field(
-                "auth_schemes",
-                &self
-                    .auth
-                    .iter()
-                    .map(|(s, _)| s.as_str())
-                    .collect::<Vec<_>>(),
-            )
+            .field("auth", &self.auth)
             .field("default_acls", &self.default_acls)
             .field("allow_read_only", &self.allow_read_only)
             .finish()
@@ -95,7 +100,7 @@ pub struct ClientBuilder {
     connection_timeout: Duration,
     simulated_expiration_percent: u32,
     retry_policy: Arc<dyn RetryPolicy>,
-    auth: Vec<(String, Vec<u8>)>,
+    auth: Credentials,
     default_acls: Vec<Acl>,
     allow_read_only: bool,
     #[cfg(feature = "tls")]
@@ -104,21 +109,13 @@ pub struct ClientBuilder {
 
 impl std::fmt::Debug for ClientBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // `auth` holds digest secrets: only the schemes are shown.
         f.debug_struct("ClientBuilder")
             .field("connect_string", &self.connect_string)
             .field("namespace", &self.namespace)
             .field("session_timeout", &self.session_timeout)
             .field("connection_timeout", &self.connection_timeout)
             .field("retry_policy", &self.retry_policy)
-            .field(
-                "auth_schemes",
-                &self
-                    .auth
-                    .iter()
-                    .map(|(s, _)| s.as_str())
-                    .collect::<Vec<_>>(),
-            )
+            .field("auth", &self.auth)
             .field("allow_read_only", &self.allow_read_only)
             .finish_non_exhaustive()
     }
@@ -133,7 +130,7 @@ impl ClientBuilder {
             connection_timeout: Duration::from_secs(15),
             simulated_expiration_percent: 100,
             retry_policy: Arc::new(ExponentialBackoffRetry::new(Duration::from_millis(100), 3)),
-            auth: Vec::new(),
+            auth: Credentials::default(),
             default_acls: Vec::new(),
             allow_read_only: false,
             #[cfg(feature = "tls")]
@@ -215,7 +212,7 @@ impl ClientBuilder {
     ///     .authorization("digest", b"alice:secret".to_vec());
     /// ```
     pub fn authorization(mut self, scheme: impl Into<String>, auth: impl Into<Vec<u8>>) -> Self {
-        self.auth.push((scheme.into(), auth.into()));
+        self.auth.0.push((scheme.into(), auth.into()));
         self
     }
 

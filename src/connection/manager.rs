@@ -64,7 +64,7 @@ async fn connect_once(config: &Config) -> Result<zookeeper_client::Client> {
         .with_session_timeout(config.session_timeout)
         .with_connection_timeout(config.connection_timeout)
         .with_readonly(config.allow_read_only);
-    for (scheme, auth) in &config.auth {
+    for (scheme, auth) in &config.auth.0 {
         connector = connector.with_auth(scheme, auth);
     }
     #[cfg(feature = "tls")]
