@@ -696,14 +696,25 @@ impl SequentialQueue {
         tracing::trace!(node = %name, predecessor = %pred_name, "waiting for predecessor");
         let pred_gone = match zk.get_and_watch_data(&pred_path).await {
             Ok((_, _, watcher)) => {
-                tokio::select! {
-                    event = watcher.changed() => {
-                        tracing::trace!(predecessor = %pred_name, event = ?event.event_type, "predecessor watch fired");
-                        event.event_type == EventType::NodeDeleted
+                let mut fired = std::pin::pin!(watcher.changed());
+                loop {
+                    tokio::select! {
+                        biased;
+                        event = &mut fired => {
+                            tracing::trace!(predecessor = %pred_name, event = ?event.event_type, "predecessor watch fired");
+                            break event.event_type == EventType::NodeDeleted;
+                        }
+                        _ = session.lost() => break false,
+                        // A local release, a new lower waiter or a cancelled one may change
+                        // the decision. Wakes that change nothing (a permit stored while the
+                        // driver was busy, a release of a node after ours) keep the watch:
+                        // dropping it would cost a RemoveWatches and a new read.
+                        _ = self.wake_driver.notified() => {
+                            if !self.still_waits_on(key, seq, pred_seq) {
+                                break false;
+                            }
+                        }
                     }
-                    // A local release, a new lower waiter or a cancelled one: decide again.
-                    _ = self.wake_driver.notified() => false,
-                    _ = session.lost() => false,
                 }
             }
             Err(zookeeper_client::Error::NoNode) => {
@@ -731,6 +742,16 @@ impl SequentialQueue {
             }
         }
         Ok(())
+    }
+
+    /// True if the driver's decision for waiter `key` (node `seq`) is still to wait on the
+    /// node `pred_seq`: the waiter is still the lowest, its node is live, and that node is
+    /// still its nearest live predecessor.
+    fn still_waits_on(&self, key: (u64, i64), seq: i64, pred_seq: i64) -> bool {
+        let state = self.state.lock().unwrap();
+        state.waiters.first_key_value().map(|(k, _)| *k) == Some(key)
+            && state.is_listed(seq) == Some(true)
+            && state.live_predecessor(seq).map(|(s, _)| s) == Some(pred_seq)
     }
 
     fn grant(&self, key: (u64, i64), epoch: u64) {
