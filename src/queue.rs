@@ -35,7 +35,7 @@ use tokio::sync::{oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 use zookeeper_client::{Acl, CreateMode, EventType, SessionState};
 
-use crate::connection::{Client, ProtectedNode, Session};
+use crate::connection::{Client, CreateExtras, PendingStat, ProtectedNode, Session};
 use crate::error::{is_retryable_zk, Error, Result};
 use crate::path::join;
 
@@ -156,6 +156,26 @@ impl Held {
     }
 }
 
+impl Held {
+    /// Lets go of a node that a transaction of ours has deleted: nothing is left to delete.
+    /// Returns its sequence.
+    fn deleted_by_transaction(mut self) -> Option<i64> {
+        // Dropping `self` stops the monitor: after the transaction's answer that is safe, as at
+        // the end of `release` (its watch, if set, has fired), and it spares a monitor still
+        // in its first delay a read of the deleted node.
+        self.node.take().expect("given up once").sequence
+    }
+}
+
+/// A held node to be given up by the create of its successor node: see
+/// [`SequentialQueue::release_and_acquire`]. Dropped unused, its `Held` deletes the node in the
+/// background.
+struct Replacing {
+    held: Held,
+    /// Told `None` once the node is deleted, or handed the `Held` back for an ordinary release.
+    outcome: oneshot::Sender<Option<Held>>,
+}
+
 /// A node whose delete is in flight: if the future awaiting it is dropped, the delete is
 /// finished in the background.
 struct DeleteOnDrop {
@@ -251,6 +271,26 @@ struct Waiter {
     grant: GrantSender,
 }
 
+/// The answer to a `get_and_watch_data`.
+type DataAndWatch = std::result::Result<
+    (
+        Vec<u8>,
+        zookeeper_client::Stat,
+        zookeeper_client::OneshotWatcher,
+    ),
+    zookeeper_client::Error,
+>;
+
+/// A data watch on a node, set before the driver asked for it.
+struct PreWatch {
+    /// The generation of the session it is set on.
+    generation: u64,
+    /// The watched node's sequence.
+    pred_seq: i64,
+    /// The read that sets it.
+    watch: tokio::task::JoinHandle<DataAndWatch>,
+}
+
 struct QueueState {
     /// Local nodes waiting for their turn, by (session generation, sequence).
     waiters: BTreeMap<(u64, i64), Waiter>,
@@ -264,6 +304,8 @@ struct QueueState {
     /// predecessor is one of these, on the same session, the driver needs no watch: this
     /// process learns of its deletion first (its release, or its monitor's watch).
     local: HashMap<i64, u64>,
+    /// A watch set ahead of the driver's need (see `list_before_replacing`).
+    prewatch: Option<PreWatch>,
     /// Set when we delete a node that was at the head of the queue: the sequence the next
     /// lock node gets if no other child is created meanwhile. ZooKeeper numbers children by
     /// counting creates, so a node that gets exactly this sequence was the next child created
@@ -279,6 +321,7 @@ impl Default for QueueState {
             view: BTreeMap::new(),
             gone_through: -1,
             local: HashMap::new(),
+            prewatch: None,
             quiet_next: None,
             driver_running: false,
         }
@@ -396,8 +439,57 @@ impl SequentialQueue {
     /// Cancel safe at every await: a node created (or possibly created) by a dropped call is
     /// deleted in the background, and a grant that races with the drop is released.
     pub(crate) async fn acquire(self: &Arc<Self>, data: &[u8], wait: Wait) -> Result<Option<Held>> {
+        self.acquire_replacing(data, wait, None).await
+    }
+
+    /// Gives up `previous` (a node of this queue) and joins the queue again, like
+    /// [`Held::release`] followed by [`acquire`](Self::acquire), but with the delete and the
+    /// create in one transaction when they go to the same session. The server then commits
+    /// both at once: the successor's watch fires no later than with a bare delete, and this
+    /// queue's new node is already in place when it does. (Sent back to back, the two writes
+    /// often take a log write each, and the next handoff waits behind the second.)
+    ///
+    /// Returns the release's outcome and the acquire's as two futures, to be polled together:
+    /// the first resolves once the node is surely deleted (or its delete failed), the second
+    /// when the wait ends, as `acquire`'s does.
+    ///
+    /// # Cancel safety
+    ///
+    /// As for `acquire` and `release`: dropping either future, or both, leaks no node.
+    pub(crate) fn release_and_acquire<'a>(
+        self: &'a Arc<Self>,
+        previous: Held,
+        data: &'a [u8],
+        wait: Wait,
+    ) -> (
+        impl std::future::Future<Output = Result<()>> + Send + 'a,
+        impl std::future::Future<Output = Result<Option<Held>>> + Send + 'a,
+    ) {
+        let (outcome_tx, outcome_rx) = oneshot::channel::<Option<Held>>();
+        let release = async move {
+            match outcome_rx.await {
+                Ok(None) => Ok(()),
+                Ok(Some(held)) => held.release().await,
+                // The acquire was dropped with the `Held`, whose drop deletes the node in the
+                // background (counted by `deletes_settled`).
+                Err(_) => Ok(()),
+            }
+        };
+        let replacing = Replacing {
+            held: previous,
+            outcome: outcome_tx,
+        };
+        (release, self.acquire_replacing(data, wait, Some(replacing)))
+    }
+
+    async fn acquire_replacing(
+        self: &Arc<Self>,
+        data: &[u8],
+        wait: Wait,
+        mut replacing: Option<Replacing>,
+    ) -> Result<Option<Held>> {
         loop {
-            let attempt = self.acquire_once(data, matches!(wait, Wait::Once));
+            let attempt = self.acquire_once(data, matches!(wait, Wait::Once), replacing.take());
             let outcome = match wait {
                 Wait::Until(deadline) => match tokio::time::timeout_at(deadline, attempt).await {
                     Ok(outcome) => outcome,
@@ -423,27 +515,66 @@ impl SequentialQueue {
         self: &Arc<Self>,
         data: &[u8],
         once: bool,
+        replacing: Option<Replacing>,
     ) -> std::result::Result<Held, Denied> {
         // With other local waiters queued, a listing per new node would cost O(N) reads of
         // O(N) names; the driver's shared view serves them instead. Right after our own
         // release of the head, the node's sequence alone will most likely tell (see
-        // `quiet_next`), and no listing is needed either.
-        let fast_path = {
+        // `quiet_next`), and no listing is needed either. A node replacing one of ours is
+        // listed for *before* its create (see `list_before_replacing`).
+        let list = {
             let state = self.state.lock().unwrap();
-            once || (state.waiters.is_empty() && state.quiet_next.is_none())
+            replacing.is_none()
+                && (once || (state.waiters.is_empty() && state.quiet_next.is_none()))
+        };
+        let zk_of_replaced = replacing
+            .as_ref()
+            .and_then(|r| r.held.node().session.zookeeper().ok());
+        let listing_before = replacing
+            .as_ref()
+            .zip(zk_of_replaced.as_ref())
+            .map(|(r, zk)| self.list_before_replacing(zk, r.held.node()));
+        let extras = CreateExtras {
+            list,
+            replacing: replacing.as_ref().map(|r| r.held.node()),
         };
         // Boxed: the create's state is large and needed only until the node exists, while the
         // wait that follows may be long and shared by thousands of tasks.
-        let (node, listing) = Box::pin(self.client.create_protected_then_list(
+        let create = Box::pin(self.client.create_protected_then_list(
             &self.path,
             LOCK_NAME,
             data,
             CreateMode::EphemeralSequential,
             &self.acls,
-            fast_path,
-        ))
-        .await
-        .map_err(Denied::Failed)?;
+            extras,
+        ));
+        let (created, last_listed_before) = match listing_before {
+            Some(listing) => futures::join!(create, listing),
+            None => (create.await, None),
+        };
+        if let Some(Replacing { held, outcome }) = replacing {
+            match &created {
+                Ok(created) if created.replaced => {
+                    if let Some(seq) = held.deleted_by_transaction() {
+                        // As after a release of the head (see `quiet_next`): the transaction
+                        // created no other node, so a new node with the next sequence has
+                        // nothing before it.
+                        self.state.lock().unwrap().quiet_next = Some(seq + 1);
+                        self.node_gone(Some(seq));
+                    }
+                    let _ = outcome.send(None);
+                }
+                // If nobody awaits the release any more, the `Held` comes back and is dropped
+                // here, which deletes the node in the background.
+                _ => drop(outcome.send(Some(held))),
+            }
+        }
+        let crate::connection::Created {
+            node,
+            listing,
+            pending_stat,
+            ..
+        } = created.map_err(Denied::Failed)?;
         let Some(seq) = node.sequence else {
             return Err(Denied::Failed(Error::ZooKeeper(
                 zookeeper_client::Error::UnexpectedError(
@@ -456,55 +587,112 @@ impl SequentialQueue {
             queue: self.clone(),
             node: Some(node),
             key: None,
+            pending_stat,
         };
         let session = pending.node().session.clone();
         let (grant_tx, grant_rx) = oneshot::channel();
-        {
+        // Decided under the lock, acted on outside it (the grant may have to await the stat).
+        let granted_at_once = {
             let mut state = self.state.lock().unwrap();
             state.local.insert(seq, session.generation());
+            let mut first = false;
             if state.quiet_next.take() == Some(seq) {
                 // The first child created since the head we deleted: nothing is before it.
                 state.view.insert(seq, (pending.node().name.clone(), true));
-                if let Some(epoch) = confirmed_epoch(&session) {
-                    drop(state);
-                    return Ok(pending.into_held(epoch));
-                }
+                first = true;
+            }
+            if last_listed_before.is_some_and(|last| last + 1 == seq) {
+                // ZooKeeper numbers children by counting creates: nothing was created between
+                // the listing before the transaction and our node, so that listing showed
+                // every node before ours.
+                state.view.insert(seq, (pending.node().name.clone(), true));
+                first |=
+                    state.live_predecessor(seq).is_none() && state.is_listed(seq) == Some(true);
             }
             if let Some(children) = listing {
                 state.apply_listing(children);
-                if state.live_predecessor(seq).is_none() && state.is_listed(seq) == Some(true) {
-                    if let Some(epoch) = confirmed_epoch(&session) {
-                        drop(state);
-                        return Ok(pending.into_held(epoch));
-                    }
+                first |=
+                    state.live_predecessor(seq).is_none() && state.is_listed(seq) == Some(true);
+            }
+            match first.then(|| confirmed_epoch(&session)).flatten() {
+                Some(epoch) => Some(epoch),
+                // A single look, and it was not our turn: `pending` deletes the node.
+                None if once => return Err(Denied::NotFirst),
+                None => {
+                    let key = (session.generation(), seq);
+                    state.waiters.insert(
+                        key,
+                        Waiter {
+                            name: pending.node().name.clone(),
+                            session,
+                            grant: grant_tx,
+                        },
+                    );
+                    pending.key = Some(key);
+                    self.ensure_driver(&mut state);
+                    None
                 }
             }
-            if once {
-                // A single look, and it was not our turn: `pending` deletes the node.
-                return Err(Denied::NotFirst);
-            }
-            let key = (session.generation(), seq);
-            state.waiters.insert(
-                key,
-                Waiter {
-                    name: pending.node().name.clone(),
-                    session,
-                    grant: grant_tx,
-                },
-            );
-            pending.key = Some(key);
-            self.ensure_driver(&mut state);
+        };
+        if let Some(epoch) = granted_at_once {
+            return pending.into_held(epoch).await;
         }
         match grant_rx.await {
             Ok(Ok(epoch)) => {
                 pending.key = None;
-                Ok(pending.into_held(epoch))
+                pending.into_held(epoch).await
             }
             Ok(Err(denied)) => {
                 pending.key = None;
                 Err(denied)
             }
             Err(_) => Err(Denied::Failed(Error::Closed)),
+        }
+    }
+
+    /// For a node about to replace `old` in one transaction: a listing sent on `old`'s session
+    /// *before* the transaction, so it is answered at once instead of behind the transaction's
+    /// commit. The future merges it into the view, pre-sets the watch the driver will most
+    /// likely need (on the newest live node listed, which will be the new node's predecessor
+    /// unless someone creates a node meanwhile), and resolves to the highest lock sequence
+    /// listed. If the new node's sequence is the next one, the listing showed every node before
+    /// it.
+    ///
+    /// The watch is set as soon as the listing is in, while the transaction is still being
+    /// written, rather than after a listing behind it: when a successor's release follows at
+    /// once, as a leader selector's may, the watch is in place in time.
+    fn list_before_replacing<'a>(
+        self: &'a Arc<Self>,
+        zk: &'a zookeeper_client::Client,
+        old: &ProtectedNode,
+    ) -> impl std::future::Future<Output = Option<i64>> + Send + 'a {
+        let listing = zk.list_children(&self.path);
+        let session = old.session.clone();
+        let old_seq = old.sequence;
+        async move {
+            let children = listing.await.ok()?;
+            let last_listed = children.iter().filter_map(|c| lock_sequence(c)).max();
+            let mut state = self.state.lock().unwrap();
+            state.apply_listing(children);
+            let predecessor = state
+                .view
+                .iter()
+                .rev()
+                .find(|(seq, (_, live))| *live && Some(**seq) != old_seq)
+                .map(|(seq, (name, _))| (*seq, name.clone()));
+            if let Some((pred_seq, pred_name)) = predecessor {
+                let path = join(&self.path, &pred_name);
+                let zk = zk.clone();
+                let watch = self
+                    .client
+                    .spawn(async move { zk.get_and_watch_data(&path).await });
+                state.prewatch = Some(PreWatch {
+                    generation: session.generation(),
+                    pred_seq,
+                    watch,
+                });
+            }
+            last_listed
         }
     }
 
@@ -694,7 +882,24 @@ impl SequentialQueue {
         // already gone).
         let pred_path = join(&self.path, &pred_name);
         tracing::trace!(node = %name, predecessor = %pred_name, "waiting for predecessor");
-        let pred_gone = match zk.get_and_watch_data(&pred_path).await {
+        let prewatch = {
+            let mut state = self.state.lock().unwrap();
+            match state.prewatch.take() {
+                Some(p) if p.generation == session.generation() && p.pred_seq == pred_seq => {
+                    Some(p.watch)
+                }
+                // Set on a node that turned out not to be the predecessor: dropping it costs
+                // a RemoveWatches once its read is answered.
+                _ => None,
+            }
+        };
+        let watched = match prewatch {
+            Some(watch) => watch
+                .await
+                .unwrap_or(Err(zookeeper_client::Error::ConnectionLoss)),
+            None => zk.get_and_watch_data(&pred_path).await,
+        };
+        let pred_gone = match watched {
             Ok((_, _, watcher)) => {
                 let mut fired = std::pin::pin!(watcher.changed());
                 loop {
@@ -812,6 +1017,8 @@ struct PendingNode {
     queue: Arc<SequentialQueue>,
     node: Option<ProtectedNode>,
     key: Option<(u64, i64)>,
+    /// The read of the node's stat, when the create's answer lacked it.
+    pending_stat: Option<PendingStat>,
 }
 
 impl PendingNode {
@@ -819,7 +1026,15 @@ impl PendingNode {
         self.node.as_ref().expect("present until handed over")
     }
 
-    fn into_held(mut self, epoch: u64) -> Held {
+    /// The node as granted, once its stat is known.
+    async fn into_held(mut self, epoch: u64) -> std::result::Result<Held, Denied> {
+        if let Some(read) = self.pending_stat.take() {
+            match read.await {
+                Ok(stat) => self.node.as_mut().expect("present until handed over").stat = stat,
+                // Gone already, or unknown: join again (dropping `self` deletes the node).
+                Err(e) => return Err(Denied::NodeGone(e)),
+            }
+        }
         let node = self.node.take().expect("handed over once");
         let node_gone = CancellationToken::new();
         let monitor_stop = CancellationToken::new();
@@ -831,13 +1046,13 @@ impl PendingNode {
             monitor_stop.clone(),
             listener,
         );
-        Held {
+        Ok(Held {
             queue: self.queue.clone(),
             node: Some(node),
             epoch,
             node_gone,
             monitor_stop,
-        }
+        })
     }
 }
 

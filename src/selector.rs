@@ -51,6 +51,9 @@
 //!    [`Leadership::cancellation_token`] and make them stop on it.
 //! 3. The node is deleted, and only then can the next candidate lead.
 //!
+//! (With auto-requeue, the delete of a turn that ended normally and the create of the
+//! selector's next node are one transaction, so the server writes them in one go.)
+//!
 //! A candidate that is still waiting in the queue when cancellation comes is withdrawn and its
 //! node deleted; with auto-requeue it joins the back of the queue again. (If the create of its
 //! node was still in flight, the node may appear a moment later; a background clean-up deletes
@@ -806,9 +809,9 @@ impl Driver {
     /// Runs turns until the selector or its client is closed.
     async fn turns(&self) {
         let mut failures = 0u32;
-        // The node of the turn that just ended, when the selector requeues at once: its delete
-        // is sent together with the next turn's create, so the server commits both in one
-        // go instead of making the next handoff wait behind our requeue.
+        // The node of the turn that just ended, when the selector requeues at once: it is
+        // deleted in the same transaction as the next turn's node is created, so the server
+        // commits both in one go instead of making the next handoff wait behind our requeue.
         let mut ended: Option<Held> = None;
         loop {
             if !self.wait_queued().await {
@@ -819,10 +822,17 @@ impl Driver {
             }
             let token = self.inner.closed.child_token();
             self.inner.status().turn = Some(token.clone());
+            let id = self.settings.id.as_bytes();
             let (end, held) = match ended.take() {
-                // The release is polled first, so its delete goes out ahead of the create.
-                Some(previous) => tokio::join!(self.release(previous), self.turn(&token)).1,
-                None => self.turn(&token).await,
+                Some(previous) => {
+                    let (release, acquire) =
+                        self.queue.release_and_acquire(previous, id, Wait::Forever);
+                    tokio::join!(self.record_release(release), self.turn(&token, acquire)).1
+                }
+                None => {
+                    self.turn(&token, self.queue.acquire(id, Wait::Forever))
+                        .await
+                }
             };
             token.cancel();
             let requeue =
@@ -873,9 +883,14 @@ impl Driver {
         }
     }
 
-    /// One turn: wait in the queue and lead. The node of a turn that led is returned for the
-    /// caller to release (see `turns`); on every other path it is released here.
-    async fn turn(&self, token: &CancellationToken) -> (TurnEnd, Option<Held>) {
+    /// One turn: wait in the queue (`acquire` is the wait) and lead. The node of a turn that
+    /// led is returned for the caller to release (see `turns`); on every other path it is
+    /// released here.
+    async fn turn(
+        &self,
+        token: &CancellationToken,
+        acquire: impl std::future::Future<Output = Result<Option<Held>>>,
+    ) -> (TurnEnd, Option<Held>) {
         let acquired = tokio::select! {
             biased;
             // Dropping the acquire withdraws the waiter and deletes its node.
@@ -884,7 +899,7 @@ impl Driver {
                 self.withdrawn().await;
                 return (TurnEnd::Normal, None);
             }
-            acquired = self.queue.acquire(self.settings.id.as_bytes(), Wait::Forever) => acquired,
+            acquired = acquire => acquired,
         };
         let held = match acquired {
             Ok(Some(held)) => held,
@@ -987,8 +1002,14 @@ impl Driver {
     /// Deletes the node, waiting at most the connection timeout (the delete goes on in the
     /// background after that: `Held::release` is cancel safe).
     async fn release(&self, held: Held) {
+        self.record_release(held.release()).await
+    }
+
+    /// Awaits a release, at most the connection timeout, and records its outcome for `close`
+    /// and the error hook.
+    async fn record_release(&self, release: impl std::future::Future<Output = Result<()>>) {
         let limit = self.inner.client.connection_timeout();
-        let error = match tokio::time::timeout(limit, held.release()).await {
+        let error = match tokio::time::timeout(limit, release).await {
             Ok(Ok(())) => None,
             Ok(Err(e)) => Some(e),
             Err(_) => Some(Error::Timeout(limit)),

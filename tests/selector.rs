@@ -833,6 +833,61 @@ async fn a_tolerant_listener_keeps_leading_through_a_suspension_but_not_a_delete
     selector.close().await.unwrap();
 }
 
+/// A leader whose node someone else deletes is cancelled, and with auto-requeue joins again
+/// and leads again: its requeue cannot delete the old node in the same transaction as it
+/// creates the new one (the delete fails, so the transaction does nothing), and it creates the
+/// new node alone. Exactly one node is left, and no release failure is reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_node_was_deleted_requeues_and_leads_again() {
+    init_tracing();
+    let server = zk_server().await;
+    let path = unique_path("selector-deleted");
+    let log = Arc::new(Log::default());
+    let errors = Arc::new(Mutex::new(Vec::new()));
+    let client = connect(&server, SESSION).await;
+    let selector = LeaderSelector::new(
+        &client,
+        &path,
+        Probe::new("D", &log, Mode::HoldUntilCancelled),
+    )
+    .unwrap()
+    .with_id("D")
+    .auto_requeue(true)
+    .on_error({
+        let errors = errors.clone();
+        move |e| errors.lock().unwrap().push(e.to_string())
+    });
+    selector.start().unwrap();
+    eventually("D leads", DEADLINE, || selector.has_leadership()).await;
+    let observer = connect(&server, SESSION).await;
+    let first = lock_nodes(&observer, &path).await;
+    assert_eq!(first.len(), 1);
+    assert!(observer
+        .delete(&format!("{path}/{}", first[0]), None)
+        .await
+        .unwrap());
+
+    eventually("D leads a second time", DEADLINE, || {
+        log.count(Ev::Start, "D") == 2 && selector.has_leadership()
+    })
+    .await;
+    assert_eq!(log.count(Ev::Cancelled, "D"), 1);
+    let second = lock_nodes(&observer, &path).await;
+    assert_eq!(second.len(), 1, "one node: {second:?}");
+    assert_ne!(second, first);
+    assert_eq!(
+        selector.leader().await.unwrap().map(|p| p.node),
+        Some(second[0].clone())
+    );
+    selector.close().await.unwrap();
+    assert!(
+        errors.lock().unwrap().is_empty(),
+        "{:?}",
+        errors.lock().unwrap()
+    );
+    no_nodes_left(&observer, &path).await;
+}
+
 /// Dropping a started selector closes it in the background: leadership is cancelled and the
 /// node deleted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -23,6 +23,7 @@ use zookeeper_client::{Acl, Acls, CreateMode, SessionId, Stat};
 pub use self::builder::ClientBuilder;
 pub(crate) use self::builder::Config;
 pub use self::protected::ProtectedNode;
+pub(crate) use self::protected::{CreateExtras, Created, PendingStat};
 use self::state::StateFanout;
 pub use self::state::{ConnectionState, ConnectionStates};
 use crate::error::{Error, Result};
@@ -654,11 +655,12 @@ impl Client {
     }
 
     /// Spawns a background task on the client's runtime; usable from `Drop`.
-    pub(crate) fn spawn<F>(&self, future: F)
+    pub(crate) fn spawn<F>(&self, future: F) -> tokio::task::JoinHandle<F::Output>
     where
-        F: Future<Output = ()> + Send + 'static,
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
     {
-        self.shared.runtime.spawn(future);
+        self.shared.runtime.spawn(future)
     }
 }
 

@@ -10,6 +10,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::future::Either;
 use uuid::Uuid;
 use zookeeper_client::{Acl, CreateMode, Stat};
 
@@ -39,6 +40,83 @@ pub struct ProtectedNode {
 /// The protection prefix of one create attempt: `_c_<uuid>-`, Curator's format.
 pub(crate) fn protection_prefix() -> String {
     format!("_c_{}-", Uuid::new_v4())
+}
+
+/// What [`Client::create_protected_then_list`] does besides the create.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct CreateExtras<'a> {
+    /// List the parent right behind the create, in the same round trip. ZooKeeper answers a
+    /// session's requests in order, so the listing includes the new node.
+    pub(crate) list: bool,
+    /// A node of ours to delete in the same transaction as the create, so that the server
+    /// commits both at once (one log write, where a delete and a create sent back to back
+    /// often take two). Tried once, and only when the node lives on the session the create
+    /// goes to; [`Created::replaced`] says whether it happened.
+    pub(crate) replacing: Option<&'a ProtectedNode>,
+}
+
+/// The read of a node's stat, for a server that left it out of a transaction's answer.
+pub(crate) type PendingStat =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Stat>> + Send>>;
+
+/// The outcome of [`Client::create_protected_then_list`].
+pub(crate) struct Created {
+    /// The node made. Its `stat` is a placeholder while `pending_stat` is set.
+    pub(crate) node: ProtectedNode,
+    /// The read of the node's stat, when the server did not send it with the create (see
+    /// [`PendingStat`]); it is on the wire already.
+    pub(crate) pending_stat: Option<PendingStat>,
+    /// The listing asked for, or `None` when the create had to be recovered after a
+    /// connection loss (or the listing failed).
+    pub(crate) listing: Option<Vec<String>>,
+    /// True if [`CreateExtras::replacing`] was deleted by the create's transaction; when false
+    /// the node may or may not be gone, and the caller must delete it.
+    pub(crate) replaced: bool,
+}
+
+/// Why one create attempt failed.
+enum CreateFailure {
+    /// The delete of the node being replaced failed; nothing was done.
+    Replace(zookeeper_client::Error),
+    /// The create failed (or the whole transaction, for a failure of the request itself).
+    Create(zookeeper_client::Error),
+}
+
+impl From<zookeeper_client::Error> for CreateFailure {
+    fn from(e: zookeeper_client::Error) -> Self {
+        Self::Create(e)
+    }
+}
+
+/// Awaits a transaction of a delete followed by a create: the created node's stat (invalid when
+/// the server leaves it out, ZOOKEEPER-4026) and sequence.
+async fn replace_in_transaction(
+    commit: impl std::future::Future<
+        Output = std::result::Result<
+            Vec<zookeeper_client::MultiWriteResult>,
+            zookeeper_client::MultiWriteError,
+        >,
+    >,
+) -> std::result::Result<(Stat, i64), CreateFailure> {
+    use zookeeper_client::{MultiWriteError, MultiWriteResult};
+    match commit.await {
+        Ok(results) => {
+            let Some(MultiWriteResult::Create { path, stat }) = results.into_iter().nth(1) else {
+                return Err(CreateFailure::Create(
+                    zookeeper_client::Error::UnexpectedError(
+                        "a transaction answered without its create".into(),
+                    ),
+                ));
+            };
+            let sequence = sequence_suffix(&path).unwrap_or(-1);
+            Ok((stat, sequence))
+        }
+        Err(MultiWriteError::OperationFailed { index: 0, source }) => {
+            Err(CreateFailure::Replace(source))
+        }
+        Err(MultiWriteError::OperationFailed { source, .. })
+        | Err(MultiWriteError::RequestFailed { source }) => Err(CreateFailure::Create(source)),
+    }
 }
 
 impl Client {
@@ -74,15 +152,19 @@ impl Client {
         mode: CreateMode,
         acls: &[Acl],
     ) -> Result<ProtectedNode> {
-        self.create_protected_then_list(parent, name, data, mode, acls, false)
-            .await
-            .map(|(node, _)| node)
+        let created = self
+            .create_protected_then_list(parent, name, data, mode, acls, CreateExtras::default())
+            .await?;
+        let mut node = created.node;
+        if let Some(read) = created.pending_stat {
+            node.stat = read.await?;
+        }
+        Ok(node)
     }
 
-    /// [`create_protected`](Self::create_protected), and when `list` is set, a listing of
-    /// `parent` sent right behind the create, in the same round trip. ZooKeeper answers a
-    /// session's requests in order, so the listing includes the new node. The listing is
-    /// `None` when the create had to be recovered after a connection loss.
+    /// [`create_protected`](Self::create_protected), with the extras `extras` asks for: a
+    /// listing of `parent` in the same round trip, and a node of ours deleted in the same
+    /// transaction.
     pub(crate) async fn create_protected_then_list(
         &self,
         parent: &str,
@@ -90,8 +172,8 @@ impl Client {
         data: &[u8],
         mode: CreateMode,
         acls: &[Acl],
-        list: bool,
-    ) -> Result<(ProtectedNode, Option<Vec<String>>)> {
+        extras: CreateExtras<'_>,
+    ) -> Result<Created> {
         validate_path(parent)?;
         if name.contains('/') {
             return Err(Error::invalid_path(
@@ -113,6 +195,7 @@ impl Client {
         let started = Instant::now();
         let mut retries = 0u32;
         let mut parent_rebuilds = 0u32;
+        let mut replacing = extras.replacing;
         loop {
             let session = match self.connected_session().await {
                 Ok(session) => session,
@@ -127,34 +210,78 @@ impl Client {
             let prefix = protection_prefix();
             let path = join(parent, &format!("{prefix}{name}"));
             let mut orphan = OrphanGuard::new(self, &session, parent, &prefix);
-            // Both requests are on the wire before either is awaited.
-            let create = zk.create(&path, data, &options);
-            let listing = list.then(|| zk.list_children(parent));
+            // Only a node of this very session can go in its transaction; an older session's
+            // node is the caller's to delete.
+            let replaced = replacing
+                .take()
+                .filter(|old| Arc::ptr_eq(&old.session, &session));
+            // Every request is on the wire before any is awaited.
+            let create = match replaced {
+                Some(old) => {
+                    let mut transaction = zk.new_multi_writer();
+                    transaction.add_delete(&old.path, None)?;
+                    transaction.add_create(&path, data, &options)?;
+                    Either::Left(replace_in_transaction(transaction.commit()))
+                }
+                None => {
+                    // Sent now, not when first polled: the listing must follow it.
+                    let create = zk.create(&path, data, &options);
+                    Either::Right(async move {
+                        let (stat, sequence) = create.await?;
+                        Ok((stat, sequence.into_i64()))
+                    })
+                }
+            };
+            let listing = extras.list.then(|| zk.list_children(parent));
             match create.await {
                 Ok((stat, sequence)) => {
+                    let (name, sequence) = if sequential {
+                        (format!("{prefix}{name}{sequence:010}"), Some(sequence))
+                    } else {
+                        (format!("{prefix}{name}"), None)
+                    };
+                    let path = join(parent, &name);
+                    // A server that leaves the stat out of a transaction's answer
+                    // (ZOOKEEPER-4026): read it, sent now, so that it costs the caller no round
+                    // trip of its own unless it needs the stat at once.
+                    let pending_stat = (stat.czxid <= 0).then(|| {
+                        let read = zk.check_stat(&path);
+                        Box::pin(async move {
+                            match read.await {
+                                Ok(Some(stat)) => Ok(stat),
+                                Ok(None) => Err(Error::ZooKeeper(zookeeper_client::Error::NoNode)),
+                                Err(e) => Err(e.into()),
+                            }
+                        }) as PendingStat
+                    });
                     let children = match listing {
                         Some(listing) => listing.await.ok(),
                         None => None,
                     };
+                    // Only now, with no await left: dropped while awaiting the listing, the
+                    // guard must still delete the node.
                     orphan.disarm();
-                    let (name, sequence) = if sequential {
-                        (
-                            format!("{prefix}{name}{sequence}"),
-                            Some(sequence.into_i64()),
-                        )
-                    } else {
-                        (format!("{prefix}{name}"), None)
-                    };
                     let node = ProtectedNode {
-                        path: join(parent, &name),
+                        path,
                         name,
                         stat,
                         sequence,
                         session,
                     };
-                    return Ok((node, children));
+                    return Ok(Created {
+                        node,
+                        pending_stat,
+                        listing: children,
+                        replaced: replaced.is_some(),
+                    });
                 }
-                Err(zookeeper_client::Error::NoNode) => {
+                Err(CreateFailure::Replace(e)) => {
+                    // The delete failed, so nothing was done: create alone, at once. The
+                    // caller deletes the old node, and sees why it could not be deleted.
+                    tracing::debug!(error = %e, "deleting the replaced node in the create's transaction failed");
+                    orphan.disarm();
+                }
+                Err(CreateFailure::Create(zookeeper_client::Error::NoNode)) => {
                     // Nothing was created. Make the parents and go again; a parent that keeps
                     // vanishing (a container reaped under us) is bounded by the retry count.
                     orphan.disarm();
@@ -171,7 +298,7 @@ impl Client {
                         return Err(Error::ZooKeeper(zookeeper_client::Error::NoNode));
                     }
                 }
-                Err(e) if is_retryable_zk(&e) => {
+                Err(CreateFailure::Create(e)) if is_retryable_zk(&e) => {
                     drop(listing);
                     let error = Error::from(e);
                     match self
@@ -181,7 +308,14 @@ impl Client {
                         Ok(Some(node)) => {
                             orphan.disarm();
                             tracing::debug!(path = %node.path, "recovered a protected create after a connection loss");
-                            return Ok((node, None));
+                            // Whether a transaction's delete happened is not known: the caller
+                            // deletes the old node again (a gone node is no error).
+                            return Ok(Created {
+                                node,
+                                pending_stat: None,
+                                listing: None,
+                                replaced: false,
+                            });
                         }
                         Ok(None) => orphan.disarm(),
                         // Still unknown: the guard deletes the node if it turns up.
@@ -189,7 +323,7 @@ impl Client {
                     }
                     self.backoff(error, &mut retries, started).await?;
                 }
-                Err(e) => {
+                Err(CreateFailure::Create(e)) => {
                     orphan.disarm();
                     return Err(e.into());
                 }
