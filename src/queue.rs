@@ -479,14 +479,18 @@ impl SequentialQueue {
             held: previous,
             outcome: outcome_tx,
         };
-        (release, self.acquire_replacing(data, wait, Some(replacing)))
+        (
+            release,
+            self.acquire_replacing(data, wait, Some(Box::new(replacing))),
+        )
     }
 
     async fn acquire_replacing(
         self: &Arc<Self>,
         data: &[u8],
         wait: Wait,
-        mut replacing: Option<Replacing>,
+        // Boxed, like the create below: thousands of waiting futures must stay small.
+        mut replacing: Option<Box<Replacing>>,
     ) -> Result<Option<Held>> {
         loop {
             let attempt = self.acquire_once(data, matches!(wait, Wait::Once), replacing.take());
@@ -515,60 +519,37 @@ impl SequentialQueue {
         self: &Arc<Self>,
         data: &[u8],
         once: bool,
-        replacing: Option<Replacing>,
+        replacing: Option<Box<Replacing>>,
     ) -> std::result::Result<Held, Denied> {
-        // With other local waiters queued, a listing per new node would cost O(N) reads of
-        // O(N) names; the driver's shared view serves them instead. Right after our own
-        // release of the head, the node's sequence alone will most likely tell (see
-        // `quiet_next`), and no listing is needed either. A node replacing one of ours is
-        // listed for *before* its create (see `list_before_replacing`).
-        let list = {
-            let state = self.state.lock().unwrap();
-            replacing.is_none()
-                && (once || (state.waiters.is_empty() && state.quiet_next.is_none()))
-        };
-        let zk_of_replaced = replacing
-            .as_ref()
-            .and_then(|r| r.held.node().session.zookeeper().ok());
-        let listing_before = replacing
-            .as_ref()
-            .zip(zk_of_replaced.as_ref())
-            .map(|(r, zk)| self.list_before_replacing(zk, r.held.node()));
-        let extras = CreateExtras {
-            list,
-            replacing: replacing.as_ref().map(|r| r.held.node()),
-        };
-        // Boxed: the create's state is large and needed only until the node exists, while the
-        // wait that follows may be long and shared by thousands of tasks.
-        let create = Box::pin(self.client.create_protected_then_list(
-            &self.path,
-            LOCK_NAME,
-            data,
-            CreateMode::EphemeralSequential,
-            &self.acls,
-            extras,
-        ));
-        let (created, last_listed_before) = match listing_before {
-            Some(listing) => futures::join!(create, listing),
-            None => (create.await, None),
-        };
-        if let Some(Replacing { held, outcome }) = replacing {
-            match &created {
-                Ok(created) if created.replaced => {
-                    if let Some(seq) = held.deleted_by_transaction() {
-                        // As after a release of the head (see `quiet_next`): the transaction
-                        // created no other node, so a new node with the next sequence has
-                        // nothing before it.
-                        self.state.lock().unwrap().quiet_next = Some(seq + 1);
-                        self.node_gone(Some(seq));
-                    }
-                    let _ = outcome.send(None);
-                }
-                // If nobody awaits the release any more, the `Held` comes back and is dropped
-                // here, which deletes the node in the background.
-                _ => drop(outcome.send(Some(held))),
+        // Boxed, each path on its own: the create's state is large and needed only until the
+        // node exists, while the wait that follows may be long and shared by thousands of
+        // tasks (and thousands of creates may be in flight at once).
+        let (created, last_listed_before) = match replacing {
+            None => {
+                // With other local waiters queued, a listing per new node would cost O(N)
+                // reads of O(N) names; the driver's shared view serves them instead. Right
+                // after our own release of the head, the node's sequence alone will most
+                // likely tell (see `quiet_next`), and no listing is needed either.
+                let list = {
+                    let state = self.state.lock().unwrap();
+                    once || (state.waiters.is_empty() && state.quiet_next.is_none())
+                };
+                let extras = CreateExtras {
+                    list,
+                    replacing: None,
+                };
+                let create = Box::pin(self.client.create_protected_then_list(
+                    &self.path,
+                    LOCK_NAME,
+                    data,
+                    CreateMode::EphemeralSequential,
+                    &self.acls,
+                    extras,
+                ));
+                (create.await, None)
             }
-        }
+            Some(replacing) => Box::pin(self.create_replacing(data, replacing)).await,
+        };
         let crate::connection::Created {
             node,
             listing,
@@ -635,12 +616,14 @@ impl SequentialQueue {
             }
         };
         if let Some(epoch) = granted_at_once {
-            return pending.into_held(epoch).await;
+            pending.await_stat().await?;
+            return Ok(pending.into_held(epoch));
         }
         match grant_rx.await {
             Ok(Ok(epoch)) => {
                 pending.key = None;
-                pending.into_held(epoch).await
+                pending.await_stat().await?;
+                Ok(pending.into_held(epoch))
             }
             Ok(Err(denied)) => {
                 pending.key = None;
@@ -648,6 +631,53 @@ impl SequentialQueue {
             }
             Err(_) => Err(Denied::Failed(Error::Closed)),
         }
+    }
+
+    /// Creates a node for [`acquire_once`](Self::acquire_once) that replaces `replacing`'s
+    /// node (see [`release_and_acquire`](Self::release_and_acquire)): the outcome of the
+    /// create, and the last sequence of the listing sent before it, if that listing came in.
+    async fn create_replacing(
+        self: &Arc<Self>,
+        data: &[u8],
+        replacing: Box<Replacing>,
+    ) -> (Result<crate::connection::Created>, Option<i64>) {
+        let zk_of_replaced = replacing.held.node().session.zookeeper().ok();
+        let listing_before = zk_of_replaced
+            .as_ref()
+            .map(|zk| self.list_before_replacing(zk, replacing.held.node()));
+        let extras = CreateExtras {
+            list: false,
+            replacing: Some(replacing.held.node()),
+        };
+        let create = self.client.create_protected_then_list(
+            &self.path,
+            LOCK_NAME,
+            data,
+            CreateMode::EphemeralSequential,
+            &self.acls,
+            extras,
+        );
+        let (created, last_listed_before) = match listing_before {
+            Some(listing) => futures::join!(create, listing),
+            None => (create.await, None),
+        };
+        let Replacing { held, outcome } = *replacing;
+        match &created {
+            Ok(created) if created.replaced => {
+                if let Some(seq) = held.deleted_by_transaction() {
+                    // As after a release of the head (see `quiet_next`): the transaction
+                    // created no other node, so a new node with the next sequence has nothing
+                    // before it.
+                    self.state.lock().unwrap().quiet_next = Some(seq + 1);
+                    self.node_gone(Some(seq));
+                }
+                let _ = outcome.send(None);
+            }
+            // If nobody awaits the release any more, the `Held` comes back and is dropped
+            // here, which deletes the node in the background.
+            _ => drop(outcome.send(Some(held))),
+        }
+        (created, last_listed_before)
     }
 
     /// For a node about to replace `old` in one transaction: a listing sent on `old`'s session
@@ -1026,15 +1056,21 @@ impl PendingNode {
         self.node.as_ref().expect("present until handed over")
     }
 
-    /// The node as granted, once its stat is known.
-    async fn into_held(mut self, epoch: u64) -> std::result::Result<Held, Denied> {
+    /// Awaits the node's stat if the create's answer lacked it. An error means the node is
+    /// gone (or its state unknown): join again; dropping `self` deletes the node.
+    ///
+    /// Not part of `into_held`: an async `into_held` would hold a second copy of the node in
+    /// every waiting future, and thousands may wait.
+    async fn await_stat(&mut self) -> std::result::Result<(), Denied> {
         if let Some(read) = self.pending_stat.take() {
-            match read.await {
-                Ok(stat) => self.node.as_mut().expect("present until handed over").stat = stat,
-                // Gone already, or unknown: join again (dropping `self` deletes the node).
-                Err(e) => return Err(Denied::NodeGone(e)),
-            }
+            let stat = read.await.map_err(Denied::NodeGone)?;
+            self.node.as_mut().expect("present until handed over").stat = stat;
         }
+        Ok(())
+    }
+
+    /// The node as granted; its stat must be known (see `await_stat`).
+    fn into_held(mut self, epoch: u64) -> Held {
         let node = self.node.take().expect("handed over once");
         let node_gone = CancellationToken::new();
         let monitor_stop = CancellationToken::new();
@@ -1046,13 +1082,13 @@ impl PendingNode {
             monitor_stop.clone(),
             listener,
         );
-        Ok(Held {
+        Held {
             queue: self.queue.clone(),
             node: Some(node),
             epoch,
             node_gone,
             monitor_stop,
-        })
+        }
     }
 }
 
