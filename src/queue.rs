@@ -126,6 +126,15 @@ impl Held {
         }
     }
 
+    /// Lets go of a node that a transaction of ours has deleted: nothing is left to delete.
+    /// Returns its sequence.
+    fn deleted_by_transaction(mut self) -> Option<i64> {
+        // Dropping `self` stops the monitor: after the transaction's answer that is safe, as at
+        // the end of `release` (its watch, if set, has fired), and it spares a monitor still
+        // in its first delay a read of the deleted node.
+        self.node.take().expect("given up once").sequence
+    }
+
     /// Deletes the node now. On failure the node is handed to a background delete that keeps
     /// trying for as long as the session lives (the node is never forgotten: CURATOR-678), and
     /// the error is returned.
@@ -153,17 +162,6 @@ impl Held {
             }
         }
         result
-    }
-}
-
-impl Held {
-    /// Lets go of a node that a transaction of ours has deleted: nothing is left to delete.
-    /// Returns its sequence.
-    fn deleted_by_transaction(mut self) -> Option<i64> {
-        // Dropping `self` stops the monitor: after the transaction's answer that is safe, as at
-        // the end of `release` (its watch, if set, has fired), and it spares a monitor still
-        // in its first delay a read of the deleted node.
-        self.node.take().expect("given up once").sequence
     }
 }
 
@@ -538,15 +536,7 @@ impl SequentialQueue {
                     list,
                     replacing: None,
                 };
-                let create = Box::pin(self.client.create_protected_then_list(
-                    &self.path,
-                    LOCK_NAME,
-                    data,
-                    CreateMode::EphemeralSequential,
-                    &self.acls,
-                    extras,
-                ));
-                (create.await, None)
+                (Box::pin(self.create_lock_node(data, extras)).await, None)
             }
             Some(replacing) => Box::pin(self.create_replacing(data, replacing)).await,
         };
@@ -633,6 +623,23 @@ impl SequentialQueue {
         }
     }
 
+    /// Creates one of this queue's lock nodes (`_c_<uuid>-lock-<seq>`, ephemeral-sequential,
+    /// with the queue's ACLs) carrying `data`, with `extras`.
+    fn create_lock_node<'a>(
+        &'a self,
+        data: &'a [u8],
+        extras: CreateExtras<'a>,
+    ) -> impl std::future::Future<Output = Result<crate::connection::Created>> + Send + 'a {
+        self.client.create_protected_then_list(
+            &self.path,
+            LOCK_NAME,
+            data,
+            CreateMode::EphemeralSequential,
+            &self.acls,
+            extras,
+        )
+    }
+
     /// Creates a node for [`acquire_once`](Self::acquire_once) that replaces `replacing`'s
     /// node (see [`release_and_acquire`](Self::release_and_acquire)): the outcome of the
     /// create, and the last sequence of the listing sent before it, if that listing came in.
@@ -649,14 +656,7 @@ impl SequentialQueue {
             list: false,
             replacing: Some(replacing.held.node()),
         };
-        let create = self.client.create_protected_then_list(
-            &self.path,
-            LOCK_NAME,
-            data,
-            CreateMode::EphemeralSequential,
-            &self.acls,
-            extras,
-        );
+        let create = self.create_lock_node(data, extras);
         let (created, last_listed_before) = match listing_before {
             Some(listing) => futures::join!(create, listing),
             None => (create.await, None),
@@ -664,13 +664,9 @@ impl SequentialQueue {
         let Replacing { held, outcome } = *replacing;
         match &created {
             Ok(created) if created.replaced => {
-                if let Some(seq) = held.deleted_by_transaction() {
-                    // As after a release of the head (see `quiet_next`): the transaction
-                    // created no other node, so a new node with the next sequence has nothing
-                    // before it.
-                    self.state.lock().unwrap().quiet_next = Some(seq + 1);
-                    self.node_gone(Some(seq));
-                }
+                // No `quiet_next` here: the listing sent before the transaction settles
+                // whether anything is before the new node (see `acquire_once`).
+                self.node_gone(held.deleted_by_transaction());
                 let _ = outcome.send(None);
             }
             // If nobody awaits the release any more, the `Held` comes back and is dropped

@@ -206,6 +206,19 @@ impl LeaderSelectorListener for Probe {
     }
 }
 
+/// A selector named `name`, not started, whose listener holds leadership until cancelled,
+/// with auto-requeue.
+fn holder_with_requeue(client: &Client, path: &str, log: &Arc<Log>, name: &str) -> LeaderSelector {
+    LeaderSelector::new(
+        client,
+        path,
+        Probe::new(name, log, Mode::HoldUntilCancelled),
+    )
+    .unwrap()
+    .with_id(name)
+    .auto_requeue(true)
+}
+
 /// The lock nodes under `path`.
 async fn lock_nodes(client: &Client, path: &str) -> Vec<String> {
     client
@@ -845,15 +858,7 @@ async fn a_leader_whose_node_was_deleted_requeues_and_leads_again() {
     let log = Arc::new(Log::default());
     let errors = Arc::new(Mutex::new(Vec::new()));
     let client = connect(&server, SESSION).await;
-    let selector = LeaderSelector::new(
-        &client,
-        &path,
-        Probe::new("D", &log, Mode::HoldUntilCancelled),
-    )
-    .unwrap()
-    .with_id("D")
-    .auto_requeue(true)
-    .on_error({
+    let selector = holder_with_requeue(&client, &path, &log, "D").on_error({
         let errors = errors.clone();
         move |e| errors.lock().unwrap().push(e.to_string())
     });
@@ -897,14 +902,7 @@ async fn dropping_a_selector_closes_it_in_the_background() {
     let path = unique_path("selector-drop");
     let log = Arc::new(Log::default());
     let client = connect(&server, SESSION).await;
-    let selector = LeaderSelector::new(
-        &client,
-        &path,
-        Probe::new("D", &log, Mode::HoldUntilCancelled),
-    )
-    .unwrap()
-    .with_id("D")
-    .auto_requeue(true);
+    let selector = holder_with_requeue(&client, &path, &log, "D");
     selector.start().unwrap();
     eventually("D leads", DEADLINE, || selector.has_leadership()).await;
     drop(selector);
