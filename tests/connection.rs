@@ -292,6 +292,56 @@ async fn wait_connected_times_out_while_suspended() {
 }
 
 // ------------------------------------------------------------------------------------------
+// TCP_NODELAY (the connection is found through /proc/self/fd, so Linux only)
+// ------------------------------------------------------------------------------------------
+
+/// `TCP_NODELAY` on each of this process's connections to `proxy`, which only one client uses.
+#[cfg(target_os = "linux")]
+fn nodelay_towards(proxy: &FaultProxy) -> Vec<bool> {
+    zk_recipes::testing::tcp_nodelay_of_connections_to(proxy.local_addr())
+        .expect("listing this process's sockets")
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_connection_has_tcp_nodelay_after_connecting_and_after_reconnecting() {
+    init_tracing();
+    let server = zk_server().await;
+    let proxy = FaultProxy::start(&server).await.unwrap();
+    let client = connect(&proxy.connect_string()).await;
+    assert_eq!(nodelay_towards(&proxy), [true], "the first connection");
+    let mut states = client.connection_states();
+
+    proxy.cut();
+    expect_state(&mut states, ConnectionState::Suspended, DEADLINE).await;
+    proxy.restore();
+    expect_state(&mut states, ConnectionState::Reconnected, DEADLINE).await;
+    // The option is set before `Reconnected` is published. The old connection is closed, but
+    // its descriptor may not be released yet: every connection found must have it.
+    let after = nodelay_towards(&proxy);
+    assert!(
+        after.contains(&true) && !after.contains(&false),
+        "the connection zookeeper-client opened on reconnecting: {after:?}"
+    );
+    client.exists("/").await.unwrap().expect("the root exists");
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_nodelay_off_leaves_the_connection_as_zookeeper_client_opened_it() {
+    init_tracing();
+    let server = zk_server().await;
+    let proxy = FaultProxy::start(&server).await.unwrap();
+    let client = builder(&proxy.connect_string())
+        .tcp_nodelay(false)
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(nodelay_towards(&proxy), [false]);
+    client.close().await;
+}
+
+// ------------------------------------------------------------------------------------------
 // Close
 // ------------------------------------------------------------------------------------------
 

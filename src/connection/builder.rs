@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use zookeeper_client::Acl;
 
+use super::nodelay::ServerAddresses;
 use super::retry::{ExponentialBackoffRetry, RetryPolicy};
 use super::Client;
 use crate::error::{Error, Result};
@@ -39,6 +40,9 @@ pub(crate) struct Config {
     pub(crate) auth: Credentials,
     pub(crate) default_acls: Vec<Acl>,
     pub(crate) allow_read_only: bool,
+    /// The servers' addresses, to find the session's socket by; `None` when
+    /// [`ClientBuilder::tcp_nodelay`] is off.
+    pub(crate) nodelay: Option<ServerAddresses>,
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<zookeeper_client::TlsOptions>,
 }
@@ -71,6 +75,7 @@ impl std::fmt::Debug for Config {
             .field("auth", &self.auth)
             .field("default_acls", &self.default_acls)
             .field("allow_read_only", &self.allow_read_only)
+            .field("nodelay", &self.nodelay)
             .finish()
     }
 }
@@ -103,6 +108,7 @@ pub struct ClientBuilder {
     auth: Credentials,
     default_acls: Vec<Acl>,
     allow_read_only: bool,
+    tcp_nodelay: bool,
     #[cfg(feature = "tls")]
     tls: Option<zookeeper_client::TlsOptions>,
 }
@@ -117,6 +123,7 @@ impl std::fmt::Debug for ClientBuilder {
             .field("retry_policy", &self.retry_policy)
             .field("auth", &self.auth)
             .field("allow_read_only", &self.allow_read_only)
+            .field("tcp_nodelay", &self.tcp_nodelay)
             .finish_non_exhaustive()
     }
 }
@@ -133,6 +140,7 @@ impl ClientBuilder {
             auth: Credentials::default(),
             default_acls: Vec::new(),
             allow_read_only: false,
+            tcp_nodelay: true,
             #[cfg(feature = "tls")]
             tls: None,
         }
@@ -241,6 +249,31 @@ impl ClientBuilder {
         self
     }
 
+    /// Whether to turn off Nagle's algorithm on the connection to ZooKeeper (`TCP_NODELAY`);
+    /// on by default.
+    ///
+    /// # Behavior
+    ///
+    /// With Nagle's algorithm, a request sent while another is unanswered waits for that
+    /// answer, which undoes the pipelining the recipes rely on (a lock request's reads behind
+    /// its create, a selector's listing before its requeue transaction). zookeeper-client opens
+    /// its socket without `TCP_NODELAY` and does not expose it, so after every connect and
+    /// reconnect the client finds the socket among the process's descriptors, by its peer
+    /// being one of the connect string's servers, and sets the option there. Other connections
+    /// of this process to the same servers (other clients') get it too; the option changes
+    /// only when small packets are sent, never what is sent.
+    ///
+    /// Linux only (the descriptors are listed from `/proc/self/fd`); elsewhere this setting has
+    /// no effect. Turn it off to leave zookeeper-client's sockets exactly as it opened them.
+    ///
+    /// ```
+    /// let builder = zk_recipes::Client::builder("127.0.0.1:2181").tcp_nodelay(false);
+    /// ```
+    pub fn tcp_nodelay(mut self, nodelay: bool) -> Self {
+        self.tcp_nodelay = nodelay;
+        self
+    }
+
     /// TLS options, passed to zookeeper-client (feature `tls`).
     #[cfg(feature = "tls")]
     #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
@@ -310,6 +343,7 @@ impl ClientBuilder {
             auth: self.auth,
             default_acls: self.default_acls,
             allow_read_only: self.allow_read_only,
+            nodelay: self.tcp_nodelay.then(ServerAddresses::default),
             #[cfg(feature = "tls")]
             tls: self.tls,
         })
@@ -336,36 +370,11 @@ pub(crate) fn parse_connect_string(s: &str) -> Result<(String, Option<String>)> 
     let mut checked = Vec::new();
     for host in hosts.split(',') {
         let host = host.trim();
-        let bare = host
-            .strip_prefix("tcp://")
-            .or_else(|| host.strip_prefix("tcp+tls://"))
-            .unwrap_or(host);
+        let bare = strip_scheme(host);
         if bare.is_empty() {
             return Err(bad("it has an empty host".into()));
         }
-        // As zookeeper-client reads it: `[v6]` or `[v6]:port`, else `host` or `host:port`
-        // split at the last ':'. An IPv6 address needs brackets, or its last group would be
-        // taken for a port.
-        let (name, port) = if let Some(rest) = bare.strip_prefix('[') {
-            match rest.split_once(']') {
-                Some((name, "")) => (name, None),
-                Some((name, after)) => match after.strip_prefix(':') {
-                    Some(port) => (name, Some(port)),
-                    None => return Err(bad(format!("bad host {host:?}"))),
-                },
-                None => return Err(bad(format!("unclosed '[' in {host:?}"))),
-            }
-        } else {
-            match bare.rsplit_once(':') {
-                Some((name, _)) if name.contains(':') => {
-                    return Err(bad(format!(
-                        "{host:?}: an IPv6 address needs brackets, as in [::1]:2181"
-                    )))
-                }
-                Some((name, port)) => (name, Some(port)),
-                None => (bare, None),
-            }
-        };
+        let (name, port) = split_host(bare).map_err(|why| bad(format!("{host:?}: {why}")))?;
         if name.is_empty() || name.contains(char::is_whitespace) {
             return Err(bad(format!("bad host {host:?}")));
         }
@@ -387,9 +396,74 @@ pub(crate) fn parse_connect_string(s: &str) -> Result<(String, Option<String>)> 
     Ok((checked.join(","), chroot))
 }
 
+/// The hosts of a connect string already checked by [`parse_connect_string`], as (name, port)
+/// pairs, with ZooKeeper's default port where none is given.
+pub(crate) fn endpoints(hosts: &str) -> Vec<(String, u16)> {
+    hosts
+        .split(',')
+        .filter_map(|host| {
+            let host = host.trim();
+            let bare = strip_scheme(host);
+            let (name, port) = split_host(bare).ok()?;
+            let port = match port {
+                Some(port) => port.parse().ok()?,
+                None => DEFAULT_PORT,
+            };
+            Some((name.to_string(), port))
+        })
+        .collect()
+}
+
+/// ZooKeeper's client port, which zookeeper-client assumes when a host has none.
+const DEFAULT_PORT: u16 = 2181;
+
+fn strip_scheme(host: &str) -> &str {
+    host.strip_prefix("tcp://")
+        .or_else(|| host.strip_prefix("tcp+tls://"))
+        .unwrap_or(host)
+}
+
+/// Splits one host as zookeeper-client reads it: `[v6]` or `[v6]:port`, else `host` or
+/// `host:port` split at the last ':'. An IPv6 address needs brackets, or its last group would
+/// be taken for a port.
+fn split_host(bare: &str) -> std::result::Result<(&str, Option<&str>), &'static str> {
+    if let Some(rest) = bare.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((name, "")) => Ok((name, None)),
+            Some((name, after)) => match after.strip_prefix(':') {
+                Some(port) => Ok((name, Some(port))),
+                None => Err("bad host"),
+            },
+            None => Err("unclosed '['"),
+        }
+    } else {
+        match bare.rsplit_once(':') {
+            Some((name, _)) if name.contains(':') => {
+                Err("an IPv6 address needs brackets, as in [::1]:2181")
+            }
+            Some((name, port)) => Ok((name, Some(port))),
+            None => Ok((bare, None)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn endpoints_have_names_and_ports_with_the_default_port() {
+        let (hosts, _) = parse_connect_string("tcp://a:1,b,[::1]:3,[fe80::1]/x").unwrap();
+        assert_eq!(
+            endpoints(&hosts),
+            [
+                ("a".to_string(), 1),
+                ("b".to_string(), 2181),
+                ("::1".to_string(), 3),
+                ("fe80::1".to_string(), 2181)
+            ]
+        );
+    }
 
     #[test]
     fn parses_hosts_and_chroot() {

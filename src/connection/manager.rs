@@ -73,6 +73,11 @@ async fn connect_once(config: &Config) -> Result<zookeeper_client::Client> {
     }
     let zk = connector.connect(&config.hosts).await?;
     tracing::info!(session = %zk.session_id(), timeout = ?zk.session_timeout(), "ZooKeeper session established");
+    if let Some(addresses) = &config.nodelay {
+        addresses
+            .resolve_and_apply(&super::builder::endpoints(&config.hosts))
+            .await;
+    }
     let Some(chroot) = config.chroot() else {
         return Ok(zk);
     };
@@ -242,10 +247,13 @@ async fn watch_session(
             }
             SessionState::SyncConnected => {
                 if suspended_since.take().is_some() {
+                    // A new socket; set before anyone hears of the reconnect and sends on it.
+                    set_nodelay(shared);
                     publish(shared, ConnectionState::Reconnected, None);
                 }
             }
             SessionState::ConnectedReadOnly => {
+                set_nodelay(shared);
                 suspended_since = None;
                 if shared.current.borrow().state != ConnectionState::ReadOnly {
                     publish(shared, ConnectionState::ReadOnly, None);
@@ -260,6 +268,12 @@ async fn watch_session(
                 return SessionEnd::Lost("the session was closed");
             }
         }
+    }
+}
+
+fn set_nodelay(shared: &Shared) {
+    if let Some(addresses) = &shared.config.nodelay {
+        addresses.apply();
     }
 }
 

@@ -7,6 +7,7 @@
 
 mod builder;
 mod manager;
+mod nodelay;
 mod protected;
 pub mod retry;
 mod state;
@@ -22,6 +23,8 @@ use zookeeper_client::{Acl, Acls, CreateMode, SessionId, Stat};
 
 pub use self::builder::ClientBuilder;
 pub(crate) use self::builder::Config;
+#[cfg(feature = "testing")]
+pub(crate) use self::nodelay::nodelay_of_connections_to;
 pub use self::protected::ProtectedNode;
 pub(crate) use self::protected::{CreateExtras, Created, PendingStat};
 use self::state::StateFanout;

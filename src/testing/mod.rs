@@ -63,3 +63,15 @@ pub use four_letter::{four_letter_word, server_mode, ServerMode};
 pub use proxy::FaultProxy;
 pub use server::TestingServer;
 pub use session::expire_session;
+
+/// Whether `TCP_NODELAY` is set on each of this process's TCP connections to `peer`, e.g. to
+/// check what [`ClientBuilder::tcp_nodelay`](crate::ClientBuilder::tcp_nodelay) did to a
+/// client's connection to a [`FaultProxy`] that only that client uses.
+///
+/// # Errors
+///
+/// An [`Unsupported`](std::io::ErrorKind::Unsupported) error outside Linux, where the process's
+/// sockets cannot be listed; the error of reading `/proc/self/fd` on Linux.
+pub fn tcp_nodelay_of_connections_to(peer: std::net::SocketAddr) -> std::io::Result<Vec<bool>> {
+    crate::connection::nodelay_of_connections_to(peer)
+}
