@@ -234,6 +234,15 @@ impl LostSignal {
     }
 }
 
+/// Counts one plain create in [`QueueState::creates_in_flight`] while it lives.
+struct CreateInFlight<'a>(&'a SequentialQueue);
+
+impl Drop for CreateInFlight<'_> {
+    fn drop(&mut self) {
+        self.0.state.lock().unwrap().creates_in_flight -= 1;
+    }
+}
+
 /// Called by a held node's monitor with the node's path, its czxid and its data: once when
 /// the monitor first reads the node, then after every change of its data (Curator's
 /// revocation requests travel this way).
@@ -309,6 +318,8 @@ struct QueueState {
     /// counting creates, so a node that gets exactly this sequence was the next child created
     /// after a head we saw deleted, and has nothing before it: it is granted without a listing.
     quiet_next: Option<i64>,
+    /// Plain creates of lock nodes under way on this handle (see `CreateInFlight`).
+    creates_in_flight: usize,
     driver_running: bool,
 }
 
@@ -321,6 +332,7 @@ impl Default for QueueState {
             local: HashMap::new(),
             prewatch: None,
             quiet_next: None,
+            creates_in_flight: 0,
             driver_running: false,
         }
     }
@@ -528,9 +540,17 @@ impl SequentialQueue {
                 // reads of O(N) names; the driver's shared view serves them instead. Right
                 // after our own release of the head, the node's sequence alone will most
                 // likely tell (see `quiet_next`), and no listing is needed either.
-                let list = {
-                    let state = self.state.lock().unwrap();
-                    once || (state.waiters.is_empty() && state.quiet_next.is_none())
+                // Creates still under way count as waiters to come: thousands of tasks
+                // starting at once would otherwise each list a queue that grows under them
+                // before the first of them has registered.
+                let (list, _in_flight) = {
+                    let mut state = self.state.lock().unwrap();
+                    let list = once
+                        || (state.waiters.is_empty()
+                            && state.quiet_next.is_none()
+                            && state.creates_in_flight == 0);
+                    state.creates_in_flight += 1;
+                    (list, CreateInFlight(self))
                 };
                 let extras = CreateExtras {
                     list,
