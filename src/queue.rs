@@ -592,19 +592,22 @@ impl SequentialQueue {
                 state.view.insert(seq, (pending.node().name.clone(), true));
                 first = true;
             }
-            if last_listed_before.is_some_and(|last| last + 1 == seq) {
+            // At most one of the two listings is there: the one sent before a transaction, or
+            // the one sent behind a plain create.
+            let listed_before = last_listed_before.is_some_and(|last| last + 1 == seq);
+            if listed_before {
                 // ZooKeeper numbers children by counting creates: nothing was created between
                 // the listing before the transaction and our node, so that listing showed
                 // every node before ours.
                 state.view.insert(seq, (pending.node().name.clone(), true));
-                first |=
-                    state.live_predecessor(seq).is_none() && state.is_listed(seq) == Some(true);
             }
+            let listed_behind = listing.is_some();
             if let Some(children) = listing {
                 state.apply_listing(children);
-                first |=
-                    state.live_predecessor(seq).is_none() && state.is_listed(seq) == Some(true);
             }
+            first |= (listed_before || listed_behind)
+                && state.live_predecessor(seq).is_none()
+                && state.is_listed(seq) == Some(true);
             match first.then(|| confirmed_epoch(&session)).flatten() {
                 Some(epoch) => Some(epoch),
                 // A single look, and it was not our turn: `pending` deletes the node.

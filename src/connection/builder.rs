@@ -332,6 +332,9 @@ impl ClientBuilder {
                 self.simulated_expiration_percent
             )));
         }
+        let nodelay = self
+            .tcp_nodelay
+            .then(|| ServerAddresses::new(endpoints(&hosts)));
         Ok(Config {
             hosts,
             connect_chroot,
@@ -343,7 +346,7 @@ impl ClientBuilder {
             auth: self.auth,
             default_acls: self.default_acls,
             allow_read_only: self.allow_read_only,
-            nodelay: self.tcp_nodelay.then(ServerAddresses::default),
+            nodelay,
             #[cfg(feature = "tls")]
             tls: self.tls,
         })
@@ -398,7 +401,7 @@ pub(crate) fn parse_connect_string(s: &str) -> Result<(String, Option<String>)> 
 
 /// The hosts of a connect string already checked by [`parse_connect_string`], as (name, port)
 /// pairs, with ZooKeeper's default port where none is given.
-pub(crate) fn endpoints(hosts: &str) -> Vec<(String, u16)> {
+fn endpoints(hosts: &str) -> Vec<(String, u16)> {
     hosts
         .split(',')
         .filter_map(|host| {

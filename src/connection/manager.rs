@@ -74,9 +74,7 @@ async fn connect_once(config: &Config) -> Result<zookeeper_client::Client> {
     let zk = connector.connect(&config.hosts).await?;
     tracing::info!(session = %zk.session_id(), timeout = ?zk.session_timeout(), "ZooKeeper session established");
     if let Some(addresses) = &config.nodelay {
-        addresses
-            .resolve_and_apply(&super::builder::endpoints(&config.hosts))
-            .await;
+        addresses.resolve_and_apply().await;
     }
     let Some(chroot) = config.chroot() else {
         return Ok(zk);

@@ -22,26 +22,29 @@ use std::time::Duration;
 /// names to connect, so this is normally answered from a cache.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// The connect string's servers as socket addresses, resolved when a session is established
-/// and reused when that session's connection comes back (so that a reconnect never waits on
-/// name resolution).
-#[derive(Clone, Default)]
-pub(crate) struct ServerAddresses(Arc<Mutex<Vec<SocketAddr>>>);
-
-impl std::fmt::Debug for ServerAddresses {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("ServerAddresses")
-            .field(&*self.0.lock().unwrap())
-            .finish()
-    }
+/// The connect string's servers: their names, parsed once, and their socket addresses,
+/// resolved when a session is established and reused when that session's connection comes
+/// back (so that a reconnect never waits on name resolution).
+#[derive(Clone, Debug)]
+pub(crate) struct ServerAddresses {
+    /// (host, port) of each server in the connect string.
+    endpoints: Arc<[(String, u16)]>,
+    resolved: Arc<Mutex<Vec<SocketAddr>>>,
 }
 
 impl ServerAddresses {
-    /// Resolves `endpoints` (host, port) again, then sets `TCP_NODELAY` on the process's
-    /// connections to them. Called when a new session has just connected.
-    pub(crate) async fn resolve_and_apply(&self, endpoints: &[(String, u16)]) {
+    pub(crate) fn new(endpoints: Vec<(String, u16)>) -> Self {
+        Self {
+            endpoints: endpoints.into(),
+            resolved: Arc::default(),
+        }
+    }
+
+    /// Resolves the servers again, then sets `TCP_NODELAY` on the process's connections to
+    /// them. Called when a new session has just connected.
+    pub(crate) async fn resolve_and_apply(&self) {
         let mut addresses = Vec::new();
-        for (host, port) in endpoints {
+        for (host, port) in self.endpoints.iter() {
             let lookup = tokio::net::lookup_host((host.as_str(), *port));
             match tokio::time::timeout(RESOLVE_TIMEOUT, lookup).await {
                 Ok(Ok(resolved)) => addresses.extend(resolved),
@@ -53,14 +56,14 @@ impl ServerAddresses {
                 }
             }
         }
-        *self.0.lock().unwrap() = addresses;
+        *self.resolved.lock().unwrap() = addresses;
         self.apply();
     }
 
     /// Sets `TCP_NODELAY` on the process's connections to the servers last resolved. Called
     /// when a session's connection has come back (zookeeper-client opened a new socket).
     pub(crate) fn apply(&self) {
-        let addresses = self.0.lock().unwrap().clone();
+        let addresses = self.resolved.lock().unwrap().clone();
         if addresses.is_empty() {
             return;
         }
