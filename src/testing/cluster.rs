@@ -104,6 +104,7 @@ impl TestingCluster {
                     "cluster member {index} (127.0.0.1:{}, {backend})",
                     client_ports[index]
                 ),
+                system_properties: Vec::new(),
             };
             let node = Node::create(backend, config, network.as_deref()).await?;
             members.push(Member {

@@ -21,7 +21,7 @@ use testcontainers::{ContainerAsync, GenericImage, ImageExt};
 
 use super::backend::DEFAULT_IMAGE;
 use super::node::{
-    NodeConfig, FOUR_LETTER_WORDS, INIT_LIMIT_TICKS, JVM_FLAGS, MAX_SESSION_TIMEOUT_MS,
+    NodeConfig, FOUR_LETTER_WORDS, INIT_LIMIT_TICKS, MAX_SESSION_TIMEOUT_MS,
     MIN_SESSION_TIMEOUT_MS, STOP_TIMEOUT, SYNC_LIMIT_TICKS, TICK_TIME_MS,
 };
 use super::TestingError;
@@ -274,11 +274,7 @@ fn environment(config: &NodeConfig) -> Vec<(&'static str, String)> {
         ("ZOO_MAX_CLIENT_CNXNS", "0".to_owned()),
         ("ZOO_ADMINSERVER_ENABLED", "false".to_owned()),
         ("ZOO_4LW_COMMANDS_WHITELIST", FOUR_LETTER_WORDS.to_owned()),
-        // Elections must not wait the default 5 s for peers that are down.
-        (
-            "JVMFLAGS",
-            format!("{JVM_FLAGS} -Dzookeeper.cnxTimeout=1000"),
-        ),
+        ("JVMFLAGS", config.jvm_flags()),
     ];
     if config.is_standalone() {
         variables.push(("ZOO_STANDALONE_ENABLED", "true".to_owned()));

@@ -66,9 +66,22 @@ pub(crate) struct NodeConfig {
     pub(crate) members: Vec<QuorumMember>,
     /// For log messages and errors: "server 127.0.0.1:2181", "cluster member 2".
     pub(crate) label: String,
+    /// Java system properties beyond the kit's own, as `-Dname=value` flags.
+    pub(crate) system_properties: Vec<String>,
 }
 
 impl NodeConfig {
+    /// The JVM flags of the server: the kit's, then the system properties.
+    pub(crate) fn jvm_flags(&self) -> String {
+        // Elections must not wait the default 5 s for peers that are down.
+        let mut flags = format!("{JVM_FLAGS} -Dzookeeper.cnxTimeout=1000");
+        for property in &self.system_properties {
+            flags.push(' ');
+            flags.push_str(property);
+        }
+        flags
+    }
+
     pub(crate) fn is_standalone(&self) -> bool {
         self.members.is_empty()
     }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 use super::node::{
-    NodeConfig, FOUR_LETTER_WORDS, INIT_LIMIT_TICKS, JVM_FLAGS, MAX_SESSION_TIMEOUT_MS,
+    NodeConfig, FOUR_LETTER_WORDS, INIT_LIMIT_TICKS, MAX_SESSION_TIMEOUT_MS,
     MIN_SESSION_TIMEOUT_MS, STOP_TIMEOUT, SYNC_LIMIT_TICKS, TICK_TIME_MS,
 };
 use super::TestingError;
@@ -203,9 +203,7 @@ impl ProcessNode {
             .arg("zk-recipes-server")
             .arg(self.dir.path())
             .arg(&self.runtime.java)
-            .args(JVM_FLAGS.split_whitespace())
-            // Elections must not wait the default 5 s for peers that are down.
-            .arg("-Dzookeeper.cnxTimeout=1000")
+            .args(self.config.jvm_flags().split_whitespace())
             .arg(format!("-Dzookeeper.log.dir={}", self.dir.path().display()))
             .arg("-cp")
             .arg(&self.runtime.class_path)

@@ -1,5 +1,7 @@
 //! A standalone ZooKeeper server.
 
+use std::time::Duration;
+
 use tokio::sync::Mutex;
 
 use super::docker::Reaper;
@@ -50,6 +52,30 @@ impl TestingServer {
     /// directory or process cannot be set up, [`TestingError::ServerExited`] if the server dies
     /// while starting, [`TestingError::Timeout`] if it does not serve within two minutes.
     pub async fn start_with(backend: Backend) -> Result<TestingServer, TestingError> {
+        TestingServer::start_with_options(backend, ServerOptions::default()).await
+    }
+
+    /// Starts a server on `backend` with `options`, and waits until it serves.
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), zk_recipes::testing::TestingError> {
+    /// use std::time::Duration;
+    /// use zk_recipes::testing::{Backend, ServerOptions, TestingServer};
+    ///
+    /// let options = ServerOptions::default().container_check_interval(Duration::from_millis(200));
+    /// let server = TestingServer::start_with_options(Backend::from_env().await?, options).await?;
+    /// # drop(server);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`start_with`](TestingServer::start_with).
+    pub async fn start_with_options(
+        backend: Backend,
+        options: ServerOptions,
+    ) -> Result<TestingServer, TestingError> {
         let port = free_ports(1)?[0];
         let instance = format!("{}-1", unique_instance_prefix());
         let reaper = (backend == Backend::Docker)
@@ -60,6 +86,7 @@ impl TestingServer {
             host_client_port: port,
             members: Vec::new(),
             label: format!("ZooKeeper server 127.0.0.1:{port} ({backend})"),
+            system_properties: options.system_properties(),
         };
         let mut node = Node::create(backend, config, None).await?;
         node.launch().await?;
@@ -131,6 +158,41 @@ impl TestingServer {
     /// The last lines of the server's log, for diagnosing a failed test.
     pub async fn log_tail(&self) -> String {
         self.node.lock().await.log_tail().await
+    }
+}
+
+/// Settings of a [`TestingServer`] beyond the kit's defaults, for
+/// [`TestingServer::start_with_options`].
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct ServerOptions {
+    container_check_interval: Option<Duration>,
+}
+
+impl ServerOptions {
+    /// How often the server looks for empty container nodes to delete (ZooKeeper's
+    /// `znode.container.checkIntervalMs`; a minute by default). Recipes make their parent
+    /// nodes containers, as Curator does, so a short interval lets a test see a parent reaped
+    /// and created again, as a long-lived service sees it after a quiet minute.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let options = zk_recipes::testing::ServerOptions::default()
+    ///     .container_check_interval(Duration::from_millis(200));
+    /// # drop(options);
+    /// ```
+    pub fn container_check_interval(mut self, interval: Duration) -> Self {
+        self.container_check_interval = Some(interval);
+        self
+    }
+
+    fn system_properties(&self) -> Vec<String> {
+        let mut properties = Vec::new();
+        if let Some(interval) = self.container_check_interval {
+            let millis = interval.as_millis().max(1);
+            properties.push(format!("-Dznode.container.checkIntervalMs={millis}"));
+        }
+        properties
     }
 }
 
