@@ -65,6 +65,16 @@ pub enum Error {
     #[error("the lock or leadership is lost")]
     LockLost,
 
+    /// A recipe's own node was deleted by someone else while it waited in a queue (an
+    /// operator, a clean-up job, or its parent deleted and created again), and the client's
+    /// retry policy allowed no more joins with a new node. Curator reports the same case as a
+    /// `NoNodeException`.
+    #[error("the node {path:?} was deleted by someone else")]
+    NodeDeleted {
+        /// The full path of the deleted node.
+        path: String,
+    },
+
     /// ZooKeeper refused the operation for lack of permission (an ACL).
     #[error("not authorized by the node's ACL")]
     NoAuth,
@@ -102,6 +112,17 @@ impl Error {
             path: path.into(),
             reason,
         }
+    }
+}
+
+/// The message of a caught panic, for the log.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic with a non-string payload".to_owned()
     }
 }
 
@@ -144,6 +165,14 @@ mod tests {
     fn error_is_send_sync_clone() {
         fn check<T: Send + Sync + Clone + 'static>() {}
         check::<Error>();
+    }
+
+    #[test]
+    fn panic_messages_are_extracted() {
+        let p = std::panic::catch_unwind(|| panic!("boom {}", 1)).unwrap_err();
+        assert_eq!(panic_message(&*p), "boom 1");
+        let p = std::panic::catch_unwind(|| std::panic::panic_any(7u8)).unwrap_err();
+        assert!(panic_message(&*p).contains("non-string"));
     }
 
     #[test]

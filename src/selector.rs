@@ -59,6 +59,20 @@
 //! node was still in flight, the node may appear a moment later; a background clean-up deletes
 //! it then.)
 //!
+//! # Deleted nodes
+//!
+//! A candidate whose waiting node is deleted by someone else (an operator, a clean-up job, or
+//! the path's parent deleted and created again) is never made leader from it: it joins the
+//! back of the queue again with a new node, as often as the client's
+//! [retry policy](crate::ClientBuilder::retry_policy) allows; then the failure goes to the
+//! [error hook](LeaderSelector::on_error) as [`SelectorError::Queue`] with
+//! [`Error::NodeDeleted`], and with auto-requeue the selector queues again after a backoff.
+//!
+//! A leader whose node is deleted is cancelled as described above. Its `take_leadership` may
+//! still run for the grace period; no other selector **of the same client** starts leading
+//! on the path before it has ended. (Candidates of other clients, in this process or another,
+//! cannot know; the [fencing token](#fencing) is for them.)
+//!
 //! The grace period should be well below the session timeout: a leader that is cut off from
 //! ZooKeeper notices after a fraction of the session timeout (a silence of the connection
 //! timeout or 2/5 of the session timeout; see [`Client`]), and the server gives
@@ -72,7 +86,6 @@
 //! turn across the ensemble) to the resources the leader writes to, and have them refuse tokens
 //! lower than the highest they saw.
 
-use std::any::Any;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -85,7 +98,7 @@ use tracing::Instrument;
 use zookeeper_client::Acl;
 
 use crate::connection::{Client, ConnectionState, ConnectionStates, Session};
-use crate::error::{Error, Result};
+use crate::error::{panic_message, Error, Result};
 use crate::latch::MAX_ID_LEN;
 use crate::queue::{Held, Participant, SequentialQueue, Wait};
 
@@ -1031,16 +1044,6 @@ fn failure_backoff(failures: u32) -> Duration {
     (MIN_FAILURE_BACKOFF * 2u32.pow(exp)).min(MAX_FAILURE_BACKOFF)
 }
 
-fn panic_message(panic: &(dyn Any + Send)) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "a panic with a non-string payload".to_owned()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1064,14 +1067,6 @@ mod tests {
         assert_eq!(failure_backoff(1), MIN_FAILURE_BACKOFF);
         assert_eq!(failure_backoff(2), MIN_FAILURE_BACKOFF * 2);
         assert_eq!(failure_backoff(100), MAX_FAILURE_BACKOFF);
-    }
-
-    #[test]
-    fn panic_messages_are_extracted() {
-        let p = std::panic::catch_unwind(|| panic!("boom {}", 1)).unwrap_err();
-        assert_eq!(panic_message(&*p), "boom 1");
-        let p = std::panic::catch_unwind(|| std::panic::panic_any(7u8)).unwrap_err();
-        assert!(panic_message(&*p).contains("non-string"));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! [`Session`], watch its [`ConnectionState`]s, and create their nodes through
 //! [`Client::create_protected`].
 
+mod backoff;
 mod builder;
 mod manager;
 mod nodelay;
@@ -21,6 +22,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use zookeeper_client::{Acl, Acls, CreateMode, SessionId, Stat};
 
+pub(crate) use self::backoff::Backoff;
 pub use self::builder::ClientBuilder;
 pub(crate) use self::builder::Config;
 #[cfg(feature = "testing")]
@@ -120,6 +122,8 @@ pub(crate) struct Shared {
     pub(crate) stopped: CancellationToken,
     /// Where background clean-ups run, even when a guard is dropped outside a runtime.
     pub(crate) runtime: tokio::runtime::Handle,
+    /// See [`Client::instance`].
+    pub(crate) instance: u64,
 }
 
 /// The current session and connection state, published together so they never disagree.
@@ -282,6 +286,10 @@ impl Client {
             closed: closed.clone(),
             stopped: CancellationToken::new(),
             runtime: tokio::runtime::Handle::current(),
+            instance: {
+                static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            },
         });
         tokio::spawn(manager::run(shared.clone(), session));
         Ok(Client {
@@ -655,6 +663,17 @@ impl Client {
 
     pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.shared
+    }
+
+    /// Resolves once the client is closed.
+    pub(crate) async fn closed(&self) {
+        self.shared.closed.cancelled().await
+    }
+
+    /// A number no other client of this process has had: tells apart the holds of
+    /// different clients (see the queue's `LocalHolds`).
+    pub(crate) fn instance(&self) -> u64 {
+        self.shared.instance
     }
 
     /// Spawns a background task on the client's runtime; usable from `Drop`.

@@ -45,8 +45,9 @@ pub(crate) fn protection_prefix() -> String {
 /// What [`Client::create_protected_then_list`] does besides the create.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct CreateExtras<'a> {
-    /// List the parent right behind the create, in the same round trip. ZooKeeper answers a
-    /// session's requests in order, so the listing includes the new node.
+    /// List the parent (with its stat) right behind the create, in the same round trip.
+    /// ZooKeeper answers a session's requests in order, so the listing includes the new node
+    /// unless someone deleted it meanwhile.
     pub(crate) list: bool,
     /// A node of ours to delete in the same transaction as the create, so that the server
     /// commits both at once (one log write, where a delete and a create sent back to back
@@ -59,6 +60,13 @@ pub(crate) struct CreateExtras<'a> {
 pub(crate) type PendingStat =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<Stat>> + Send>>;
 
+/// A listing of a parent with the parent's stat (one `getChildren2`).
+pub(crate) struct ParentListing {
+    pub(crate) children: Vec<String>,
+    /// The parent's stat when listed: its czxid tells which incarnation of the parent it is.
+    pub(crate) parent: Stat,
+}
+
 /// The outcome of [`Client::create_protected_then_list`].
 pub(crate) struct Created {
     /// The node made. Its `stat` is a placeholder while `pending_stat` is set.
@@ -68,7 +76,7 @@ pub(crate) struct Created {
     pub(crate) pending_stat: Option<PendingStat>,
     /// The listing asked for, or `None` when the create had to be recovered after a
     /// connection loss (or the listing failed).
-    pub(crate) listing: Option<Vec<String>>,
+    pub(crate) listing: Option<ParentListing>,
     /// True if [`CreateExtras::replacing`] was deleted by the create's transaction; when false
     /// the node may or may not be gone, and the caller must delete it.
     pub(crate) replaced: bool,
@@ -232,7 +240,7 @@ impl Client {
                     })
                 }
             };
-            let listing = extras.list.then(|| zk.list_children(parent));
+            let listing = extras.list.then(|| zk.get_children(parent));
             match create.await {
                 Ok((stat, sequence)) => {
                     let (name, sequence) = if sequential {
@@ -255,7 +263,10 @@ impl Client {
                         }) as PendingStat
                     });
                     let children = match listing {
-                        Some(listing) => listing.await.ok(),
+                        Some(listing) => listing
+                            .await
+                            .ok()
+                            .map(|(children, parent)| ParentListing { children, parent }),
                         None => None,
                     };
                     // Only now, with no await left: dropped while awaiting the listing, the

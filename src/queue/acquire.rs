@@ -1,0 +1,561 @@
+//! Joining the queue: the create, the decisions that can be made at once, and the wait for
+//! the driver's grant.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+use zookeeper_client::{CreateMode, EventType};
+
+use super::decision::{decide, Decision, OwnNode, Presence};
+use super::held::{connected_again, queue_node, Held};
+use super::view::{Incarnation, Listing, QueueNode, QueueView, LOCK_NAME};
+use super::{
+    confirmed_epoch, DataDelivery, Denied, Grant, OwnWatch, PreWatch, SequentialQueue, WaiterKey,
+};
+use crate::connection::{Backoff, CreateExtras, Created, PendingStat, ProtectedNode};
+use crate::error::{is_retryable_zk, Error, Result};
+use crate::path::join;
+
+/// How long [`SequentialQueue::acquire`] waits.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Wait {
+    /// Until the lock is granted.
+    Forever,
+    /// Until the deadline.
+    Until(tokio::time::Instant),
+    /// One look: granted only if the node is at the head of the queue at once.
+    Once,
+}
+
+/// A held node to be given up by the create of its successor node: see
+/// [`SequentialQueue::release_and_acquire`]. Dropped unused, its `Held` deletes the node in the
+/// background.
+struct Replacing {
+    held: Held,
+    /// Told `None` once the node is deleted, or handed the `Held` back for an ordinary release.
+    outcome: oneshot::Sender<Option<Held>>,
+}
+
+/// Counts one plain create in `QueueState::creates_in_flight` while it lives.
+struct CreateInFlight<'a>(&'a SequentialQueue);
+
+impl Drop for CreateInFlight<'_> {
+    fn drop(&mut self) {
+        self.0.state.lock().unwrap().creates_in_flight -= 1;
+    }
+}
+
+type GrantReceiver = oneshot::Receiver<std::result::Result<Grant, Denied>>;
+
+impl SequentialQueue {
+    /// Joins the queue with `data` as the node's data and waits for the head of the queue, as
+    /// `wait` says.
+    ///
+    /// `Ok(None)` when the wait ends without the lock, with the node deleted. When the node is
+    /// lost while waiting (its session was lost, or someone deleted it), it joins again with a
+    /// new node, within the same wait, as often as the client's retry policy allows; then it
+    /// fails with [`Error::NodeDeleted`] or [`Error::SessionExpired`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe at every await: a node created (or possibly created) by a dropped call is
+    /// deleted in the background, and a grant that races with the drop is released.
+    pub(crate) async fn acquire(self: &Arc<Self>, data: &[u8], wait: Wait) -> Result<Option<Held>> {
+        self.acquire_replacing(data, wait, None).await
+    }
+
+    /// Gives up `previous` (a node of this queue) and joins the queue again, like
+    /// [`Held::release`] followed by [`acquire`](Self::acquire), but with the delete and the
+    /// create in one transaction when they go to the same session. The server then commits
+    /// both at once: the successor's watch fires no later than with a bare delete, and this
+    /// queue's new node is already in place when it does. (Sent back to back, the two writes
+    /// often take a log write each, and the next handoff waits behind the second.)
+    ///
+    /// Returns the release's outcome and the acquire's as two futures, to be polled together:
+    /// the first resolves once the node is surely deleted (or its delete failed), the second
+    /// when the wait ends, as `acquire`'s does.
+    ///
+    /// # Cancel safety
+    ///
+    /// As for `acquire` and `release`: dropping either future, or both, leaks no node.
+    pub(crate) fn release_and_acquire<'a>(
+        self: &'a Arc<Self>,
+        previous: Held,
+        data: &'a [u8],
+        wait: Wait,
+    ) -> (
+        impl std::future::Future<Output = Result<()>> + Send + 'a,
+        impl std::future::Future<Output = Result<Option<Held>>> + Send + 'a,
+    ) {
+        let (outcome_tx, outcome_rx) = oneshot::channel::<Option<Held>>();
+        let release = async move {
+            match outcome_rx.await {
+                Ok(None) => Ok(()),
+                Ok(Some(held)) => held.release().await,
+                // The acquire was dropped with the `Held`, whose drop deletes the node in the
+                // background (counted by `deletes_settled`).
+                Err(_) => Ok(()),
+            }
+        };
+        let replacing = Replacing {
+            held: previous,
+            outcome: outcome_tx,
+        };
+        (
+            release,
+            self.acquire_replacing(data, wait, Some(Box::new(replacing))),
+        )
+    }
+
+    async fn acquire_replacing(
+        self: &Arc<Self>,
+        data: &[u8],
+        wait: Wait,
+        // Boxed, like the create below: thousands of waiting futures must stay small.
+        mut replacing: Option<Box<Replacing>>,
+    ) -> Result<Option<Held>> {
+        let mut rejoins = 0u32;
+        let mut first_loss: Option<Instant> = None;
+        loop {
+            let attempt = self.acquire_once(data, matches!(wait, Wait::Once), replacing.take());
+            let outcome = match wait {
+                Wait::Until(deadline) => match tokio::time::timeout_at(deadline, attempt).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => return Ok(None),
+                },
+                Wait::Forever | Wait::Once => attempt.await,
+            };
+            let error = match outcome {
+                Ok(held) => return Ok(Some(held)),
+                Err(Denied::NotFirst) => return Ok(None),
+                Err(Denied::Failed(e)) => return Err(e),
+                Err(Denied::NodeGone(e)) => e,
+            };
+            if self.client.is_closed() {
+                return Err(Error::Closed);
+            }
+            if matches!(wait, Wait::Once) {
+                // One look, and our node was gone before it: not granted.
+                return Ok(None);
+            }
+            // Bounded by the retry policy, as Curator bounds its retries of a `NoNode`: a node
+            // deleted as soon as it is made (a clean-up job gone wrong) must not turn into an
+            // endless create/delete loop. The count starts at the first loss, not at the start
+            // of a wait that may have lasted hours.
+            let started = *first_loss.get_or_insert_with(Instant::now);
+            let Some(pause) = self
+                .client
+                .retry_policy()
+                .allow_retry(rejoins, started.elapsed())
+            else {
+                tracing::warn!(path = %self.path, error = %error, rejoins, "queue node lost again; the retry policy allows no more joins");
+                return Err(error);
+            };
+            rejoins += 1;
+            tracing::debug!(path = %self.path, error = %error, ?pause, "queue node lost while waiting; joining again");
+            let pause = async {
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => Ok(()),
+                    _ = self.client.closed() => Err(Error::Closed),
+                }
+            };
+            match wait {
+                Wait::Until(deadline) => match tokio::time::timeout_at(deadline, pause).await {
+                    Ok(paused) => paused?,
+                    Err(_) => return Ok(None),
+                },
+                Wait::Forever | Wait::Once => pause.await?,
+            }
+        }
+    }
+
+    async fn acquire_once(
+        self: &Arc<Self>,
+        data: &[u8],
+        once: bool,
+        replacing: Option<Box<Replacing>>,
+    ) -> std::result::Result<Held, Denied> {
+        // Boxed, each path on its own: the create's state is large and needed only until the
+        // node exists, while the wait that follows may be long and shared by thousands of
+        // tasks (and thousands of creates may be in flight at once).
+        let (created, snapshot_at_create) = match replacing {
+            None => {
+                // With other local waiters queued, a listing per new node would cost O(N)
+                // reads of O(N) names; the driver's shared view serves them instead. Creates
+                // still under way count as waiters to come: thousands of tasks starting at once
+                // would otherwise each list a queue that grows under them before the first of
+                // them has registered.
+                let (list, _in_flight) = {
+                    let mut state = self.state.lock().unwrap();
+                    let list = once || (state.waiters.is_empty() && state.creates_in_flight == 0);
+                    state.creates_in_flight += 1;
+                    (list, CreateInFlight(self))
+                };
+                let extras = CreateExtras {
+                    list,
+                    replacing: None,
+                };
+                (Box::pin(self.create_lock_node(data, extras)).await, None)
+            }
+            Some(replacing) => Box::pin(self.create_replacing(data, replacing)).await,
+        };
+        let Created {
+            node,
+            listing,
+            pending_stat,
+            ..
+        } = created.map_err(Denied::Failed)?;
+        let Some(own) = queue_node(&node) else {
+            return Err(Denied::Failed(Error::ZooKeeper(
+                zookeeper_client::Error::UnexpectedError(
+                    "a sequential create returned no sequence".into(),
+                ),
+            )));
+        };
+        let session = node.session.clone();
+        // From here on the node exists: every exit path must delete it or hand it over.
+        let mut pending = PendingNode {
+            queue: self.clone(),
+            node: Some(node),
+            key: None,
+            incarnation: None,
+            pending_stat,
+            delivery: self.data_delivery(),
+        };
+        // The evidence that came with the create: a listing answered after it, or the queue as
+        // it was at the moment of a transaction's create.
+        let mut snapshot = listing
+            .map(|l| Listing::new(l.children, &l.parent))
+            .or(snapshot_at_create);
+        if snapshot.is_none() && once {
+            // A create recovered after a connection loss comes without its listing.
+            let node = pending.node();
+            let listed = self.list_now(node.session.clone(), node.path.clone());
+            snapshot = Some(listed.await?);
+        }
+        let (grant_tx, grant_rx) = oneshot::channel();
+        let granted_at_once = {
+            let mut state = self.state.lock().unwrap();
+            let mut granted = None;
+            if let Some(snapshot) = &snapshot {
+                state.take_in(snapshot, &self.path);
+                if !snapshot.contains(&own) {
+                    // Taken after our create, and without our node: someone deleted it.
+                    return Err(Denied::NodeGone(Error::NodeDeleted {
+                        path: pending.node().path.clone(),
+                    }));
+                }
+                pending.incarnation = Some(snapshot.incarnation);
+                // The snapshot alone proves both that our node was there and that nothing was
+                // before it, at one moment: the shared view may hold later facts that our
+                // node's presence at that moment would not cover.
+                let at_once = OwnNode {
+                    node: &own,
+                    incarnation: pending.incarnation,
+                    presence: Presence::Proven,
+                };
+                let other_hold = self.local_holds.other_than(&own.name);
+                if decide(&QueueView::of(snapshot), &at_once, other_hold) == Decision::Grant {
+                    granted = confirmed_epoch(&session).map(|epoch| Grant {
+                        epoch,
+                        incarnation: snapshot.incarnation,
+                        own_watch: None,
+                    });
+                }
+            }
+            match granted {
+                Some(grant) => Some(grant),
+                // A single look, and it was not our turn: `pending` deletes the node.
+                None if once => return Err(Denied::NotFirst),
+                None => {
+                    let key = state.register(own, session, pending.incarnation, grant_tx);
+                    pending.key = Some(key);
+                    self.ensure_driver(&mut state);
+                    None
+                }
+            }
+        };
+        let grant = match granted_at_once {
+            Some(grant) => grant,
+            None => self.await_grant(&mut pending, grant_rx).await?,
+        };
+        pending.await_stat().await?;
+        Ok(pending.into_held(grant))
+    }
+
+    /// Lists the parent on `session`, where our node `node_path` was created: a listing
+    /// answered after its create.
+    async fn list_now(
+        &self,
+        session: Arc<crate::connection::Session>,
+        node_path: String,
+    ) -> std::result::Result<Listing, Denied> {
+        let zk = session.zookeeper().map_err(Denied::NodeGone)?;
+        match zk.get_children(&self.path).await {
+            Ok((children, parent)) => Ok(Listing::new(children, &parent)),
+            Err(zookeeper_client::Error::NoNode) => {
+                Err(Denied::NodeGone(Error::NodeDeleted { path: node_path }))
+            }
+            Err(e) => Err(Denied::Failed(e.into())),
+        }
+    }
+
+    /// Waits for the driver's grant. With a data listener (a revocable lock), our node's data
+    /// is watched meanwhile, so that a revocation request reaches the listener while we wait,
+    /// as in Curator.
+    async fn await_grant(
+        &self,
+        pending: &mut PendingNode,
+        mut grant_rx: GrantReceiver,
+    ) -> std::result::Result<Grant, Denied> {
+        let outcome = if pending.delivery.listener.is_none() {
+            grant_rx.await
+        } else {
+            match self.await_grant_watching_data(pending, &mut grant_rx).await {
+                Some(outcome) => outcome,
+                // The watch saw our node deleted; `pending` withdraws the waiter.
+                None => {
+                    return Err(Denied::NodeGone(Error::NodeDeleted {
+                        path: pending.node().path.clone(),
+                    }))
+                }
+            }
+        };
+        // The driver took the waiter out of the map when it answered.
+        pending.key = None;
+        outcome.unwrap_or(Err(Denied::Failed(Error::Closed)))
+    }
+
+    /// [`await_grant`](Self::await_grant) while watching our node's data; `None` if the watch
+    /// saw the node deleted first.
+    async fn await_grant_watching_data(
+        &self,
+        pending: &mut PendingNode,
+        grant_rx: &mut GrantReceiver,
+    ) -> Option<std::result::Result<std::result::Result<Grant, Denied>, oneshot::error::RecvError>>
+    {
+        let node = pending.node();
+        let (path, czxid) = (node.path.clone(), node.stat.czxid as u64);
+        let Ok(zk) = node.session.zookeeper() else {
+            return Some(grant_rx.await);
+        };
+        let mut backoff = Backoff::new(Duration::from_millis(20), Duration::from_secs(1));
+        loop {
+            let armed = tokio::select! {
+                biased;
+                outcome = &mut *grant_rx => return Some(outcome),
+                armed = OwnWatch::arm(&zk, &path) => armed,
+            };
+            match armed {
+                Ok(Some(watch)) => {
+                    backoff.reset();
+                    let OwnWatch { data, stat, event } = watch;
+                    pending.delivery.offer(&path, czxid, &stat, &data);
+                    let event = tokio::select! {
+                        biased;
+                        outcome = &mut *grant_rx => return Some(outcome),
+                        event = event => event,
+                    };
+                    match event.event_type {
+                        EventType::NodeDeleted => return None,
+                        // The session ended: the driver tells the waiter to join again.
+                        EventType::Session => return Some(grant_rx.await),
+                        // A data change: read it, and watch again.
+                        _ => {}
+                    }
+                }
+                Ok(None) => return None,
+                Err(e) if is_retryable_zk(&e) => {
+                    let pause = async {
+                        connected_again(&zk).await;
+                        backoff.sleep().await;
+                    };
+                    tokio::select! {
+                        biased;
+                        outcome = &mut *grant_rx => return Some(outcome),
+                        _ = pause => {}
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(%path, error = %e, "cannot watch a waiting node's data; revocation requests reach it once granted");
+                    return Some(grant_rx.await);
+                }
+            }
+        }
+    }
+
+    /// Creates one of this queue's lock nodes (`_c_<uuid>-lock-<seq>`, ephemeral-sequential,
+    /// with the queue's ACLs) carrying `data`, with `extras`.
+    fn create_lock_node<'a>(
+        &'a self,
+        data: &'a [u8],
+        extras: CreateExtras<'a>,
+    ) -> impl std::future::Future<Output = Result<Created>> + Send + 'a {
+        self.client.create_protected_then_list(
+            &self.path,
+            LOCK_NAME,
+            data,
+            CreateMode::EphemeralSequential,
+            &self.acls,
+            extras,
+        )
+    }
+
+    /// Creates a node for [`acquire_once`](Self::acquire_once) that replaces `replacing`'s
+    /// node (see [`release_and_acquire`](Self::release_and_acquire)): the outcome of the
+    /// create, and the queue as it was at the moment of the create, when the listing sent just
+    /// before it shows that.
+    async fn create_replacing(
+        self: &Arc<Self>,
+        data: &[u8],
+        replacing: Box<Replacing>,
+    ) -> (Result<Created>, Option<Listing>) {
+        let old = replacing.held.queue_node();
+        let zk_of_replaced = replacing.held.node().session.zookeeper().ok();
+        let listing_before = match (&zk_of_replaced, &old) {
+            (Some(zk), Some(old)) => Some(self.list_before_replacing(
+                zk,
+                replacing.held.node().session.generation(),
+                old.clone(),
+            )),
+            _ => None,
+        };
+        let extras = CreateExtras {
+            list: false,
+            replacing: Some(replacing.held.node()),
+        };
+        let create = self.create_lock_node(data, extras);
+        let (created, listing_before) = match listing_before {
+            Some(listing) => futures::join!(create, listing),
+            None => (create.await, None),
+        };
+        let Replacing { held, outcome } = *replacing;
+        let mut snapshot = None;
+        match &created {
+            Ok(created) if created.replaced => {
+                let old_incarnation = held.incarnation();
+                held.deleted_by_transaction();
+                let _ = outcome.send(None);
+                // ZooKeeper numbers children by counting creates: if our node's sequence
+                // follows the last one listed, nothing was created between the listing and
+                // the transaction, and the transaction deleted the old node as it created
+                // ours (so the parent never went empty). The listing, with the old node
+                // swapped for ours, is the queue at the moment of our create.
+                if let (Some(listing), Some(old), Some(new)) =
+                    (listing_before, old, queue_node(&created.node))
+                {
+                    let follows =
+                        listing.last_sequence().map(|last| last + 1) == Some(new.sequence);
+                    if follows && listing.incarnation == old_incarnation && listing.contains(&old) {
+                        snapshot = Some(listing.after_replacement(&old, new));
+                    }
+                }
+            }
+            // If nobody awaits the release any more, the `Held` comes back and is dropped
+            // here, which deletes the node in the background.
+            _ => drop(outcome.send(Some(held))),
+        }
+        (created, snapshot)
+    }
+
+    /// For a node about to replace `old` in one transaction: a listing sent on `old`'s session
+    /// *before* the transaction, so it is answered at once instead of behind the transaction's
+    /// commit. The future takes it into the view, pre-sets the watch the driver will most
+    /// likely need (on the newest live node listed other than `old`, which will be the new
+    /// node's predecessor unless someone creates a node meanwhile), and resolves to the
+    /// listing.
+    ///
+    /// The watch is set as soon as the listing is in, while the transaction is still being
+    /// written, rather than after a listing behind it: when a successor's release follows at
+    /// once, as a leader selector's may, the watch is in place in time.
+    fn list_before_replacing<'a>(
+        self: &'a Arc<Self>,
+        zk: &'a zookeeper_client::Client,
+        generation: u64,
+        old: QueueNode,
+    ) -> impl std::future::Future<Output = Option<Listing>> + Send + 'a {
+        let listing = zk.get_children(&self.path);
+        async move {
+            let (children, parent) = listing.await.ok()?;
+            let listing = Listing::new(children, &parent);
+            let mut state = self.state.lock().unwrap();
+            state.take_in(&listing, &self.path);
+            let current = state.view.incarnation() == Some(listing.incarnation);
+            if let Some(predecessor) = current
+                .then(|| state.view.newest_live_except(&old))
+                .flatten()
+            {
+                let path = join(&self.path, &predecessor.name);
+                let zk = zk.clone();
+                let watch = self
+                    .client
+                    .spawn(async move { zk.get_and_watch_data(&path).await });
+                state.prewatch = Some(PreWatch {
+                    generation,
+                    incarnation: listing.incarnation,
+                    predecessor,
+                    watch,
+                });
+            }
+            Some(listing)
+        }
+    }
+}
+
+/// Our node between its creation and its hand-over as [`Held`]: dropping it (a cancelled or
+/// failed acquire) withdraws the waiter and deletes the node.
+struct PendingNode {
+    queue: Arc<SequentialQueue>,
+    node: Option<ProtectedNode>,
+    key: Option<WaiterKey>,
+    /// The parent incarnation the node was seen in, when known.
+    incarnation: Option<Incarnation>,
+    /// The read of the node's stat, when the create's answer lacked it.
+    pending_stat: Option<PendingStat>,
+    /// The data versions already handed to the data listener while waiting.
+    delivery: DataDelivery,
+}
+
+impl PendingNode {
+    fn node(&self) -> &ProtectedNode {
+        self.node.as_ref().expect("present until handed over")
+    }
+
+    /// Awaits the node's stat if the create's answer lacked it. An error means the node is
+    /// gone (or its state unknown): join again; dropping `self` deletes the node.
+    ///
+    /// Not part of `into_held`: an async `into_held` would hold a second copy of the node in
+    /// every waiting future, and thousands may wait.
+    async fn await_stat(&mut self) -> std::result::Result<(), Denied> {
+        if let Some(read) = self.pending_stat.take() {
+            let stat = read.await.map_err(Denied::NodeGone)?;
+            self.node.as_mut().expect("present until handed over").stat = stat;
+        }
+        Ok(())
+    }
+
+    /// The node as granted; its stat must be known (see `await_stat`).
+    fn into_held(mut self, grant: Grant) -> Held {
+        let node = self.node.take().expect("handed over once");
+        let delivery = std::mem::take(&mut self.delivery);
+        Held::start(self.queue.clone(), node, grant, delivery)
+    }
+}
+
+impl Drop for PendingNode {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            self.queue.state.lock().unwrap().waiters.remove(&key);
+            // The driver may be watching on this waiter's behalf.
+            self.queue.wake_driver.notify_one();
+        }
+        if let Some(node) = self.node.take() {
+            self.queue.spawn_delete(
+                node,
+                self.incarnation,
+                "deleting the node of an abandoned acquire failed; a guaranteed delete continues",
+            );
+        }
+    }
+}

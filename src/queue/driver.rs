@@ -1,0 +1,386 @@
+//! The driver: one task per queue handle that serves the lowest local waiter, until there are
+//! none. Each step gathers the evidence [`decide`] asks for and acts on its decision.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use zookeeper_client::EventType;
+
+use super::decision::{decide, Decision, OwnNode, Presence};
+use super::view::{Incarnation, Listing, QueueNode};
+use super::{confirmed_epoch, Denied, Grant, OwnWatch, QueueState, SequentialQueue, WaiterKey};
+use crate::connection::{Backoff, Session};
+use crate::error::{Error, Result};
+use crate::path::join;
+
+/// What the driver knows of the node of the waiter it serves, beyond the view.
+enum OwnPresence {
+    /// No watch on it.
+    Unarmed,
+    /// A watch on it, set while it existed; not fired when last looked at.
+    Armed(Box<OwnWatch>),
+    /// The watch saw it deleted.
+    Deleted,
+}
+
+/// The waiter the driver serves, and the watch on its node.
+struct Serving {
+    key: WaiterKey,
+    own: OwnPresence,
+}
+
+impl Serving {
+    fn new(key: WaiterKey) -> Self {
+        Self {
+            key,
+            own: OwnPresence::Unarmed,
+        }
+    }
+
+    /// Whether the node is there, as the watch on it tells now. Call it after reading the
+    /// view: a watch that has not fired by then covers every fact the view holds (see the
+    /// [queue's docs](super#no-grant-without-proof)).
+    fn presence(&mut self) -> Presence {
+        let fired = match &mut self.own {
+            OwnPresence::Unarmed => return Presence::Unproven,
+            OwnPresence::Deleted => return Presence::Deleted,
+            OwnPresence::Armed(watch) => match watch.event.as_mut().now_or_never() {
+                None => return Presence::Proven,
+                Some(event) => event.event_type,
+            },
+        };
+        self.own_watch_fired(fired)
+    }
+
+    /// Records that the watch fired with `event`.
+    fn own_watch_fired(&mut self, event: EventType) -> Presence {
+        if event == EventType::NodeDeleted {
+            self.own = OwnPresence::Deleted;
+            Presence::Deleted
+        } else {
+            // A data change (a revocation request, say) or a session event: the node may well
+            // be there, but the watch is spent.
+            self.own = OwnPresence::Unarmed;
+            Presence::Unproven
+        }
+    }
+
+    /// Resolves when the watch on the node fires (never, if there is none), and records it.
+    async fn own_watch_event(&mut self) {
+        let event = match &mut self.own {
+            OwnPresence::Armed(watch) => (&mut watch.event).await.event_type,
+            _ => std::future::pending().await,
+        };
+        self.own_watch_fired(event);
+    }
+
+    /// Takes in the answer to [`OwnWatch::arm`].
+    fn armed(
+        &mut self,
+        answer: std::result::Result<Option<OwnWatch>, zookeeper_client::Error>,
+    ) -> Result<()> {
+        self.own = match answer? {
+            Some(watch) => OwnPresence::Armed(Box::new(watch)),
+            None => OwnPresence::Deleted,
+        };
+        Ok(())
+    }
+
+    fn is_unarmed(&self) -> bool {
+        matches!(self.own, OwnPresence::Unarmed)
+    }
+
+    fn take_watch(&mut self) -> Option<Box<OwnWatch>> {
+        match std::mem::replace(&mut self.own, OwnPresence::Unarmed) {
+            OwnPresence::Armed(watch) => Some(watch),
+            _ => None,
+        }
+    }
+}
+
+/// The waiter being served, as one step sees it.
+struct Step<'a> {
+    session: &'a Arc<Session>,
+    zk: &'a zookeeper_client::Client,
+    node: QueueNode,
+    /// Its node's full path.
+    path: String,
+}
+
+impl SequentialQueue {
+    /// Starts the driver if it is not running; wakes it either way.
+    pub(super) fn ensure_driver(self: &Arc<Self>, state: &mut QueueState) {
+        if !state.driver_running {
+            state.driver_running = true;
+            let queue = self.clone();
+            self.client.spawn(async move { queue.drive().await });
+        }
+        self.wake_driver.notify_one();
+    }
+
+    /// Serves the lowest local waiter until there are none.
+    async fn drive(self: Arc<Self>) {
+        let mut backoff = Backoff::new(Duration::from_millis(10), Duration::from_secs(1));
+        let mut serving: Option<Serving> = None;
+        loop {
+            let Some((key, session)) = self.lowest_waiter() else {
+                return;
+            };
+            // Serving another waiter drops the watch on the last one's node (a cancelled
+            // waiter, or one that a lower waiter overtook).
+            let serving = match &mut serving {
+                Some(s) if s.key == key => s,
+                slot => slot.insert(Serving::new(key)),
+            };
+            match self.serve(&session, serving).await {
+                Ok(()) => backoff.reset(),
+                Err(e) if e.is_retryable() => {
+                    tracing::debug!(path = %self.path, error = %e, "queue driver backing off");
+                    // Always a pause, whatever the client's state says: a failure while it
+                    // still reads as connected (a read-only server, throttling, a drop not
+                    // yet noticed) must not make this loop spin.
+                    tokio::select! {
+                        _ = backoff.sleep() => {}
+                        _ = session.lost() => {}
+                    }
+                }
+                Err(e) => self.state.lock().unwrap().deny(key, Denied::Failed(e)),
+            }
+        }
+    }
+
+    /// The lowest waiter and its session, once the waiters of lost sessions are told to join
+    /// again; `None` (and the driver marked stopped) when there is none.
+    fn lowest_waiter(&self) -> Option<(WaiterKey, Arc<Session>)> {
+        let mut state = self.state.lock().unwrap();
+        loop {
+            let Some((key, waiter)) = state.waiters.first_key_value() else {
+                state.driver_running = false;
+                return None;
+            };
+            if waiter.session.is_lost() {
+                let key = *key;
+                state.deny(key, Denied::NodeGone(Error::SessionExpired));
+                continue;
+            }
+            return Some((*key, waiter.session.clone()));
+        }
+    }
+
+    /// One decision for the waiter `serving` serves, and the action it calls for.
+    async fn serve(&self, session: &Arc<Session>, serving: &mut Serving) -> Result<()> {
+        let zk = session.zookeeper()?;
+        let released = self.local_holds.released();
+        tokio::pin!(released);
+        released.as_mut().enable();
+        let (decision, node, incarnation) = {
+            let state = self.state.lock().unwrap();
+            let Some(waiter) = state.waiters.get(&serving.key) else {
+                return Ok(());
+            };
+            let own = OwnNode {
+                node: &waiter.node,
+                incarnation: waiter.incarnation,
+                presence: serving.presence(),
+            };
+            let other_hold = self.local_holds.other_than(&waiter.node.name);
+            let decision = decide(&state.view, &own, other_hold);
+            (decision, waiter.node.clone(), waiter.incarnation)
+        };
+        let step = Step {
+            session,
+            zk: &zk,
+            path: join(&self.path, &node.name),
+            node,
+        };
+        tracing::trace!(node = %step.node.name, ?decision, "queue decision");
+        match decision {
+            Decision::Grant => {
+                let incarnation = incarnation.expect("a grant needs the node's incarnation");
+                let Some(epoch) = confirmed_epoch(session) else {
+                    return Err(Error::ConnectionLoss);
+                };
+                let grant = Grant {
+                    epoch,
+                    incarnation,
+                    own_watch: serving.take_watch(),
+                };
+                if let Some(waiter) = self.state.lock().unwrap().waiters.remove(&serving.key) {
+                    // A dropped receiver means the waiter is being cancelled; its guard
+                    // deletes the node.
+                    let _ = waiter.grant.send(Ok(grant));
+                }
+                Ok(())
+            }
+            Decision::Requeue(why) => {
+                tracing::debug!(node = %step.path, ?why, "a waiting node is gone; it joins again");
+                self.state
+                    .lock()
+                    .unwrap()
+                    .deny_gone(serving.key, &self.path);
+                Ok(())
+            }
+            Decision::List => self.list(&step).await,
+            Decision::ProvePresence => serving.armed(OwnWatch::arm(&zk, &step.path).await),
+            Decision::WaitOn(predecessor) => {
+                let incarnation = incarnation.expect("a wait needs the node's incarnation");
+                self.wait_on(&step, serving, incarnation, predecessor).await
+            }
+            Decision::AwaitLocalHold => {
+                tracing::debug!(node = %step.path, "first in the queue, but another hold of this client on the lock is still in use");
+                tokio::select! {
+                    _ = released => {}
+                    _ = self.wake_driver.notified() => {}
+                    _ = session.lost() => {}
+                    _ = serving.own_watch_event() => {}
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Lists the parent on the waiter's session, and places every waiter of that session the
+    /// listing covers.
+    async fn list(&self, step: &Step<'_>) -> Result<()> {
+        let ticket = self.state.lock().unwrap().next_ticket;
+        let listing = match step.zk.get_children(&self.path).await {
+            Ok((children, parent)) => Some(Listing::new(children, &parent)),
+            Err(zookeeper_client::Error::NoNode) => None,
+            Err(e) => return Err(e.into()),
+        };
+        self.state.lock().unwrap().place_waiters(
+            listing.as_ref(),
+            step.session.generation(),
+            ticket,
+            &self.path,
+        );
+        Ok(())
+    }
+
+    /// Waits until `predecessor` goes, or something else changes the decision.
+    async fn wait_on(
+        &self,
+        step: &Step<'_>,
+        serving: &mut Serving,
+        incarnation: Incarnation,
+        predecessor: QueueNode,
+    ) -> Result<()> {
+        let generation = step.session.generation();
+        // Our own node is watched while we wait, so that the grant has its proof when the
+        // predecessor goes; the read goes out together with the predecessor's.
+        let arm = serving
+            .is_unarmed()
+            .then(|| OwnWatch::arm(step.zk, &step.path));
+        let local = self.state.lock().unwrap().holds.get(&predecessor.name) == Some(&generation);
+        if local {
+            // Ours, on this session: its release (or its monitor, if someone else deletes it)
+            // marks it gone and wakes the driver. No read, no watch.
+            if let Some(arm) = arm {
+                serving.armed(arm.await)?;
+            }
+            tokio::select! {
+                _ = self.wake_driver.notified() => {}
+                _ = step.session.lost() => {}
+                _ = serving.own_watch_event() => {}
+            }
+            return Ok(());
+        }
+        // Watch only the predecessor, with a data watch (no dangling exists watch if it is
+        // already gone).
+        let pred_path = join(&self.path, &predecessor.name);
+        tracing::trace!(node = %step.node.name, predecessor = %predecessor.name, "waiting for predecessor");
+        let prewatch = {
+            let mut state = self.state.lock().unwrap();
+            match state.prewatch.take() {
+                Some(p)
+                    if p.generation == generation
+                        && p.incarnation == incarnation
+                        && p.predecessor == predecessor =>
+                {
+                    Some(p.watch)
+                }
+                // Set on a node that turned out not to be the predecessor: dropping it costs
+                // a RemoveWatches once its read is answered.
+                _ => None,
+            }
+        };
+        let watched = match prewatch {
+            Some(watch) => watch
+                .map(|joined| joined.unwrap_or(Err(zookeeper_client::Error::ConnectionLoss)))
+                .left_future(),
+            None => step.zk.get_and_watch_data(&pred_path).right_future(),
+        };
+        let watched = match arm {
+            Some(arm) => {
+                let (watched, armed) = futures::join!(watched, arm);
+                serving.armed(armed)?;
+                watched
+            }
+            None => watched.await,
+        };
+        let key = serving.key;
+        let predecessor_gone = match watched {
+            Ok((_, _, watcher)) => {
+                let mut fired = std::pin::pin!(watcher.changed());
+                loop {
+                    tokio::select! {
+                        biased;
+                        event = &mut fired => {
+                            tracing::trace!(predecessor = %predecessor.name, event = ?event.event_type, "predecessor watch fired");
+                            break event.event_type == EventType::NodeDeleted;
+                        }
+                        _ = step.session.lost() => return Ok(()),
+                        _ = serving.own_watch_event() => return Ok(()),
+                        // A local release, a new lower waiter or a cancelled one may change
+                        // the decision. Wakes that change nothing (a permit stored while the
+                        // driver was busy, a release of a node after ours) keep the watch:
+                        // dropping it would cost a RemoveWatches and a new read.
+                        _ = self.wake_driver.notified() => {
+                            if !self.still_waits_on(key, incarnation, &predecessor) {
+                                return Ok(());
+                            }
+                        }
+                    }
+                }
+            }
+            Err(zookeeper_client::Error::NoNode) => {
+                tracing::trace!(predecessor = %predecessor.name, "predecessor already gone");
+                true
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if predecessor_gone {
+            let stale = {
+                let mut state = self.state.lock().unwrap();
+                state.view.mark_gone(incarnation, predecessor.sequence);
+                state.view.live_predecessor(step.node.sequence).is_some()
+            };
+            if stale {
+                // Nodes before the one we watched went without a word to us (we watch only the
+                // nearest); most likely they are all gone. One listing settles it, where
+                // reading them one by one would cost a round trip each.
+                self.list(step).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// True if the decision for waiter `key` is still to wait on `predecessor`: the waiter is
+    /// still the lowest, its node is live in the view, and that node is still its nearest
+    /// live predecessor.
+    fn still_waits_on(
+        &self,
+        key: WaiterKey,
+        incarnation: Incarnation,
+        predecessor: &QueueNode,
+    ) -> bool {
+        let state = self.state.lock().unwrap();
+        let Some((lowest, waiter)) = state.waiters.first_key_value() else {
+            return false;
+        };
+        *lowest == key
+            && state.view.state_of(incarnation, &waiter.node) == Some(super::view::NodeState::Live)
+            && state.view.live_predecessor(waiter.node.sequence).as_ref() == Some(predecessor)
+    }
+}

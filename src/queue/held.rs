@@ -1,0 +1,495 @@
+//! A node this process holds at the head of the queue: its release, its lost signal, the
+//! monitor that watches it, and the register of each client's holds.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, LazyLock, Mutex, Weak};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use zookeeper_client::{EventType, SessionState};
+
+use super::view::{Incarnation, QueueNode};
+use super::{DataDelivery, Grant, OwnWatch, SequentialQueue};
+use crate::connection::{Backoff, ProtectedNode, Session};
+use crate::error::{is_retryable_zk, Error, Result};
+
+/// The holds of one client on one lock, through any of its handles: what "a hold still in
+/// use" can mean to a queue (see [`decision`](super::decision), rule 4).
+///
+/// A hold whose node was deleted by someone else, or whose session was lost, is still in use
+/// until its guard is released or dropped: no other hold of the same client on the same lock
+/// is granted meanwhile. Other clients (in this process or another) cannot see it, and take
+/// part as other processes do; fencing tokens are for them.
+#[derive(Debug, Default)]
+pub(super) struct LocalHolds {
+    /// The node names of the holds not yet released.
+    names: Mutex<HashSet<String>>,
+    released: Notify,
+}
+
+/// One lock of one client: the client's [instance](crate::Client::instance) and the lock
+/// path.
+type LockKey = (u64, String);
+
+/// Every lock of every client of the process with a live handle.
+static LOCKS: LazyLock<Mutex<HashMap<LockKey, Weak<LocalHolds>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+impl LocalHolds {
+    /// The holds of the client `instance` (see [`Client::instance`](crate::Client::instance))
+    /// on the lock `path`.
+    pub(super) fn of(instance: u64, path: &str) -> Arc<Self> {
+        let mut locks = LOCKS.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (instance, path.to_owned());
+        if let Some(holds) = locks.get(&key).and_then(Weak::upgrade) {
+            return holds;
+        }
+        // Locks no handle uses any more go when a new one comes, so the map stays as large as
+        // the set of locks in use.
+        locks.retain(|_, holds| holds.strong_count() > 0);
+        let holds = Arc::new(LocalHolds::default());
+        locks.insert(key, Arc::downgrade(&holds));
+        holds
+    }
+
+    fn register(self: &Arc<Self>, name: &str) -> LocalHold {
+        self.names
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_owned());
+        LocalHold {
+            holds: self.clone(),
+            name: name.to_owned(),
+        }
+    }
+
+    /// True while a hold other than the one on node `name` is in use.
+    pub(super) fn other_than(&self, name: &str) -> bool {
+        self.names
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .any(|held| held != name)
+    }
+
+    /// Resolves when a hold is released. Create (and enable) it before looking, so that a
+    /// release between the look and the wait is not missed.
+    pub(super) fn released(&self) -> tokio::sync::futures::Notified<'_> {
+        self.released.notified()
+    }
+}
+
+/// A hold's entry in [`LocalHolds`], removed when dropped.
+#[derive(Debug)]
+struct LocalHold {
+    holds: Arc<LocalHolds>,
+    name: String,
+}
+
+impl Drop for LocalHold {
+    fn drop(&mut self) {
+        self.holds
+            .names
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.name);
+        self.holds.released.notify_waiters();
+    }
+}
+
+/// A node this process holds at the head of the queue.
+///
+/// Dropping it without [`release`](Held::release) deletes the node in the background.
+#[derive(Debug)]
+pub(crate) struct Held {
+    queue: Arc<SequentialQueue>,
+    node: Option<ProtectedNode>,
+    incarnation: Incarnation,
+    /// The session's interruption count when ownership was confirmed.
+    epoch: u64,
+    /// Cancelled when the node is seen deleted (by its monitor).
+    node_deleted: CancellationToken,
+    monitor_stop: CancellationToken,
+    /// Removed when the release starts, or when dropped.
+    local_hold: Option<LocalHold>,
+}
+
+impl Held {
+    /// A node granted by `grant`: registers the hold and starts its monitor.
+    pub(super) fn start(
+        queue: Arc<SequentialQueue>,
+        node: ProtectedNode,
+        grant: Grant,
+        delivery: DataDelivery,
+    ) -> Self {
+        let local_hold = queue.local_holds.register(&node.name);
+        queue
+            .state
+            .lock()
+            .unwrap()
+            .holds
+            .insert(node.name.clone(), node.session.generation());
+        let node_deleted = CancellationToken::new();
+        let monitor_stop = CancellationToken::new();
+        monitor_own_node(
+            &queue,
+            &node,
+            grant.incarnation,
+            node_deleted.clone(),
+            monitor_stop.clone(),
+            delivery,
+            grant.own_watch,
+        );
+        Held {
+            queue,
+            node: Some(node),
+            incarnation: grant.incarnation,
+            epoch: grant.epoch,
+            node_deleted,
+            monitor_stop,
+            local_hold: Some(local_hold),
+        }
+    }
+
+    pub(crate) fn node(&self) -> &ProtectedNode {
+        self.node
+            .as_ref()
+            .expect("a held node is present until released")
+    }
+
+    pub(super) fn incarnation(&self) -> Incarnation {
+        self.incarnation
+    }
+
+    pub(super) fn queue_node(&self) -> Option<QueueNode> {
+        queue_node(self.node())
+    }
+
+    /// The lock node's czxid: unique and rising with every grant across the ensemble.
+    pub(crate) fn fencing_token(&self) -> u64 {
+        self.node().stat.czxid as u64
+    }
+
+    /// Resolves when the hold is surely lost: the node was deleted or its session lost. Unlike
+    /// [`LostSignal::wait`], a mere suspension does not resolve it (for `LeaderSelector`
+    /// listeners that choose to ride out suspensions).
+    pub(crate) fn gone(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let session = self.node().session.clone();
+        let node_deleted = self.node_deleted.clone();
+        async move {
+            tokio::select! {
+                _ = node_deleted.cancelled() => {}
+                _ = session.lost() => {}
+            }
+        }
+    }
+
+    /// The hold's lost signal as a cloneable value that outlives the `Held`, for recipes that
+    /// share one hold between several guards.
+    pub(crate) fn lost_signal(&self) -> LostSignal {
+        LostSignal {
+            session: self.node().session.clone(),
+            node_deleted: self.node_deleted.clone(),
+            epoch: self.epoch,
+        }
+    }
+
+    /// Lets go of a node that a transaction of ours has deleted: nothing is left to delete.
+    pub(super) fn deleted_by_transaction(mut self) {
+        self.local_hold.take();
+        let node = self.node.take().expect("given up once");
+        if let Some(queue_node) = queue_node(&node) {
+            self.queue.node_gone(Some(self.incarnation), &queue_node);
+        }
+        // Dropping `self` stops the monitor: after the transaction's answer that is safe, as at
+        // the end of `release` (its watch, if set, has fired).
+    }
+
+    /// Deletes the node now. On failure the node is handed to a background delete that keeps
+    /// trying for as long as the session lives (the node is never forgotten: CURATOR-678), and
+    /// the error is returned.
+    ///
+    /// The hold counts as released from the first poll: another hold of the same client on the
+    /// lock may be granted once the node is gone.
+    ///
+    /// Cancel safe: the delete request is on the wire once this is first polled, and dropping
+    /// the future hands the node to a background delete (a second delete of a deleted node is
+    /// harmless), so the node goes all the same; only the outcome is not reported.
+    pub(crate) async fn release(mut self) -> Result<()> {
+        self.local_hold.take();
+        let node = self.node.take().expect("released once");
+        // The monitor keeps running: our delete fires its watch, which ends it. Stopping it
+        // first would make zookeeper-client send a RemoveWatches ahead of the delete, costing
+        // the release a server round of its own.
+        let mut unfinished = DeleteOnDrop {
+            queue: self.queue.clone(),
+            node: Some(node.clone()),
+            incarnation: Some(self.incarnation),
+        };
+        let result = self.queue.delete_node(node, Some(self.incarnation)).await;
+        unfinished.node = None;
+        result
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.monitor_stop.cancel();
+        if let Some(node) = self.node.take() {
+            self.queue.spawn_delete(
+                node,
+                Some(self.incarnation),
+                "background release failed; a guaranteed delete continues",
+            );
+        }
+    }
+}
+
+/// A node of ours as the queue names it, if it has a sequence.
+pub(super) fn queue_node(node: &ProtectedNode) -> Option<QueueNode> {
+    node.sequence.map(|sequence| QueueNode {
+        sequence,
+        name: node.name.clone(),
+    })
+}
+
+/// A node whose delete is in flight: if the future awaiting it is dropped, the delete is
+/// finished in the background.
+struct DeleteOnDrop {
+    queue: Arc<SequentialQueue>,
+    node: Option<ProtectedNode>,
+    incarnation: Option<Incarnation>,
+}
+
+impl Drop for DeleteOnDrop {
+    fn drop(&mut self) {
+        if let Some(node) = self.node.take() {
+            self.queue.spawn_delete(
+                node,
+                self.incarnation,
+                "an interrupted release failed; a guaranteed delete continues",
+            );
+        }
+    }
+}
+
+/// The lost signal of a [`Held`], detached from it: the session the node lives on, the
+/// node-deleted token, and the interruption count at the grant.
+#[derive(Debug, Clone)]
+pub(crate) struct LostSignal {
+    session: Arc<Session>,
+    node_deleted: CancellationToken,
+    epoch: u64,
+}
+
+impl LostSignal {
+    /// True once the hold may be lost: the session was suspended or lost since the grant, or
+    /// the node was deleted.
+    pub(crate) fn is_lost(&self) -> bool {
+        self.node_deleted.is_cancelled()
+            || self.session.is_lost()
+            || self.session.interruption_count() > self.epoch
+    }
+
+    /// Resolves when [`is_lost`](Self::is_lost) becomes true.
+    pub(crate) fn wait(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let signal = self.clone();
+        async move {
+            tokio::select! {
+                _ = signal.node_deleted.cancelled() => {}
+                _ = signal.session.interrupted_since(signal.epoch) => {}
+            }
+        }
+    }
+}
+
+impl SequentialQueue {
+    /// Deletes `node` in a background task, counted until its first attempt ends (see
+    /// [`deletes_settled`](Self::deletes_settled)); `failure` is logged if that attempt fails.
+    pub(super) fn spawn_delete(
+        self: &Arc<Self>,
+        node: ProtectedNode,
+        incarnation: Option<Incarnation>,
+        failure: &'static str,
+    ) {
+        struct InFlight(Arc<SequentialQueue>);
+        impl Drop for InFlight {
+            fn drop(&mut self) {
+                self.0.background_deletes.send_modify(|n| *n -= 1);
+            }
+        }
+        self.background_deletes.send_modify(|n| *n += 1);
+        let in_flight = InFlight(self.clone());
+        self.client.spawn(async move {
+            if let Err(e) = in_flight.0.delete_node(node, incarnation).await {
+                tracing::warn!(error = %e, "{failure}");
+            }
+            drop(in_flight);
+        });
+    }
+
+    /// Resolves once every background delete started so far (by dropping a [`Held`] or an
+    /// `acquire` future) has had its first attempt: the node is deleted, or the delete failed
+    /// and a guaranteed delete carries on. For recipes that must not report "closed" while
+    /// their withdrawn node may still be seen.
+    pub(crate) async fn deletes_settled(&self) {
+        let mut rx = self.background_deletes.subscribe();
+        let _ = rx.wait_for(|n| *n == 0).await;
+    }
+
+    /// Deletes one of our nodes and, once it is surely gone, takes it out of the view.
+    pub(super) async fn delete_node(
+        self: &Arc<Self>,
+        node: ProtectedNode,
+        incarnation: Option<Incarnation>,
+    ) -> Result<()> {
+        let queue_node = queue_node(&node);
+        let outcome = match node.session.zookeeper() {
+            Ok(zk) => match zk.delete(&node.path, None).await {
+                Ok(()) | Err(zookeeper_client::Error::NoNode) => Ok(()),
+                // An expired session takes its ephemeral node with it, like a released one
+                // below: nothing is left to delete, and the release did not fail.
+                Err(zookeeper_client::Error::SessionExpired) => Ok(()),
+                Err(e) => Err(e),
+            },
+            // A released session takes its ephemeral node with it, but only once the server
+            // expires it, which may be later than this client declared it lost: leave the
+            // view alone, so waiters keep watching the node until it is really gone.
+            Err(_) => {
+                self.state.lock().unwrap().holds.remove(&node.name);
+                return Ok(());
+            }
+        };
+        match outcome {
+            Ok(()) => {
+                if let Some(queue_node) = &queue_node {
+                    self.node_gone(incarnation, queue_node);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let error = Error::from(e.clone());
+                tracing::warn!(path = %node.path, error = %e, "deleting a queue node failed; retrying in the background");
+                let queue = self.clone();
+                self.client.spawn(async move {
+                    let result = queue.client.guaranteed_delete(&node.session, &node.path).await;
+                    match (result, &queue_node) {
+                        (Ok(()), Some(queue_node)) => queue.node_gone(incarnation, queue_node),
+                        (Ok(()), None) => {}
+                        (Err(e), _) => tracing::error!(path = %node.path, error = %e, "could not delete a queue node; it stays until its session ends"),
+                    }
+                });
+                Err(error)
+            }
+        }
+    }
+}
+
+/// How long after a grant the holder's node monitor sets its watch, when the grant did not
+/// come with one.
+const MONITOR_DELAY: Duration = Duration::from_millis(10);
+
+/// Watches a held node, so that its deletion by anyone else marks the hold lost, and hands
+/// each version of its data to the data listener (Curator's revocation requests).
+///
+/// A grant that came with a watch on the node (the driver's proof of presence) goes on with
+/// it, at no cost. Otherwise the watch is set [`MONITOR_DELAY`] after the grant, from a task
+/// of its own: it costs the acquire no round trip, and a short hold no request. Our own
+/// delete at release fires it (or the release stops the monitor before it was set), so no
+/// watch is left dangling.
+fn monitor_own_node(
+    queue: &Arc<SequentialQueue>,
+    node: &ProtectedNode,
+    incarnation: Incarnation,
+    node_deleted: CancellationToken,
+    stop: CancellationToken,
+    mut delivery: DataDelivery,
+    armed: Option<Box<OwnWatch>>,
+) {
+    let Ok(zk) = node.session.zookeeper() else {
+        node_deleted.cancel();
+        return;
+    };
+    let path = node.path.clone();
+    let czxid = node.stat.czxid as u64;
+    let queue_node = queue_node(node);
+    let queue_of_node = queue.clone();
+    queue.client.spawn(async move {
+        let mut armed = armed;
+        if armed.is_none() {
+            // Holds shorter than this cost no request at all: an uncontended acquire and
+            // release is then a create (with its listing) and a delete, and nothing else. A
+            // deletion by someone else is noticed at most this much later than with an
+            // immediate watch.
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(MONITOR_DELAY) => {}
+            }
+        }
+        let watch = async {
+            let mut backoff = Backoff::new(Duration::from_millis(20), Duration::from_secs(1));
+            loop {
+                let own = match armed.take() {
+                    Some(own) => own,
+                    None => match OwnWatch::arm(&zk, &path).await {
+                        Ok(Some(own)) => Box::new(own),
+                        Ok(None) => return,
+                        Err(e) if is_retryable_zk(&e) => {
+                            // The interruption count covers the drop itself, but the watch is
+                            // not set: once the session is connected again, set it again, or
+                            // a deletion after the reconnect would go unnoticed (by holders
+                            // that ride out suspensions).
+                            connected_again(&zk).await;
+                            backoff.sleep().await;
+                            continue;
+                        }
+                        Err(e) => {
+                            tracing::warn!(%path, error = %e, "cannot watch a held node");
+                            return std::future::pending::<()>().await;
+                        }
+                    },
+                };
+                backoff.reset();
+                let OwnWatch { data, stat, event } = *own;
+                delivery.offer(&path, czxid, &stat, &data);
+                match event.await.event_type {
+                    EventType::NodeDeleted => return,
+                    // A session event: the interruption count covers it.
+                    EventType::Session => std::future::pending::<()>().await,
+                    // A data change (e.g. a revocation request): read it and watch again.
+                    _ => continue,
+                }
+            }
+        };
+        tokio::select! {
+            _ = stop.cancelled() => {}
+            _ = watch => {
+                node_deleted.cancel();
+                // A local successor may be waiting on this node without a watch of its own.
+                if let Some(queue_node) = &queue_node {
+                    queue_of_node.node_gone(Some(incarnation), queue_node);
+                }
+            }
+        }
+    });
+}
+
+/// Resolves once `zk`'s session is connected again; never, once it has ended (its loss
+/// covers whatever waited for it).
+pub(super) async fn connected_again(zk: &zookeeper_client::Client) {
+    let mut states = zk.state_watcher();
+    loop {
+        let state = states.state();
+        if matches!(
+            state,
+            SessionState::SyncConnected | SessionState::ConnectedReadOnly
+        ) {
+            return;
+        }
+        if state.is_terminated() {
+            std::future::pending::<()>().await;
+        }
+        states.changed().await;
+    }
+}
