@@ -13,7 +13,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// * the session is gone ([`Error::SessionExpired`]): every ephemeral node it owned is gone too,
 ///   so locks and leadership held through it are lost;
 /// * the caller asked for something impossible ([`Error::InvalidPath`],
-///   [`Error::InvalidArgument`], [`Error::IllegalState`], [`Error::NotLockOwner`]);
+///   [`Error::InvalidArgument`], [`Error::IllegalState`]);
 /// * ZooKeeper refused the request for a reason of its own ([`Error::NoAuth`],
 ///   [`Error::ZooKeeper`]).
 ///
@@ -56,10 +56,6 @@ pub enum Error {
     /// The recipe is not in a state that allows the call: `start()` twice, or use before start.
     #[error("illegal state: {0}")]
     IllegalState(&'static str),
-
-    /// A release from a task that does not hold the lock.
-    #[error("the calling task does not hold this lock")]
-    NotLockOwner,
 
     /// A guarded operation found that the lock node or leadership it depends on is gone.
     #[error("the lock or leadership is lost")]

@@ -39,31 +39,37 @@
 //! # Ok(()) }
 //! ```
 //!
-//! # Reentrancy: one hold per task
+//! # Reentrancy: explicit, through the guard
 //!
-//! Ownership is per **tokio task** (`tokio::task::try_id()`; outside a task, per thread), as
-//! Curator's is per thread. A task that holds the lock and acquires it again through the same
-//! handle (or a clone: clones share their state) gets it at once, without any ZooKeeper
-//! operation, and the task's hold count goes up by one. Other tasks sharing the handle queue
-//! like separate participants, each with its own node. The node is deleted when the count
-//! drops to zero.
+//! Every [`acquire`](InterProcessMutex::acquire) is a **separate holder**, whichever task
+//! calls it: a second acquire waits for the first hold to be released, as with
+//! `tokio::sync::Mutex`. That holds for futures polled concurrently in one task too
+//! (`join!`, `select!` loops, `for_each_concurrent`, `buffer_unordered`): in async Rust one
+//! task is not one holder, so the lock never counts a task as its owner.
 //!
-//! Every successful acquire returns a [`LockGuard`] that stands for **one count**:
+//! Reentrancy is asked for explicitly, by the code that holds the lock:
+//! [`LockGuard::reenter`] returns another guard on the same hold, at once and without any
+//! ZooKeeper operation. The node is deleted when the last guard of the hold is released or
+//! dropped, from whatever task that happens in; guards are `Send + 'static`, so handing one to
+//! a spawned task is fine.
 //!
-//! * [`LockGuard::release`] gives back its count (and deletes the node when it was the last),
-//!   and must run in the task that holds the lock: from any other task it fails with
-//!   [`Error::NotLockOwner`] and **the count stays held** by the owning task, which can give
-//!   it back with [`InterProcessMutex::release`].
-//! * Dropping a guard gives back its count from whatever task drops it; when it was the last
-//!   count, the node is deleted in the background. Moving a guard into another task and
-//!   dropping it there is the way to hand a hold over for clean-up.
-//! * [`LockGuard::detach`] gives up the guard but keeps the count, for Curator-style code that
-//!   releases with [`InterProcessMutex::release`].
-//! * [`InterProcessMutex::release`] gives back one count of the calling task's hold.
+//! ```no_run
+//! # async fn demo(mutex: zk_recipes::InterProcessMutex) -> zk_recipes::Result<()> {
+//! let outer = mutex.acquire().await?;
+//! let inner = outer.reenter(); // Curator's reentrant acquire: no ZooKeeper operation
+//! assert_eq!(outer.fencing_token(), inner.fencing_token());
+//! inner.release().await?; // the node stays: `outer` still holds
+//! outer.release().await?; // the last guard: the node is deleted
+//! # Ok(()) }
+//! ```
 //!
-//! A guard whose hold has already been released through other counts (say, by
-//! `InterProcessMutex::release`) is [lost](LockGuard::is_lost), and releasing or dropping it
-//! does nothing.
+//! **Coming from Curator.** Curator's `InterProcessMutex` is reentrant per *thread*: a
+//! thread that holds the lock and calls `acquire()` again gets it at once, and `release()`
+//! must come from the owning thread. Async code has no such owner (one task may run several
+//! holders at once, and a future may move between threads), so here the guard *is* the
+//! ownership: where Curator code calls `acquire()` again, call `guard.reenter()`; where it calls
+//! `release()`, release or drop that guard. Java and Rust participants still share one queue:
+//! reentrancy never creates a node, on either side.
 //!
 //! # What "lost" means, and what fencing protects
 //!
@@ -76,12 +82,16 @@
 //! * the session was [`Lost`](crate::ConnectionState::Lost) (expired, or suspended for
 //!   longer than the session timeout), which deletes the node;
 //! * the lock node was deleted by someone else (a watch on it reports the deletion);
-//! * a guarded write found the node gone, or the hold was fully released through other
-//!   counts.
+//! * a guarded write found the node gone, or every guard of the hold was released.
 //!
 //! The signal is conservative: it may fire while the node still exists (a short suspension),
 //! but it is never late by more than the time it takes this client to notice a broken
 //! connection or a watch event. Once fired, it stays fired; acquire again for a new hold.
+//!
+//! A lost hold is still *in use* until its last guard is released or dropped: while it is, no
+//! other acquire through the same [`Client`] is granted the lock, even once the lost node is
+//! gone from the queue. Holders on other clients (in this process or another) cannot know, and
+//! go ahead. So release or drop a lost guard promptly.
 //!
 //! A lost signal cannot stop work that is already in flight: a process may be paused (GC,
 //! swap, a slow disk) between checking it and acting on a shared resource, while its session
@@ -102,8 +112,8 @@
 //!
 //! [`InterProcessMutex::make_revocable`] and [`Revoker::attempt_revoke`] follow Curator's
 //! protocol: a revoker sets a holder's node data to [`REVOKE_MESSAGE`] (`__REVOKE__`), and the
-//! holder's [`RevocationListener`] is called. Releasing is up to the holder; the listener only
-//! asks. Java and Rust processes can revoke each other's holds. (Curator writes **empty** lock
+//! holder's [`RevocationListener`] is called (also while it still waits in the queue, as in
+//! Curator; once per request). Releasing is up to the holder; the listener only asks. Java and Rust processes can revoke each other's holds. (Curator writes **empty** lock
 //! node data for a revocable lock, so a revocable Java participant shows an empty id; this
 //! crate keeps the id either way.)
 //!
@@ -114,12 +124,11 @@
 //! deleted in the background, and a grant that races with the drop is released. Unlike
 //! zookeeper-client's own `Client::lock`, no node is left behind to block the queue.
 
-use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use zookeeper_client::{Acl, CreateMode, MultiWriteError, MultiWriteResult, MultiWriter, Stat};
 
@@ -132,20 +141,6 @@ use crate::queue::{Held, LostSignal, Participant, SequentialQueue, Wait};
 /// The data a revoker writes to a holder's lock node to ask for the lock (Curator's
 /// `LockInternals.REVOKE_MESSAGE`).
 pub const REVOKE_MESSAGE: &[u8] = b"__REVOKE__";
-
-/// Who holds a count of the lock: a tokio task, or a thread outside any task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Owner {
-    Task(tokio::task::Id),
-    Thread(std::thread::ThreadId),
-}
-
-fn current_owner() -> Owner {
-    match tokio::task::try_id() {
-        Some(id) => Owner::Task(id),
-        None => Owner::Thread(std::thread::current().id()),
-    }
-}
 
 /// `hostname/pid`: tells an operator which process holds or waits for a lock.
 fn default_participant_id() -> &'static str {
@@ -202,7 +197,8 @@ impl RevocationRequest {
     }
 
     /// The fencing token of the hold asked for (see [`LockGuard::fencing_token`]), to tell
-    /// which of several holds of one handle it is.
+    /// which of several holds of one handle it is. For a request that came while waiting, it
+    /// is the token the hold will have if it is granted.
     pub fn fencing_token(&self) -> u64 {
         self.fencing_token
     }
@@ -245,8 +241,8 @@ impl Revoker {
 /// See the [module documentation](self) for the protocol, the reentrancy rules, what "lost"
 /// means and what fencing protects.
 ///
-/// The handle is cheap to clone; clones share their holds (a task holding the lock through
-/// one clone reenters through another) and their queue.
+/// The handle is cheap to clone; clones share one queue, whose waiters share one driver
+/// task. Every acquire through it, from any task, is a separate holder.
 ///
 /// ```no_run
 /// # async fn demo(client: zk_recipes::Client) -> zk_recipes::Result<()> {
@@ -254,10 +250,10 @@ impl Revoker {
 ///
 /// let mutex = InterProcessMutex::new(&client, "/locks/orders")?;
 /// let outer = mutex.acquire().await?;
-/// let inner = mutex.acquire().await?; // reentrant: no ZooKeeper operation
+/// let inner = outer.reenter(); // reentrant: no ZooKeeper operation
 /// assert_eq!(outer.fencing_token(), inner.fencing_token());
-/// inner.release().await?; // count 2 → 1; the node stays
-/// outer.release().await?; // count 1 → 0; the node is deleted
+/// inner.release().await?; // the node stays
+/// outer.release().await?; // the last guard: the node is deleted
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
@@ -271,75 +267,42 @@ struct Inner {
     acls: Vec<Acl>,
     id: String,
     queue: Arc<SequentialQueue>,
-    /// Each task's hold and its count.
-    holds: Mutex<HashMap<Owner, Entry>>,
-    /// Per task with an acquire in flight: woken when that task's hold is installed, so that a
-    /// second acquire of the same task waiting in the queue (`join!` of two acquires) takes a
-    /// count instead of waiting behind itself. Per task, so that a grant wakes only the
-    /// acquires of its own task, not every waiter of the process.
-    installs: Mutex<HashMap<Owner, InstallWaiters>>,
+    /// The holds granted through this handle (and its clones) and not yet released.
+    holds_in_process: AtomicUsize,
     revocation: Mutex<Option<Arc<dyn RevocationListener>>>,
 }
 
-struct Entry {
-    hold: Arc<Hold>,
-    count: usize,
-}
-
-/// The acquires of one task in flight, and how to wake them.
-struct InstallWaiters {
-    notify: Arc<Notify>,
-    in_flight: usize,
-}
-
-/// Registers an acquire in flight for its task; unregisters on drop (also when cancelled).
-struct InFlightAcquire<'a> {
-    inner: &'a Inner,
-    owner: Owner,
-    notify: Arc<Notify>,
-}
-
-impl<'a> InFlightAcquire<'a> {
-    fn register(inner: &'a Inner, owner: Owner) -> Self {
-        let mut installs = inner.installs.lock().unwrap();
-        let waiters = installs.entry(owner).or_insert_with(|| InstallWaiters {
-            notify: Arc::new(Notify::new()),
-            in_flight: 0,
-        });
-        waiters.in_flight += 1;
-        let notify = waiters.notify.clone();
-        drop(installs);
-        Self {
-            inner,
-            owner,
-            notify,
-        }
-    }
-}
-
-impl Drop for InFlightAcquire<'_> {
-    fn drop(&mut self) {
-        let mut installs = self.inner.installs.lock().unwrap();
-        if let Some(waiters) = installs.get_mut(&self.owner) {
-            waiters.in_flight -= 1;
-            if waiters.in_flight == 0 {
-                installs.remove(&self.owner);
-            }
-        }
-    }
-}
-
-/// One node held by one task, shared by the task's guards.
+/// One node held through this handle, shared by the guards [`LockGuard::reenter`] made.
 struct Hold {
-    /// `None` once the last count is given back.
-    held: Mutex<Option<Held>>,
+    /// The node, and the number of guards still holding it; the node is `None` once the last
+    /// guard is released.
+    guards: Mutex<Guards>,
     lost: LostSignal,
-    /// Cancelled when the hold ends: fully released, or its node found gone by a guarded write.
+    /// Cancelled when the hold ends (its last guard released) or a guarded write found its
+    /// node gone.
     ended: CancellationToken,
     node_path: String,
     node_name: String,
     fencing_token: u64,
     session: Arc<Session>,
+}
+
+struct Guards {
+    held: Option<Held>,
+    count: usize,
+}
+
+impl Hold {
+    /// Gives back one guard; the node to release when it was the last.
+    fn give_back(&self) -> Option<Held> {
+        let mut guards = self.guards.lock().unwrap_or_else(|e| e.into_inner());
+        guards.count -= 1;
+        if guards.count > 0 {
+            return None;
+        }
+        self.ended.cancel();
+        guards.held.take()
+    }
 }
 
 impl std::fmt::Debug for InterProcessMutex {
@@ -385,8 +348,7 @@ impl InterProcessMutex {
                 acls,
                 id,
                 queue,
-                holds: Mutex::new(HashMap::new()),
-                installs: Mutex::new(HashMap::new()),
+                holds_in_process: AtomicUsize::new(0),
                 revocation: Mutex::new(None),
             }),
         };
@@ -438,14 +400,15 @@ impl InterProcessMutex {
         &self.inner.id
     }
 
-    /// Waits for the lock, as long as it takes, and returns a guard for one count of it.
+    /// Waits for the lock, as long as it takes, and returns a guard for it.
     ///
-    /// If the calling task already holds the lock through this handle (or a clone), it gets
-    /// another count at once, with no ZooKeeper operation, even if that hold is
-    /// [lost](LockGuard::is_lost) (as in Curator): give back every count and acquire again for a
-    /// new hold. If the waiting node is lost
-    /// (its session expired, or someone deleted it), the wait goes on with a new node on the
-    /// client's new session.
+    /// Every call is a separate holder: a call made while this process (any task, or another
+    /// future of the same task) holds the lock waits for that hold to be released. For a
+    /// reentrant acquire, use [`LockGuard::reenter`].
+    ///
+    /// If the waiting node is lost (its session expired, or someone deleted it), the wait
+    /// goes on with a new node at the back of the queue, on the client's current session, as
+    /// often as the client's retry policy allows. A node that is gone is never granted.
     ///
     /// # Errors
     ///
@@ -454,6 +417,8 @@ impl InterProcessMutex {
     /// * [`Error::ZooKeeper`] with `NoChildrenForEphemerals` if the lock path is an ephemeral
     ///   node;
     /// * [`Error::ConnectionLoss`] when the retry policy gives up on creating the node;
+    /// * [`Error::NodeDeleted`] or [`Error::SessionExpired`] when the waiting node was lost
+    ///   more often than the retry policy allows joining again;
     /// * [`Error::Closed`] once the client is closed.
     ///
     /// # Cancel safety
@@ -474,8 +439,7 @@ impl InterProcessMutex {
     /// the node made for the attempt is deleted). `Duration::ZERO` tries once: the lock is
     /// granted only if nobody holds it or waits for it.
     ///
-    /// Reentrant like [`acquire`](Self::acquire): a task holding the lock gets another count
-    /// at once, whatever the timeout.
+    /// A separate holder, like [`acquire`](Self::acquire).
     ///
     /// The timeout bounds the wait in the queue, including the node's creation; a create in
     /// flight at the deadline is abandoned and its node deleted in the background.
@@ -497,10 +461,6 @@ impl InterProcessMutex {
     }
 
     async fn acquire_with(&self, wait: Wait) -> Result<Option<LockGuard>> {
-        let owner = current_owner();
-        if let Some(guard) = self.reenter(owner) {
-            return Ok(Some(guard));
-        }
         let inner = &self.inner;
         if inner.id.len() > MAX_ID_LEN {
             return Err(Error::InvalidArgument(format!(
@@ -508,44 +468,12 @@ impl InterProcessMutex {
                 inner.id.len()
             )));
         }
-        let in_flight = InFlightAcquire::register(inner, owner);
-        let queued = inner.queue.acquire(inner.id.as_bytes(), wait);
-        tokio::pin!(queued);
-        loop {
-            let installed = in_flight.notify.notified();
-            tokio::pin!(installed);
-            installed.as_mut().enable();
-            // Another acquire of this very task (polled concurrently, say by `join!`) may have
-            // got the lock meanwhile: take a count of its hold instead of queueing behind it.
-            // Returning drops `queued`, which withdraws our node.
-            if let Some(guard) = self.reenter(owner) {
-                return Ok(Some(guard));
-            }
-            tokio::select! {
-                outcome = &mut queued => {
-                    return Ok(outcome?.map(|held| self.install(owner, held)));
-                }
-                _ = installed => {}
-            }
-        }
+        let held = inner.queue.acquire(inner.id.as_bytes(), wait).await?;
+        Ok(held.map(|held| self.install(held)))
     }
 
-    /// Another count of the task's hold, if it has one.
-    fn reenter(&self, owner: Owner) -> Option<LockGuard> {
-        let mut holds = self.inner.holds.lock().unwrap();
-        let entry = holds.get_mut(&owner)?;
-        entry.count += 1;
-        tracing::trace!(path = %self.inner.path, count = entry.count, "reentered a held lock");
-        Some(LockGuard {
-            inner: self.inner.clone(),
-            hold: entry.hold.clone(),
-            owner,
-            active: true,
-        })
-    }
-
-    /// Records a fresh grant as the task's hold, with one count.
-    fn install(&self, owner: Owner, held: Held) -> LockGuard {
+    /// Makes a fresh grant a hold with one guard.
+    fn install(&self, held: Held) -> LockGuard {
         let node = held.node();
         let hold = Arc::new(Hold {
             lost: held.lost_signal(),
@@ -554,95 +482,25 @@ impl InterProcessMutex {
             node_name: node.name.clone(),
             fencing_token: held.fencing_token(),
             session: node.session.clone(),
-            held: Mutex::new(None),
-        });
-        let mut holds = self.inner.holds.lock().unwrap();
-        if let Some(entry) = holds.get_mut(&owner) {
-            // A concurrent acquire of the same task won first: ours is surplus. Dropping it
-            // deletes its node in the background.
-            entry.count += 1;
-            let guard = LockGuard {
-                inner: self.inner.clone(),
-                hold: entry.hold.clone(),
-                owner,
-                active: true,
-            };
-            drop(holds);
-            drop(held);
-            return guard;
-        }
-        *hold.held.lock().unwrap() = Some(held);
-        holds.insert(
-            owner,
-            Entry {
-                hold: hold.clone(),
+            guards: Mutex::new(Guards {
+                held: Some(held),
                 count: 1,
-            },
-        );
-        drop(holds);
-        let installs = self.inner.installs.lock().unwrap();
-        if let Some(waiters) = installs.get(&owner) {
-            waiters.notify.notify_waiters();
-        }
-        drop(installs);
+            }),
+        });
+        self.inner.holds_in_process.fetch_add(1, Ordering::SeqCst);
         tracing::debug!(path = %self.inner.path, node = %hold.node_name, token = hold.fencing_token, "lock acquired");
         LockGuard {
             inner: self.inner.clone(),
             hold,
-            owner,
             active: true,
         }
     }
 
-    /// Gives back one count of the calling task's hold, Curator style; the last count deletes
-    /// the lock node.
-    ///
-    /// A guard of the released count that is still alive does nothing more when released or
-    /// dropped once its hold is gone (see the [module docs](self)). Use it with
-    /// [`LockGuard::detach`] for code that keeps no guard.
-    ///
-    /// # Errors
-    ///
-    /// * [`Error::NotLockOwner`] if the calling task holds no count of this lock;
-    /// * the error of the delete, when it fails: the node is then deleted in the background,
-    ///   retried for as long as its session lives (it is never forgotten), and the task no
-    ///   longer holds the lock.
-    ///
-    /// # Cancel safety
-    ///
-    /// Cancel safe: the count is given back when the future is first polled, and the delete
-    /// runs to completion in the background even if the future is dropped.
-    pub async fn release(&self) -> Result<()> {
-        let owner = current_owner();
-        let held = {
-            let mut holds = self.inner.holds.lock().unwrap();
-            let Some(entry) = holds.get_mut(&owner) else {
-                return Err(Error::NotLockOwner);
-            };
-            if entry.count > 1 {
-                entry.count -= 1;
-                return Ok(());
-            }
-            let entry = holds.remove(&owner).expect("present");
-            entry.hold.end()
-        };
-        release_held(&self.inner.path, held).await
-    }
-
-    /// True if the calling task holds the lock through this handle (or a clone), as far as
-    /// this process knows: it says nothing of whether the hold is [lost](LockGuard::is_lost).
-    pub fn is_acquired_in_this_task(&self) -> bool {
-        self.inner
-            .holds
-            .lock()
-            .unwrap()
-            .contains_key(&current_owner())
-    }
-
-    /// True if any task holds the lock through this handle (or a clone), as far as this
-    /// process knows (Curator's `isAcquiredInThisProcess`).
+    /// True if a hold granted through this handle (or a clone) has not been released yet, as
+    /// far as this process knows (Curator's `isAcquiredInThisProcess`). It says nothing of
+    /// whether the hold is [lost](LockGuard::is_lost).
     pub fn is_acquired_in_this_process(&self) -> bool {
-        !self.inner.holds.lock().unwrap().is_empty()
+        self.inner.holds_in_process.load(Ordering::SeqCst) > 0
     }
 
     /// Every participant in queue order, from every process (Java ones included): the first
@@ -659,10 +517,15 @@ impl InterProcessMutex {
         self.inner.queue.participants().await
     }
 
-    /// Makes holds granted from now on revocable: `listener` is called when another process
-    /// sets a held node's data to [`REVOKE_MESSAGE`] (see [`Revoker::attempt_revoke`];
-    /// Curator's `makeRevocable`). A request made while waiting is delivered once the lock is
-    /// granted. Replaces an earlier listener.
+    /// Makes acquires started from now on revocable: `listener` is called when another
+    /// process sets the data of our lock node to [`REVOKE_MESSAGE`] (see
+    /// [`Revoker::attempt_revoke`]; Curator's `makeRevocable`). Replaces an earlier listener.
+    ///
+    /// As in Curator, a request that comes while an acquire still waits in the queue reaches
+    /// the listener while it waits (cancel the acquire to give up the place); one that comes
+    /// while the lock is held reaches it then. Each request (each write of the node's data)
+    /// is delivered once: one made while waiting is not delivered again at the grant. A
+    /// panic in the listener is caught and logged; the hold's lost signal keeps working.
     pub fn make_revocable(&self, listener: impl RevocationListener) {
         self.install_revocation(Arc::new(listener));
     }
@@ -688,14 +551,6 @@ impl InterProcessMutex {
     }
 }
 
-impl Hold {
-    /// Ends the hold: its guards see it lost, and the node is handed back for deletion.
-    fn end(&self) -> Option<Held> {
-        self.ended.cancel();
-        self.held.lock().unwrap().take()
-    }
-}
-
 async fn release_held(path: &str, held: Option<Held>) -> Result<()> {
     let Some(held) = held else { return Ok(()) };
     let node = held.node().name.clone();
@@ -711,19 +566,18 @@ async fn release_held(path: &str, held: Option<Held>) -> Result<()> {
     }
 }
 
-/// One count of an [`InterProcessMutex`] held by a task. Made by
-/// [`acquire`](InterProcessMutex::acquire) and
-/// [`try_acquire`](InterProcessMutex::try_acquire).
+/// A hold of an [`InterProcessMutex`]. Made by [`acquire`](InterProcessMutex::acquire),
+/// [`try_acquire`](InterProcessMutex::try_acquire) and [`reenter`](LockGuard::reenter).
 ///
-/// Give the count back with [`release`](Self::release) (in the holding task), or drop the
-/// guard (anywhere: the release then runs in the background). The guard owns what it needs:
-/// it is `Send` and `'static`, and outlives the handle it came from.
+/// Release it with [`release`](Self::release), or drop it (the release then runs in the
+/// background); the lock node is deleted when the last guard of the hold goes. The guard owns
+/// what it needs: it is `Send` and `'static`, outlives the handle it came from, and may be
+/// released or dropped in any task.
 #[must_use = "dropping the guard releases the lock at once, in the background"]
 pub struct LockGuard {
     inner: Arc<Inner>,
     hold: Arc<Hold>,
-    owner: Owner,
-    /// False once released, detached or defused: drop then does nothing.
+    /// False once released: drop then does nothing.
     active: bool,
 }
 
@@ -739,7 +593,7 @@ impl std::fmt::Debug for LockGuard {
 
 impl LockGuard {
     /// The fencing token: the lock node's `czxid`. Unique, and larger for every later grant of
-    /// the lock (and for every later write of the ensemble). All counts of one hold share it.
+    /// the lock (and for every later write of the ensemble). All guards of one hold share it.
     ///
     /// It protects a resource only if the resource checks it: remember the largest token
     /// seen and refuse requests with a smaller one.
@@ -785,37 +639,61 @@ impl LockGuard {
         }
     }
 
-    /// Gives back this guard's count; the last count of the hold deletes the lock node.
+    /// Another guard on this guard's hold: Curator's reentrant acquire, asked for explicitly.
+    /// At once, with no ZooKeeper operation; the lock node stays until every guard of the
+    /// hold is released or dropped. The new guard shares the fencing token and the lost
+    /// signal (a lost hold gives lost guards).
     ///
-    /// A guard whose hold was already released through other counts does nothing.
+    /// ```no_run
+    /// # async fn demo(mutex: zk_recipes::InterProcessMutex) -> zk_recipes::Result<()> {
+    /// async fn update(guard: &zk_recipes::LockGuard) -> zk_recipes::Result<()> {
+    ///     // A helper that needs its own guard, called by a holder.
+    ///     let nested = guard.reenter();
+    ///     nested.guarded_set_data("/orders/next-id", b"44", None).await?;
+    ///     nested.release().await
+    /// }
+    /// let guard = mutex.acquire().await?;
+    /// update(&guard).await?;
+    /// guard.release().await?; // the last guard: the node is deleted
+    /// # Ok(()) }
+    /// ```
+    pub fn reenter(&self) -> LockGuard {
+        let mut guards = self.hold.guards.lock().unwrap_or_else(|e| e.into_inner());
+        // This guard is active, so the hold has at least its count.
+        guards.count += 1;
+        tracing::trace!(path = %self.inner.path, guards = guards.count, "reentered a held lock");
+        drop(guards);
+        LockGuard {
+            inner: self.inner.clone(),
+            hold: self.hold.clone(),
+            active: true,
+        }
+    }
+
+    /// Releases this guard; the last guard of the hold deletes the lock node. Any task may
+    /// call it.
     ///
     /// # Errors
     ///
-    /// * [`Error::NotLockOwner`] when called from a task other than the one that holds the
-    ///   lock. The count then **stays held** by the owning task (release it there with
-    ///   [`InterProcessMutex::release`]); to hand a hold to another task for clean-up, drop
-    ///   the guard there instead.
-    /// * The error of the delete, when it fails: the node is then deleted in the background,
-    ///   retried for as long as its session lives (it is never forgotten), and the lock is no
-    ///   longer held by this process.
+    /// The error of the delete, when it fails: the node is then deleted in the background,
+    /// retried for as long as its session lives (it is never forgotten), and the lock is no
+    /// longer held by this process.
     ///
     /// # Cancel safety
     ///
-    /// Cancel safe: the count is given back when the future is first polled, and the delete
+    /// Cancel safe: the guard is given back when the future is first polled, and the delete
     /// runs to completion in the background even if the future is dropped.
     pub async fn release(mut self) -> Result<()> {
         self.active = false;
-        if current_owner() != self.owner {
-            return Err(Error::NotLockOwner);
-        }
-        let held = give_back(&self.inner, self.owner, &self.hold);
+        let held = self.give_back();
         release_held(&self.inner.path, held).await
     }
 
-    /// Gives up the guard **without** giving back its count: the count stays with the owning
-    /// task, to be released with [`InterProcessMutex::release`] (Curator's style of use).
-    pub fn detach(mut self) {
-        self.active = false;
+    /// Gives back this guard's count: the node to release when it was the last.
+    fn give_back(&self) -> Option<Held> {
+        let held = self.hold.give_back()?;
+        self.inner.holds_in_process.fetch_sub(1, Ordering::SeqCst);
+        Some(held)
     }
 
     /// Runs a write that commits only while the lock node exists: one ZooKeeper `multi`, on
@@ -964,31 +842,14 @@ fn unexpected(result: Option<MultiWriteResult>) -> Error {
     )))
 }
 
-/// Gives back one count of `owner`'s hold, if `hold` is still its current hold; the node to
-/// delete when it was the last count.
-fn give_back(inner: &Inner, owner: Owner, hold: &Arc<Hold>) -> Option<Held> {
-    let mut holds = inner.holds.lock().unwrap();
-    let entry = holds.get_mut(&owner)?;
-    if !Arc::ptr_eq(&entry.hold, hold) {
-        // That hold was released already, through other counts.
-        return None;
-    }
-    if entry.count > 1 {
-        entry.count -= 1;
-        return None;
-    }
-    let entry = holds.remove(&owner).expect("present");
-    entry.hold.end()
-}
-
 impl Drop for LockGuard {
     fn drop(&mut self) {
         if !self.active {
             return;
         }
-        // The count goes back now; the delete, if it was the last, runs in the background
+        // The guard goes back now; the delete, if it was the last, runs in the background
         // (`Held`'s drop), from whichever task drops the guard.
-        if let Some(held) = give_back(&self.inner, self.owner, &self.hold) {
+        if let Some(held) = self.give_back() {
             tracing::debug!(path = %self.inner.path, node = %self.hold.node_name, "lock guard dropped; releasing in the background");
             drop(held);
         }
@@ -1017,15 +878,5 @@ mod tests {
     #[test]
     fn revoke_message_is_curators() {
         assert_eq!(REVOKE_MESSAGE, "__REVOKE__".as_bytes());
-    }
-
-    #[tokio::test]
-    async fn owners_differ_between_tasks_and_match_within_one() {
-        let here = tokio::spawn(async { (current_owner(), current_owner()) })
-            .await
-            .unwrap();
-        assert_eq!(here.0, here.1);
-        let other = tokio::spawn(async { current_owner() }).await.unwrap();
-        assert_ne!(here.0, other);
     }
 }

@@ -166,10 +166,11 @@ async fn tasks_sharing_one_handle_count_exactly() {
     eventually_children(&client, &lock, 0, "no lock node left").await;
 }
 
-/// A task that holds the lock reenters at once, with counts; another task on the same handle
-/// waits until the last count is given back.
+/// A holder reenters explicitly through its guard, at once and with no new node; every other
+/// acquire, from another task or from the same one, is a separate holder that waits until the
+/// last guard of the hold is released.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reentrancy_counts_and_other_tasks_wait() {
+async fn explicit_reentrancy_and_separate_holders() {
     init_tracing();
     let server = zk_server().await;
     let lock = format!("{}/lock", unique_path("mutex-reentrant"));
@@ -177,98 +178,69 @@ async fn reentrancy_counts_and_other_tasks_wait() {
     let mutex = InterProcessMutex::new(&client, &lock).unwrap();
 
     let outer = mutex.acquire().await.unwrap();
-    let clone = mutex.clone();
-    // Through a clone, and with try_acquire(ZERO): still reentrant, no new node.
-    let inner = clone.acquire().await.unwrap();
-    let third = clone
-        .try_acquire(Duration::ZERO)
-        .await
-        .unwrap()
-        .expect("reentrant try");
+    let inner = outer.reenter();
+    let third = inner.reenter();
     assert_eq!(outer.fencing_token(), inner.fencing_token());
     assert_eq!(outer.node_path(), third.node_path());
-    assert_eq!(children(&client, &lock).await.len(), 1);
-    assert!(mutex.is_acquired_in_this_task());
+    assert_eq!(
+        children(&client, &lock).await.len(),
+        1,
+        "reentering made a node"
+    );
+    assert!(mutex.is_acquired_in_this_process());
 
-    // Another task on the same handle is a separate participant.
+    // Another acquire through a clone, even in this very task, is a separate holder.
+    let clone = mutex.clone();
+    assert!(
+        clone.try_acquire(Duration::ZERO).await.unwrap().is_none(),
+        "a second acquire of the same task got a held lock"
+    );
+    // And so is one in another task.
     let other = mutex.clone();
     let (tried_tx, tried_rx) = tokio::sync::oneshot::channel();
     let probe = tokio::spawn(async move {
         let early = other.try_acquire(Duration::from_millis(300)).await.unwrap();
-        let _ = tried_tx.send((early.is_some(), other.is_acquired_in_this_task()));
+        let _ = tried_tx.send(early.is_some());
         other.acquire().await.unwrap()
     });
-    let (got_it, holds_it) = tried_rx.await.unwrap();
-    assert!(!got_it, "another task got a held lock");
-    assert!(!holds_it);
+    assert!(!tried_rx.await.unwrap(), "another task got a held lock");
     eventually_async("the other task to queue", DEADLINE, || async {
         mutex.participants().await.unwrap().len() == 2
     })
     .await;
 
+    // Guards go back in any order; the node stays while one is left.
     third.release().await.unwrap();
-    inner.release().await.unwrap();
-    // One count left: the node stays and the other task still waits.
+    drop(outer);
     let participants = mutex.participants().await.unwrap();
     assert_eq!(participants.len(), 2);
     assert!(participants[0].is_leader);
     assert_eq!(
         format!("{lock}/{}", participants[0].node),
-        outer.node_path()
+        inner.node_path()
     );
     assert!(!probe.is_finished());
-    assert!(!outer.is_lost());
+    assert!(!inner.is_lost());
 
-    let token = outer.fencing_token();
-    outer.release().await.unwrap();
-    assert!(!mutex.is_acquired_in_this_task());
+    // The last guard, released from another task, deletes the node.
+    let token = inner.fencing_token();
+    tokio::spawn(async move { inner.release().await })
+        .await
+        .unwrap()
+        .unwrap();
     let granted = tokio::time::timeout(DEADLINE, probe)
         .await
         .expect("the other task's grant")
         .unwrap();
     assert!(granted.fencing_token() > token);
-    drop(granted); // released in the background
-    eventually_children(&client, &lock, 0, "the dropped guard's node to go").await;
-
-    // Two acquires of one task polled together (join!) do not wait for each other.
-    let (a, b) = tokio::time::timeout(DEADLINE, async {
-        tokio::join!(mutex.acquire(), mutex.acquire())
-    })
-    .await
-    .expect("join! of two acquires of one task deadlocked");
-    let (a, b) = (a.unwrap(), b.unwrap());
-    assert_eq!(a.fencing_token(), b.fencing_token());
-    drop(a);
-    assert!(mutex.is_acquired_in_this_task());
-    drop(b);
-    assert!(!mutex.is_acquired_in_this_task());
-    eventually_children(&client, &lock, 0, "no node after the join! pair").await;
-
-    // Curator style: detach the guard, release through the handle.
-    mutex.acquire().await.unwrap().detach();
-    assert!(mutex.is_acquired_in_this_task());
-    assert_eq!(children(&client, &lock).await.len(), 1);
-    mutex.release().await.unwrap();
-    assert!(matches!(mutex.release().await, Err(Error::NotLockOwner)));
-    assert!(
-        children(&client, &lock).await.is_empty(),
-        "release returns after the delete"
-    );
-
-    // A guard whose hold was released through another count is lost, and inert.
-    let g1 = mutex.acquire().await.unwrap();
-    let g2 = mutex.acquire().await.unwrap();
-    mutex.release().await.unwrap();
-    g1.release().await.unwrap();
-    assert!(g2.is_lost());
-    tokio::time::timeout(Duration::from_secs(1), g2.lost())
-        .await
-        .expect("lost() of an ended hold");
-    let g3 = mutex.acquire().await.unwrap();
-    g2.release().await.unwrap(); // inert: g3's new hold stays
-    assert!(mutex.is_acquired_in_this_task());
-    assert!(!g3.is_lost());
-    g3.release().await.unwrap();
+    // A reentered guard keeps the hold when the first one goes.
+    let nested = granted.reenter();
+    drop(granted);
+    assert!(mutex.is_acquired_in_this_process());
+    assert!(!nested.is_lost());
+    nested.release().await.unwrap();
+    assert!(!mutex.is_acquired_in_this_process());
+    eventually_children(&client, &lock, 0, "the last guard's node to go").await;
 }
 
 /// try_acquire times out on a held lock, tries once with ZERO, succeeds on a free lock, and
@@ -876,31 +848,11 @@ async fn bad_input_and_misuse_are_typed_errors() {
         .with_id("x".repeat(2 << 20));
     assert!(matches!(m.acquire().await, Err(Error::InvalidArgument(_))));
 
-    // Releasing from a task that holds nothing, or a guard from another task.
-    let m = InterProcessMutex::new(&client, &lock).unwrap();
-    assert!(matches!(m.release().await, Err(Error::NotLockOwner)));
-    let guard = m.acquire().await.unwrap();
-    let from_elsewhere = {
-        let m = m.clone();
-        tokio::spawn(async move {
-            let other = m.release().await;
-            let own = guard.release().await;
-            (other, own)
-        })
-    };
-    let (other, own) = from_elsewhere.await.unwrap();
-    assert!(matches!(other, Err(Error::NotLockOwner)), "{other:?}");
-    assert!(matches!(own, Err(Error::NotLockOwner)), "{own:?}");
-    // The hold stays with this task, which releases it.
-    assert!(m.is_acquired_in_this_task());
-    assert_eq!(children(&client, &lock).await.len(), 1);
-    m.release().await.unwrap();
-    assert!(children(&client, &lock).await.is_empty());
-
     // A guard dropped in another task releases in the background.
+    let m = InterProcessMutex::new(&client, &lock).unwrap();
     let guard = m.acquire().await.unwrap();
     tokio::spawn(async move { drop(guard) }).await.unwrap();
-    assert!(!m.is_acquired_in_this_task());
+    assert!(!m.is_acquired_in_this_process());
     eventually_children(&client, &lock, 0, "the dropped guard's node to go").await;
 
     // Nothing leaked anywhere under the test's paths.
