@@ -900,9 +900,124 @@ async fn revocation_reaches_the_holder() {
     Revoker::attempt_revoke(&revoker, &node).await.unwrap();
 }
 
-/// After our release of the head, the next acquire is granted from its node's sequence alone
-/// when no other child was created meanwhile. A lock node created by someone else in between
-/// must still block it.
+/// A revocation request made while an acquire still waits reaches the listener then, as in
+/// Curator, and only once: it is not delivered again when the lock is granted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_while_waiting_is_delivered_while_waiting_and_once() {
+    init_tracing();
+    let server = zk_server().await;
+    let lock = format!("{}/lock", unique_path("mutex-revoke-waiting"));
+    let holder = connect(&server, Duration::from_secs(4)).await;
+    let waiting = connect(&server, Duration::from_secs(4)).await;
+    let revoker = connect(&server, Duration::from_secs(4)).await;
+    let held = InterProcessMutex::new(&holder, &lock)
+        .unwrap()
+        .with_id("holder")
+        .acquire()
+        .await
+        .unwrap();
+    let mutex = InterProcessMutex::new(&waiting, &lock)
+        .unwrap()
+        .with_id("waiter");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    mutex.make_revocable(move |request: &zk_recipes::RevocationRequest| {
+        let _ = tx.send((
+            request.node_path().to_owned(),
+            request.fencing_token(),
+            Instant::now(),
+        ));
+    });
+    let waiter = tokio::spawn({
+        let mutex = mutex.clone();
+        async move { mutex.acquire().await.unwrap() }
+    });
+    eventually_async("the waiter to queue", DEADLINE, || async {
+        mutex.participants().await.unwrap().len() == 2
+    })
+    .await;
+    let node = format!("{lock}/{}", mutex.participants().await.unwrap()[1].node);
+    Revoker::attempt_revoke(&revoker, &node).await.unwrap();
+    let (path, token, _) = tokio::time::timeout(DEADLINE, rx.recv())
+        .await
+        .expect("the request while waiting")
+        .unwrap();
+    assert_eq!(path, node);
+    assert!(!waiter.is_finished(), "granted while the holder holds");
+
+    held.release().await.unwrap();
+    let guard = tokio::time::timeout(DEADLINE, waiter)
+        .await
+        .expect("the grant")
+        .unwrap();
+    assert_eq!(guard.node_path(), node);
+    assert_eq!(
+        guard.fencing_token(),
+        token,
+        "the request named the hold to come"
+    );
+    // A second request after the grant is the next thing the listener hears: the first one
+    // is not delivered again (a repeat would come at the grant, before this request).
+    guard
+        .guarded_set_data(&node, b"not a request", None)
+        .await
+        .unwrap();
+    let second_sent = Instant::now();
+    Revoker::attempt_revoke(&revoker, &node).await.unwrap();
+    let (_, _, heard) = tokio::time::timeout(DEADLINE, rx.recv())
+        .await
+        .expect("the request while held")
+        .unwrap();
+    assert!(
+        heard >= second_sent,
+        "the request made while waiting was delivered again"
+    );
+    guard.release().await.unwrap();
+}
+
+/// A revocation listener that panics is contained: the next request still reaches it, and
+/// the hold's lost signal still works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_revocation_listener_is_contained() {
+    init_tracing();
+    let server = zk_server().await;
+    let lock = format!("{}/lock", unique_path("mutex-revoke-panic"));
+    let client = connect(&server, Duration::from_secs(4)).await;
+    let other = connect(&server, Duration::from_secs(4)).await;
+    let mutex = InterProcessMutex::new(&client, &lock).unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    mutex.make_revocable({
+        let calls = calls.clone();
+        move |_: &zk_recipes::RevocationRequest| {
+            if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                panic!("a listener that fails on its first request");
+            }
+            let _ = tx.send(());
+        }
+    });
+    let guard = mutex.acquire().await.unwrap();
+    Revoker::attempt_revoke(&other, guard.node_path())
+        .await
+        .unwrap();
+    eventually("the first request to reach the listener", DEADLINE, || {
+        calls.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    Revoker::attempt_revoke(&other, guard.node_path())
+        .await
+        .unwrap();
+    tokio::time::timeout(DEADLINE, rx.recv())
+        .await
+        .expect("the second request after a panic")
+        .unwrap();
+    other.delete(guard.node_path(), None).await.unwrap();
+    tokio::time::timeout(DEADLINE, guard.lost())
+        .await
+        .expect("lost() after a panicking listener");
+}
+
+/// A lock node created by someone else right after our release must block our next acquire,
+/// however its sequence relates to our released node's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_created_right_after_our_release_still_blocks() {
     init_tracing();

@@ -1,0 +1,656 @@
+//! No grant without proof: the queue core (`InterProcessMutex`, `LeaderSelector`) against the
+//! *state* faults that once let two holders in at once, on a real ZooKeeper and, where a
+//! Curator process fits, with Apache Curator 5.4 as the other holder:
+//!
+//! 1. the lock's parent deleted (or reaped as an empty container) and created again, so that
+//!    sequence numbers start again at 0 under a handle that remembers the old ones;
+//! 2. a waiting node deleted by someone else, then its predecessor released;
+//! 3. concurrency inside one task (`join!`, `select!`, `for_each_concurrent`,
+//!    `buffer_unordered`), and a guard moved to another task;
+//!
+//! and the rules that came with the fixes: a node deleted again and again ends the wait with a
+//! typed error after the retry policy's re-joins, and a hold of a client that is still in use
+//! (its node deleted by someone) keeps the client's next holder out until it is released.
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::java::{self, JavaProcess};
+use common::{eventually, eventually_async, init_tracing, unique_path, zk_server};
+use futures::StreamExt;
+use zk_recipes::retry::RetryNTimes;
+use zk_recipes::testing::{Backend, ServerOptions, TestingServer};
+use zk_recipes::{
+    BoxError, Client, Error, InterProcessMutex, LeaderSelector, LeaderSelectorListener, Leadership,
+    LockGuard,
+};
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+async fn connect(connect_string: &str) -> Client {
+    Client::builder(connect_string)
+        .session_timeout(Duration::from_secs(4))
+        .connection_timeout(Duration::from_secs(2))
+        .connect()
+        .await
+        .expect("connect")
+}
+
+/// The ids of the lock's participants, in queue order.
+async fn ids(mutex: &InterProcessMutex) -> Vec<String> {
+    mutex
+        .participants()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.id)
+        .collect()
+}
+
+async fn await_ids(mutex: &InterProcessMutex, expected: &[&str]) {
+    let what = format!("participants {expected:?}");
+    eventually_async(&what, DEADLINE, || async { ids(mutex).await == expected }).await;
+}
+
+async fn curator_worker(server: &str, lock: &str) -> JavaProcess {
+    let classes: PathBuf = java::compile("tests/java/CuratorMutexWorker.java").await;
+    JavaProcess::start(
+        &classes,
+        "CuratorMutexWorker",
+        &[server, lock, "java", "/unused"],
+        "READY",
+        Duration::from_secs(60),
+    )
+    .await
+}
+
+/// Deletes the lock's parent (now empty), as ZooKeeper's container reaper does about a
+/// minute after the last child goes.
+async fn delete_parent(client: &Client, lock: &str) {
+    eventually_async("the lock parent to be empty", DEADLINE, || async {
+        client
+            .children(lock)
+            .await
+            .unwrap()
+            .unwrap_or_default()
+            .is_empty()
+    })
+    .await;
+    client.delete(lock, None).await.unwrap();
+}
+
+/// Scenario 1 with Curator: a handle that acquired and released once, then a parent recreated
+/// by a Curator process that holds sequence 0. The handle's next node is sequence 1, exactly
+/// the node that follows its own release in the old parent: it must still wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parent_recreated_by_curator_does_not_grant_the_next_sequence() {
+    if java::skip_requested() {
+        return;
+    }
+    init_tracing();
+    let server = zk_server().await;
+    let lock = format!("{}/lock", unique_path("recreated-curator"));
+    let client = connect(&server).await;
+    let mutex = InterProcessMutex::new(&client, &lock)
+        .unwrap()
+        .with_id("rust");
+    mutex.acquire().await.unwrap().release().await.unwrap();
+
+    delete_parent(&client, &lock).await;
+    let mut worker = curator_worker(&server, &lock).await;
+    worker.send("ACQUIRE j").await;
+    let java_node = worker.expect("ACQUIRED j", DEADLINE).await;
+    assert!(java_node.ends_with("lock-0000000000"), "{java_node}");
+
+    let tried = tokio::spawn({
+        let mutex = mutex.clone();
+        async move { mutex.try_acquire(Duration::from_secs(3)).await.unwrap() }
+    });
+    await_ids(&mutex, &["java-j", "rust"]).await;
+    let ours = mutex.participants().await.unwrap()[1].node.clone();
+    assert!(
+        ours.ends_with("lock-0000000001"),
+        "not the coincidence this test is about: {ours}"
+    );
+    let tried = tried.await.unwrap();
+    assert!(
+        tried.is_none(),
+        "granted while Curator holds the recreated lock: {tried:?}"
+    );
+    // And once Curator lets go, the handle gets it, with a later token.
+    let waiter = tokio::spawn({
+        let mutex = mutex.clone();
+        async move { mutex.acquire().await.unwrap() }
+    });
+    await_ids(&mutex, &["java-j", "rust"]).await;
+    assert!(!waiter.is_finished(), "granted while Curator holds");
+    worker.send("RELEASE j").await;
+    worker.expect("RELEASED j", DEADLINE).await;
+    let guard = tokio::time::timeout(DEADLINE, waiter)
+        .await
+        .expect("the grant after Curator's release")
+        .unwrap();
+    guard.release().await.unwrap();
+    worker.quit("QUIT", Duration::from_secs(10)).await;
+}
+
+/// Scenario 1 without the coincidence: a handle whose high-water mark is far above the new
+/// parent's sequences must neither skip the new holder nor loop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recreated_parent_resets_the_high_water_mark() {
+    init_tracing();
+    let server = zk_server().await;
+    let lock = format!("{}/lock", unique_path("recreated-rust"));
+    let a = connect(&server).await;
+    let b = connect(&server).await;
+    let mutex = InterProcessMutex::new(&a, &lock).unwrap().with_id("a");
+    for _ in 0..5 {
+        mutex.acquire().await.unwrap().release().await.unwrap();
+    }
+    delete_parent(&a, &lock).await;
+    let other = InterProcessMutex::new(&b, &lock).unwrap().with_id("b");
+    let held = other.acquire().await.unwrap();
+    assert!(held.node_name().ends_with("lock-0000000000"));
+
+    assert!(
+        mutex
+            .try_acquire(Duration::from_secs(2))
+            .await
+            .unwrap()
+            .is_none(),
+        "granted past the holder of the recreated parent"
+    );
+    let waiter = tokio::spawn({
+        let mutex = mutex.clone();
+        async move { mutex.acquire().await.unwrap() }
+    });
+    await_ids(&mutex, &["b", "a"]).await;
+    let token = held.fencing_token();
+    held.release().await.unwrap();
+    let guard = tokio::time::timeout(DEADLINE, waiter)
+        .await
+        .expect("the grant after b's release")
+        .unwrap();
+    assert!(guard.fencing_token() > token);
+    guard.release().await.unwrap();
+}
+
+/// Scenario 1 by the real container reaper: a server that reaps empty containers every
+/// 200 ms deletes the lock's parent after a release, and a holder creates it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parent_reaped_as_an_empty_container_is_a_new_queue() {
+    init_tracing();
+    let options = ServerOptions::default().container_check_interval(Duration::from_millis(200));
+    let server = TestingServer::start_with_options(Backend::from_env().await.unwrap(), options)
+        .await
+        .expect("a server that reaps containers quickly");
+    let connect_string = server.connect_string();
+    let lock = format!("{}/lock", unique_path("reaped"));
+    let a = connect(&connect_string).await;
+    let b = connect(&connect_string).await;
+    let mutex = InterProcessMutex::new(&a, &lock).unwrap().with_id("a");
+    for _ in 0..3 {
+        mutex.acquire().await.unwrap().release().await.unwrap();
+    }
+    eventually_async(
+        "the reaper to delete the empty lock parent",
+        DEADLINE,
+        || async { a.exists(&lock).await.unwrap().is_none() },
+    )
+    .await;
+    let other = InterProcessMutex::new(&b, &lock).unwrap().with_id("b");
+    let held = other.acquire().await.unwrap();
+    assert!(held.node_name().ends_with("lock-0000000000"));
+    assert!(
+        mutex
+            .try_acquire(Duration::from_secs(2))
+            .await
+            .unwrap()
+            .is_none(),
+        "granted past the holder of the recreated parent"
+    );
+    held.release().await.unwrap();
+    let guard = tokio::time::timeout(DEADLINE, mutex.acquire())
+        .await
+        .expect("the grant once the lock is free")
+        .unwrap();
+    guard.release().await.unwrap();
+}
+
+/// Scenario 2: Curator X holds, Rust W waits, Curator Y waits behind W. W's node is deleted
+/// by someone else, then X releases: Y gets the lock, and W, joined again behind Y, only
+/// after Y.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_waiting_node_is_never_granted() {
+    if java::skip_requested() {
+        return;
+    }
+    init_tracing();
+    let server = zk_server().await;
+    let lock = format!("{}/lock", unique_path("deleted-waiter"));
+    let client = connect(&server).await;
+    let observer = connect(&server).await;
+    let mut worker = curator_worker(&server, &lock).await;
+    worker.send("ACQUIRE x").await;
+    worker.expect("ACQUIRED x", DEADLINE).await;
+
+    let mutex = InterProcessMutex::new(&client, &lock).unwrap().with_id("w");
+    let granted_at = Arc::new(Mutex::new(None::<Instant>));
+    let waiter = tokio::spawn({
+        let mutex = mutex.clone();
+        let granted_at = granted_at.clone();
+        async move {
+            let guard = mutex.acquire().await.unwrap();
+            *granted_at.lock().unwrap() = Some(Instant::now());
+            guard
+        }
+    });
+    await_ids(&mutex, &["java-x", "w"]).await;
+    worker.send("ACQUIRE y").await;
+    await_ids(&mutex, &["java-x", "w", "java-y"]).await;
+
+    let w_node = mutex.participants().await.unwrap()[1].node.clone();
+    observer
+        .delete(&format!("{lock}/{w_node}"), None)
+        .await
+        .unwrap();
+    // W joins again, at the back.
+    await_ids(&mutex, &["java-x", "java-y", "w"]).await;
+
+    worker.send("RELEASE x").await;
+    worker.expect("ACQUIRED y", DEADLINE).await;
+    let y_acquired = Instant::now();
+    await_ids(&mutex, &["java-y", "w"]).await;
+    assert!(
+        granted_at.lock().unwrap().is_none(),
+        "W was granted while Y holds"
+    );
+    worker.send("RELEASE y").await;
+    worker.expect("RELEASED y", DEADLINE).await;
+    let guard = tokio::time::timeout(DEADLINE, waiter)
+        .await
+        .expect("W's grant after Y")
+        .unwrap();
+    assert!(granted_at.lock().unwrap().unwrap() > y_acquired);
+    guard.release().await.unwrap();
+    worker.quit("QUIT", Duration::from_secs(10)).await;
+}
+
+/// A clean-up job that deletes every node of one participant as soon as it appears: the wait
+/// ends with `Error::NodeDeleted` once the retry policy allows no more re-joins (here 2), with
+/// one node per attempt and no create/delete loop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_deleted_again_and_again_ends_with_a_typed_error() {
+    init_tracing();
+    let server = zk_server().await;
+    let lock = format!("{}/lock", unique_path("deleted-again"));
+    let holder_client = connect(&server).await;
+    let doomed_client = Client::builder(&server)
+        .session_timeout(Duration::from_secs(4))
+        .retry_policy(RetryNTimes::new(2, Duration::from_millis(20)))
+        .connect()
+        .await
+        .unwrap();
+    let cleaner = connect(&server).await;
+    let held = InterProcessMutex::new(&holder_client, &lock)
+        .unwrap()
+        .with_id("holder")
+        .acquire()
+        .await
+        .unwrap();
+
+    let deleted = Arc::new(AtomicUsize::new(0));
+    let cleaning = tokio::spawn({
+        let (cleaner, lock, deleted) = (cleaner.clone(), lock.clone(), deleted.clone());
+        async move {
+            let zk = cleaner.zookeeper().unwrap();
+            loop {
+                let (children, _, watcher) = zk.get_and_watch_children(&lock).await.unwrap();
+                for child in children {
+                    let path = format!("{lock}/{child}");
+                    if let Ok((data, _)) = zk.get_data(&path).await {
+                        if data == b"doomed" && zk.delete(&path, None).await.is_ok() {
+                            deleted.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                }
+                watcher.changed().await;
+            }
+        }
+    });
+    let doomed = InterProcessMutex::new(&doomed_client, &lock)
+        .unwrap()
+        .with_id("doomed");
+    let outcome = tokio::time::timeout(DEADLINE, doomed.acquire())
+        .await
+        .expect("the wait to end");
+    assert!(
+        matches!(outcome, Err(Error::NodeDeleted { ref path }) if path.starts_with(&lock)),
+        "{outcome:?}"
+    );
+    assert_eq!(deleted.load(Ordering::SeqCst), 3, "one node per attempt");
+    cleaning.abort();
+    assert_eq!(ids(&doomed).await, ["holder"]);
+    held.release().await.unwrap();
+}
+
+/// Scenario 3: futures polled concurrently in one task are separate holders, whichever way
+/// they are combined; none waits forever for another of its task.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_futures_in_one_task_are_separate_holders() {
+    init_tracing();
+    let server = zk_server().await;
+    let lock = format!("{}/lock", unique_path("one-task"));
+    let client = connect(&server).await;
+    let mutex = InterProcessMutex::new(&client, &lock).unwrap();
+    let inside = Arc::new(AtomicUsize::new(0));
+    let overlaps = Arc::new(AtomicUsize::new(0));
+    let jobs_done = Arc::new(AtomicUsize::new(0));
+    let job = || {
+        let (mutex, inside, overlaps, done) = (
+            mutex.clone(),
+            inside.clone(),
+            overlaps.clone(),
+            jobs_done.clone(),
+        );
+        async move {
+            let guard = mutex.acquire().await.unwrap();
+            if inside.fetch_add(1, Ordering::SeqCst) != 0 {
+                overlaps.fetch_add(1, Ordering::SeqCst);
+            }
+            // The work inside the critical section.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            inside.fetch_sub(1, Ordering::SeqCst);
+            guard.release().await.unwrap();
+            done.fetch_add(1, Ordering::SeqCst);
+        }
+    };
+    tokio::time::timeout(DEADLINE, async {
+        // join!
+        tokio::join!(job(), job());
+        // A select! loop.
+        let (mut a, mut b) = (std::pin::pin!(job()), std::pin::pin!(job()));
+        let (mut a_done, mut b_done) = (false, false);
+        while !(a_done && b_done) {
+            tokio::select! {
+                _ = &mut a, if !a_done => a_done = true,
+                _ = &mut b, if !b_done => b_done = true,
+            }
+        }
+        // for_each_concurrent and buffer_unordered.
+        futures::stream::iter(0..3)
+            .for_each_concurrent(3, |_| job())
+            .await;
+        futures::stream::iter(0..3)
+            .map(|_| job())
+            .buffer_unordered(3)
+            .collect::<Vec<()>>()
+            .await;
+    })
+    .await
+    .expect("concurrent acquires of one task deadlocked");
+    assert_eq!(jobs_done.load(Ordering::SeqCst), 10);
+    assert_eq!(
+        overlaps.load(Ordering::SeqCst),
+        0,
+        "two holders inside at once"
+    );
+
+    // A guard moved to another task is released there, and the lock is free at once.
+    let guard = mutex.acquire().await.unwrap();
+    tokio::spawn(async move { guard.release().await })
+        .await
+        .unwrap()
+        .unwrap();
+    let again = mutex.try_acquire(Duration::ZERO).await.unwrap();
+    assert!(
+        again.is_some(),
+        "the lock is wedged after a release in another task"
+    );
+}
+
+/// A hold whose node someone else deleted is lost, but its guard is still in use: another
+/// acquire through the same client is not granted until that guard is dropped. (Another
+/// client, like another process, cannot know, and fencing tokens are for it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deposed_hold_keeps_its_clients_next_holder_out_until_released() {
+    init_tracing();
+    let server = zk_server().await;
+    let lock = format!("{}/lock", unique_path("deposed"));
+    let client = connect(&server).await;
+    let observer = connect(&server).await;
+    let first = InterProcessMutex::new(&client, &lock)
+        .unwrap()
+        .with_id("first");
+    let second = InterProcessMutex::new(&client, &lock)
+        .unwrap()
+        .with_id("second");
+    let deposed: LockGuard = first.acquire().await.unwrap();
+    let granted_at = Arc::new(Mutex::new(None::<Instant>));
+    let waiter = tokio::spawn({
+        let (second, granted_at) = (second.clone(), granted_at.clone());
+        async move {
+            let guard = second.acquire().await.unwrap();
+            *granted_at.lock().unwrap() = Some(Instant::now());
+            guard
+        }
+    });
+    await_ids(&second, &["first", "second"]).await;
+    observer.delete(deposed.node_path(), None).await.unwrap();
+    tokio::time::timeout(DEADLINE, deposed.lost())
+        .await
+        .expect("the deposed hold to see its loss");
+    await_ids(&second, &["second"]).await;
+    assert!(matches!(
+        deposed.guarded_set_data(&lock, b"x", None).await,
+        Err(Error::LockLost)
+    ));
+    let dropped_at = Instant::now();
+    assert!(
+        granted_at.lock().unwrap().is_none(),
+        "granted beside a deposed hold in use"
+    );
+    drop(deposed);
+    let guard = tokio::time::timeout(DEADLINE, waiter)
+        .await
+        .expect("the grant once the deposed guard is dropped")
+        .unwrap();
+    assert!(granted_at.lock().unwrap().unwrap() >= dropped_at);
+    guard.release().await.unwrap();
+}
+
+/// What the selectors of one test did.
+#[derive(Default)]
+struct Turns {
+    log: Mutex<Vec<(String, &'static str, Instant)>>,
+    inside: AtomicUsize,
+    overlaps: AtomicUsize,
+}
+
+impl Turns {
+    fn record(&self, who: &str, what: &'static str) {
+        self.log
+            .lock()
+            .unwrap()
+            .push((who.to_owned(), what, Instant::now()));
+    }
+
+    fn at(&self, who: &str, what: &str) -> Option<Instant> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(w, e, _)| w == who && *e == what)
+            .map(|(_, _, t)| *t)
+    }
+
+    fn started(&self, who: &str) -> usize {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(w, e, _)| w == who && *e == "start")
+            .count()
+    }
+}
+
+/// Leads until told to stop (or, if `stubborn`, never of its own accord: it ignores
+/// cancellation until its future is dropped).
+struct Candidate {
+    id: &'static str,
+    turns: Arc<Turns>,
+    stop: Arc<tokio::sync::Notify>,
+    stubborn: bool,
+}
+
+/// Records the end of a turn when the turn's future goes, however it goes.
+struct EndOfTurn(Arc<Turns>, &'static str);
+
+impl Drop for EndOfTurn {
+    fn drop(&mut self) {
+        self.0.inside.fetch_sub(1, Ordering::SeqCst);
+        self.0.record(self.1, "end");
+    }
+}
+
+#[async_trait::async_trait]
+impl LeaderSelectorListener for Candidate {
+    async fn take_leadership(&self, leadership: Leadership) -> Result<(), BoxError> {
+        if self.turns.inside.fetch_add(1, Ordering::SeqCst) != 0 {
+            self.turns.overlaps.fetch_add(1, Ordering::SeqCst);
+        }
+        self.turns.record(self.id, "start");
+        let _end = EndOfTurn(self.turns.clone(), self.id);
+        if self.stubborn {
+            std::future::pending::<()>().await;
+        }
+        tokio::select! {
+            _ = self.stop.notified() => {}
+            _ = leadership.cancelled() => {}
+        }
+        Ok(())
+    }
+}
+
+fn candidate(
+    client: &Client,
+    path: &str,
+    id: &'static str,
+    turns: &Arc<Turns>,
+    stubborn: bool,
+) -> (LeaderSelector, Arc<tokio::sync::Notify>) {
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let selector = LeaderSelector::new(
+        client,
+        path,
+        Candidate {
+            id,
+            turns: turns.clone(),
+            stop: stop.clone(),
+            stubborn,
+        },
+    )
+    .unwrap()
+    .with_id(id)
+    .cancel_grace(Duration::from_millis(1500));
+    (selector, stop)
+}
+
+async fn await_selector_ids(selector: &LeaderSelector, expected: &[&str]) {
+    let what = format!("candidates {expected:?}");
+    eventually_async(&what, DEADLINE, || async {
+        let ids: Vec<String> = selector
+            .participants()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|p| p.id)
+            .collect();
+        ids == expected
+    })
+    .await;
+}
+
+/// Scenario 2 for the selector: a waiting candidate whose node is deleted requeues behind the
+/// others, and does not lead beside the next leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_selector_whose_waiting_node_is_deleted_requeues() {
+    init_tracing();
+    let server = zk_server().await;
+    let path = unique_path("selector-deleted");
+    let turns = Arc::new(Turns::default());
+    let (ca, cw, cc) = (
+        connect(&server).await,
+        connect(&server).await,
+        connect(&server).await,
+    );
+    let observer = connect(&server).await;
+    let (a, stop_a) = candidate(&ca, &path, "a", &turns, false);
+    let (w, stop_w) = candidate(&cw, &path, "w", &turns, false);
+    let (c, stop_c) = candidate(&cc, &path, "c", &turns, false);
+    a.start().unwrap();
+    eventually("a to lead", DEADLINE, || turns.started("a") == 1).await;
+    w.start().unwrap();
+    await_selector_ids(&a, &["a", "w"]).await;
+    c.start().unwrap();
+    await_selector_ids(&a, &["a", "w", "c"]).await;
+
+    let w_node = a.participants().await.unwrap()[1].node.clone();
+    observer
+        .delete(&format!("{path}/{w_node}"), None)
+        .await
+        .unwrap();
+    await_selector_ids(&a, &["a", "c", "w"]).await;
+    stop_a.notify_one();
+    eventually("c to lead", DEADLINE, || turns.started("c") == 1).await;
+    await_selector_ids(&a, &["c", "w"]).await;
+    assert_eq!(turns.started("w"), 0, "w led beside c");
+    stop_c.notify_one();
+    eventually("w to lead", DEADLINE, || turns.started("w") == 1).await;
+    stop_w.notify_one();
+    for selector in [a, w, c] {
+        selector.close().await.unwrap();
+    }
+    assert_eq!(turns.overlaps.load(Ordering::SeqCst), 0);
+}
+
+/// A leader whose node is deleted by someone else is deposed, but its `take_leadership` may
+/// run on for the grace period: the next candidate of the same client does not start before
+/// it has ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deposed_leader_of_the_same_client_ends_before_the_next_starts() {
+    init_tracing();
+    let server = zk_server().await;
+    let path = unique_path("selector-deposed");
+    let turns = Arc::new(Turns::default());
+    let client = connect(&server).await;
+    let observer = connect(&server).await;
+    let (first, _) = candidate(&client, &path, "first", &turns, true);
+    let (next, stop_next) = candidate(&client, &path, "next", &turns, false);
+    first.start().unwrap();
+    eventually("first to lead", DEADLINE, || turns.started("first") == 1).await;
+    next.start().unwrap();
+    await_selector_ids(&first, &["first", "next"]).await;
+
+    let first_node = first.participants().await.unwrap()[0].node.clone();
+    observer
+        .delete(&format!("{path}/{first_node}"), None)
+        .await
+        .unwrap();
+    eventually("next to lead", DEADLINE, || turns.started("next") == 1).await;
+    let ended = turns.at("first", "end").expect("first's turn ended");
+    let started = turns.at("next", "start").unwrap();
+    assert!(
+        started >= ended,
+        "next started {:?} before the deposed leader's turn ended",
+        ended - started
+    );
+    assert_eq!(turns.overlaps.load(Ordering::SeqCst), 0);
+    stop_next.notify_one();
+    first.close().await.unwrap();
+    next.close().await.unwrap();
+}
