@@ -20,8 +20,8 @@
 //! # Faults
 //!
 //! A seeded RNG (`CHAOS_SEED` replays a schedule; the seed is printed at the start) draws the
-//! faults, one at a time, each healed before the next, a few seconds apart. The first six are
-//! the six kinds in a shuffled order, so every run of at least 60 s sees all of them. A client
+//! faults, one at a time, each healed before the next, a few seconds apart. The first nine are
+//! the nine kinds in a shuffled order, so every run of at least 60 s sees all of them. A client
 //! fault hits, at once, the current holder of each recipe (or a participant drawn at random
 //! when a recipe has no holder at that moment), through every proxy of each:
 //!
@@ -32,10 +32,18 @@
 //! * **expire**: the sessions are expired on the server ([`expire_session`], through the
 //!   member each holder is connected to).
 //!
-//! And a server fault:
+//! Server faults:
 //!
 //! * **kill follower** / **kill leader**: an ensemble member that does not lead, or the one that
 //!   does, is killed with SIGKILL and restarted.
+//!
+//! And state faults on the queues of the mutex and the selector, made by an operator's client:
+//!
+//! * **delete a waiter**: a waiting node of each queue (one drawn at random) is deleted;
+//! * **delete the holder**: the first node of each queue is deleted;
+//! * **recreate the parent**: every node of one queue is deleted, then its parent, which is
+//!   created again at once (as ZooKeeper's container reaper and a recipe starting again would),
+//!   so sequence numbers start again at 0.
 //!
 //! # Checks
 //!
@@ -72,6 +80,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use zk_recipes::testing::{expire_session, four_letter_word, FaultProxy, TestingCluster};
+use zk_recipes::zookeeper_client;
 use zk_recipes::{
     BoxError, Client, Error, InterProcessMutex, LeaderLatch, LeaderSelector,
     LeaderSelectorListener, Leadership, LockGuard,
@@ -126,15 +135,21 @@ enum FaultKind {
     Expire,
     KillFollower,
     KillLeader,
+    DeleteWaiter,
+    DeleteHolder,
+    RecreateParent,
 }
 
-const KINDS: [FaultKind; 6] = [
+const KINDS: [FaultKind; 9] = [
     FaultKind::Cut,
     FaultKind::Blackhole,
     FaultKind::Delay,
     FaultKind::Expire,
     FaultKind::KillFollower,
     FaultKind::KillLeader,
+    FaultKind::DeleteWaiter,
+    FaultKind::DeleteHolder,
+    FaultKind::RecreateParent,
 ];
 
 /// One critical section (or turn of leadership) of one participant.
@@ -519,6 +534,54 @@ struct Chaos {
     cluster: Arc<TestingCluster>,
     participants: Vec<Participant>,
     shared: Arc<Shared>,
+    /// An operator's client, for the state faults.
+    operator: Client,
+    /// The queue paths of the mutex and the selector.
+    queues: [String; 2],
+}
+
+/// The lock nodes of `queue` in queue order (full paths).
+async fn queue_nodes(client: &Client, queue: &str) -> Result<Vec<String>, Error> {
+    let mut nodes: Vec<String> = client
+        .children(queue)
+        .await?
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|name| name.contains("lock-"))
+        .collect();
+    nodes.sort_by(|a, b| a[a.len() - 10..].cmp(&b[b.len() - 10..]));
+    Ok(nodes.into_iter().map(|n| format!("{queue}/{n}")).collect())
+}
+
+/// Deletes every node of `queue`, then the queue's parent node, and creates it again (a
+/// container, as the recipes make it). Participants keep creating nodes meanwhile, so the
+/// parent's delete is tried until it is empty at that moment.
+async fn recreate_parent(client: &Client, queue: &str) -> Result<usize, String> {
+    let mut deleted = 0;
+    for _ in 0..100 {
+        let children = client
+            .children(queue)
+            .await
+            .map_err(|e| e.to_string())?
+            .unwrap_or_default();
+        for child in children {
+            if let Ok(true) = client.delete(&format!("{queue}/{child}"), None).await {
+                deleted += 1;
+            }
+        }
+        match client.delete(queue, None).await {
+            Ok(_) => {
+                client
+                    .ensure_path(queue, true)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                return Ok(deleted);
+            }
+            Err(e) if e.as_zookeeper() == Some(&zookeeper_client::Error::NotEmpty) => continue,
+            Err(e) => return Err(format!("deleting {queue}: {e}")),
+        }
+    }
+    Err(format!("{queue} never stayed empty long enough to delete"))
 }
 
 impl Chaos {
@@ -636,6 +699,40 @@ impl Chaos {
                 };
                 Ok(format!(
                     "killed member {victim} ({role}), restarted after {down:?}"
+                ))
+            }
+            FaultKind::DeleteWaiter | FaultKind::DeleteHolder => {
+                let mut deleted = Vec::new();
+                for queue in &self.queues {
+                    let nodes = queue_nodes(&self.operator, queue)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let victim = match kind {
+                        FaultKind::DeleteHolder => nodes.first(),
+                        _ if nodes.len() > 1 => nodes.get(rng.usize(1..nodes.len())),
+                        _ => None,
+                    };
+                    if let Some(victim) = victim {
+                        if let Ok(true) = self.operator.delete(victim, None).await {
+                            deleted.push(victim.rsplit('/').next().unwrap_or_default().to_owned());
+                        }
+                    }
+                }
+                if deleted.is_empty() {
+                    return Err("no node to delete".into());
+                }
+                let what = if kind == FaultKind::DeleteHolder {
+                    "holder"
+                } else {
+                    "waiter"
+                };
+                Ok(format!("deleted the {what} nodes {}", deleted.join(", ")))
+            }
+            FaultKind::RecreateParent => {
+                let queue = &self.queues[rng.usize(0..self.queues.len())];
+                let deleted = recreate_parent(&self.operator, queue).await?;
+                Ok(format!(
+                    "deleted {queue} with its {deleted} nodes and created it again"
                 ))
             }
         }
@@ -898,13 +995,15 @@ async fn recipes_stay_exclusive_and_live_under_faults() {
         cluster: cluster.clone(),
         participants,
         shared: shared.clone(),
+        operator: observer.clone(),
+        queues: [mutex_path.clone(), selector_path.clone()],
     };
     if let Err(e) = chaos.progress([0; 3], WARM_UP_BOUND).await {
         panic!("warm-up: {e}");
     }
 
-    // The schedule: one fault at a time, each healed, a few seconds apart; the first six are
-    // the six kinds in a shuffled order.
+    // The schedule: one fault at a time, each healed, a few seconds apart; the first nine are
+    // the nine kinds in a shuffled order.
     let schedule_started = Instant::now();
     let budget = Duration::from_secs(secs);
     let mut pending: Vec<FaultKind> = Vec::new();
