@@ -280,6 +280,67 @@ async fn a_deleted_waiting_node_is_never_granted() {
     worker.quit("QUIT", Duration::from_secs(10)).await;
 }
 
+/// Scenario 2 with a local predecessor: tasks A and B share one handle, C (another client)
+/// waits behind B. B's node is deleted, then A releases: the handoff from A to B proves B's
+/// node in the release's own transaction, which fails, so C gets the lock and B joins again
+/// behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_waiting_node_behind_a_local_holder_is_never_granted() {
+    init_tracing();
+    let server = zk_server().await;
+    let lock = format!("{}/lock", unique_path("deleted-local-waiter"));
+    let shared = connect(&server).await;
+    let other = connect(&server).await;
+    let observer = connect(&server).await;
+    let mutex = InterProcessMutex::new(&shared, &lock)
+        .unwrap()
+        .with_id("ab");
+    let held = mutex.acquire().await.unwrap();
+    let granted_at = Arc::new(Mutex::new(None::<Instant>));
+    let b = tokio::spawn({
+        let (mutex, granted_at) = (mutex.clone(), granted_at.clone());
+        async move {
+            let guard = mutex.acquire().await.unwrap();
+            *granted_at.lock().unwrap() = Some(Instant::now());
+            guard
+        }
+    });
+    await_ids(&mutex, &["ab", "ab"]).await;
+    let c_mutex = InterProcessMutex::new(&other, &lock).unwrap().with_id("c");
+    let c = tokio::spawn({
+        let c_mutex = c_mutex.clone();
+        async move { c_mutex.acquire().await.unwrap() }
+    });
+    await_ids(&mutex, &["ab", "ab", "c"]).await;
+    let b_node = mutex.participants().await.unwrap()[1].node.clone();
+    observer
+        .delete(&format!("{lock}/{b_node}"), None)
+        .await
+        .unwrap();
+    await_ids(&mutex, &["ab", "c"]).await;
+
+    held.release().await.unwrap();
+    let c_guard = tokio::time::timeout(DEADLINE, c)
+        .await
+        .expect("C's grant")
+        .unwrap();
+    let c_granted = Instant::now();
+    // B joins again, behind C, and is not granted while C holds.
+    await_ids(&mutex, &["c", "ab"]).await;
+    assert!(
+        granted_at.lock().unwrap().is_none(),
+        "B was granted beside C"
+    );
+    c_guard.release().await.unwrap();
+    let b_guard = tokio::time::timeout(DEADLINE, b)
+        .await
+        .expect("B's grant after C")
+        .unwrap();
+    assert!(granted_at.lock().unwrap().unwrap() > c_granted);
+    assert_ne!(b_guard.node_name(), b_node, "granted the deleted node");
+    b_guard.release().await.unwrap();
+}
+
 /// A clean-up job that deletes every node of one participant as soon as it appears: the wait
 /// ends with `Error::NodeDeleted` once the retry policy allows no more re-joins (here 2), with
 /// one node per attempt and no create/delete loop.

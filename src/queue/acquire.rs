@@ -48,6 +48,14 @@ impl Drop for CreateInFlight<'_> {
 
 type GrantReceiver = oneshot::Receiver<std::result::Result<Grant, Denied>>;
 
+/// Where joining the queue left our node.
+enum Joined {
+    /// Granted at once, from the evidence that came with the create.
+    Granted(PendingNode, Grant),
+    /// Registered among the driver's waiters: its answer comes on the receiver.
+    Waiting(PendingNode, GrantReceiver),
+}
+
 impl SequentialQueue {
     /// Joins the queue with `data` as the node's data and waits for the head of the queue, as
     /// `wait` says.
@@ -170,15 +178,37 @@ impl SequentialQueue {
         }
     }
 
+    /// One node's turn: join, wait if need be, and take the grant.
     async fn acquire_once(
         self: &Arc<Self>,
         data: &[u8],
         once: bool,
         replacing: Option<Box<Replacing>>,
     ) -> std::result::Result<Held, Denied> {
-        // Boxed, each path on its own: the create's state is large and needed only until the
-        // node exists, while the wait that follows may be long and shared by thousands of
-        // tasks (and thousands of creates may be in flight at once).
+        // Boxed: joining holds the create's state, which a waiting future must not carry, as
+        // thousands may wait.
+        let joined = self.join(data, once, replacing).await?;
+        let (mut pending, grant) = match joined {
+            Joined::Granted(pending, grant) => (pending, grant),
+            Joined::Waiting(mut pending, grant_rx) => {
+                let grant = self.await_grant(&mut pending, grant_rx).await?;
+                (pending, grant)
+            }
+        };
+        pending.await_stat().await?;
+        Ok(pending.into_held(grant))
+    }
+
+    /// Creates our node and decides what the evidence that came with the create allows: a
+    /// grant at once, or a place among the driver's waiters.
+    async fn join(
+        self: &Arc<Self>,
+        data: &[u8],
+        once: bool,
+        replacing: Option<Box<Replacing>>,
+    ) -> std::result::Result<Joined, Denied> {
+        // Boxed, each path on its own: thousands of creates may be in flight at once, and
+        // the transactional path's state is larger.
         let (created, snapshot_at_create) = match replacing {
             None => {
                 // With other local waiters queued, a listing per new node would cost O(N)
@@ -256,10 +286,12 @@ impl SequentialQueue {
                     presence: Presence::Proven,
                 };
                 let other_hold = self.local_holds.other_than(&own.name);
-                if decide(&QueueView::of(snapshot), &at_once, other_hold) == Decision::Grant {
+                if let Decision::Grant { incarnation } =
+                    decide(&QueueView::of(snapshot), &at_once, other_hold, None)
+                {
                     granted = confirmed_epoch(&session).map(|epoch| Grant {
                         epoch,
-                        incarnation: snapshot.incarnation,
+                        incarnation,
                         own_watch: None,
                     });
                 }
@@ -276,12 +308,10 @@ impl SequentialQueue {
                 }
             }
         };
-        let grant = match granted_at_once {
-            Some(grant) => grant,
-            None => self.await_grant(&mut pending, grant_rx).await?,
-        };
-        pending.await_stat().await?;
-        Ok(pending.into_held(grant))
+        Ok(match granted_at_once {
+            Some(grant) => Joined::Granted(pending, grant),
+            None => Joined::Waiting(pending, grant_rx),
+        })
     }
 
     /// Lists the parent on `session`, where our node `node_path` was created: a listing
@@ -312,7 +342,8 @@ impl SequentialQueue {
         let outcome = if pending.delivery.listener.is_none() {
             grant_rx.await
         } else {
-            match self.await_grant_watching_data(pending, &mut grant_rx).await {
+            // Boxed: only revocable waiters pay for the watch's state.
+            match Box::pin(self.await_grant_watching_data(pending, &mut grant_rx)).await {
                 Some(outcome) => outcome,
                 // The watch saw our node deleted; `pending` withdraws the waiter.
                 None => {

@@ -9,7 +9,9 @@
 //!    that listing was taken, and no node can have been put before ours since.
 //! 2. **No live predecessor.** Every node before ours in the view is known to be gone.
 //! 3. **Presence.** Our node existed *after* every fact the view holds was learned. A deletion
-//!    of our node by someone else must never go unnoticed behind a handoff.
+//!    of our node by someone else must never go unnoticed behind a handoff. (Or, for a handoff
+//!    from a node of ours: a read of our node right behind that node's delete finds it, and
+//!    the rest was proven when the delete was sent; see `deleting` below.)
 //! 4. **No local hold still running.** No other hold of the same client on the same lock is
 //!    still in use: one whose node was deleted by someone else (or whose session was lost) is
 //!    still "inside" until its guard is released or dropped, and the client knows it.
@@ -54,14 +56,17 @@ pub(crate) enum Gone {
 /// What to do next for one waiter.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Decision {
-    /// Everything a grant needs is proven: take the lock.
-    Grant,
+    /// Everything a grant needs is proven: take the lock. Our node lives in `incarnation`.
+    Grant { incarnation: Incarnation },
     /// Our node is gone: it can never be granted. Join again with a new node (or report it).
     Requeue(Gone),
     /// The view does not cover our node yet: list the parent.
     List,
-    /// Wait until this node, the nearest one before ours not known to be gone, goes.
-    WaitOn(QueueNode),
+    /// Wait until `predecessor`, the nearest node before ours not known to be gone, goes.
+    WaitOn {
+        predecessor: QueueNode,
+        incarnation: Incarnation,
+    },
     /// Nothing is before our node, but its presence is unproven: read (and watch) it.
     ProvePresence,
     /// Nothing is before our node, but another hold of the same client on the same lock is
@@ -73,7 +78,16 @@ pub(crate) enum Decision {
 ///
 /// `other_local_hold` is true while another hold of the same client on the same lock has not
 /// been released.
-pub(crate) fn decide(view: &QueueView, own: &OwnNode<'_>, other_local_hold: bool) -> Decision {
+///
+/// `deleting` is a node of ours about to be deleted, with a read of our node behind the
+/// delete: the decision is then the one to make if the delete succeeds and the read finds our
+/// node, which proves it there after its predecessor went.
+pub(crate) fn decide(
+    view: &QueueView,
+    own: &OwnNode<'_>,
+    other_local_hold: bool,
+    deleting: Option<&QueueNode>,
+) -> Decision {
     if own.presence == Presence::Deleted {
         return Decision::Requeue(Gone::Deleted);
     }
@@ -91,14 +105,17 @@ pub(crate) fn decide(view: &QueueView, own: &OwnNode<'_>, other_local_hold: bool
         Some(NodeState::Gone) => return Decision::Requeue(Gone::Unlisted),
         None => return Decision::List,
     }
-    if let Some(predecessor) = view.live_predecessor(own.node.sequence) {
-        return Decision::WaitOn(predecessor);
+    if let Some(predecessor) = view.live_predecessor_besides(own.node.sequence, deleting) {
+        return Decision::WaitOn {
+            predecessor,
+            incarnation,
+        };
     }
     if other_local_hold {
         return Decision::AwaitLocalHold;
     }
     match own.presence {
-        Presence::Proven => Decision::Grant,
+        Presence::Proven => Decision::Grant { incarnation },
         Presence::Unproven | Presence::Deleted => Decision::ProvePresence,
     }
 }
@@ -124,6 +141,19 @@ mod tests {
         }
     }
 
+    fn granted(czxid: i64) -> Decision {
+        Decision::Grant {
+            incarnation: Incarnation::from_czxid(czxid),
+        }
+    }
+
+    fn wait_on(predecessor: QueueNode, czxid: i64) -> Decision {
+        Decision::WaitOn {
+            predecessor,
+            incarnation: Incarnation::from_czxid(czxid),
+        }
+    }
+
     fn own(node: &QueueNode, czxid: Option<i64>, presence: Presence) -> OwnNode<'_> {
         OwnNode {
             node,
@@ -137,15 +167,15 @@ mod tests {
         let view = QueueView::of(&listing(P, &[3]));
         let me = node(3);
         assert_eq!(
-            decide(&view, &own(&me, Some(P), Presence::Proven), false),
-            Decision::Grant
+            decide(&view, &own(&me, Some(P), Presence::Proven), false, None),
+            granted(P)
         );
         assert_eq!(
-            decide(&view, &own(&me, Some(P), Presence::Unproven), false),
+            decide(&view, &own(&me, Some(P), Presence::Unproven), false, None),
             Decision::ProvePresence
         );
         assert_eq!(
-            decide(&view, &own(&me, Some(P), Presence::Deleted), false),
+            decide(&view, &own(&me, Some(P), Presence::Deleted), false, None),
             Decision::Requeue(Gone::Deleted)
         );
     }
@@ -155,11 +185,11 @@ mod tests {
         let mut view = QueueView::of(&listing(P, &[1, 2, 3]));
         let me = node(3);
         let proven = own(&me, Some(P), Presence::Proven);
-        assert_eq!(decide(&view, &proven, false), Decision::WaitOn(node(2)));
+        assert_eq!(decide(&view, &proven, false, None), wait_on(node(2), P));
         view.mark_gone(Incarnation::from_czxid(P), 2);
-        assert_eq!(decide(&view, &proven, false), Decision::WaitOn(node(1)));
+        assert_eq!(decide(&view, &proven, false, None), wait_on(node(1), P));
         view.mark_gone(Incarnation::from_czxid(P), 1);
-        assert_eq!(decide(&view, &proven, false), Decision::Grant);
+        assert_eq!(decide(&view, &proven, false, None), granted(P));
     }
 
     #[test]
@@ -167,19 +197,20 @@ mod tests {
         let view = QueueView::of(&listing(P, &[1]));
         let me = node(2);
         assert_eq!(
-            decide(&view, &own(&me, None, Presence::Proven), false),
+            decide(&view, &own(&me, None, Presence::Proven), false, None),
             Decision::List
         );
         // Seen in a listing the view has not taken in (say, a newer one on another path).
         assert_eq!(
-            decide(&view, &own(&me, Some(P + 1), Presence::Proven), false),
+            decide(&view, &own(&me, Some(P + 1), Presence::Proven), false, None),
             Decision::List
         );
         assert_eq!(
             decide(
                 &QueueView::default(),
                 &own(&me, Some(P), Presence::Proven),
-                false
+                false,
+                None
             ),
             Decision::List
         );
@@ -197,13 +228,13 @@ mod tests {
         let new = 200;
         view.apply(&listing(new, &[0, 1]));
         assert_eq!(
-            decide(&view, &own(&me, Some(new), Presence::Proven), false),
-            Decision::WaitOn(node(0))
+            decide(&view, &own(&me, Some(new), Presence::Proven), false, None),
+            wait_on(node(0), new)
         );
         // A waiter of the old parent is gone, whatever its sequence.
         let old = node(5);
         assert_eq!(
-            decide(&view, &own(&old, Some(P), Presence::Proven), false),
+            decide(&view, &own(&old, Some(P), Presence::Proven), false, None),
             Decision::Requeue(Gone::ParentRecreated)
         );
     }
@@ -216,14 +247,37 @@ mod tests {
         let me = node(2);
         view.mark_gone(Incarnation::from_czxid(P), 1);
         assert_eq!(
-            decide(&view, &own(&me, Some(P), Presence::Deleted), false),
+            decide(&view, &own(&me, Some(P), Presence::Deleted), false, None),
             Decision::Requeue(Gone::Deleted)
         );
         // Or a listing taken after its deletion lacks it.
         view.apply(&listing(P, &[3]));
         assert_eq!(
-            decide(&view, &own(&me, Some(P), Presence::Proven), false),
+            decide(&view, &own(&me, Some(P), Presence::Proven), false, None),
             Decision::Requeue(Gone::Unlisted)
+        );
+    }
+
+    #[test]
+    fn a_release_that_checks_our_node_decides_as_if_it_had_committed() {
+        let view = QueueView::of(&listing(P, &[1, 2, 3]));
+        let me = node(3);
+        let proven = own(&me, Some(P), Presence::Proven);
+        // Deleting our node 2 while 1 is still live: still a wait, on 1.
+        assert_eq!(
+            decide(&view, &proven, false, Some(&node(2))),
+            wait_on(node(1), P)
+        );
+        let view = QueueView::of(&listing(P, &[2, 3]));
+        assert_eq!(decide(&view, &proven, false, Some(&node(2))), granted(P));
+        // A node of the same sequence but another name is another node.
+        let other = QueueNode {
+            sequence: 2,
+            name: "_c_other-lock-0000000002".into(),
+        };
+        assert_eq!(
+            decide(&view, &proven, false, Some(&other)),
+            wait_on(node(2), P)
         );
     }
 
@@ -232,14 +286,14 @@ mod tests {
         let view = QueueView::of(&listing(P, &[4]));
         let me = node(4);
         assert_eq!(
-            decide(&view, &own(&me, Some(P), Presence::Proven), true),
+            decide(&view, &own(&me, Some(P), Presence::Proven), true, None),
             Decision::AwaitLocalHold
         );
         // Only once nothing is before us: a predecessor is waited on first.
         let view = QueueView::of(&listing(P, &[3, 4]));
         assert_eq!(
-            decide(&view, &own(&me, Some(P), Presence::Proven), true),
-            Decision::WaitOn(node(3))
+            decide(&view, &own(&me, Some(P), Presence::Proven), true, None),
+            wait_on(node(3), P)
         );
     }
 
@@ -445,8 +499,8 @@ mod tests {
                             incarnation: waiter.incarnation,
                             presence,
                         };
-                        match decide(&view, &own, false) {
-                            Decision::Grant => {
+                        match decide(&view, &own, false, None) {
+                            Decision::Grant { .. } => {
                                 let incarnation = waiter.incarnation.unwrap();
                                 prop_assert!(
                                     server.exists(incarnation, &waiter.node),
@@ -472,7 +526,7 @@ mod tests {
                                 prop_assert!(gone, "requeued a live node ({why:?}): {waiter:?}");
                                 waiters.remove(at);
                             }
-                            Decision::WaitOn(predecessor) => {
+                            Decision::WaitOn { predecessor, .. } => {
                                 prop_assert!(predecessor.sequence < waiter.node.sequence);
                             }
                             Decision::List | Decision::ProvePresence | Decision::AwaitLocalHold => {

@@ -91,6 +91,10 @@ impl Serving {
         matches!(self.own, OwnPresence::Unarmed)
     }
 
+    fn is_deleted(&self) -> bool {
+        matches!(self.own, OwnPresence::Deleted)
+    }
+
     fn take_watch(&mut self) -> Option<Box<OwnWatch>> {
         match std::mem::replace(&mut self.own, OwnPresence::Unarmed) {
             OwnPresence::Armed(watch) => Some(watch),
@@ -174,19 +178,25 @@ impl SequentialQueue {
         let released = self.local_holds.released();
         tokio::pin!(released);
         released.as_mut().enable();
-        let (decision, node, incarnation) = {
-            let state = self.state.lock().unwrap();
+        let (decision, node) = {
+            let mut state = self.state.lock().unwrap();
+            let proven_by_release = state.release_proof.take() == Some(serving.key);
             let Some(waiter) = state.waiters.get(&serving.key) else {
                 return Ok(());
+            };
+            // A watch that saw the node deleted wins over a proof of an earlier moment.
+            let presence = match serving.presence() {
+                Presence::Unproven if proven_by_release => Presence::Proven,
+                presence => presence,
             };
             let own = OwnNode {
                 node: &waiter.node,
                 incarnation: waiter.incarnation,
-                presence: serving.presence(),
+                presence,
             };
             let other_hold = self.local_holds.other_than(&waiter.node.name);
-            let decision = decide(&state.view, &own, other_hold);
-            (decision, waiter.node.clone(), waiter.incarnation)
+            let decision = decide(&state.view, &own, other_hold, None);
+            (decision, waiter.node.clone())
         };
         let step = Step {
             session,
@@ -196,8 +206,7 @@ impl SequentialQueue {
         };
         tracing::trace!(node = %step.node.name, ?decision, "queue decision");
         match decision {
-            Decision::Grant => {
-                let incarnation = incarnation.expect("a grant needs the node's incarnation");
+            Decision::Grant { incarnation } => {
                 let Some(epoch) = confirmed_epoch(session) else {
                     return Err(Error::ConnectionLoss);
                 };
@@ -223,10 +232,10 @@ impl SequentialQueue {
             }
             Decision::List => self.list(&step).await,
             Decision::ProvePresence => serving.armed(OwnWatch::arm(&zk, &step.path).await),
-            Decision::WaitOn(predecessor) => {
-                let incarnation = incarnation.expect("a wait needs the node's incarnation");
-                self.wait_on(&step, serving, incarnation, predecessor).await
-            }
+            Decision::WaitOn {
+                predecessor,
+                incarnation,
+            } => self.wait_on(&step, serving, incarnation, predecessor).await,
             Decision::AwaitLocalHold => {
                 tracing::debug!(node = %step.path, "first in the queue, but another hold of this client on the lock is still in use");
                 tokio::select! {
@@ -267,18 +276,11 @@ impl SequentialQueue {
         predecessor: QueueNode,
     ) -> Result<()> {
         let generation = step.session.generation();
-        // Our own node is watched while we wait, so that the grant has its proof when the
-        // predecessor goes; the read goes out together with the predecessor's.
-        let arm = serving
-            .is_unarmed()
-            .then(|| OwnWatch::arm(step.zk, &step.path));
         let local = self.state.lock().unwrap().holds.get(&predecessor.name) == Some(&generation);
         if local {
-            // Ours, on this session: its release (or its monitor, if someone else deletes it)
-            // marks it gone and wakes the driver. No read, no watch.
-            if let Some(arm) = arm {
-                serving.armed(arm.await)?;
-            }
+            // Ours, on this session: its release deletes it and reads our node behind the
+            // delete, which proves the grant (see `delete_node`); its monitor marks it gone if
+            // someone else deletes it. Either wakes the driver. No watch.
             tokio::select! {
                 _ = self.wake_driver.notified() => {}
                 _ = step.session.lost() => {}
@@ -286,6 +288,11 @@ impl SequentialQueue {
             }
             return Ok(());
         }
+        // Our own node is watched while we wait, so that the grant has its proof when the
+        // predecessor goes; the read goes out together with the predecessor's.
+        let arm = serving
+            .is_unarmed()
+            .then(|| OwnWatch::arm(step.zk, &step.path));
         // Watch only the predecessor, with a data watch (no dangling exists watch if it is
         // already gone).
         let pred_path = join(&self.path, &predecessor.name);
@@ -315,6 +322,11 @@ impl SequentialQueue {
             Some(arm) => {
                 let (watched, armed) = futures::join!(watched, arm);
                 serving.armed(armed)?;
+                if serving.is_deleted() {
+                    // Dropping the predecessor's watch costs a RemoveWatches; the node is to
+                    // join again all the same.
+                    return Ok(());
+                }
                 watched
             }
             None => watched.await,

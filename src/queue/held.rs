@@ -9,10 +9,12 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use zookeeper_client::{EventType, SessionState};
 
+use super::decision::{decide, Decision, OwnNode, Presence};
 use super::view::{Incarnation, QueueNode};
-use super::{DataDelivery, Grant, OwnWatch, SequentialQueue};
+use super::{DataDelivery, Grant, OwnWatch, SequentialQueue, WaiterKey};
 use crate::connection::{Backoff, ProtectedNode, Session};
 use crate::error::{is_retryable_zk, Error, Result};
+use crate::path::join;
 
 /// The holds of one client on one lock, through any of its handles: what "a hold still in
 /// use" can mean to a queue (see [`decision`](super::decision), rule 4).
@@ -339,19 +341,28 @@ impl SequentialQueue {
     }
 
     /// Deletes one of our nodes and, once it is surely gone, takes it out of the view.
+    ///
+    /// When this node is the last thing between the lowest local waiter and its grant, a read
+    /// of the waiter's node follows the delete in the same round trip: finding it proves that
+    /// the waiter's node was there after its predecessor went, and the driver grants it with no
+    /// read and no watch of its own.
     pub(super) async fn delete_node(
         self: &Arc<Self>,
         node: ProtectedNode,
         incarnation: Option<Incarnation>,
     ) -> Result<()> {
         let queue_node = queue_node(&node);
+        let handoff = queue_node
+            .as_ref()
+            .and_then(|q| self.next_grant_if_released(q));
         let outcome = match node.session.zookeeper() {
-            Ok(zk) => match zk.delete(&node.path, None).await {
-                Ok(()) | Err(zookeeper_client::Error::NoNode) => Ok(()),
-                // An expired session takes its ephemeral node with it, like a released one
-                // below: nothing is left to delete, and the release did not fail.
-                Err(zookeeper_client::Error::SessionExpired) => Ok(()),
-                Err(e) => Err(e),
+            Ok(zk) => match handoff {
+                // Boxed: every waiting task carries its release's future, and thousands may
+                // wait.
+                Some((waiter, waiter_path)) => {
+                    Box::pin(self.delete_handing_off(&zk, &node.path, waiter, &waiter_path)).await
+                }
+                None => settled_delete(zk.delete(&node.path, None).await),
             },
             // A released session takes its ephemeral node with it, but only once the server
             // expires it, which may be later than this client declared it lost: leave the
@@ -383,6 +394,72 @@ impl SequentialQueue {
                 Err(error)
             }
         }
+    }
+}
+
+impl SequentialQueue {
+    /// The lowest local waiter and its node's path, if deleting our node `node` and then
+    /// finding that waiter's node would prove its grant: the driver's own decision, made as
+    /// if the delete had happened and the node had been found.
+    ///
+    /// Made here, when the release is sent, rather than by the driver when it starts to wait:
+    /// a hold released at once would often be faster than the driver.
+    fn next_grant_if_released(&self, node: &QueueNode) -> Option<(WaiterKey, String)> {
+        let state = self.state.lock().unwrap();
+        let (key, waiter) = state
+            .waiters
+            .iter()
+            .find(|(_, waiter)| !waiter.session.is_lost())?;
+        let own = OwnNode {
+            node: &waiter.node,
+            incarnation: waiter.incarnation,
+            presence: Presence::Proven,
+        };
+        let other_hold = self.local_holds.other_than(&waiter.node.name);
+        matches!(
+            decide(&state.view, &own, other_hold, Some(node)),
+            Decision::Grant { .. }
+        )
+        .then(|| (*key, join(&self.path, &waiter.node.name)))
+    }
+
+    /// Deletes `path`, and right behind it, in the same round trip, reads the stat of the
+    /// waiter's node `waiter_path`: ZooKeeper answers a session's requests in order, so a node
+    /// found there was there after ours went, which records the waiter's grant as proven. (A
+    /// plain read costs the server less than a transaction with a check, or a watch.) If the
+    /// waiter's node is gone, the driver finds that out by itself.
+    async fn delete_handing_off(
+        &self,
+        zk: &zookeeper_client::Client,
+        path: &str,
+        waiter: WaiterKey,
+        waiter_path: &str,
+    ) -> std::result::Result<(), zookeeper_client::Error> {
+        let delete = zk.delete(path, None);
+        let waiter_stat = zk.check_stat(waiter_path);
+        let deleted = settled_delete(delete.await);
+        if deleted.is_ok() {
+            if let Ok(Some(_)) = waiter_stat.await {
+                self.state.lock().unwrap().release_proof = Some(waiter);
+            } else {
+                tracing::debug!(%path, waiter = %waiter_path, "the next local waiter's node is gone");
+            }
+        }
+        deleted
+    }
+}
+
+/// The outcome of deleting one of our nodes: a node that is gone already, or went with its
+/// session, is deleted all the same.
+fn settled_delete(
+    outcome: std::result::Result<(), zookeeper_client::Error>,
+) -> std::result::Result<(), zookeeper_client::Error> {
+    match outcome {
+        Ok(()) | Err(zookeeper_client::Error::NoNode) => Ok(()),
+        // An expired session takes its ephemeral node with it: nothing is left to delete,
+        // and the release did not fail.
+        Err(zookeeper_client::Error::SessionExpired) => Ok(()),
+        Err(e) => Err(e),
     }
 }
 

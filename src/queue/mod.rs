@@ -37,9 +37,13 @@
 //! * **Waiting.** The driver watches the predecessor and, in the same round trip, our own
 //!   node. ZooKeeper sends a session its replies and watch events in the order of the changes
 //!   they report, and zookeeper-client hands each one over before reading the next. So when
-//!   the predecessor's deletion (or our own release of it) has been seen, a deletion of our
-//!   node that came before it has been seen too: if the watch on our node has not fired, our
-//!   node was there after the predecessor went.
+//!   the predecessor's deletion has been seen, a deletion of our node that came before it has
+//!   been seen too: if the watch on our node has not fired, our node was there after the
+//!   predecessor went.
+//! * **A local handoff.** When the predecessor is a node this handle holds on the same
+//!   session, its release deletes it and reads our node right behind the delete: if the read
+//!   finds it, our node was there after the predecessor went, and nothing else was before it
+//!   (which the release checks with the same decision before sending).
 //! * **Other sessions.** All evidence about a waiter comes from its own session, or was
 //!   learned on an earlier session of the client before the waiter's node was created (and
 //!   the create, a write, is ordered after it by the leader).
@@ -58,9 +62,8 @@
 //!   one delete.
 //! * A handoff from another process costs one watch event, and no read after it: our own
 //!   node's watch, set while we waited, proves that we are still there.
-//! * A handoff between two local waiters costs no read after the release either: the holder's
-//!   delete, once acknowledged, wakes the driver. The next waiter's own watch is set while
-//!   the holder still holds.
+//! * A handoff between two local waiters costs one read, in the same round trip as the
+//!   holder's delete, and no watch: the delete's acknowledgement wakes the driver.
 //! * When the watched predecessor goes and older nodes are still in the view (we watch only
 //!   the nearest), one listing settles them, where reading them one by one would cost a round
 //!   trip each.
@@ -243,6 +246,9 @@ struct QueueState {
     holds: HashMap<String, u64>,
     /// A watch set ahead of the driver's need.
     prewatch: Option<PreWatch>,
+    /// The waiter whose grant the release of its predecessor proved (see
+    /// `SequentialQueue::delete_node`).
+    release_proof: Option<WaiterKey>,
     /// Plain creates of lock nodes under way on this handle (see `CreateInFlight`).
     creates_in_flight: usize,
     next_ticket: u64,

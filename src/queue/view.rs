@@ -246,10 +246,24 @@ impl QueueView {
 
     /// The nearest node before `sequence` that is not known to be gone.
     pub(crate) fn live_predecessor(&self, sequence: i64) -> Option<QueueNode> {
+        self.live_predecessor_besides(sequence, None)
+    }
+
+    /// The nearest node before `sequence` that is not known to be gone, taking `gone` for gone
+    /// as well.
+    pub(crate) fn live_predecessor_besides(
+        &self,
+        sequence: i64,
+        gone: Option<&QueueNode>,
+    ) -> Option<QueueNode> {
         self.nodes
             .range(..sequence)
             .rev()
-            .find(|(_, entry)| entry.state == NodeState::Live)
+            .find(|(sequence, entry)| {
+                entry.state == NodeState::Live
+                    && gone
+                        .is_none_or(|gone| gone.sequence != **sequence || gone.name != entry.name)
+            })
             .map(|(sequence, entry)| QueueNode {
                 sequence: *sequence,
                 name: entry.name.clone(),
