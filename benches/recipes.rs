@@ -5,16 +5,24 @@
 //! ```
 //!
 //! Without `ZK_CONNECT` a `TestingServer` is started. Without a scenario, all run. Each prints
-//! `KEY VALUE` lines; compare figures only within one run (these machines are noisy).
+//! `KEY VALUE` lines; compare figures only within one run (these machines are noisy). The run
+//! ends with the ratios the README reports, each of two figures of this run.
+//!
+//! The `curator-*` scenarios run Apache Curator 5.x (Debian's `libcurator-recipes-java`) on
+//! the same server, through `benches/java/CuratorBench.java`; they are skipped, with a note,
+//! where Java or Curator is missing (or `ZK_SKIP_JAVA_INTEROP` is set).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use zk_recipes::zookeeper_client::{self, CreateMode, EventType};
 use zk_recipes::{
     Client, InterProcessMutex, LeaderLatch, LeaderSelector, LeaderSelectorListener, Leadership,
 };
+
+#[path = "../tests/common/java.rs"]
+mod java;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -23,7 +31,9 @@ const SCENARIOS: &[&str] = &[
     "handoff-floor",
     "uncontended",
     "contended",
+    "curator-contended",
     "selector-handoff",
+    "curator-selector-handoff",
     "latch-handoff",
     "latch-herd",
     "waiters",
@@ -55,13 +65,22 @@ fn main() -> Result<(), BoxError> {
                 "handoff-floor" => handoff_floor(&connect, &path).await?,
                 "uncontended" => uncontended(&connect, &path).await?,
                 "contended" => contended(&connect, &path).await?,
+                "curator-contended" => {
+                    let secs = contended_secs().to_string();
+                    curator(&connect, &path, &["contended", "8", &secs]).await?
+                }
                 "selector-handoff" => selector_handoff(&connect, &path).await?,
+                "curator-selector-handoff" => {
+                    let handoffs = SELECTOR_HANDOFFS.to_string();
+                    curator(&connect, &path, &["selector-handoff", &handoffs]).await?
+                }
                 "latch-handoff" => latch_handoff(&connect, &path).await?,
                 "latch-herd" => latch_herd(&connect, &path).await?,
                 "waiters" => waiters(&connect, &path).await?,
                 _ => unreachable!("checked above"),
             }
         }
+        report_ratios();
         Ok::<_, BoxError>(())
     })
 }
@@ -83,8 +102,108 @@ async fn client(connect: &str) -> Result<Client, BoxError> {
         .await?)
 }
 
+/// Every figure reported so far, for the ratios at the end.
+static FIGURES: Mutex<Vec<(String, f64)>> = Mutex::new(Vec::new());
+
 fn report(key: &str, value: impl std::fmt::Display) {
+    let value = value.to_string();
     println!("{key} {value}");
+    if let Ok(number) = value.parse::<f64>() {
+        FIGURES.lock().unwrap().push((key.to_owned(), number));
+    }
+}
+
+fn figure(key: &str) -> Option<f64> {
+    FIGURES
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| *v)
+}
+
+/// The ratios the README reports, each of two figures of this run (where both were measured).
+fn report_ratios() {
+    let ratios = [
+        // Below 1 is faster than the floor.
+        (
+            "ratio_uncontended_to_floor",
+            "uncontended_us_per_op",
+            "floor_us_per_op",
+            false,
+        ),
+        // Above 1 is faster than Curator.
+        (
+            "ratio_contended_to_curator",
+            "contended_acquisitions_per_s",
+            "curator_contended_acquisitions_per_s",
+            false,
+        ),
+        // Acquisitions per second against one handoff floor per acquisition.
+        (
+            "ratio_contended_to_handoff_floor",
+            "contended_acquisitions_per_s",
+            "handoff_floor_us",
+            true,
+        ),
+        // Below 1 is faster.
+        (
+            "ratio_selector_handoff_to_floor",
+            "selector_handoff_median_us",
+            "delete_children_floor_us",
+            false,
+        ),
+        (
+            "ratio_selector_handoff_to_curator",
+            "selector_handoff_median_us",
+            "curator_selector_handoff_median_us",
+            false,
+        ),
+    ];
+    for (name, numerator, denominator, per_second) in ratios {
+        if let (Some(n), Some(d)) = (figure(numerator), figure(denominator)) {
+            let d = if per_second { 1e6 / d } else { d };
+            report(name, format!("{:.2}", n / d));
+        }
+    }
+}
+
+/// Runs `benches/java/CuratorBench.java` with `args` against the same server, and reports
+/// its figures.
+async fn curator(connect: &str, path: &str, args: &[&str]) -> Result<(), BoxError> {
+    let curator_jar = std::path::Path::new(java::JAVA_DIR).join("curator-recipes.jar");
+    if java::skip_requested() || !curator_jar.exists() {
+        eprintln!("# skipped: Curator is not installed (apt-get install libcurator-recipes-java)");
+        return Ok(());
+    }
+    let classes = java::compile("benches/java/CuratorBench.java").await;
+    let classpath = format!("{}:{}", classes.display(), java::curator_classpath());
+    // The JVM's defaults (a full JIT), unlike the tests' quick-start flags.
+    let output = tokio::process::Command::new("java")
+        .arg("-Dorg.slf4j.simpleLogger.defaultLogLevel=warn")
+        .arg("-cp")
+        .arg(classpath)
+        .arg("CuratorBench")
+        .arg(connect)
+        .arg(args[0])
+        .arg(path)
+        .args(&args[1..])
+        .output()
+        .await?;
+    if !output.status.success() {
+        return Err(format!(
+            "CuratorBench {args:?} failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        )
+        .into());
+    }
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        if let Some((key, value)) = line.split_once(' ') {
+            report(key, value);
+        }
+    }
+    Ok(())
 }
 
 const OPS: u32 = 2000;
@@ -183,10 +302,7 @@ async fn uncontended(connect: &str, path: &str) -> Result<(), BoxError> {
 /// 8 sessions loop acquire/release for 10 s; an in-process flag counts overlapping holds.
 async fn contended(connect: &str, path: &str) -> Result<(), BoxError> {
     const SESSIONS: usize = 8;
-    let secs: u64 = std::env::var("BENCH_CONTENDED_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(10);
+    let secs = contended_secs();
     let held = Arc::new(AtomicBool::new(false));
     let violations = Arc::new(AtomicU64::new(0));
     let acquisitions = Arc::new(AtomicU64::new(0));
@@ -227,6 +343,17 @@ async fn contended(connect: &str, path: &str) -> Result<(), BoxError> {
     Ok(())
 }
 
+/// How long the contended scenarios run (`BENCH_CONTENDED_SECS`, default 10).
+fn contended_secs() -> u64 {
+    std::env::var("BENCH_CONTENDED_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10)
+}
+
+/// Handoffs measured by the selector scenarios, after 100 of warm-up.
+const SELECTOR_HANDOFFS: usize = 1000;
+
 /// Records, for each `take_leadership` call, the time since the previous leader returned.
 struct HandoffTimer {
     last_return: std::sync::Mutex<Option<Instant>>,
@@ -254,7 +381,7 @@ impl LeaderSelectorListener for HandoffTimer {
 /// 2 selectors with auto-requeue whose leader returns at once: the time from one leader's
 /// return to the next `take_leadership` call.
 async fn selector_handoff(connect: &str, path: &str) -> Result<(), BoxError> {
-    const HANDOFFS: usize = 1000;
+    const HANDOFFS: usize = SELECTOR_HANDOFFS;
     let timer = Arc::new(HandoffTimer {
         last_return: std::sync::Mutex::new(None),
         samples: std::sync::Mutex::new(Vec::new()),

@@ -1,0 +1,163 @@
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.List;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicLong;
+
+import org.apache.curator.framework.CuratorFramework;
+import org.apache.curator.framework.CuratorFrameworkFactory;
+import org.apache.curator.framework.recipes.leader.LeaderSelector;
+import org.apache.curator.framework.recipes.leader.LeaderSelectorListenerAdapter;
+import org.apache.curator.framework.recipes.locks.InterProcessMutex;
+import org.apache.curator.retry.ExponentialBackoffRetry;
+
+/**
+ * Apache Curator 5.x running the same scenarios as zk-recipes' benches/recipes.rs, so that
+ * both are measured in one run against one server.
+ *
+ * <p>Usage: {@code CuratorBench <connectString> <scenario> <path> [args]}, where scenario is
+ * {@code contended <sessions> <seconds>} or {@code selector-handoff <handoffs>}. Prints
+ * {@code KEY VALUE} lines, as the Rust benchmark does.
+ */
+public final class CuratorBench {
+    private static CuratorFramework client(String connectString) throws InterruptedException {
+        CuratorFramework client = CuratorFrameworkFactory.builder()
+                .connectString(connectString)
+                .sessionTimeoutMs(10000)
+                .connectionTimeoutMs(5000)
+                .retryPolicy(new ExponentialBackoffRetry(100, 3))
+                .build();
+        client.start();
+        if (!client.blockUntilConnected(30, TimeUnit.SECONDS)) {
+            throw new IllegalStateException("could not connect to " + connectString);
+        }
+        return client;
+    }
+
+    /** {@code sessions} clients loop acquire/release on one InterProcessMutex each. */
+    private static void contended(String connectString, String path, int sessions, double seconds)
+            throws Exception {
+        List<CuratorFramework> clients = new ArrayList<>();
+        List<InterProcessMutex> locks = new ArrayList<>();
+        for (int i = 0; i < sessions; i++) {
+            CuratorFramework client = client(connectString);
+            clients.add(client);
+            locks.add(new InterProcessMutex(client, path));
+        }
+        // Two seconds of warm-up for the JIT, then the measured run.
+        run(locks, 2.0, new AtomicLong(), new AtomicLong());
+        AtomicLong acquisitions = new AtomicLong();
+        AtomicLong violations = new AtomicLong();
+        long started = System.nanoTime();
+        run(locks, seconds, acquisitions, violations);
+        double elapsed = (System.nanoTime() - started) / 1e9;
+        System.out.printf("curator_contended_acquisitions_per_s %.1f%n", acquisitions.get() / elapsed);
+        System.out.println("curator_contended_violations " + violations.get());
+        for (CuratorFramework client : clients) {
+            client.close();
+        }
+    }
+
+    private static void run(List<InterProcessMutex> locks, double seconds, AtomicLong acquisitions,
+            AtomicLong violations) throws InterruptedException {
+        long deadline = System.nanoTime() + (long) (seconds * 1e9);
+        AtomicBoolean held = new AtomicBoolean();
+        List<Thread> threads = new ArrayList<>();
+        for (InterProcessMutex lock : locks) {
+            Thread thread = new Thread(() -> {
+                try {
+                    while (System.nanoTime() < deadline) {
+                        lock.acquire();
+                        if (held.getAndSet(true)) {
+                            violations.incrementAndGet();
+                        }
+                        acquisitions.incrementAndGet();
+                        held.set(false);
+                        lock.release();
+                    }
+                } catch (Exception e) {
+                    throw new RuntimeException(e);
+                }
+            });
+            thread.start();
+            threads.add(thread);
+        }
+        for (Thread thread : threads) {
+            thread.join();
+        }
+    }
+
+    /** Two selectors with autoRequeue whose leader returns at once. */
+    private static void selectorHandoff(String connectString, String path, int handoffs)
+            throws Exception {
+        int warmUp = 100;
+        List<Long> samples = Collections.synchronizedList(new ArrayList<>());
+        AtomicLong lastReturn = new AtomicLong();
+        CountDownLatch done = new CountDownLatch(1);
+        List<CuratorFramework> clients = new ArrayList<>();
+        List<LeaderSelector> selectors = new ArrayList<>();
+        for (int i = 0; i < 2; i++) {
+            CuratorFramework client = client(connectString);
+            clients.add(client);
+            LeaderSelector selector = new LeaderSelector(client, path, new LeaderSelectorListenerAdapter() {
+                @Override
+                public void takeLeadership(CuratorFramework c) {
+                    long now = System.nanoTime();
+                    long returned = lastReturn.getAndSet(0);
+                    if (returned != 0) {
+                        samples.add(now - returned);
+                        if (samples.size() == handoffs + warmUp) {
+                            done.countDown();
+                        }
+                    }
+                    lastReturn.set(System.nanoTime());
+                }
+            });
+            selector.autoRequeue();
+            selector.start();
+            selectors.add(selector);
+        }
+        if (!done.await(300, TimeUnit.SECONDS)) {
+            throw new IllegalStateException("too few handoffs: " + samples.size());
+        }
+        for (LeaderSelector selector : selectors) {
+            selector.close();
+        }
+        for (CuratorFramework client : clients) {
+            client.close();
+        }
+        List<Long> measured;
+        synchronized (samples) {
+            measured = new ArrayList<>(samples.subList(warmUp, warmUp + handoffs));
+        }
+        Collections.sort(measured);
+        System.out.printf("curator_selector_handoff_median_us %.1f%n", percentile(measured, 0.5) / 1e3);
+        System.out.printf("curator_selector_handoff_p99_us %.1f%n", percentile(measured, 0.99) / 1e3);
+    }
+
+    private static double percentile(List<Long> sorted, double q) {
+        int i = (int) Math.round((sorted.size() - 1) * q);
+        return sorted.get(i);
+    }
+
+    public static void main(String[] args) throws Exception {
+        if (args.length < 3) {
+            System.err.println("usage: CuratorBench <connectString> <scenario> <path> [args]");
+            System.exit(2);
+        }
+        switch (args[1]) {
+            case "contended":
+                contended(args[0], args[2], Integer.parseInt(args[3]), Double.parseDouble(args[4]));
+                break;
+            case "selector-handoff":
+                selectorHandoff(args[0], args[2], Integer.parseInt(args[3]));
+                break;
+            default:
+                System.err.println("unknown scenario " + args[1]);
+                System.exit(2);
+        }
+        System.exit(0);
+    }
+}
