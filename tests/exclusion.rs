@@ -56,6 +56,42 @@ async fn await_ids(mutex: &InterProcessMutex, expected: &[&str]) {
     eventually_async(&what, DEADLINE, || async { ids(mutex).await == expected }).await;
 }
 
+/// An acquire running in a task of its own, and when it was granted.
+struct BackgroundAcquire {
+    task: tokio::task::JoinHandle<LockGuard>,
+    granted_at: Arc<Mutex<Option<Instant>>>,
+}
+
+impl BackgroundAcquire {
+    fn start(mutex: &InterProcessMutex) -> Self {
+        let granted_at = Arc::new(Mutex::new(None));
+        let task = tokio::spawn({
+            let (mutex, granted_at) = (mutex.clone(), granted_at.clone());
+            async move {
+                let guard = mutex.acquire().await.unwrap();
+                *granted_at.lock().unwrap() = Some(Instant::now());
+                guard
+            }
+        });
+        Self { task, granted_at }
+    }
+
+    /// When the lock was granted, if it was.
+    fn granted_at(&self) -> Option<Instant> {
+        *self.granted_at.lock().unwrap()
+    }
+
+    /// The guard, once granted (at most [`DEADLINE`]), and when it was granted.
+    async fn granted(self, what: &str) -> (LockGuard, Instant) {
+        let guard = tokio::time::timeout(DEADLINE, self.task)
+            .await
+            .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+            .unwrap();
+        let at = self.granted_at.lock().unwrap().expect("granted");
+        (guard, at)
+    }
+}
+
 async fn curator_worker(server: &str, lock: &str) -> JavaProcess {
     let classes: PathBuf = java::compile("tests/java/CuratorMutexWorker.java").await;
     JavaProcess::start(
@@ -122,18 +158,12 @@ async fn a_parent_recreated_by_curator_does_not_grant_the_next_sequence() {
         "granted while Curator holds the recreated lock: {tried:?}"
     );
     // And once Curator lets go, the handle gets it, with a later token.
-    let waiter = tokio::spawn({
-        let mutex = mutex.clone();
-        async move { mutex.acquire().await.unwrap() }
-    });
+    let waiter = BackgroundAcquire::start(&mutex);
     await_ids(&mutex, &["java-j", "rust"]).await;
-    assert!(!waiter.is_finished(), "granted while Curator holds");
+    assert!(waiter.granted_at().is_none(), "granted while Curator holds");
     worker.send("RELEASE j").await;
     worker.expect("RELEASED j", DEADLINE).await;
-    let guard = tokio::time::timeout(DEADLINE, waiter)
-        .await
-        .expect("the grant after Curator's release")
-        .unwrap();
+    let (guard, _) = waiter.granted("the grant after Curator's release").await;
     guard.release().await.unwrap();
     worker.quit("QUIT", Duration::from_secs(10)).await;
 }
@@ -164,17 +194,11 @@ async fn a_recreated_parent_resets_the_high_water_mark() {
             .is_none(),
         "granted past the holder of the recreated parent"
     );
-    let waiter = tokio::spawn({
-        let mutex = mutex.clone();
-        async move { mutex.acquire().await.unwrap() }
-    });
+    let waiter = BackgroundAcquire::start(&mutex);
     await_ids(&mutex, &["b", "a"]).await;
     let token = held.fencing_token();
     held.release().await.unwrap();
-    let guard = tokio::time::timeout(DEADLINE, waiter)
-        .await
-        .expect("the grant after b's release")
-        .unwrap();
+    let (guard, _) = waiter.granted("the grant after b's release").await;
     assert!(guard.fencing_token() > token);
     guard.release().await.unwrap();
 }
@@ -239,16 +263,7 @@ async fn a_deleted_waiting_node_is_never_granted() {
     worker.expect("ACQUIRED x", DEADLINE).await;
 
     let mutex = InterProcessMutex::new(&client, &lock).unwrap().with_id("w");
-    let granted_at = Arc::new(Mutex::new(None::<Instant>));
-    let waiter = tokio::spawn({
-        let mutex = mutex.clone();
-        let granted_at = granted_at.clone();
-        async move {
-            let guard = mutex.acquire().await.unwrap();
-            *granted_at.lock().unwrap() = Some(Instant::now());
-            guard
-        }
-    });
+    let waiter = BackgroundAcquire::start(&mutex);
     await_ids(&mutex, &["java-x", "w"]).await;
     worker.send("ACQUIRE y").await;
     await_ids(&mutex, &["java-x", "w", "java-y"]).await;
@@ -265,24 +280,18 @@ async fn a_deleted_waiting_node_is_never_granted() {
     worker.expect("ACQUIRED y", DEADLINE).await;
     let y_acquired = Instant::now();
     await_ids(&mutex, &["java-y", "w"]).await;
-    assert!(
-        granted_at.lock().unwrap().is_none(),
-        "W was granted while Y holds"
-    );
+    assert!(waiter.granted_at().is_none(), "W was granted while Y holds");
     worker.send("RELEASE y").await;
     worker.expect("RELEASED y", DEADLINE).await;
-    let guard = tokio::time::timeout(DEADLINE, waiter)
-        .await
-        .expect("W's grant after Y")
-        .unwrap();
-    assert!(granted_at.lock().unwrap().unwrap() > y_acquired);
+    let (guard, granted_at) = waiter.granted("W's grant after Y").await;
+    assert!(granted_at > y_acquired);
     guard.release().await.unwrap();
     worker.quit("QUIT", Duration::from_secs(10)).await;
 }
 
 /// Scenario 2 with a local predecessor: tasks A and B share one handle, C (another client)
-/// waits behind B. B's node is deleted, then A releases: the handoff from A to B proves B's
-/// node in the release's own transaction, which fails, so C gets the lock and B joins again
+/// waits behind B. B's node is deleted, then A releases: the read of B's node behind A's
+/// delete, which would prove B's grant, finds nothing, so C gets the lock and B joins again
 /// behind it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_waiting_node_behind_a_local_holder_is_never_granted() {
@@ -296,21 +305,10 @@ async fn a_deleted_waiting_node_behind_a_local_holder_is_never_granted() {
         .unwrap()
         .with_id("ab");
     let held = mutex.acquire().await.unwrap();
-    let granted_at = Arc::new(Mutex::new(None::<Instant>));
-    let b = tokio::spawn({
-        let (mutex, granted_at) = (mutex.clone(), granted_at.clone());
-        async move {
-            let guard = mutex.acquire().await.unwrap();
-            *granted_at.lock().unwrap() = Some(Instant::now());
-            guard
-        }
-    });
+    let b = BackgroundAcquire::start(&mutex);
     await_ids(&mutex, &["ab", "ab"]).await;
     let c_mutex = InterProcessMutex::new(&other, &lock).unwrap().with_id("c");
-    let c = tokio::spawn({
-        let c_mutex = c_mutex.clone();
-        async move { c_mutex.acquire().await.unwrap() }
-    });
+    let c = BackgroundAcquire::start(&c_mutex);
     await_ids(&mutex, &["ab", "ab", "c"]).await;
     let b_node = mutex.participants().await.unwrap()[1].node.clone();
     observer
@@ -320,23 +318,13 @@ async fn a_deleted_waiting_node_behind_a_local_holder_is_never_granted() {
     await_ids(&mutex, &["ab", "c"]).await;
 
     held.release().await.unwrap();
-    let c_guard = tokio::time::timeout(DEADLINE, c)
-        .await
-        .expect("C's grant")
-        .unwrap();
-    let c_granted = Instant::now();
+    let (c_guard, c_granted) = c.granted("C's grant").await;
     // B joins again, behind C, and is not granted while C holds.
     await_ids(&mutex, &["c", "ab"]).await;
-    assert!(
-        granted_at.lock().unwrap().is_none(),
-        "B was granted beside C"
-    );
+    assert!(b.granted_at().is_none(), "B was granted beside C");
     c_guard.release().await.unwrap();
-    let b_guard = tokio::time::timeout(DEADLINE, b)
-        .await
-        .expect("B's grant after C")
-        .unwrap();
-    assert!(granted_at.lock().unwrap().unwrap() > c_granted);
+    let (b_guard, b_granted) = b.granted("B's grant after C").await;
+    assert!(b_granted > c_granted);
     assert_ne!(b_guard.node_name(), b_node, "granted the deleted node");
     b_guard.release().await.unwrap();
 }
@@ -491,15 +479,7 @@ async fn a_deposed_hold_keeps_its_clients_next_holder_out_until_released() {
         .unwrap()
         .with_id("second");
     let deposed: LockGuard = first.acquire().await.unwrap();
-    let granted_at = Arc::new(Mutex::new(None::<Instant>));
-    let waiter = tokio::spawn({
-        let (second, granted_at) = (second.clone(), granted_at.clone());
-        async move {
-            let guard = second.acquire().await.unwrap();
-            *granted_at.lock().unwrap() = Some(Instant::now());
-            guard
-        }
-    });
+    let waiter = BackgroundAcquire::start(&second);
     await_ids(&second, &["first", "second"]).await;
     observer.delete(deposed.node_path(), None).await.unwrap();
     tokio::time::timeout(DEADLINE, deposed.lost())
@@ -512,15 +492,14 @@ async fn a_deposed_hold_keeps_its_clients_next_holder_out_until_released() {
     ));
     let dropped_at = Instant::now();
     assert!(
-        granted_at.lock().unwrap().is_none(),
+        waiter.granted_at().is_none(),
         "granted beside a deposed hold in use"
     );
     drop(deposed);
-    let guard = tokio::time::timeout(DEADLINE, waiter)
-        .await
-        .expect("the grant once the deposed guard is dropped")
-        .unwrap();
-    assert!(granted_at.lock().unwrap().unwrap() >= dropped_at);
+    let (guard, granted_at) = waiter
+        .granted("the grant once the deposed guard is dropped")
+        .await;
+    assert!(granted_at >= dropped_at);
     guard.release().await.unwrap();
 }
 
