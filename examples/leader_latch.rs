@@ -1,12 +1,17 @@
-//! The seed program `TestLeaderLatch`: five clients race for one latch; each closes after
-//! `2 × (i + 5)` seconds, and leadership passes to a client still running.
+//! The classic five-client `LeaderLatch` demo program (`TestLeaderLatch` of the Curator
+//! walk-throughs): five clients race for one latch; each closes after `2 × (i + 5)` seconds,
+//! and leadership passes to a client still running.
 //!
 //! ```text
 //! cargo run --example leader_latch -- [--scale 0.1]
 //! ```
 //!
 //! It connects to `ZK_CONNECT` (default 127.0.0.1:2181), or starts a test server when nothing
-//! answers there.
+//! answers there. Its latch path is `/demo/leader-latch`, its own: the `leader_selector`
+//! example uses `/demo/leader-selector`, so the two run back to back on one server, in either
+//! order. (On one path they could not: the selector leaves its path behind as an empty
+//! container node, which ZooKeeper reaps only a minute later, and a latch cannot race for a
+//! path that holds one; it stops with `Error::PathOccupied`.)
 
 mod support;
 
@@ -16,10 +21,10 @@ use std::time::Duration;
 use support::{scale, scaled, zookeeper, BoxError};
 use zk_recipes::{Client, CloseMode, LeaderLatch, LeaderLatchListener};
 
-const PATH: &str = "/demo/leader";
+const PATH: &str = "/demo/leader-latch";
 const CLIENT_COUNT: usize = 5;
 
-/// Prints what Curator's listener printed in the seed program.
+/// Prints what Curator's listener printed in the original program.
 struct Announce(usize);
 
 impl LeaderLatchListener for Announce {
@@ -59,7 +64,7 @@ async fn schedule(index: usize, connect: &str, scale: f64) -> Result<(), BoxErro
     let latch = Arc::new(LeaderLatch::new(&client, PATH, index.to_string())?);
     latch.add_listener(Announce(index));
     latch.start().await?;
-    // Each client runs for a different time, as in the seed program.
+    // Each client runs for a different time, as in the original program.
     tokio::time::sleep(scaled(2.0 * (index as f64 + 5.0), scale)).await;
     latch.close_with(CloseMode::NotifyLeader).await?;
     client.close().await;

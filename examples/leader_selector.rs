@@ -1,4 +1,5 @@
-//! The seed program `TestLeaderElection`: three clients with auto-requeue each lead for a
+//! The classic three-client `LeaderSelector` demo program (`TestLeaderElection` of the Curator
+//! walk-throughs): three clients with auto-requeue each lead for a
 //! moment, give leadership up, and queue again, so leadership goes round in a fair rotation.
 //!
 //! ```text
@@ -6,7 +7,9 @@
 //! ```
 //!
 //! It connects to `ZK_CONNECT` (default 127.0.0.1:2181), or starts a test server when nothing
-//! answers there. Like the seed program, it runs for 30 seconds (scaled).
+//! answers there. Like the original program, it runs for 30 seconds (scaled). Its path is
+//! `/demo/leader-selector`, its own, so the `leader_latch` example (on `/demo/leader-latch`)
+//! can run before or after it on the same server.
 
 mod support;
 
@@ -16,10 +19,10 @@ use std::time::Duration;
 use support::{scale, scaled, zookeeper, BoxError};
 use zk_recipes::{Client, LeaderSelector, LeaderSelectorListener, Leadership};
 
-const PATH: &str = "/demo/leader";
+const PATH: &str = "/demo/leader-selector";
 const CLIENT_COUNT: usize = 3;
 
-/// The seed's `CustomLeaderSelectorListenerAdapter`: leads for 2 seconds (scaled), then gives
+/// The original's `CustomLeaderSelectorListenerAdapter`: leads for 2 seconds (scaled), then gives
 /// leadership up.
 struct Announce {
     name: String,
@@ -65,7 +68,7 @@ async fn main() -> Result<(), BoxError> {
         selector.start()?;
         selectors.push((client, selector));
     }
-    // The seed program lets the clients take turns for 30 seconds, then stops.
+    // The original program lets the clients take turns for 30 seconds, then stops.
     tokio::time::sleep(scaled(30.0, scale)).await;
     // From here the rotation ends: each close withdraws one client, cutting short a turn.
     println!("Stopping the clients...");

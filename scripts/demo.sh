@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Runs the seed programs against a local ZooKeeper: LeaderLatch, then LeaderSelector.
+# Runs the two leader-election demo programs against a local ZooKeeper: the classic five-client
+# LeaderLatch program, then the classic three-client LeaderSelector program.
 #
 # They connect to ZK_CONNECT (default 127.0.0.1:2181); when nothing answers there they start a
 # test ZooKeeper themselves, from Debian's `zookeeper` package (installed here when missing).
-# Usage: scripts/demo.sh [--scale F]   (default 0.25: the seed's 30 s run in about 8 s)
+# Usage: scripts/demo.sh [--scale F]   (default 0.25: the programs' 30 s runs in about 8 s)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -17,7 +18,7 @@ fi
 args=("$@")
 [[ ${#args[@]} -gt 0 ]] || args=(--scale 0.25)
 export ZK_TEST_BACKEND=${ZK_TEST_BACKEND:-process}
-echo "==> LeaderLatch (the seed's TestLeaderLatch)" >&2
+echo "==> LeaderLatch: five clients race for one latch (TestLeaderLatch)" >&2
 cargo run --quiet --example leader_latch -- "${args[@]}"
-echo "==> LeaderSelector (the seed's TestLeaderElection)" >&2
+echo "==> LeaderSelector: three clients take turns (TestLeaderElection)" >&2
 cargo run --quiet --example leader_selector -- "${args[@]}"

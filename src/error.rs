@@ -61,6 +61,18 @@ pub enum Error {
     #[error("the lock or leadership is lost")]
     LockLost,
 
+    /// A recipe's path holds a node that no participant of the recipe could have made: for a
+    /// [`LeaderLatch`](crate::LeaderLatch), a persistent or container node where the latch's
+    /// ephemeral node belongs (another recipe's parent, say, or a node left by hand). The
+    /// recipe stops rather than wait for a node that may never go.
+    #[error("{path:?} is occupied by {reason}")]
+    PathOccupied {
+        /// The recipe's path.
+        path: String,
+        /// What the node there is.
+        reason: &'static str,
+    },
+
     /// A recipe's own node was deleted by someone else while it waited in a queue (an
     /// operator, a clean-up job, or its parent deleted and created again), and the client's
     /// retry policy allowed no more joins with a new node. Curator reports the same case as a

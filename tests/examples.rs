@@ -1,5 +1,6 @@
 //! Runs every example to completion against a real ZooKeeper, with short timings, and checks
-//! that it prints what the seed programs printed.
+//! that the two leader-election demo programs print what the classic programs they reproduce
+//! print.
 //!
 //! `cargo test` builds the examples before it runs tests; this finds them next to the test
 //! binary.
@@ -52,28 +53,26 @@ fn lines_with<'a>(out: &'a str, needle: &str) -> Vec<&'a str> {
     out.lines().filter(|l| l.contains(needle)).collect()
 }
 
-/// Both seed programs use `/demo/leader`, so they run one after the other.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn seed_programs_print_what_the_seed_documents_print() {
-    init_tracing();
-    let out = run_example("leader_latch", &["--scale", "0.05"]).await;
+/// The five-client latch program: every client connects and closes, one leader at a time,
+/// each told when it stops leading.
+fn check_latch_output(out: &str) {
     for i in 0..5 {
         assert_eq!(
-            lines_with(&out, &format!("Client [{i}] Server connected...")).len(),
+            lines_with(out, &format!("Client [{i}] Server connected...")).len(),
             1,
             "{out}"
         );
         assert_eq!(
-            lines_with(&out, &format!("Client [{i}] Server closed...")).len(),
+            lines_with(out, &format!("Client [{i}] Server closed...")).len(),
             1,
             "{out}"
         );
     }
     // Every leader is told when it closes (NotifyLeader), and leadership passes on while
     // clients remain: each "I am the leader" is followed by that client's "I am the follower".
-    let leaders = lines_with(&out, "I am the leader !");
-    let followers = lines_with(&out, "I am the follower !");
-    assert!(!leaders.is_empty(), "{out}");
+    let leaders = lines_with(out, "I am the leader !");
+    let followers = lines_with(out, "I am the follower !");
+    assert!(!leaders.is_empty(), "no latch was elected:\n{out}");
     assert_eq!(leaders.len(), followers.len(), "{out}");
     let mut current: Option<&str> = None;
     for line in out.lines() {
@@ -89,8 +88,10 @@ async fn seed_programs_print_what_the_seed_documents_print() {
             current = None;
         }
     }
+}
 
-    let out = run_example("leader_selector", &["--scale", "0.05"]).await;
+/// The three-client selector program: the clients take turns in a fixed rotation.
+fn check_selector_output(out: &str) {
     // Closing the clients one by one ends the rotation; check it up to there.
     let (running, _) = out
         .split_once("Stopping the clients...")
@@ -122,10 +123,24 @@ async fn seed_programs_print_what_the_seed_documents_print() {
         );
     }
     assert_eq!(
-        lines_with(&out, " is now the leader").len(),
-        lines_with(&out, " gave up leadership").len(),
+        lines_with(out, " is now the leader").len(),
+        lines_with(out, " gave up leadership").len(),
         "{out}"
     );
+}
+
+/// The two demo programs, back to back on one server, in both orders: the selector's
+/// program first (it leaves its path behind as an empty container), then the latch's, which
+/// must still elect its leaders; then the selector's again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_programs_run_back_to_back_in_either_order() {
+    init_tracing();
+    let out = run_example("leader_selector", &["--scale", "0.05"]).await;
+    check_selector_output(&out);
+    let out = run_example("leader_latch", &["--scale", "0.05"]).await;
+    check_latch_output(&out);
+    let out = run_example("leader_selector", &["--scale", "0.05"]).await;
+    check_selector_output(&out);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,6 @@
 //! `LeaderLatch` against real ZooKeeper servers: hand-over, session expiry, a blackholed
-//! leader, an ensemble losing its leader, a deleted parent, and bad input.
+//! leader, an ensemble losing its leader, a deleted parent, a path held by a node no latch
+//! made, and bad input.
 
 mod common;
 
@@ -9,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::{eventually, eventually_async, init_tracing, unique_path, zk_server};
 use zk_recipes::testing::{expire_session, FaultProxy, TestingCluster};
+use zk_recipes::zookeeper_client::{Acls, CreateMode};
 use zk_recipes::{
     Client, CloseMode, ConnectionErrorPolicy, ConnectionState, Error, LatchState, LeaderLatch,
     LeaderLatchListener,
@@ -163,14 +165,14 @@ impl LeaderLatchListener for CountingListener {
     }
 }
 
-/// The seed scenario: five sessions race; each close of the leader hands over to one of the
-/// others; at every sample at most one latch leads and it owns the node; the last close leaves
-/// no node.
+/// The demo program's scenario: five sessions race; each close of the leader hands over to
+/// one of the others; at every sample at most one latch leads and it owns the node; the last
+/// close leaves no node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_clients_hand_over_one_at_a_time() {
     init_tracing();
     let server = zk_server().await;
-    let path = format!("{}/leader", unique_path("latch-seed"));
+    let path = format!("{}/leader", unique_path("latch-demo"));
     let (clients, latches) = latches(&server, &path, 5).await;
     let sessions: Vec<i64> = clients.iter().map(|c| c.session().id().0).collect();
     let observer = connect(&server, Duration::from_secs(10)).await;
@@ -873,4 +875,104 @@ async fn create_answer_lost_to_a_connection_drop_is_recognised_as_ours() {
 
 fn zk_recipes_parent(path: &str) -> &str {
     &path[..path.rfind('/').unwrap()]
+}
+
+/// A latch on a path that holds a persistent node, or a container node (what a
+/// `LeaderSelector` leaves behind on its path), stops at `start()` with a typed error that
+/// names the path and what holds it, and leaves nothing behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_path_held_by_a_persistent_or_container_node_is_a_typed_error() {
+    init_tracing();
+    let server = zk_server().await;
+    let client = connect(&server, Duration::from_secs(4)).await;
+    for mode in [CreateMode::Persistent, CreateMode::Container] {
+        let path = format!("{}/leader", unique_path("latch-occupied"));
+        client
+            .create(&path, b"not a latch", mode, &[])
+            .await
+            .unwrap();
+        // A container with no child yet is not reaped; give it one, as a recipe's parent has.
+        client
+            .create(&format!("{path}/child"), b"", CreateMode::Persistent, &[])
+            .await
+            .unwrap();
+        let latch = LeaderLatch::new(&client, &path, "latch").unwrap();
+        let started = tokio::time::timeout(DEADLINE, latch.start())
+            .await
+            .expect("start to decide");
+        match &started {
+            Err(Error::PathOccupied {
+                path: named,
+                reason,
+            }) => {
+                assert_eq!(named, &path);
+                assert!(reason.contains("persistent or container"), "{reason}");
+            }
+            other => panic!("{mode:?}: expected PathOccupied, got {other:?}"),
+        }
+        assert_eq!(latch.state(), LatchState::Closed);
+        assert!(!latch.has_leadership());
+        assert!(matches!(latch.failure(), Some(Error::PathOccupied { .. })));
+        assert!(matches!(
+            latch.await_leadership().await,
+            Err(Error::PathOccupied { .. })
+        ));
+        let (data, _) = client.get_data(&path).await.unwrap().unwrap();
+        assert_eq!(data, b"not a latch", "the node in the way was touched");
+        assert_eq!(client.children(&path).await.unwrap().unwrap(), ["child"]);
+    }
+}
+
+/// A persistent node that takes the latch path while latches run (in the same transaction
+/// that deletes the leader's node) stops every latch the moment it races again: the
+/// follower's `await_leadership` returns the error and its stream of changes ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persistent_node_appearing_later_stops_the_latches() {
+    init_tracing();
+    let server = zk_server().await;
+    let path = format!("{}/leader", unique_path("latch-occupied-later"));
+    let (_clients, latches) = latches(&server, &path, 2).await;
+    eventually("a leader", DEADLINE, || {
+        latches.iter().any(|l| l.has_leadership())
+    })
+    .await;
+    let follower = latches.iter().find(|l| !l.has_leadership()).unwrap();
+    let mut changes = follower.leadership_changes();
+    assert_eq!(changes.next().await, Some(false));
+
+    let operator = connect(&server, Duration::from_secs(4)).await;
+    let zk = operator.zookeeper().unwrap();
+    let mut swap = zk.new_multi_writer();
+    swap.add_delete(&path, None).unwrap();
+    swap.add_create(
+        &path,
+        b"left by hand",
+        &CreateMode::Persistent.with_acls(Acls::anyone_all()),
+    )
+    .unwrap();
+    swap.commit().await.unwrap();
+
+    let waited = tokio::time::timeout(DEADLINE, follower.await_leadership())
+        .await
+        .expect("await_leadership to end");
+    assert!(
+        matches!(waited, Err(Error::PathOccupied { ref path, .. }) if path.ends_with("/leader")),
+        "{waited:?}"
+    );
+    assert_eq!(
+        tokio::time::timeout(DEADLINE, changes.next())
+            .await
+            .unwrap(),
+        None,
+        "the stream of changes ends"
+    );
+    for latch in &latches {
+        eventually("every latch to stop", DEADLINE, || {
+            latch.state() == LatchState::Closed
+        })
+        .await;
+        assert!(matches!(latch.failure(), Some(Error::PathOccupied { .. })));
+    }
+    let (data, _) = operator.get_data(&path).await.unwrap().unwrap();
+    assert_eq!(data, b"left by hand");
 }

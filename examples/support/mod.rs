@@ -34,7 +34,7 @@ pub async fn zookeeper() -> Result<(String, Option<TestingServer>), BoxError> {
     Ok((server.connect_string(), Some(server)))
 }
 
-/// `--scale F` from the command line (default `default`): every delay of the seed program is
+/// `--scale F` from the command line (default `default`): every delay of the original program is
 /// multiplied by it, so `--scale 0.1` runs a 30-second demo in 3 seconds.
 pub fn scale(default: f64) -> f64 {
     let args: Vec<String> = std::env::args().collect();
@@ -46,7 +46,7 @@ pub fn scale(default: f64) -> f64 {
         .unwrap_or(default)
 }
 
-/// `seconds` of the seed program, scaled.
+/// `seconds` of the original program, scaled.
 pub fn scaled(seconds: f64, scale: f64) -> Duration {
     Duration::from_secs_f64(seconds * scale)
 }

@@ -29,7 +29,9 @@ enum End {
     Cancelled,
     /// The client was closed.
     ClientClosed,
-    /// The first attempt failed with an error retrying will not cure; `start()` reports it.
+    /// An error retrying will not cure: on the first attempt, or, whenever it comes, a node at
+    /// the path that no latch made. `start()` reports it, or else
+    /// [`failure`](super::LeaderLatch::failure).
     Failed(Error),
 }
 
@@ -47,6 +49,16 @@ enum Observed {
     Gone,
     /// The node's parent is missing.
     NoParent,
+}
+
+/// What the node at a latch's path is, if it is one no latch could have made: latches make
+/// ephemeral nodes only. (ZooKeeper shows container and TTL nodes to clients with an
+/// ephemeral owner of 0, as persistent ones.)
+fn made_by_no_latch(stat: &Stat) -> Option<&'static str> {
+    (stat.ephemeral_owner == 0).then_some(
+        "a persistent or container node (its ephemeral owner is 0: another recipe's parent, \
+         perhaps), which no leader latch makes",
+    )
 }
 
 /// What to do after leading or following ended.
@@ -105,7 +117,8 @@ impl Driver {
                 self.inner.mark_closed();
             }
             End::Failed(error) => {
-                tracing::warn!(%path, %error, "leader latch could not start");
+                tracing::error!(%path, %error, "the leader latch stops");
+                *self.inner.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(error.clone());
                 self.inner.emitter.close(false);
                 self.inner.mark_closed();
             }
@@ -179,14 +192,16 @@ impl Driver {
                     }
                 }
                 Ok(Observed::Other { id, stat, watcher }) => {
+                    if let Some(reason) = made_by_no_latch(&stat) {
+                        return End::Failed(Error::PathOccupied {
+                            path: self.inner.path.clone(),
+                            reason,
+                        });
+                    }
                     parent_rebuilds = 0;
                     backoff = MIN_BACKOFF;
                     self.report_started();
-                    if stat.ephemeral_owner == 0 {
-                        tracing::warn!(path = %self.inner.path, "the latch node is not ephemeral: no latch can win until it is deleted");
-                    } else {
-                        tracing::debug!(path = %self.inner.path, leader = %String::from_utf8_lossy(&id), "following");
-                    }
+                    tracing::debug!(path = %self.inner.path, leader = %String::from_utf8_lossy(&id), "following");
                     match self.follow(&session, watcher).await {
                         Next::Race => continue,
                         Next::Stop(end) => return end,

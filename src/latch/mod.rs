@@ -52,6 +52,16 @@
 //! * **No leaked node.** [`close`](LeaderLatch::close) deletes the node only if it is this
 //!   latch's (as above), with a version-checked delete. A latch dropped without `close` does the
 //!   same in the background.
+//! * **A path no latch can win.** A latch only ever makes an ephemeral node. If the latch path
+//!   holds a persistent or a container node (another recipe's parent, say: a
+//!   [`LeaderSelector`](crate::LeaderSelector) on the same path leaves one behind, which
+//!   ZooKeeper reaps only about a minute after its last child goes), no latch could win until
+//!   someone deletes it. The latch does not wait silently: it stops with
+//!   [`Error::PathOccupied`], which names the path and what holds it. [`start`](LeaderLatch::start)
+//!   returns it; if such a node appears later, while the latch runs (found when it races
+//!   again), the latch closes itself, its [`leadership_changes`](LeaderLatch::leadership_changes)
+//!   stream ends, [`await_leadership`](LeaderLatch::await_leadership) returns the error, and
+//!   [`failure`](LeaderLatch::failure) keeps it. Give each recipe its own path.
 //!
 //! ```no_run
 //! # async fn demo(client: zk_recipes::Client) -> zk_recipes::Result<()> {
@@ -186,6 +196,8 @@ pub(crate) struct Inner {
     lifecycle: Mutex<Lifecycle>,
     cancel: CancellationToken,
     counters: Counters,
+    /// Why the latch stopped by itself, if it did (see [`LeaderLatch::failure`]).
+    failure: Mutex<Option<Error>>,
 }
 
 /// Leadership by a race for one ephemeral node: simple, unfair, and every follower is woken on
@@ -243,6 +255,7 @@ impl LeaderLatch {
                 }),
                 cancel: CancellationToken::new(),
                 counters: Counters::default(),
+                failure: Mutex::new(None),
             }),
         })
     }
@@ -309,7 +322,9 @@ impl LeaderLatch {
     /// * errors the first attempt found that retrying would not cure, after which the latch is
     ///   [`Closed`](LatchState::Closed) and nothing is left on the server:
     ///   [`Error::NoAuth`] when an ACL forbids the create, [`Error::ZooKeeper`] with
-    ///   `NoChildrenForEphemerals` when the latch path is under an ephemeral node.
+    ///   `NoChildrenForEphemerals` when the latch path is under an ephemeral node,
+    ///   [`Error::PathOccupied`] when the latch path holds a persistent or container node (see
+    ///   [the module docs](self#guarantees)).
     ///
     /// Connection trouble is not an error: the latch keeps trying in the background.
     ///
@@ -365,12 +380,17 @@ impl LeaderLatch {
     /// # Errors
     ///
     /// * [`Error::IllegalState`] if the latch is not started;
-    /// * [`Error::Closed`] if it is closed (also while waiting).
+    /// * [`Error::Closed`] if it is closed (also while waiting);
+    /// * the latch's [`failure`](Self::failure), when it stopped by itself (also while
+    ///   waiting), e.g. [`Error::PathOccupied`].
     ///
     /// # Cancel safety
     ///
     /// Cancel safe.
     pub async fn await_leadership(&self) -> Result<()> {
+        if let Some(failure) = self.failure() {
+            return Err(failure);
+        }
         self.check_started()?;
         let mut status = self.inner.emitter.watch();
         let leading = match status.wait_for(|s| s.leader || s.closed).await {
@@ -380,8 +400,19 @@ impl LeaderLatch {
         if leading {
             Ok(())
         } else {
-            Err(Error::Closed)
+            Err(self.failure().unwrap_or(Error::Closed))
         }
+    }
+
+    /// Why the latch stopped by itself, if it did: an error that retrying would not cure,
+    /// such as [`Error::PathOccupied`] (see [the module docs](self#guarantees)). The latch is
+    /// then [`Closed`](LatchState::Closed), and nothing of it is left on the server.
+    pub fn failure(&self) -> Option<Error> {
+        self.inner
+            .failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Waits at most `timeout` until this latch leads: `Ok(true)` if it does, `Ok(false)` if
