@@ -13,9 +13,10 @@
 //!   and releases.
 //! * 5 [`LeaderSelector`]s with auto-requeue on another path. A leader works the same way,
 //!   then returns.
-//! * 5 [`LeaderLatch`]es on a third path. A leader reads its fencing token (the latch node's
-//!   czxid, read through its own session), works, and closes its latch to let the others race;
-//!   then it joins the race again with a new latch.
+//! * 5 [`LeaderLatch`]es on a third path, and a sixth on the first latch participant's
+//!   client: two sibling latches on one session. A leader reads its fencing token (the latch
+//!   node's czxid, read through its own session, from a node carrying its own id), works, and
+//!   closes its latch to let the others race; then it joins the race again with a new latch.
 //!
 //! # Faults
 //!
@@ -426,10 +427,14 @@ impl LeaderSelectorListener for SelectorWorker {
 }
 
 /// The czxid of the latch node if this client's session owns it.
-async fn latch_token(client: &Client, path: &str) -> Result<Option<u64>, Error> {
+/// The czxid of the latch node if this client's session owns it and it carries `id`: the node
+/// of the latch with that id (siblings on one client share the session, not the id).
+async fn latch_token(client: &Client, path: &str, id: &str) -> Result<Option<u64>, Error> {
     let session = client.session().id().0;
     Ok(match client.get_data(path).await? {
-        Some((_, stat)) if stat.ephemeral_owner == session => Some(stat.czxid as u64),
+        Some((data, stat)) if stat.ephemeral_owner == session && data == id.as_bytes() => {
+            Some(stat.czxid as u64)
+        }
         _ => None,
     })
 }
@@ -440,11 +445,12 @@ async fn latch_worker(
     client: Client,
     path: String,
     participant: usize,
+    id: String,
     seed: u64,
 ) {
     let mut rng = fastrand::Rng::with_seed(seed);
     while !shared.stop.is_cancelled() {
-        let latch = LeaderLatch::new(&client, &path, format!("latch-{participant}")).unwrap();
+        let latch = LeaderLatch::new(&client, &path, id.clone()).unwrap();
         if let Err(e) = latch.start().await {
             shared.note_error("latch start", &e);
             pause(&shared.stop, Duration::from_millis(50)).await;
@@ -457,7 +463,7 @@ async fn latch_worker(
         let elected = latch.metrics().elected;
         if leading && latch.has_leadership() {
             let start = shared.begin(Recipe::Latch, participant);
-            let token = match latch_token(&client, &path).await {
+            let token = match latch_token(&client, &path, &id).await {
                 Ok(token) => token,
                 Err(e) => {
                     shared.note_error("latch token read", &e);
@@ -467,9 +473,11 @@ async fn latch_worker(
             if token.is_none() && latch.has_leadership() && latch.metrics().elected == elected {
                 // Still leading, as far as the latch knows, on a node that is not ours: the
                 // read is on the same session as the latch's own read, so it is no older.
-                shared.violations.lock().unwrap().push(format!(
-                    "latch-{participant} leads but its session does not own the latch node"
-                ));
+                shared
+                    .violations
+                    .lock()
+                    .unwrap()
+                    .push(format!("{id} leads but the latch node is not its own"));
             }
             let mut changes = latch.leadership_changes();
             let work = tokio::time::sleep(Duration::from_millis(rng.u64(100..300)));
@@ -981,14 +989,23 @@ async fn recipes_stay_exclusive_and_live_under_faults() {
         selectors.push(selector);
     }
     for p in Recipe::Latch.participants() {
-        let task = tokio::spawn(latch_worker(
-            shared.clone(),
-            participants[p].client.clone(),
-            latch_path.clone(),
-            p,
-            seed.wrapping_add(p as u64),
-        ));
-        tasks.push((format!("latch worker {p}"), task));
+        // The first latch participant's client runs two latches, siblings on one session.
+        let ids = if p == Recipe::Latch.participants().start {
+            vec![format!("latch-{p}"), format!("latch-{p}-sibling")]
+        } else {
+            vec![format!("latch-{p}")]
+        };
+        for (i, id) in ids.into_iter().enumerate() {
+            let task = tokio::spawn(latch_worker(
+                shared.clone(),
+                participants[p].client.clone(),
+                latch_path.clone(),
+                p,
+                id,
+                seed.wrapping_add(p as u64).wrapping_add(i as u64 * 1000),
+            ));
+            tasks.push((format!("latch worker {p}.{i}"), task));
+        }
     }
 
     let chaos = Chaos {

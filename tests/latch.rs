@@ -976,3 +976,140 @@ async fn a_persistent_node_appearing_later_stops_the_latches() {
     let (data, _) = operator.get_data(&path).await.unwrap().unwrap();
     assert_eq!(data, b"left by hand");
 }
+
+/// Two latches of one client share its session, so a node's owner does not tell them apart.
+/// Both send their create behind a slow link, and the connection drops once a create has
+/// reached the server but before either answer comes back: after the reconnect, each finds
+/// a node of its session at the path, and only the one whose create made it may lead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sibling_latches_whose_answers_were_lost_never_both_lead() {
+    init_tracing();
+    let server = zk_server().await;
+    let path = format!("{}/leader", unique_path("latch-siblings"));
+    let proxy = FaultProxy::start(&server).await.unwrap();
+    let client = Client::builder(proxy.connect_string())
+        .session_timeout(Duration::from_secs(10))
+        .connection_timeout(Duration::from_secs(2))
+        .connect()
+        .await
+        .unwrap();
+    let observer = connect(&server, Duration::from_secs(4)).await;
+    // The parent first, so that the creates go straight to the latch node.
+    observer
+        .ensure_path(path.rsplit_once('/').unwrap().0, false)
+        .await
+        .unwrap();
+    let one = Arc::new(LeaderLatch::new(&client, &path, "one").unwrap());
+    let two = Arc::new(LeaderLatch::new(&client, &path, "two").unwrap());
+    proxy.delay(Duration::from_millis(500));
+    let starts: Vec<_> = [one.clone(), two.clone()]
+        .into_iter()
+        .map(|latch| tokio::spawn(async move { latch.start().await }))
+        .collect();
+    // A create has reached the server; its answer is still on its way back: drop it.
+    eventually_async("a create to reach the server", DEADLINE, || async {
+        observer.exists(&path).await.unwrap().is_some()
+    })
+    .await;
+    proxy.cut();
+    eventually("the client to see the cut", DEADLINE, || {
+        client.state() == ConnectionState::Suspended
+    })
+    .await;
+    proxy.restore();
+    for start in starts {
+        tokio::time::timeout(DEADLINE, start)
+            .await
+            .expect("start to decide")
+            .unwrap()
+            .unwrap();
+    }
+    eventually("exactly one latch to lead", DEADLINE, || {
+        one.has_leadership() != two.has_leadership()
+    })
+    .await;
+    let (leader, follower) = if one.has_leadership() {
+        (&one, &two)
+    } else {
+        (&two, &one)
+    };
+    let (data, stat) = observer.get_data(&path).await.unwrap().unwrap();
+    assert_eq!(
+        data,
+        leader.id().as_bytes(),
+        "the leader is not the node's maker"
+    );
+    assert_eq!(stat.ephemeral_owner, client.session().id().0);
+    assert!(!follower.has_leadership());
+    // Closing the follower leaves the leader's node alone.
+    follower.close().await.unwrap();
+    let (_, after) = observer.get_data(&path).await.unwrap().unwrap();
+    assert_eq!(
+        after.czxid, stat.czxid,
+        "closing the follower deleted the leader's node"
+    );
+    assert!(leader.has_leadership());
+    leader.close().await.unwrap();
+}
+
+/// A latch closed while the outcome of its create is unknown deletes the node at the path
+/// only if its own create could have made it: a sibling latch's node, on the same session,
+/// survives the close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_a_latch_whose_create_is_unresolved_leaves_its_siblings_node() {
+    init_tracing();
+    let server = zk_server().await;
+    let path = format!("{}/leader", unique_path("latch-siblings-close"));
+    let proxy = FaultProxy::start(&server).await.unwrap();
+    let client = Client::builder(proxy.connect_string())
+        .session_timeout(Duration::from_secs(10))
+        .connection_timeout(Duration::from_secs(2))
+        .connect()
+        .await
+        .unwrap();
+    let observer = connect(&server, Duration::from_secs(4)).await;
+    let leader = LeaderLatch::new(&client, &path, "leader").unwrap();
+    leader.start().await.unwrap();
+    leader.await_leadership().await.unwrap();
+    let (_, before) = observer.get_data(&path).await.unwrap().unwrap();
+
+    // The late latch's create is on the wire, held by the slow link, when the link is cut:
+    // it never learns what became of it.
+    proxy.delay(Duration::from_millis(500));
+    let late = Arc::new(LeaderLatch::new(&client, &path, "late").unwrap());
+    let starting = tokio::spawn({
+        let late = late.clone();
+        async move { late.start().await }
+    });
+    eventually("the late latch to send its create", DEADLINE, || {
+        late.metrics().races >= 1
+    })
+    .await;
+    proxy.cut();
+    eventually("the client to see the cut", DEADLINE, || {
+        client.state() == ConnectionState::Suspended
+    })
+    .await;
+    let closing = tokio::spawn({
+        let late = late.clone();
+        async move { late.close().await }
+    });
+    proxy.restore();
+    tokio::time::timeout(DEADLINE, closing)
+        .await
+        .expect("the close to finish")
+        .unwrap()
+        .unwrap();
+    let _ = starting.await;
+    let (data, after) = observer.get_data(&path).await.unwrap().unwrap();
+    assert_eq!(
+        after.czxid, before.czxid,
+        "the late latch's close deleted its sibling's node"
+    );
+    assert_eq!(data, b"leader");
+    tokio::time::timeout(DEADLINE, leader.await_leadership())
+        .await
+        .expect("the leader leads again on its node")
+        .unwrap();
+    leader.close().await.unwrap();
+}

@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use zookeeper_client::{Acl, CreateMode, EventType, OneshotWatcher, Stat, WatchedEvent};
 
+use super::siblings::{CreateTurn, Siblings};
 use super::{ConnectionErrorPolicy, Inner, LatchState};
 use crate::connection::{acls_or_default, ensure_parents, Session};
 use crate::error::{is_retryable_zk, Error};
@@ -78,6 +79,9 @@ pub(super) struct Driver {
     pub(super) session: Option<Arc<Session>>,
     /// Which node of `session` is this latch's own.
     pub(super) claim: std::sync::Mutex<Claim>,
+    /// The siblings' create turn, while a create of ours is in flight or unresolved (see
+    /// [`Siblings`](super::siblings::Siblings)).
+    pub(super) create_turn: std::sync::Mutex<Option<CreateTurn>>,
 }
 
 /// Which latch node is a latch's own, on its current session.
@@ -85,7 +89,7 @@ pub(super) struct Driver {
 /// The session owning the node is not enough: another latch of the same client (on the same
 /// path) shares the session, and so does a closed latch of the client whose delete is still
 /// pending. Taking their node for ours would make two leaders, and that delete would take the
-/// node from under us.
+/// node from under us. See [`Siblings`] for how a latch proves a node its own.
 #[derive(Debug, Clone, Copy, Default)]
 pub(super) struct Claim {
     /// The czxid of the node this latch made, once known.
@@ -96,11 +100,13 @@ pub(super) struct Claim {
 }
 
 impl Claim {
-    /// Whether a node of our session is this latch's.
-    fn recognises(&self, stat: &Stat) -> bool {
+    /// Whether a node of our session is this latch's (latch number `latch` among `siblings`):
+    /// the node our create made, or, while our create is unresolved, a node no sibling
+    /// claims (only our create can have made it; see [`Siblings`]).
+    fn recognises(&self, stat: &Stat, siblings: &Siblings, latch: u64) -> bool {
         match self.czxid {
             Some(czxid) => czxid == stat.czxid,
-            None => self.unknown_create,
+            None => self.unknown_create && !siblings.claimed_by_another(latch, stat.czxid),
         }
     }
 }
@@ -155,7 +161,7 @@ impl Driver {
                 .is_some_and(|s| Arc::ptr_eq(s, &session))
             {
                 // A new session: no node of it is ours yet.
-                *self.claim() = Claim::default();
+                self.settle(Claim::default());
             }
             self.session = Some(session.clone());
             if self.cancel.is_cancelled() {
@@ -298,6 +304,19 @@ impl Driver {
                 || session.interruption_count() == seen)
     }
 
+    /// Records what this latch now knows of its node: for its siblings too, and, once no
+    /// create of ours is unresolved, by giving the create turn back.
+    fn settle(&self, claim: Claim) {
+        *self.claim() = claim;
+        self.inner.siblings.claim(self.inner.serial, claim.czxid);
+        if !claim.unknown_create {
+            self.create_turn
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+        }
+    }
+
     fn claim(&self) -> std::sync::MutexGuard<'_, Claim> {
         self.claim.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -318,6 +337,11 @@ impl Driver {
             .map_err(|_| zookeeper_client::Error::SessionExpired)?;
         let path = self.inner.path.as_str();
         let options = CreateMode::Ephemeral.with_acls(acls_or_default(&self.acls));
+        if create && self.create_turn.lock().unwrap().is_none() {
+            // One create at a time among the latches of this client on this path.
+            let turn = self.inner.siblings.create_turn().await;
+            *self.create_turn.lock().unwrap() = Some(turn);
+        }
         // Until its answer comes, a create sent may have made the node.
         let unknown_before = create.then(|| {
             let mut claim = self.claim();
@@ -332,14 +356,16 @@ impl Driver {
                 .races
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             // A create that made nothing leaves the claim as it was before it.
-            let made_nothing = || self.claim().unknown_create = unknown_before.unwrap_or(false);
+            let made_nothing = || {
+                let mut claim = *self.claim();
+                claim.unknown_create = unknown_before.unwrap_or(false);
+                self.settle(claim);
+            };
             match created.await {
-                Ok((stat, _)) => {
-                    *self.claim() = Claim {
-                        czxid: Some(stat.czxid),
-                        unknown_create: false,
-                    }
-                }
+                Ok((stat, _)) => self.settle(Claim {
+                    czxid: Some(stat.czxid),
+                    unknown_create: false,
+                }),
                 Err(zookeeper_client::Error::NodeExists) => {
                     made_nothing();
                     existed = true;
@@ -356,12 +382,17 @@ impl Driver {
                 }
             }
         }
-        match read.await {
-            Ok((_, stat, watcher)) if session.owns(&stat) && self.claim().recognises(&stat) => {
-                *self.claim() = Claim {
+        let siblings = &self.inner.siblings;
+        let latch = self.inner.serial;
+        let read = read.await;
+        match read {
+            Ok((_, stat, watcher))
+                if session.owns(&stat) && self.claim().recognises(&stat, siblings, latch) =>
+            {
+                self.settle(Claim {
                     czxid: Some(stat.czxid),
                     unknown_create: false,
-                };
+                });
                 if existed {
                     tracing::debug!(
                         path = %self.inner.path,
@@ -371,9 +402,28 @@ impl Driver {
                 }
                 Ok(Observed::Ours(watcher))
             }
-            Ok((id, stat, watcher)) => Ok(Observed::Other { id, stat, watcher }),
-            Err(zookeeper_client::Error::NoNode) => Ok(Observed::Gone),
+            Ok((id, stat, watcher)) => {
+                // The node there, read after our create, is not ours: whatever our create
+                // did, it made no node that is still there.
+                self.resolve_unknown_create();
+                Ok(Observed::Other { id, stat, watcher })
+            }
+            Err(zookeeper_client::Error::NoNode) => {
+                self.resolve_unknown_create();
+                Ok(Observed::Gone)
+            }
             Err(e) => Err(e),
+        }
+    }
+
+    /// Settles an unresolved create of ours as having made no node (any node it made is gone).
+    fn resolve_unknown_create(&self) {
+        let claim = *self.claim();
+        if claim.unknown_create {
+            self.settle(Claim {
+                unknown_create: false,
+                ..claim
+            });
         }
     }
 
@@ -480,19 +530,37 @@ impl Driver {
     async fn delete_our_node(&self, session: Arc<Session>) {
         let path = self.inner.path.clone();
         let claim = *self.claim();
+        let siblings = self.inner.siblings.clone();
+        let latch = self.inner.serial;
         let budget = self.inner.client.connection_timeout();
-        let foreground = tokio::time::timeout(budget, delete_if_owned(&session, &path, claim));
+        let foreground = tokio::time::timeout(
+            budget,
+            delete_if_owned(&session, &path, claim, &siblings, latch),
+        );
         match foreground.await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => {
-                tracing::error!(%path, %error, "could not delete the leader latch node; it stays until its session ends");
+            Ok(outcome) => {
+                if let Err(error) = outcome {
+                    tracing::error!(%path, %error, "could not delete the leader latch node; it stays until its session ends");
+                }
+                siblings.claim(latch, None);
             }
             Err(_) => {
                 tracing::debug!(%path, "deleting the leader latch node in the background");
+                // An unresolved create's turn goes with the delete: until that delete has
+                // decided which node is ours, no sibling may create.
+                let turn = self
+                    .create_turn
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take();
                 self.inner.client.spawn(async move {
-                    if let Err(error) = delete_if_owned(&session, &path, claim).await {
+                    if let Err(error) =
+                        delete_if_owned(&session, &path, claim, &siblings, latch).await
+                    {
                         tracing::error!(%path, %error, "could not delete the leader latch node; it stays until its session ends");
                     }
+                    siblings.claim(latch, None);
+                    drop(turn);
                 });
             }
         }
@@ -515,6 +583,8 @@ pub(super) async fn delete_if_owned(
     session: &Arc<Session>,
     path: &str,
     claim: Claim,
+    siblings: &Siblings,
+    latch: u64,
 ) -> crate::Result<()> {
     let mut backoff = Duration::from_millis(20);
     loop {
@@ -525,7 +595,7 @@ pub(super) async fn delete_if_owned(
             let Some(stat) = zk.check_stat(path).await? else {
                 return Ok(Deleted::NotOurs);
             };
-            if !session.owns(&stat) || !claim.recognises(&stat) {
+            if !session.owns(&stat) || !claim.recognises(&stat, siblings, latch) {
                 return Ok(Deleted::NotOurs);
             }
             match zk.delete(path, Some(stat.version)).await {

@@ -40,6 +40,9 @@
 //!   A node of an earlier session of ours is never taken for ours, nor a node of another
 //!   latch of the same client (which shares the session), nor that of a closed latch of the
 //!   client whose delete is still under way: this latch follows it like any other leader's.
+//!   To prove that even after a lost answer, latches of one client on one path send their
+//!   creates one at a time, and each records the node it knows is its own: a node of the
+//!   session that no sibling claims can only be the one sibling's whose create is unresolved.
 //! * **Connection trouble.** By default ([`ConnectionErrorPolicy::Standard`]), leadership is
 //!   given up the moment the connection is suspended: the session may expire and another
 //!   latch win while this one cannot hear about it. Once reconnected on the same session, the
@@ -78,6 +81,7 @@
 
 mod driver;
 mod notify;
+mod siblings;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -198,6 +202,9 @@ pub(crate) struct Inner {
     counters: Counters,
     /// Why the latch stopped by itself, if it did (see [`LeaderLatch::failure`]).
     failure: Mutex<Option<Error>>,
+    /// The latches of this client on this path, and this one's number among them.
+    siblings: Arc<siblings::Siblings>,
+    serial: u64,
 }
 
 /// Leadership by a race for one ephemeral node: simple, unfair, and every follower is woken on
@@ -256,6 +263,11 @@ impl LeaderLatch {
                 cancel: CancellationToken::new(),
                 counters: Counters::default(),
                 failure: Mutex::new(None),
+                siblings: siblings::Siblings::of(client.instance(), path),
+                serial: {
+                    static NEXT: AtomicU64 = AtomicU64::new(0);
+                    NEXT.fetch_add(1, Ordering::Relaxed)
+                },
             }),
         })
     }
@@ -355,6 +367,7 @@ impl LeaderLatch {
                 started: Some(tx),
                 session: None,
                 claim: Default::default(),
+                create_turn: Default::default(),
             };
             let runtime = &self.inner.client.shared().runtime;
             if let Some(rx) = self.inner.emitter.take_dispatch_rx() {
