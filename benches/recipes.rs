@@ -422,7 +422,7 @@ async fn latch_handoff(connect: &str, path: &str) -> Result<(), BoxError> {
     let mut samples = Vec::new();
     for round in 0..HANDOFFS + 20 {
         let leader = loop {
-            if let Some(i) = latches.iter().position(|l| l.has_leadership()) {
+            if let Some(i) = latches.iter().position(|l| l.is_leader()) {
                 break i;
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
@@ -466,7 +466,7 @@ async fn latch_herd(connect: &str, path: &str) -> Result<(), BoxError> {
     let mut events = 0u64;
     for _ in 0..CHANGES {
         let leader = loop {
-            if let Some(i) = latches.iter().position(|l| l.has_leadership()) {
+            if let Some(i) = latches.iter().position(|l| l.is_leader()) {
                 break i;
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
@@ -479,7 +479,7 @@ async fn latch_herd(connect: &str, path: &str) -> Result<(), BoxError> {
         // Settled: a new leader, and every follower has raced again after its event.
         let settle = Instant::now() + Duration::from_secs(30);
         loop {
-            let new_leader = latches.iter().any(|l| l.has_leadership());
+            let new_leader = latches.iter().any(|l| l.is_leader());
             let all_raced = latches
                 .iter()
                 .enumerate()

@@ -621,6 +621,29 @@ impl LockGuard {
         self.hold.ended.is_cancelled() || self.hold.lost.is_lost()
     }
 
+    /// Asks ZooKeeper whether this hold is still good: a `sync`, then a read of the lock node,
+    /// which must still be the node of this hold (its czxid is the fencing token) and owned by
+    /// the hold's session. For a careful holder, right before an irreversible action.
+    ///
+    /// It costs one round trip and a sync, where [`is_lost`](Self::is_lost) costs nothing but
+    /// may fire while the node still exists (a short suspension). It answers `false` on any
+    /// doubt: the hold released, the session lost, the connection down, an error (a trace
+    /// event says why). A `true` is a fact about the moment of the read, not a promise: for a
+    /// write that must not outlive the lock, use [`guarded`](Self::guarded).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only reads.
+    pub async fn verify(&self) -> bool {
+        if self.hold.ended.is_cancelled() {
+            return false;
+        }
+        self.hold
+            .session
+            .verifies_node(&self.hold.node_path, self.hold.fencing_token as i64)
+            .await
+    }
+
     /// Resolves when the lock may be lost (at once if it already may be); see the
     /// [module docs](self). The future owns what it needs (`'static`), so it can be moved
     /// into another task or kept in a `select!` next to the guarded work.

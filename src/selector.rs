@@ -282,6 +282,26 @@ impl Leadership {
         self.token.cancelled().await
     }
 
+    /// Asks ZooKeeper whether this turn still leads: a `sync`, then a read of the leader's
+    /// node, which must still be this turn's node (its czxid is the fencing token) and owned
+    /// by its session. For a careful leader, right before an irreversible action.
+    ///
+    /// It costs one round trip and a sync. It answers `false` on any doubt: the turn
+    /// cancelled or over, the session lost, the connection down, an error (a trace event says
+    /// why).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only reads.
+    pub async fn verify(&self) -> bool {
+        if self.token.is_cancelled() {
+            return false;
+        }
+        self.session
+            .verifies_node(&self.node_path, self.fencing_token as i64)
+            .await
+    }
+
     /// A token cancelled with this leadership: give it to tasks spawned for the turn, so they
     /// stop when it ends. It is also cancelled when `take_leadership` returns. Cancelling it
     /// does not cancel the leadership.
@@ -340,8 +360,8 @@ struct Status {
     queued: bool,
     /// The cancellation of the turn under way (waiting or leading).
     turn: Option<CancellationToken>,
-    /// True while `take_leadership` runs.
-    leading: bool,
+    /// The turn's leadership while `take_leadership` runs.
+    leading: Option<Leadership>,
 }
 
 struct Inner {
@@ -375,7 +395,7 @@ impl Inner {
         let status = self.status();
         match &status.turn {
             Some(token) if !token.is_cancelled() => {
-                tracing::debug!(path = %self.path, reason = why, leading = status.leading, "cancelling the selector's turn");
+                tracing::debug!(path = %self.path, reason = why, leading = status.leading.is_some(), "cancelling the selector's turn");
                 token.cancel();
                 true
             }
@@ -450,7 +470,7 @@ impl std::fmt::Debug for LeaderSelector {
             .field("path", &self.inner.path)
             .field("id", &self.inner.settings().id)
             .field("state", &self.state())
-            .field("has_leadership", &self.has_leadership())
+            .field("is_leader", &self.is_leader())
             .finish_non_exhaustive()
     }
 }
@@ -484,7 +504,7 @@ impl LeaderSelector {
                     lifecycle: SelectorState::Latent,
                     queued: false,
                     turn: None,
-                    leading: false,
+                    leading: None,
                 }),
                 wake: Notify::new(),
                 closed: CancellationToken::new(),
@@ -608,11 +628,35 @@ impl LeaderSelector {
         Ok(())
     }
 
-    /// True while this selector leads: its `take_leadership` runs and its leadership is not
-    /// cancelled.
-    pub fn has_leadership(&self) -> bool {
-        let status = self.inner.status();
-        status.leading && status.turn.as_ref().is_some_and(|t| !t.is_cancelled())
+    /// True while this selector leads, as far as it knows: its `take_leadership` runs and its
+    /// leadership is not cancelled. Cheap and synchronous; for an answer from the server, see
+    /// [`has_leadership`](Self::has_leadership).
+    pub fn is_leader(&self) -> bool {
+        self.current_leadership().is_some()
+    }
+
+    /// Asks ZooKeeper whether this selector leads: it is [leading](Self::is_leader), and
+    /// [`Leadership::verify`] confirms it (a `sync`, then a read of the leader's node, which
+    /// must be this turn's and owned by this session). Costs one round trip and a sync;
+    /// `false` on any doubt.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only reads.
+    pub async fn has_leadership(&self) -> bool {
+        match self.current_leadership() {
+            Some(leadership) => leadership.verify().await,
+            None => false,
+        }
+    }
+
+    /// The leadership of the turn under way, if this selector leads and it is not cancelled.
+    fn current_leadership(&self) -> Option<Leadership> {
+        self.inner
+            .status()
+            .leading
+            .clone()
+            .filter(|leadership| !leadership.is_cancelled())
     }
 
     /// True while this selector is queued or leading (Curator's `isQueued`).
@@ -791,7 +835,7 @@ impl Driver {
             let mut status = self.inner.status();
             status.queued = false;
             status.turn = None;
-            status.leading = false;
+            status.leading = None;
         }
         tracing::debug!("leader selector task ended");
         self.inner.done.cancel();
@@ -853,7 +897,7 @@ impl Driver {
             {
                 let mut status = self.inner.status();
                 status.turn = None;
-                status.leading = false;
+                status.leading = None;
                 status.queued = requeue;
             }
             match (held, &end) {
@@ -959,7 +1003,7 @@ impl Driver {
             token: token.clone(),
         };
         tracing::info!(node = %node.name, fencing_token = held.fencing_token(), "took leadership");
-        self.inner.status().leading = true;
+        self.inner.status().leading = Some(leadership.clone());
         let listener = self.inner.listener.clone();
         // Boxed by async_trait, so `Unpin`: it can be polled by reference and dropped by value.
         let mut work = AssertUnwindSafe(listener.take_leadership(leadership)).catch_unwind();
@@ -993,7 +1037,7 @@ impl Driver {
             tracing::error!("dropping take_leadership's future panicked");
         }
         token.cancel();
-        self.inner.status().leading = false;
+        self.inner.status().leading = None;
         tracing::info!(node = %node.name, "gave up leadership");
         match outcome {
             Ok(Ok(())) => TurnEnd::Normal,

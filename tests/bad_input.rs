@@ -375,7 +375,7 @@ async fn latch_under_ephemeral(ctx: Ctx) -> CaseResult {
         latch.start().await,
         Error::ZooKeeper(zookeeper_client::Error::NoChildrenForEphemerals)
     );
-    check!(!latch.has_leadership(), "a failed latch leads");
+    check!(!latch.is_leader(), "a failed latch leads");
     Ok(())
 }
 
@@ -390,7 +390,7 @@ async fn selector_under_ephemeral(ctx: Ctx) -> CaseResult {
         error == "Queue(ZooKeeper(NoChildrenForEphemerals))",
         "the selector reported {error}"
     );
-    check!(!selector.has_leadership(), "a failed selector leads");
+    check!(!selector.is_leader(), "a failed selector leads");
     selector.close().await.map_err(|e| format!("close: {e}"))?;
     Ok(())
 }
@@ -546,7 +546,7 @@ async fn id_at_the_limit(ctx: Ctx) -> CaseResult {
         .start()
         .await
         .map_err(|e| format!("latch start: {e}"))?;
-    check!(latch.has_leadership(), "the latch does not lead");
+    check!(latch.is_leader(), "the latch does not lead");
     latch
         .close()
         .await
@@ -730,9 +730,9 @@ async fn recipes_closed_mid_use(ctx: Ctx) -> CaseResult {
         guard.guarded_set_data(&ctx.base, b"", None).await,
         Error::LockLost
     );
-    check!(!latch.has_leadership(), "the latch leads after close");
+    check!(!latch.is_leader(), "the latch leads after close");
     tokio::time::timeout(EVENT_DEADLINE, async {
-        while selector.has_leadership() {
+        while selector.is_leader() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })

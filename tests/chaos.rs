@@ -51,7 +51,7 @@
 //! * **No overlap among obeying holders.** A holder records `(participant, fencing token,
 //!   start, end)` with [`Instant`]s, where `start` is taken after it checked that its hold is
 //!   good (mutex: not [`is_lost`](zk_recipes::LockGuard::is_lost); selector: not
-//!   [`is_cancelled`](Leadership::is_cancelled); latch: [`has_leadership`](LeaderLatch::has_leadership)),
+//!   [`is_cancelled`](Leadership::is_cancelled); latch: [`is_leader`](LeaderLatch::is_leader)),
 //!   and `end` before it checks again. Only intervals whose final check passed ("obeying") count:
 //!   no two of them, for one recipe, may overlap in time, and in start order their fencing
 //!   tokens must rise. (A latch interval also requires the latch not to have been re-elected
@@ -461,7 +461,7 @@ async fn latch_worker(
             led = latch.await_leadership() => led.is_ok(),
         };
         let elected = latch.metrics().elected;
-        if leading && latch.has_leadership() {
+        if leading && latch.is_leader() {
             let start = shared.begin(Recipe::Latch, participant);
             let token = match latch_token(&client, &path, &id).await {
                 Ok(token) => token,
@@ -470,7 +470,7 @@ async fn latch_worker(
                     None
                 }
             };
-            if token.is_none() && latch.has_leadership() && latch.metrics().elected == elected {
+            if token.is_none() && latch.is_leader() && latch.metrics().elected == elected {
                 // Still leading, as far as the latch knows, on a node that is not ours: the
                 // read is on the same session as the latch's own read, so it is no older.
                 shared
@@ -489,8 +489,7 @@ async fn latch_worker(
                 }
             }
             let end = Instant::now();
-            let obeyed =
-                token.is_some() && latch.has_leadership() && latch.metrics().elected == elected;
+            let obeyed = token.is_some() && latch.is_leader() && latch.metrics().elected == elected;
             shared.finish(Record {
                 recipe: Recipe::Latch,
                 participant,
@@ -1313,11 +1312,11 @@ async fn two_latches_of_one_session_never_both_lead() {
     let path = format!("{}/leader", common::unique_path("chaos-latch-session"));
     let first = LeaderLatch::new(&client, &path, "first").unwrap();
     first.start().await.unwrap();
-    assert!(first.has_leadership());
+    assert!(first.is_leader());
     let second = LeaderLatch::new(&client, &path, "second").unwrap();
     second.start().await.unwrap();
     assert!(
-        !second.has_leadership(),
+        !second.is_leader(),
         "two latches lead at once: the second adopted the first's node"
     );
     first.close().await.unwrap();

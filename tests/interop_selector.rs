@@ -173,7 +173,7 @@ async fn rust_and_curator_selectors_take_turns_in_queue_order() {
     let client_1 = connect(&server).await;
     let rust_1 = rust_selector(&client_1, "rust-1");
     rust_1.start().unwrap();
-    eventually("rust-1 leads", DEADLINE, || rust_1.has_leadership()).await;
+    eventually("rust-1 leads", DEADLINE, || rust_1.is_leader()).await;
 
     let process = JavaProcess::start(
         &classes,

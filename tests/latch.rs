@@ -56,7 +56,7 @@ async fn latches_from(
 
 fn leaders(latches: &[Arc<LeaderLatch>]) -> Vec<usize> {
     (0..latches.len())
-        .filter(|&i| latches[i].has_leadership())
+        .filter(|&i| latches[i].is_leader())
         .collect()
 }
 
@@ -197,13 +197,13 @@ async fn five_clients_hand_over_one_at_a_time() {
             latches[follower].close().await.unwrap();
             remaining.retain(|&i| i != follower);
             assert!(
-                latches[leader].has_leadership(),
+                latches[leader].is_leader(),
                 "closing a follower moved leadership"
             );
         }
         tokio::time::sleep(Duration::from_millis(30 * round)).await;
         latches[leader].close().await.unwrap();
-        assert!(!latches[leader].has_leadership());
+        assert!(!latches[leader].is_leader());
         assert_eq!(latches[leader].state(), LatchState::Closed);
         remaining.retain(|&i| i != leader);
         if !remaining.is_empty() {
@@ -255,11 +255,11 @@ async fn leader_session_expiry_hands_over() {
         .map(|i| latches[i].clone())
         .collect();
     eventually("a follower to take over", DEADLINE, || {
-        others.iter().any(|l| l.has_leadership())
+        others.iter().any(|l| l.is_leader())
     })
     .await;
     let new = (0..3)
-        .find(|&i| i != old && latches[i].has_leadership())
+        .find(|&i| i != old && latches[i].is_leader())
         .unwrap();
     // The owner's connection is dropped before its session is closed, so it may step down on
     // Suspended, win its (still live) node back, and step down again when the session ends:
@@ -288,10 +288,10 @@ async fn leader_session_expiry_hands_over() {
     .await;
     for _ in 0..50 {
         assert!(
-            !latches[old].has_leadership(),
+            !latches[old].is_leader(),
             "the old leader claims leadership again"
         );
-        assert!(latches[new].has_leadership());
+        assert!(latches[new].is_leader());
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let entries = log.entries();
@@ -336,7 +336,7 @@ async fn blackholed_leader_steps_down_before_anyone_else_leads() {
     let blackholed_at = Instant::now();
     proxy.blackhole();
     eventually("another latch to lead", DEADLINE, || {
-        all[1].has_leadership() || all[2].has_leadership()
+        all[1].is_leader() || all[2].is_leader()
     })
     .await;
     assert_eq!(states.next().await, Some(ConnectionState::Suspended));
@@ -369,13 +369,10 @@ async fn blackholed_leader_steps_down_before_anyone_else_leads() {
         first.metrics().races > races
     })
     .await;
-    let new = (1..3).find(|&i| all[i].has_leadership()).unwrap();
+    let new = (1..3).find(|&i| all[i].is_leader()).unwrap();
     for _ in 0..50 {
-        assert!(
-            !first.has_leadership(),
-            "the old leader believes it leads again"
-        );
-        assert!(all[new].has_leadership());
+        assert!(!first.is_leader(), "the old leader believes it leads again");
+        assert!(all[new].is_leader());
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(log.overlaps().is_empty(), "{:?}", log.overlaps());
@@ -404,7 +401,7 @@ async fn suspended_leader_reclaims_its_node_on_the_same_session() {
                 .with_error_policy(policy),
         );
         leader.start().await.unwrap();
-        assert!(leader.has_leadership());
+        assert!(leader.is_leader());
         let listener = Arc::new(CountingListener::default());
         leader.add_listener_arc(listener.clone());
         let (_clients, followers) = latches_from(&server, &path, 1..3).await;
@@ -420,19 +417,19 @@ async fn suspended_leader_reclaims_its_node_on_the_same_session() {
         .await;
         match policy {
             ConnectionErrorPolicy::Standard => {
-                assert!(!leader.has_leadership(), "still leading while suspended");
+                assert!(!leader.is_leader(), "still leading while suspended");
                 eventually("not_leader", DEADLINE, || {
                     listener.not_leader.load(Ordering::SeqCst) == 1
                 })
                 .await;
             }
             _ => assert!(
-                leader.has_leadership(),
+                leader.is_leader(),
                 "SessionOnly gave leadership up on Suspended"
             ),
         }
         proxy.restore();
-        eventually("leading again", DEADLINE, || leader.has_leadership()).await;
+        eventually("leading again", DEADLINE, || leader.is_leader()).await;
         assert!(
             Arc::ptr_eq(&session, &proxied.session()),
             "the session changed"
@@ -448,7 +445,7 @@ async fn suspended_leader_reclaims_its_node_on_the_same_session() {
         let mut sorted_head = transitions.clone();
         sorted_head[..3].sort();
         assert_eq!(sorted_head, expected, "{policy:?}");
-        assert!(followers.iter().all(|f| !f.has_leadership()));
+        assert!(followers.iter().all(|f| !f.is_leader()));
         for latch in &all {
             latch.close().await.unwrap();
         }
@@ -615,7 +612,7 @@ async fn bad_input_and_misuse_are_typed_errors() {
         "{err:?}"
     );
     assert_eq!(latch.state(), LatchState::Closed);
-    assert!(!latch.has_leadership());
+    assert!(!latch.is_leader());
     assert_eq!(client.exists(&under).await.unwrap(), None);
 
     // Lifecycle misuse.
@@ -629,7 +626,7 @@ async fn bad_input_and_misuse_are_typed_errors() {
     assert_eq!(latch.leader().await.unwrap(), None);
     latch.start().await.unwrap();
     assert!(matches!(latch.start().await, Err(Error::IllegalState(_))));
-    assert!(latch.has_leadership());
+    assert!(latch.is_leader());
     let leader = latch.leader().await.unwrap().unwrap();
     assert_eq!(
         (leader.id.as_str(), leader.session_id),
@@ -644,7 +641,7 @@ async fn bad_input_and_misuse_are_typed_errors() {
         Err(Error::Closed)
     ));
     assert!(matches!(latch.leader().await, Err(Error::Closed)));
-    assert!(!latch.has_leadership());
+    assert!(!latch.is_leader());
     let mut changes = latch.leadership_changes();
     assert_eq!(
         changes.next().await,
@@ -714,7 +711,7 @@ async fn dropping_a_leader_deletes_its_node() {
     drop(dropped);
     assert!(weak.upgrade().is_none());
     eventually("the other latch to lead", DEADLINE, || {
-        latches[0].has_leadership()
+        latches[0].is_leader()
     })
     .await;
     latches[0].close().await.unwrap();
@@ -749,7 +746,7 @@ async fn listeners_and_streams_see_transitions_in_order() {
         let mut changes = latch.leadership_changes();
         let started = Instant::now();
         latch.start().await.unwrap();
-        assert!(latch.has_leadership());
+        assert!(latch.is_leader());
         assert!(
             started.elapsed() < Duration::from_millis(300),
             "the slow listener held start up"
@@ -758,7 +755,7 @@ async fn listeners_and_streams_see_transitions_in_order() {
         let elected = latch.metrics().elected;
         client.delete(&path, None).await.unwrap();
         eventually("re-elected", DEADLINE, || {
-            latch.metrics().elected > elected && latch.has_leadership()
+            latch.metrics().elected > elected && latch.is_leader()
         })
         .await;
         assert!(latch.watch_events_received() >= 1);
@@ -802,7 +799,7 @@ async fn every_follower_is_woken_on_every_change() {
         latches[leader].close().await.unwrap();
         remaining.retain(|&i| i != leader);
         eventually("a new leader", DEADLINE, || {
-            followers.iter().any(|&i| latches[i].has_leadership())
+            followers.iter().any(|&i| latches[i].is_leader())
         })
         .await;
         let latches_ref = &latches;
@@ -911,7 +908,7 @@ async fn a_path_held_by_a_persistent_or_container_node_is_a_typed_error() {
             other => panic!("{mode:?}: expected PathOccupied, got {other:?}"),
         }
         assert_eq!(latch.state(), LatchState::Closed);
-        assert!(!latch.has_leadership());
+        assert!(!latch.is_leader());
         assert!(matches!(latch.failure(), Some(Error::PathOccupied { .. })));
         assert!(matches!(
             latch.await_leadership().await,
@@ -933,10 +930,10 @@ async fn a_persistent_node_appearing_later_stops_the_latches() {
     let path = format!("{}/leader", unique_path("latch-occupied-later"));
     let (_clients, latches) = latches(&server, &path, 2).await;
     eventually("a leader", DEADLINE, || {
-        latches.iter().any(|l| l.has_leadership())
+        latches.iter().any(|l| l.is_leader())
     })
     .await;
-    let follower = latches.iter().find(|l| !l.has_leadership()).unwrap();
+    let follower = latches.iter().find(|l| !l.is_leader()).unwrap();
     let mut changes = follower.leadership_changes();
     assert_eq!(changes.next().await, Some(false));
 
@@ -1025,10 +1022,10 @@ async fn sibling_latches_whose_answers_were_lost_never_both_lead() {
             .unwrap();
     }
     eventually("exactly one latch to lead", DEADLINE, || {
-        one.has_leadership() != two.has_leadership()
+        one.is_leader() != two.is_leader()
     })
     .await;
-    let (leader, follower) = if one.has_leadership() {
+    let (leader, follower) = if one.is_leader() {
         (&one, &two)
     } else {
         (&two, &one)
@@ -1040,7 +1037,7 @@ async fn sibling_latches_whose_answers_were_lost_never_both_lead() {
         "the leader is not the node's maker"
     );
     assert_eq!(stat.ephemeral_owner, client.session().id().0);
-    assert!(!follower.has_leadership());
+    assert!(!follower.is_leader());
     // Closing the follower leaves the leader's node alone.
     follower.close().await.unwrap();
     let (_, after) = observer.get_data(&path).await.unwrap().unwrap();
@@ -1048,7 +1045,7 @@ async fn sibling_latches_whose_answers_were_lost_never_both_lead() {
         after.czxid, stat.czxid,
         "closing the follower deleted the leader's node"
     );
-    assert!(leader.has_leadership());
+    assert!(leader.is_leader());
     leader.close().await.unwrap();
 }
 
@@ -1112,4 +1109,59 @@ async fn closing_a_latch_whose_create_is_unresolved_leaves_its_siblings_node() {
         .expect("the leader leads again on its node")
         .unwrap();
     leader.close().await.unwrap();
+}
+
+/// `has_leadership().await` asks the server: true for the leader, false for a follower, and
+/// false at once when the leader's node was deleted, even before the latch has heard of it
+/// (the cheap `is_leader()` may still say true then); false while suspended, even under a
+/// policy that keeps the local flag up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn has_leadership_asks_the_server() {
+    init_tracing();
+    let server = zk_server().await;
+    let path = format!("{}/leader", unique_path("latch-verified"));
+    let (_clients, latches) = latches(&server, &path, 2).await;
+    eventually("a leader", DEADLINE, || {
+        latches.iter().any(|l| l.is_leader())
+    })
+    .await;
+    let leader = latches.iter().find(|l| l.is_leader()).unwrap();
+    let follower = latches.iter().find(|l| !l.is_leader()).unwrap();
+    assert!(leader.has_leadership().await);
+    assert!(!follower.has_leadership().await);
+    let observer = connect(&server, Duration::from_secs(4)).await;
+    observer.delete(&path, None).await.unwrap();
+    assert!(
+        !leader.has_leadership().await,
+        "verified a node that was deleted before the check"
+    );
+    for latch in &latches {
+        latch.close().await.unwrap();
+    }
+
+    // Suspended: the local flag stays up under SessionOnly, the verified check does not.
+    let proxy = FaultProxy::start(&server).await.unwrap();
+    let client = connect(&proxy.connect_string(), Duration::from_secs(8)).await;
+    let latch = LeaderLatch::new(&client, &path, "riding-out")
+        .unwrap()
+        .with_error_policy(ConnectionErrorPolicy::SessionOnly);
+    latch.start().await.unwrap();
+    latch.await_leadership().await.unwrap();
+    assert!(latch.has_leadership().await);
+    proxy.cut();
+    eventually("the client to see the cut", DEADLINE, || {
+        client.state() == ConnectionState::Suspended
+    })
+    .await;
+    assert!(
+        latch.is_leader(),
+        "SessionOnly keeps the flag through a suspension"
+    );
+    assert!(!latch.has_leadership().await, "verified while cut off");
+    proxy.restore();
+    eventually_async("verified again once reconnected", DEADLINE, || async {
+        latch.has_leadership().await
+    })
+    .await;
+    latch.close().await.unwrap();
 }

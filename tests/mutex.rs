@@ -900,6 +900,41 @@ async fn revocation_reaches_the_holder() {
     Revoker::attempt_revoke(&revoker, &node).await.unwrap();
 }
 
+/// `LockGuard::verify` asks the server: true while the node is the hold's, false at once once
+/// someone deleted it (before `lost()` need have fired), false while cut off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_asks_the_server() {
+    init_tracing();
+    let server = zk_server().await;
+    let lock = format!("{}/lock", unique_path("mutex-verify"));
+    let proxy = FaultProxy::start(&server).await.unwrap();
+    let client = connect(&proxy.connect_string(), Duration::from_secs(8)).await;
+    let observer = connect(&server, Duration::from_secs(4)).await;
+    let mutex = InterProcessMutex::new(&client, &lock).unwrap();
+    let guard = mutex.acquire().await.unwrap();
+    assert!(guard.verify().await);
+    let nested = guard.reenter();
+    assert!(nested.verify().await, "a reentered guard is the same hold");
+    nested.release().await.unwrap();
+    proxy.cut();
+    eventually("the client to see the cut", DEADLINE, || {
+        client.state() == zk_recipes::ConnectionState::Suspended
+    })
+    .await;
+    assert!(!guard.verify().await, "verified while cut off");
+    proxy.restore();
+    eventually_async("verified again on the same session", DEADLINE, || async {
+        guard.verify().await
+    })
+    .await;
+    observer.delete(guard.node_path(), None).await.unwrap();
+    assert!(
+        !guard.verify().await,
+        "verified a node deleted before the check"
+    );
+    guard.release().await.unwrap();
+}
+
 /// A revocation request made while an acquire still waits reaches the listener then, as in
 /// Curator, and only once: it is not delivered again when the lock is granted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

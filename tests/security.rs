@@ -138,7 +138,7 @@ async fn recipes_put_the_given_acls_on_their_nodes() {
         .unwrap()
         .with_acls(acls.clone());
     latch.start().await.unwrap();
-    assert!(latch.has_leadership());
+    assert!(latch.is_leader());
     assert_eq!(acls_of(&client, &latch_path).await, acls, "latch node");
     latch.close().await.unwrap();
 

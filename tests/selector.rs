@@ -297,8 +297,8 @@ async fn three_selectors_rotate_fairly_and_never_overlap() {
     assert_eq!(ids, ["A", "B", "C"]);
     assert!(participants[0].is_leader && !participants[1].is_leader);
     assert_eq!(selectors[2].leader().await.unwrap().unwrap().id, "A");
-    assert!(selectors[0].has_leadership());
-    assert!(!selectors[1].has_leadership() && !selectors[2].has_leadership());
+    assert!(selectors[0].is_leader());
+    assert!(!selectors[1].is_leader() && !selectors[2].is_leader());
 
     let started = Instant::now();
     open.send_replace(true);
@@ -413,7 +413,7 @@ async fn blackholed_leader_is_cancelled_and_dropped_before_anyone_else_leads() {
     .with_id("L")
     .cancel_grace(Duration::from_millis(300));
     leader.start().unwrap();
-    eventually("L leads", DEADLINE, || leader.has_leadership()).await;
+    eventually("L leads", DEADLINE, || leader.is_leader()).await;
 
     let follower_client = connect(&server, SESSION).await;
     let follower = LeaderSelector::new(
@@ -447,8 +447,8 @@ async fn blackholed_leader_is_cancelled_and_dropped_before_anyone_else_leads() {
         log.events()
     );
     assert_eq!(log.count(Ev::Done, "L"), 0);
-    assert!(!leader.has_leadership());
-    assert!(follower.has_leadership());
+    assert!(!leader.is_leader());
+    assert!(follower.is_leader());
     assert!(!log.overlap.load(Ordering::SeqCst));
     tracing::info!(?handover, "blackholed leader replaced");
 
@@ -475,7 +475,7 @@ async fn expired_leader_rejoins_on_its_new_session_and_leads_again() {
     .with_id("A")
     .auto_requeue(true);
     a.start().unwrap();
-    eventually("A leads", DEADLINE, || a.has_leadership()).await;
+    eventually("A leads", DEADLINE, || a.is_leader()).await;
     let b_client = connect(&server, SESSION).await;
     let (open, gate) = watch::channel(false);
     let mut b_probe = Probe::new("B", &log, Mode::Work(Duration::from_millis(10)));
@@ -515,7 +515,7 @@ async fn expired_leader_rejoins_on_its_new_session_and_leads_again() {
     .await;
     assert_ne!(a_client.session().id(), old_session.id());
     open.send_replace(true);
-    eventually("A leads again", DEADLINE, || a.has_leadership()).await;
+    eventually("A leads again", DEADLINE, || a.is_leader()).await;
     assert_eq!(log.count(Ev::Start, "A"), 2);
     a.close().await.unwrap();
     b.close().await.unwrap();
@@ -542,12 +542,12 @@ async fn close_during_take_leadership_cancels_releases_and_leaves_no_node() {
             .auto_requeue(true)
             .cancel_grace(grace);
         selector.start().unwrap();
-        eventually("leading", DEADLINE, || selector.has_leadership()).await;
+        eventually("leading", DEADLINE, || selector.is_leader()).await;
         assert_eq!(lock_nodes(&client, &path).await.len(), 1);
         let closing = Instant::now();
         selector.close().await.unwrap();
         let took = closing.elapsed();
-        assert!(!selector.has_leadership());
+        assert!(!selector.is_leader());
         assert_eq!(selector.state(), SelectorState::Closed);
         assert_eq!(log.count(Ev::Cancelled, name), 1);
         match mode {
@@ -590,7 +590,7 @@ async fn panics_and_errors_release_leadership_and_the_selector_carries_on() {
         .with_id("B")
         .auto_requeue(true);
     b.start().unwrap();
-    eventually("B leads", DEADLINE, || b.has_leadership()).await;
+    eventually("B leads", DEADLINE, || b.is_leader()).await;
     let a_client = connect(&server, SESSION).await;
     let mut a_probe = Probe::new("A", &log, Mode::Work(Duration::from_millis(10)));
     a_probe.panic_on = vec![1];
@@ -686,7 +686,7 @@ async fn interrupt_requeue_and_misuse() {
 
     selector.start().unwrap();
     assert!(matches!(selector.start(), Err(Error::IllegalState(_))));
-    eventually("leading", DEADLINE, || selector.has_leadership()).await;
+    eventually("leading", DEADLINE, || selector.is_leader()).await;
     assert!(selector.is_queued());
     assert!(!selector.requeue().unwrap(), "already leading");
     assert_eq!(selector.leader().await.unwrap().unwrap().id, "S");
@@ -695,7 +695,7 @@ async fn interrupt_requeue_and_misuse() {
     assert!(selector.interrupt_leadership().unwrap());
     eventually("S cancelled", DEADLINE, || log.count(Ev::Done, "S") == 1).await;
     eventually("S out of the queue", DEADLINE, || !selector.is_queued()).await;
-    assert!(!selector.has_leadership());
+    assert!(!selector.is_leader());
     assert!(lock_nodes(&client, &path).await.is_empty());
     assert!(
         !selector.interrupt_leadership().unwrap(),
@@ -704,7 +704,7 @@ async fn interrupt_requeue_and_misuse() {
 
     // Requeue: leads again.
     assert!(selector.requeue().unwrap());
-    eventually("S leads again", DEADLINE, || selector.has_leadership()).await;
+    eventually("S leads again", DEADLINE, || selector.is_leader()).await;
     assert_eq!(log.count(Ev::Start, "S"), 2);
 
     selector.close().await.unwrap();
@@ -747,7 +747,7 @@ async fn an_interrupted_waiter_is_withdrawn() {
     .unwrap()
     .with_id("L");
     leader.start().unwrap();
-    eventually("L leads", DEADLINE, || leader.has_leadership()).await;
+    eventually("L leads", DEADLINE, || leader.is_leader()).await;
     let other = connect(&server, SESSION).await;
     let waiter = LeaderSelector::new(
         &other,
@@ -792,7 +792,7 @@ async fn an_interrupted_waiter_is_withdrawn() {
     .await;
     assert_eq!(log.count(Ev::Start, "W"), 0);
     leader.close().await.unwrap();
-    eventually("W leads", DEADLINE, || waiter.has_leadership()).await;
+    eventually("W leads", DEADLINE, || waiter.is_leader()).await;
     waiter.close().await.unwrap();
     assert!(lock_nodes(&client, &path).await.is_empty());
 }
@@ -813,7 +813,7 @@ async fn a_tolerant_listener_keeps_leading_through_a_suspension_but_not_a_delete
         .unwrap()
         .with_id("T");
     selector.start().unwrap();
-    eventually("T leads", DEADLINE, || selector.has_leadership()).await;
+    eventually("T leads", DEADLINE, || selector.is_leader()).await;
     let session = client.session();
 
     let mut states = client.connection_states();
@@ -828,7 +828,7 @@ async fn a_tolerant_listener_keeps_leading_through_a_suspension_but_not_a_delete
         Some(ConnectionState::Reconnected)
     );
     assert_eq!(client.session().id(), session.id());
-    assert!(selector.has_leadership(), "a suspension was tolerated");
+    assert!(selector.is_leader(), "a suspension was tolerated");
     assert_eq!(log.count(Ev::Cancelled, "T"), 0);
 
     // Someone deletes the leader's node: leadership is cancelled whatever the listener says.
@@ -842,7 +842,7 @@ async fn a_tolerant_listener_keeps_leading_through_a_suspension_but_not_a_delete
         log.count(Ev::Cancelled, "T") == 1
     })
     .await;
-    eventually("T no longer leads", DEADLINE, || !selector.has_leadership()).await;
+    eventually("T no longer leads", DEADLINE, || !selector.is_leader()).await;
     selector.close().await.unwrap();
 }
 
@@ -863,7 +863,7 @@ async fn a_leader_whose_node_was_deleted_requeues_and_leads_again() {
         move |e| errors.lock().unwrap().push(e.to_string())
     });
     selector.start().unwrap();
-    eventually("D leads", DEADLINE, || selector.has_leadership()).await;
+    eventually("D leads", DEADLINE, || selector.is_leader()).await;
     let observer = connect(&server, SESSION).await;
     let first = lock_nodes(&observer, &path).await;
     assert_eq!(first.len(), 1);
@@ -873,7 +873,7 @@ async fn a_leader_whose_node_was_deleted_requeues_and_leads_again() {
         .unwrap());
 
     eventually("D leads a second time", DEADLINE, || {
-        log.count(Ev::Start, "D") == 2 && selector.has_leadership()
+        log.count(Ev::Start, "D") == 2 && selector.is_leader()
     })
     .await;
     assert_eq!(log.count(Ev::Cancelled, "D"), 1);
@@ -904,7 +904,7 @@ async fn dropping_a_selector_closes_it_in_the_background() {
     let client = connect(&server, SESSION).await;
     let selector = holder_with_requeue(&client, &path, &log, "D");
     selector.start().unwrap();
-    eventually("D leads", DEADLINE, || selector.has_leadership()).await;
+    eventually("D leads", DEADLINE, || selector.is_leader()).await;
     drop(selector);
     eventually("D cancelled", DEADLINE, || log.count(Ev::Done, "D") == 1).await;
     eventually_async("D's node deleted", DEADLINE, || {
@@ -914,4 +914,49 @@ async fn dropping_a_selector_closes_it_in_the_background() {
     })
     .await;
     assert_eq!(log.count(Ev::Start, "D"), 1);
+}
+
+/// Hands each turn's `Leadership` out, and leads until cancelled.
+struct HandsOut(tokio::sync::mpsc::UnboundedSender<Leadership>);
+
+#[async_trait::async_trait]
+impl LeaderSelectorListener for HandsOut {
+    async fn take_leadership(&self, leadership: Leadership) -> Result<(), BoxError> {
+        let _ = self.0.send(leadership.clone());
+        leadership.cancelled().await;
+        Ok(())
+    }
+}
+
+/// `Leadership::verify` and `LeaderSelector::has_leadership` ask the server: true while the
+/// turn's node is there, false at once when someone deleted it (before the cancellation need
+/// have come), and false once the turn is cancelled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_and_has_leadership_ask_the_server() {
+    init_tracing();
+    let server = zk_server().await;
+    let path = unique_path("selector-verify");
+    let client = connect(&server, SESSION).await;
+    let observer = connect(&server, SESSION).await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let selector = LeaderSelector::new(&client, &path, HandsOut(tx)).unwrap();
+    selector.start().unwrap();
+    let leadership = tokio::time::timeout(DEADLINE, rx.recv())
+        .await
+        .expect("a turn")
+        .unwrap();
+    assert!(leadership.verify().await);
+    assert!(selector.is_leader());
+    assert!(selector.has_leadership().await);
+    observer.delete(leadership.node_path(), None).await.unwrap();
+    assert!(
+        !leadership.verify().await,
+        "verified a node deleted before the check"
+    );
+    tokio::time::timeout(DEADLINE, leadership.cancelled())
+        .await
+        .expect("the deleted node cancels the turn");
+    assert!(!selector.is_leader());
+    assert!(!selector.has_leadership().await);
+    selector.close().await.unwrap();
 }

@@ -227,6 +227,38 @@ impl Session {
         stat.ephemeral_owner == self.id.0
     }
 
+    /// Asks the server whether the node at `path` is still the one created at `czxid` and
+    /// owned by this session: a `sync` of `path` (so that the read is not behind the leader),
+    /// then a read of its stat, sent together, so the answer costs one round trip and a sync.
+    /// False on any doubt (the session lost, the connection down, an error), with a trace
+    /// event saying why.
+    pub(crate) async fn verifies_node(&self, path: &str, czxid: i64) -> bool {
+        let Ok(zk) = self.zookeeper() else {
+            tracing::debug!(%path, "not verified: the session is lost");
+            return false;
+        };
+        if !matches!(zk.state(), zookeeper_client::SessionState::SyncConnected) {
+            tracing::debug!(%path, state = ?zk.state(), "not verified: not connected");
+            return false;
+        }
+        let (synced, stat) = futures::join!(zk.sync(path), zk.check_stat(path));
+        match (synced, stat) {
+            (Ok(()), Ok(Some(stat))) if self.owns(&stat) && stat.czxid == czxid => true,
+            (Ok(()), Ok(Some(stat))) => {
+                tracing::debug!(%path, owner = stat.ephemeral_owner, czxid = stat.czxid, "not verified: another node is there");
+                false
+            }
+            (Ok(()), Ok(None)) => {
+                tracing::debug!(%path, "not verified: the node is gone");
+                false
+            }
+            (Err(error), _) | (_, Err(error)) => {
+                tracing::debug!(%path, %error, "not verified: the server did not answer");
+                false
+            }
+        }
+    }
+
     /// The count of interruptions (suspensions and the loss) so far.
     pub(crate) fn interruption_count(&self) -> u64 {
         *self.interruptions.borrow()

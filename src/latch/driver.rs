@@ -453,6 +453,16 @@ impl Driver {
     /// Holds leadership until the node changes hands, the connection policy says to give it
     /// up, or the latch is closed.
     async fn lead(&mut self, session: &Arc<Session>, seen: u64, watcher: OneshotWatcher) -> Next {
+        if let Some(czxid) = self.claim().czxid {
+            *self
+                .inner
+                .leader_node
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = Some(super::LeaderNode {
+                session: session.clone(),
+                czxid,
+            });
+        }
         if self.inner.emitter.set_leader(true) {
             self.inner
                 .counters
@@ -505,6 +515,11 @@ impl Driver {
     }
 
     fn step_down(&self, reason: &str) {
+        self.inner
+            .leader_node
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         if self.inner.emitter.set_leader(false) {
             tracing::info!(path = %self.inner.path, id = %self.inner.id, reason, "leadership given up");
         }

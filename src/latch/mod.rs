@@ -73,7 +73,7 @@
 //! let latch = LeaderLatch::new(&client, "/app/leader", "node-1")?;
 //! latch.start().await?;
 //! latch.await_leadership().await?;
-//! assert!(latch.has_leadership());
+//! assert!(latch.has_leadership().await); // asks the server
 //! // … lead …
 //! latch.close_with(CloseMode::NotifyLeader).await?;
 //! # Ok(()) }
@@ -95,7 +95,7 @@ use zookeeper_client::{Acl, SessionId};
 use self::driver::Driver;
 use self::notify::Emitter;
 pub use self::notify::{LeaderLatchListener, LeadershipChanges};
-use crate::connection::Client;
+use crate::connection::{Client, Session};
 use crate::error::{Error, Result};
 
 /// The largest participant id accepted, in bytes. ZooKeeper refuses a request larger than its
@@ -205,6 +205,15 @@ pub(crate) struct Inner {
     /// The latches of this client on this path, and this one's number among them.
     siblings: Arc<siblings::Siblings>,
     serial: u64,
+    /// The node this latch leads on, while it leads: for [`LeaderLatch::has_leadership`].
+    leader_node: Mutex<Option<LeaderNode>>,
+}
+
+/// The node a latch leads on: its session and its czxid.
+#[derive(Debug, Clone)]
+struct LeaderNode {
+    session: Arc<Session>,
+    czxid: i64,
 }
 
 /// Leadership by a race for one ephemeral node: simple, unfair, and every follower is woken on
@@ -212,7 +221,8 @@ pub(crate) struct Inner {
 /// [`LeaderSelector`](crate::LeaderSelector)).
 ///
 /// Make one with [`new`](Self::new), [`start`](Self::start) it, and read
-/// [`has_leadership`](Self::has_leadership), wait with
+/// [`is_leader`](Self::is_leader) (or ask the server with
+/// [`has_leadership`](Self::has_leadership)), wait with
 /// [`await_leadership`](Self::await_leadership), follow [`leadership_changes`](Self::leadership_changes)
 /// or [`add_listener`](Self::add_listener). [`close`](Self::close) it to give leadership up.
 ///
@@ -264,6 +274,7 @@ impl LeaderLatch {
                 counters: Counters::default(),
                 failure: Mutex::new(None),
                 siblings: siblings::Siblings::of(client.instance(), path),
+                leader_node: Mutex::new(None),
                 serial: {
                     static NEXT: AtomicU64 = AtomicU64::new(0);
                     NEXT.fetch_add(1, Ordering::Relaxed)
@@ -380,12 +391,59 @@ impl LeaderLatch {
         rx.await.unwrap_or(Err(Error::Closed))
     }
 
-    /// True while the latch is started and leads. Cheap and synchronous.
+    /// True while the latch is started and leads, as far as it knows. Cheap and synchronous,
+    /// but it may be stale, as Curator's `hasLeadership()` may: the node may have been deleted
+    /// a moment ago without the latch hearing of it yet. For an answer from the server, see
+    /// [`has_leadership`](Self::has_leadership).
     ///
     /// With the default [`ConnectionErrorPolicy::Standard`], it turns false the moment the
     /// connection is suspended.
-    pub fn has_leadership(&self) -> bool {
+    pub fn is_leader(&self) -> bool {
         self.inner.emitter.status().leader
+    }
+
+    /// Asks ZooKeeper whether this latch leads: it [leads as far as it knows](Self::is_leader),
+    /// and a `sync` followed by a read of the latch node shows that the node is still the one
+    /// this latch made (its czxid) and that its ephemeral owner is the client's current
+    /// session.
+    ///
+    /// It costs one round trip and a sync, where Curator's `hasLeadership()` reads a local
+    /// flag. It answers `false` on any doubt: not leading, suspended, closed, or an error (a
+    /// trace event says why). A `true` is a fact about the moment of the read: before an
+    /// irreversible action, pair it with a [fencing token](self) where the resource allows.
+    ///
+    /// ```no_run
+    /// # async fn demo(latch: zk_recipes::LeaderLatch) {
+    /// if latch.has_leadership().await {
+    ///     // The server says we lead, as of this moment.
+    /// }
+    /// # }
+    /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only reads.
+    pub async fn has_leadership(&self) -> bool {
+        if !self.is_leader() {
+            return false;
+        }
+        let node = self
+            .inner
+            .leader_node
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let Some(node) = node else {
+            return false;
+        };
+        if !Arc::ptr_eq(&node.session, &self.inner.client.session()) {
+            tracing::debug!(path = %self.inner.path, "not verified: the latch's session is not the client's current one");
+            return false;
+        }
+        node.session
+            .verifies_node(&self.inner.path, node.czxid)
+            .await
+            && self.is_leader()
     }
 
     /// Waits until this latch leads.
@@ -531,7 +589,7 @@ impl LeaderLatch {
         self.close_with(CloseMode::Silent).await
     }
 
-    /// Closes the latch: leadership is given up at once ([`has_leadership`](Self::has_leadership)
+    /// Closes the latch: leadership is given up at once ([`is_leader`](Self::is_leader)
     /// is false when this is first polled), then the background task removes its watch,
     /// deletes the latch node if it is this latch's (a version-checked delete), and
     /// ends. Another latch can win only after the delete.
