@@ -20,6 +20,7 @@
 pub mod connection;
 mod error;
 pub mod latch;
+pub mod limits;
 pub mod mutex;
 mod path;
 mod queue;

@@ -134,7 +134,6 @@ use zookeeper_client::{Acl, CreateMode, MultiWriteError, MultiWriteResult, Multi
 
 use crate::connection::{Client, Session};
 use crate::error::{Error, Result};
-use crate::latch::MAX_ID_LEN;
 use crate::path::{validate_path, validate_recipe_path};
 use crate::queue::{Held, LostSignal, Participant, SequentialQueue, Wait};
 
@@ -362,8 +361,9 @@ impl InterProcessMutex {
     /// (and Curator's `getParticipantNodes` readers) show for this process.
     ///
     /// A builder method: it returns a new handle that shares nothing with earlier clones, so
-    /// call it before using the mutex. An id longer than [`MAX_ID_LEN`] bytes makes acquires
-    /// fail with [`Error::InvalidArgument`].
+    /// call it before using the mutex. An id that would make the lock node's create larger
+    /// than the client's [`max_request_size`](Client::max_request_size) makes acquires fail
+    /// with [`Error::InvalidArgument`], before anything is sent.
     pub fn with_id(self, id: impl Into<String>) -> Self {
         let revocation = self.inner.revocation.lock().unwrap().clone();
         Self::build(
@@ -412,7 +412,9 @@ impl InterProcessMutex {
     ///
     /// # Errors
     ///
-    /// * [`Error::InvalidArgument`] if the participant id is too long;
+    /// * [`Error::InvalidArgument`] if the lock node's create would exceed the client's
+    ///   [`max_request_size`](Client::max_request_size) (a long path or id), before anything is
+    ///   sent;
     /// * [`Error::NoAuth`] if an ACL forbids creating the lock node or its parents;
     /// * [`Error::ZooKeeper`] with `NoChildrenForEphemerals` if the lock path is an ephemeral
     ///   node;
@@ -462,12 +464,7 @@ impl InterProcessMutex {
 
     async fn acquire_with(&self, wait: Wait) -> Result<Option<LockGuard>> {
         let inner = &self.inner;
-        if inner.id.len() > MAX_ID_LEN {
-            return Err(Error::InvalidArgument(format!(
-                "a mutex participant id must be at most {MAX_ID_LEN} bytes, got {}",
-                inner.id.len()
-            )));
-        }
+        inner.queue.check_join(inner.id.as_bytes())?;
         let held = inner.queue.acquire(inner.id.as_bytes(), wait).await?;
         Ok(held.map(|held| self.install(held)))
     }

@@ -99,7 +99,6 @@ use zookeeper_client::Acl;
 
 use crate::connection::{Client, ConnectionState, ConnectionStates, Session};
 use crate::error::{panic_message, Error, Result};
-use crate::latch::MAX_ID_LEN;
 use crate::queue::{Held, Participant, SequentialQueue, Wait};
 
 /// The error type a [`LeaderSelectorListener`] returns.
@@ -516,7 +515,8 @@ impl LeaderSelector {
 
     /// The participant id, the data of this selector's node: what
     /// [`participants`](Self::participants) shows. Takes effect at [`start`](Self::start),
-    /// which refuses an id longer than [`MAX_ID_LEN`] bytes.
+    /// which refuses an id that would make the node's create larger than the client's
+    /// [`max_request_size`](Client::max_request_size).
     pub fn with_id(self, id: impl Into<String>) -> Self {
         self.inner.settings().id = id.into();
         self
@@ -585,7 +585,8 @@ impl LeaderSelector {
     ///
     /// * [`Error::IllegalState`] if it was already started;
     /// * [`Error::Closed`] if it was closed, or its client is closed;
-    /// * [`Error::InvalidArgument`] if the id is longer than [`MAX_ID_LEN`] bytes.
+    /// * [`Error::InvalidArgument`] if the node's create would exceed the client's
+    ///   [`max_request_size`](Client::max_request_size) (a long path or id).
     pub fn start(&self) -> Result<()> {
         let settings = self.inner.settings().clone();
         let mut status = self.inner.status();
@@ -601,22 +602,17 @@ impl LeaderSelector {
         if self.inner.client.is_closed() {
             return Err(Error::Closed);
         }
-        if settings.id.len() > MAX_ID_LEN {
-            return Err(Error::InvalidArgument(format!(
-                "a leader selector participant id must be at most {MAX_ID_LEN} bytes, got {}",
-                settings.id.len()
-            )));
-        }
-        status.lifecycle = SelectorState::Started;
-        status.queued = true;
-        drop(status);
-        // Subscribed now, so no transition after `start` returns is missed.
-        let states = self.inner.client.connection_states();
         let queue = SequentialQueue::new(
             &self.inner.client,
             self.inner.path.clone(),
             settings.acls.clone(),
         );
+        queue.check_join(settings.id.as_bytes())?;
+        status.lifecycle = SelectorState::Started;
+        status.queued = true;
+        drop(status);
+        // Subscribed now, so no transition after `start` returns is missed.
+        let states = self.inner.client.connection_states();
         let span =
             tracing::info_span!("leader_selector", path = %self.inner.path, id = %settings.id);
         let driver = Driver {

@@ -16,7 +16,7 @@ use std::time::Duration;
 use common::{init_tracing, unique_path, zk_server};
 use futures::future::BoxFuture;
 use tokio::sync::mpsc;
-use zk_recipes::latch::MAX_ID_LEN;
+use zk_recipes::limits::DEFAULT_MAX_REQUEST_SIZE;
 use zk_recipes::zookeeper_client::{self, Acls, CreateMode};
 use zk_recipes::{
     BoxError, Client, Error, InterProcessMutex, LatchState, LeaderLatch, LeaderSelector,
@@ -505,9 +505,10 @@ async fn ids_of_a_mebibyte(ctx: Ctx) -> CaseResult {
         mutex.try_acquire(Duration::ZERO).await,
         Error::InvalidArgument(_)
     );
+    let latch = LeaderLatch::new(&ctx.client, &ctx.path("leader"), huge.clone()).unwrap();
     expect_err!(
-        "latch",
-        LeaderLatch::new(&ctx.client, &ctx.path("leader"), huge.clone()),
+        "latch start",
+        latch.start().await,
         Error::InvalidArgument(_)
     );
     let (selector, _turns, _errors) = selector(&ctx.client, &ctx.path("selector")).unwrap();
@@ -520,17 +521,20 @@ async fn ids_of_a_mebibyte(ctx: Ctx) -> CaseResult {
     Ok(())
 }
 
-/// The longest id the recipes accept must be one ZooKeeper accepts too: a typed error at the
-/// limit would be fine, a connection the server drops (and a retry loop) is not.
-async fn id_at_the_limit(ctx: Ctx) -> CaseResult {
-    let id = "x".repeat(MAX_ID_LEN);
-    let mutex = InterProcessMutex::new(&ctx.client, &ctx.path("lock"))
+/// An id that leaves room for the rest of the request is accepted and round-trips: the limit
+/// refuses only what the server would.
+async fn id_just_under_the_limit(ctx: Ctx) -> CaseResult {
+    let lock = ctx.path("lock");
+    // The node's name (the protection prefix, "lock-" and 10 digits), the request's overhead
+    // and the open ACL, with some room to spare.
+    let id = "x".repeat(DEFAULT_MAX_REQUEST_SIZE - lock.len() - 512);
+    let mutex = InterProcessMutex::new(&ctx.client, &lock)
         .unwrap()
         .with_id(id.clone());
     let guard = mutex
         .try_acquire(EVENT_DEADLINE)
         .await
-        .map_err(|e| format!("acquire with a {MAX_ID_LEN}-byte id: {e}"))?
+        .map_err(|e| format!("acquire with a {}-byte id: {e}", id.len()))?
         .ok_or_else(|| "not granted".to_owned())?;
     let participants = mutex
         .participants()
@@ -541,7 +545,9 @@ async fn id_at_the_limit(ctx: Ctx) -> CaseResult {
         "the id did not round-trip"
     );
     guard.release().await.map_err(|e| format!("release: {e}"))?;
-    let latch = LeaderLatch::new(&ctx.client, &ctx.path("leader"), id).unwrap();
+    let leader = ctx.path("leader");
+    let id = "x".repeat(DEFAULT_MAX_REQUEST_SIZE - leader.len() - 512);
+    let latch = LeaderLatch::new(&ctx.client, &leader, id).unwrap();
     latch
         .start()
         .await
@@ -551,6 +557,66 @@ async fn id_at_the_limit(ctx: Ctx) -> CaseResult {
         .close()
         .await
         .map_err(|e| format!("latch close: {e}"))?;
+    Ok(())
+}
+
+/// A latch whose id is near the limit on a path of about 1,200 bytes would make a request the
+/// server refuses by dropping the connection, suspending every recipe on the client. It is
+/// refused before it is sent: the mutex held on the same client stays good, and so do the
+/// client's helpers with data too large for a request.
+async fn requests_over_the_limit(ctx: Ctx) -> CaseResult {
+    let holder = InterProcessMutex::new(&ctx.client, &ctx.path("held"))
+        .unwrap()
+        .acquire()
+        .await
+        .map_err(|e| format!("acquire: {e}"))?;
+    let long = format!("{}/{}", ctx.base, "p".repeat(1200));
+    let near_the_limit = "x".repeat(DEFAULT_MAX_REQUEST_SIZE - 1024);
+    let latch = LeaderLatch::new(&ctx.client, &long, near_the_limit.clone()).unwrap();
+    expect_err!(
+        "latch start near the limit",
+        latch.start().await,
+        Error::InvalidArgument(_)
+    );
+    let mutex = InterProcessMutex::new(&ctx.client, &format!("{long}-lock"))
+        .unwrap()
+        .with_id(near_the_limit.clone());
+    expect_err!(
+        "mutex near the limit",
+        mutex.try_acquire(Duration::ZERO).await,
+        Error::InvalidArgument(_)
+    );
+    let (selector, _turns, _errors) = selector(&ctx.client, &format!("{long}-selector")).unwrap();
+    expect_err!(
+        "selector near the limit",
+        selector.with_id(near_the_limit.clone()).start(),
+        Error::InvalidArgument(_)
+    );
+    let too_much = vec![0u8; DEFAULT_MAX_REQUEST_SIZE];
+    expect_err!(
+        "create with too much data",
+        ctx.client
+            .create(&ctx.path("big"), &too_much, CreateMode::Persistent, &[])
+            .await,
+        Error::InvalidArgument(_)
+    );
+    expect_err!(
+        "set_data with too much data",
+        ctx.client.set_data(&ctx.base, &too_much, None).await,
+        Error::InvalidArgument(_)
+    );
+    check!(
+        !holder.is_lost(),
+        "a refused request disturbed the hold on the same client"
+    );
+    check!(
+        holder.verify().await,
+        "the hold on the same client is not good any more"
+    );
+    holder
+        .release()
+        .await
+        .map_err(|e| format!("release: {e}"))?;
     Ok(())
 }
 
@@ -918,8 +984,12 @@ fn cases() -> Vec<(&'static str, CaseFn)> {
         ),
         case!("every recipe: a 1 MiB participant id", ids_of_a_mebibyte),
         case!(
-            "mutex and latch: an id of MAX_ID_LEN bytes",
-            id_at_the_limit
+            "mutex and latch: an id just under the request limit",
+            id_just_under_the_limit
+        ),
+        case!(
+            "every recipe and the client: requests over the limit",
+            requests_over_the_limit
         ),
         case!("latch: empty id", latch_empty_id),
         case!(

@@ -584,9 +584,10 @@ async fn bad_input_and_misuse_are_typed_errors() {
         LeaderLatch::new(&client, &path, ""),
         Err(Error::InvalidArgument(_))
     ));
-    let huge = "x".repeat(zk_recipes::latch::MAX_ID_LEN + 1);
+    let huge = "x".repeat(zk_recipes::limits::DEFAULT_MAX_REQUEST_SIZE);
+    let latch = LeaderLatch::new(&client, &path, huge).unwrap();
     assert!(matches!(
-        LeaderLatch::new(&client, &path, huge),
+        latch.start().await,
         Err(Error::InvalidArgument(_))
     ));
 
@@ -1164,4 +1165,43 @@ async fn has_leadership_asks_the_server() {
     })
     .await;
     latch.close().await.unwrap();
+}
+
+/// A server drops the connection of a request over its `jute.maxbuffer`. With the client's
+/// own limit raised past the server's, a latch whose create is too large meets a drop in answer
+/// to every attempt: the retry policy bounds the run (here 2 retries), and the latch stops
+/// with a typed error instead of looping.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drop_in_answer_to_every_attempt_ends_the_latch() {
+    init_tracing();
+    let server = zk_server().await;
+    let client = Client::builder(&server)
+        .session_timeout(Duration::from_secs(10))
+        .connection_timeout(Duration::from_secs(2))
+        .max_request_size(4 << 20)
+        .retry_policy(zk_recipes::retry::RetryNTimes::new(
+            2,
+            Duration::from_millis(50),
+        ))
+        .connect()
+        .await
+        .unwrap();
+    let path = format!("{}/leader", unique_path("latch-too-large"));
+    client
+        .ensure_path(path.rsplit_once('/').unwrap().0, false)
+        .await
+        .unwrap();
+    let latch = LeaderLatch::new(&client, &path, "x".repeat(3 << 19)).unwrap();
+    let _ = latch.start().await;
+    eventually("the latch to stop", DEADLINE, || {
+        latch.state() == LatchState::Closed
+    })
+    .await;
+    assert!(
+        matches!(latch.failure(), Some(Error::ConnectionLoss)),
+        "{:?}",
+        latch.failure()
+    );
+    assert_eq!(latch.metrics().races, 3, "one attempt and two retries");
+    assert!(client.exists(&path).await.unwrap().is_none());
 }

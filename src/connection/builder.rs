@@ -40,6 +40,8 @@ pub(crate) struct Config {
     pub(crate) auth: Credentials,
     pub(crate) default_acls: Vec<Acl>,
     pub(crate) allow_read_only: bool,
+    /// See [`ClientBuilder::max_request_size`].
+    pub(crate) max_request_size: usize,
     /// The servers' addresses, to find the session's socket by; `None` when
     /// [`ClientBuilder::tcp_nodelay`] is off.
     pub(crate) nodelay: Option<ServerAddresses>,
@@ -75,6 +77,7 @@ impl std::fmt::Debug for Config {
             .field("auth", &self.auth)
             .field("default_acls", &self.default_acls)
             .field("allow_read_only", &self.allow_read_only)
+            .field("max_request_size", &self.max_request_size)
             .field("nodelay", &self.nodelay)
             .finish()
     }
@@ -109,6 +112,7 @@ pub struct ClientBuilder {
     default_acls: Vec<Acl>,
     allow_read_only: bool,
     tcp_nodelay: bool,
+    max_request_size: usize,
     #[cfg(feature = "tls")]
     tls: Option<zookeeper_client::TlsOptions>,
 }
@@ -124,6 +128,7 @@ impl std::fmt::Debug for ClientBuilder {
             .field("auth", &self.auth)
             .field("allow_read_only", &self.allow_read_only)
             .field("tcp_nodelay", &self.tcp_nodelay)
+            .field("max_request_size", &self.max_request_size)
             .finish_non_exhaustive()
     }
 }
@@ -141,6 +146,7 @@ impl ClientBuilder {
             default_acls: Vec::new(),
             allow_read_only: false,
             tcp_nodelay: true,
+            max_request_size: crate::limits::DEFAULT_MAX_REQUEST_SIZE,
             #[cfg(feature = "tls")]
             tls: None,
         }
@@ -235,6 +241,26 @@ impl ClientBuilder {
     /// ```
     pub fn default_acls(mut self, acls: Vec<Acl>) -> Self {
         self.default_acls = acls;
+        self
+    }
+
+    /// The largest request the client and its recipes send, in bytes: a node's path (with the
+    /// namespace), data and ACLs. Default [`DEFAULT_MAX_REQUEST_SIZE`](crate::limits::DEFAULT_MAX_REQUEST_SIZE),
+    /// ZooKeeper's default `jute.maxbuffer`; set it to the servers' `jute.maxbuffer` if they
+    /// were given another.
+    ///
+    /// # Behavior
+    ///
+    /// A server drops the connection of a client that sends a request over its limit, with no
+    /// error to say why, and each drop suspends every recipe on the client. So every create and
+    /// write of the recipes and of the client's helpers is checked before it is sent, and one
+    /// over this size fails with [`Error::InvalidArgument`](crate::Error::InvalidArgument).
+    ///
+    /// ```
+    /// let builder = zk_recipes::Client::builder("127.0.0.1:2181").max_request_size(4 << 20);
+    /// ```
+    pub fn max_request_size(mut self, bytes: usize) -> Self {
+        self.max_request_size = bytes;
         self
     }
 
@@ -346,6 +372,7 @@ impl ClientBuilder {
             auth: self.auth,
             default_acls: self.default_acls,
             allow_read_only: self.allow_read_only,
+            max_request_size: self.max_request_size,
             nodelay,
             #[cfg(feature = "tls")]
             tls: self.tls,

@@ -28,7 +28,7 @@ pub(crate) use self::builder::Config;
 #[cfg(feature = "testing")]
 pub(crate) use self::nodelay::nodelay_of_connections_to;
 pub use self::protected::ProtectedNode;
-pub(crate) use self::protected::{CreateExtras, Created, PendingStat};
+pub(crate) use self::protected::{protection_prefix, CreateExtras, Created, PendingStat};
 use self::state::StateFanout;
 pub use self::state::{ConnectionState, ConnectionStates};
 use crate::error::{Error, Result};
@@ -375,6 +375,41 @@ impl Client {
         &*self.shared.config.retry_policy
     }
 
+    /// The largest request the client and its recipes send
+    /// ([`ClientBuilder::max_request_size`]).
+    pub fn max_request_size(&self) -> usize {
+        self.shared.config.max_request_size
+    }
+
+    /// Refuses, before anything is sent, a write of `data_len` bytes to `path` with `acls`
+    /// (empty: the client's default ACLs) over [`max_request_size`](Self::max_request_size),
+    /// counting the client's chroot and `path_suffix_len` more bytes the server appends to the
+    /// path (a sequence number).
+    pub(crate) fn check_request(
+        &self,
+        what: &str,
+        path: &str,
+        path_suffix_len: usize,
+        data_len: usize,
+        acls: &[Acl],
+    ) -> Result<()> {
+        let config = &self.shared.config;
+        let acls = if acls.is_empty() {
+            &*acls_or_default(&config.default_acls)
+        } else {
+            acls
+        };
+        let path_len = config.chroot().map_or(0, |c| c.len()) + path.len() + path_suffix_len;
+        crate::limits::check_request(
+            what,
+            path,
+            path_len,
+            data_len,
+            acls,
+            config.max_request_size,
+        )
+    }
+
     /// The ACLs recipes put on the nodes they create when given none.
     pub fn default_acls(&self) -> Acls<'_> {
         acls_or_default(&self.shared.config.default_acls)
@@ -504,8 +539,9 @@ impl Client {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidPath`]; [`Error::ZooKeeper`] with `NodeExists` if it exists; the errors
-    /// of [`with_retry`](Self::with_retry).
+    /// [`Error::InvalidPath`]; [`Error::InvalidArgument`] if the request would exceed
+    /// [`max_request_size`](Self::max_request_size); [`Error::ZooKeeper`] with `NodeExists` if
+    /// it exists; the errors of [`with_retry`](Self::with_retry).
     ///
     /// # Cancel safety
     ///
@@ -518,6 +554,7 @@ impl Client {
         acls: &[Acl],
     ) -> Result<Stat> {
         crate::path::validate_path(path)?;
+        self.check_request("create", path, 0, data.len(), acls)?;
         let acls = acls_or_default(if acls.is_empty() {
             &self.shared.config.default_acls
         } else {
@@ -599,14 +636,16 @@ impl Client {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidPath`]; [`Error::ZooKeeper`] with `NoNode` or `BadVersion`; the errors
-    /// of [`with_retry`](Self::with_retry).
+    /// [`Error::InvalidPath`]; [`Error::InvalidArgument`] if the request would exceed
+    /// [`max_request_size`](Self::max_request_size); [`Error::ZooKeeper`] with `NoNode` or
+    /// `BadVersion`; the errors of [`with_retry`](Self::with_retry).
     ///
     /// # Cancel safety
     ///
     /// Not cancel safe: the write may be applied even if the future is dropped.
     pub async fn set_data(&self, path: &str, data: &[u8], version: Option<i32>) -> Result<Stat> {
         crate::path::validate_path(path)?;
+        self.check_request("set_data", path, 0, data.len(), &[])?;
         self.with_retry(|zk| async move { zk.set_data(path, data, version).await })
             .await
     }

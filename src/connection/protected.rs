@@ -143,6 +143,8 @@ impl Client {
     /// # Errors
     ///
     /// * [`Error::InvalidPath`] for a bad `parent` or `name`;
+    /// * [`Error::InvalidArgument`] if the create would exceed the client's
+    ///   [`max_request_size`](Client::max_request_size);
     /// * [`Error::NoAuth`] when an ACL forbids the create;
     /// * [`Error::ZooKeeper`] with `NoChildrenForEphemerals` when the parent is ephemeral;
     /// * the errors of [`with_retry`](Client::with_retry) when the policy gives up.
@@ -190,16 +192,20 @@ impl Client {
             ));
         }
         validate_path(&join(parent, name))?;
+        let sequential = matches!(
+            mode,
+            CreateMode::EphemeralSequential | CreateMode::PersistentSequential
+        );
+        // The node's full name: the protection prefix, and 10 digits for sequential modes.
+        let named = join(parent, &format!("{}{name}", protection_prefix()));
+        let digits = if sequential { 10 } else { 0 };
+        self.check_request("create", &named, digits, data.len(), acls)?;
         let acls = if acls.is_empty() {
             &self.shared.config.default_acls[..]
         } else {
             acls
         };
         let options = mode.with_acls(acls_or_default(acls));
-        let sequential = matches!(
-            mode,
-            CreateMode::EphemeralSequential | CreateMode::PersistentSequential
-        );
         let started = Instant::now();
         let mut retries = 0u32;
         let mut parent_rebuilds = 0u32;

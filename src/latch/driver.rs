@@ -31,7 +31,8 @@ enum End {
     /// The client was closed.
     ClientClosed,
     /// An error retrying will not cure: on the first attempt, or, whenever it comes, a node at
-    /// the path that no latch made. `start()` reports it, or else
+    /// the path that no latch made, or a connection that drops in answer to every attempt
+    /// (see [`DroppedAttempts`]). `start()` reports it, or else
     /// [`failure`](super::LeaderLatch::failure).
     Failed(Error),
 }
@@ -60,6 +61,35 @@ fn made_by_no_latch(stat: &Stat) -> Option<&'static str> {
         "a persistent or container node (its ephemeral owner is 0: another recipe's parent, \
          perhaps), which no leader latch makes",
     )
+}
+
+/// Attempts in a row whose connection dropped while they were in flight. A server drops the
+/// connection of a request it refuses (one over its `jute.maxbuffer`), so a drop in answer to
+/// every attempt must not start an endless loop: the client's retry policy bounds the run, as
+/// it bounds Curator's retries.
+#[derive(Debug, Default)]
+struct DroppedAttempts {
+    count: u32,
+    first: Option<std::time::Instant>,
+}
+
+impl DroppedAttempts {
+    /// Counts a failed attempt; false once the retry policy allows no more after a drop.
+    fn allow_another(
+        &mut self,
+        error: &zookeeper_client::Error,
+        policy: &dyn crate::retry::RetryPolicy,
+    ) -> bool {
+        use zookeeper_client::Error as Zk;
+        if !matches!(error, Zk::ConnectionLoss | Zk::Timeout | Zk::Custom(_)) {
+            // A lost session is no sign of a refused request.
+            return true;
+        }
+        let first = *self.first.get_or_insert_with(std::time::Instant::now);
+        let allowed = policy.allow_retry(self.count, first.elapsed()).is_some();
+        self.count += 1;
+        allowed
+    }
 }
 
 /// What to do after leading or following ended.
@@ -150,6 +180,7 @@ impl Driver {
     async fn race(&mut self) -> End {
         let mut backoff = MIN_BACKOFF;
         let mut parent_rebuilds = 0u32;
+        let mut drops = DroppedAttempts::default();
         loop {
             let Some(session) = self.connected_session().await else {
                 return self.why_stopped();
@@ -183,6 +214,9 @@ impl Driver {
                     observed = &mut observing => observed,
                 }
             };
+            if observed.is_ok() {
+                drops = DroppedAttempts::default();
+            }
             let error = match observed {
                 Ok(Observed::Ours(watcher)) => {
                     parent_rebuilds = 0;
@@ -229,6 +263,10 @@ impl Driver {
                 Err(e) => e,
             };
             if is_retryable_zk(&error) {
+                if !drops.allow_another(&error, self.inner.client.retry_policy()) {
+                    tracing::error!(path = %self.inner.path, %error, attempts = drops.count, "the connection dropped during every one of the latch's last attempts, more often than the retry policy allows; the leader latch stops");
+                    return End::Failed(Error::ConnectionLoss);
+                }
                 tracing::debug!(path = %self.inner.path, %error, "leader latch attempt failed; retrying");
                 self.report_started();
             } else if self.started.is_some() {

@@ -98,10 +98,6 @@ pub use self::notify::{LeaderLatchListener, LeadershipChanges};
 use crate::connection::{Client, Session};
 use crate::error::{Error, Result};
 
-/// The largest participant id accepted, in bytes. ZooKeeper refuses a request larger than its
-/// `jute.maxbuffer` (1 MiB by default), and the id is the node's data.
-pub const MAX_ID_LEN: usize = 1024 * 1024 - 1024;
-
 /// How a [`LeaderLatch`] reacts to connection trouble (Curator's `ConnectionStateErrorPolicy`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
@@ -244,7 +240,7 @@ impl LeaderLatch {
     ///
     /// * [`Error::InvalidPath`] if `path` is not a usable znode path (see
     ///   [`validate_recipe_path`](crate::validate_recipe_path));
-    /// * [`Error::InvalidArgument`] if `id` is empty or longer than [`MAX_ID_LEN`] bytes.
+    /// * [`Error::InvalidArgument`] if `id` is empty.
     pub fn new(client: &Client, path: &str, id: impl Into<String>) -> Result<Self> {
         crate::path::validate_recipe_path(path)?;
         let id = id.into();
@@ -252,12 +248,6 @@ impl LeaderLatch {
             return Err(Error::InvalidArgument(
                 "a leader latch participant id must not be empty".into(),
             ));
-        }
-        if id.len() > MAX_ID_LEN {
-            return Err(Error::InvalidArgument(format!(
-                "a leader latch participant id must be at most {MAX_ID_LEN} bytes, got {}",
-                id.len()
-            )));
         }
         Ok(Self {
             inner: Arc::new(Inner {
@@ -342,6 +332,9 @@ impl LeaderLatch {
     ///
     /// * [`Error::IllegalState`] if the latch was already started;
     /// * [`Error::Closed`] if it was closed, or its client is closed;
+    /// * [`Error::InvalidArgument`] if the latch node's create (its path, id and ACLs) would
+    ///   exceed the client's [`max_request_size`](Client::max_request_size), before anything
+    ///   is sent;
     /// * errors the first attempt found that retrying would not cure, after which the latch is
     ///   [`Closed`](LatchState::Closed) and nothing is left on the server:
     ///   [`Error::NoAuth`] when an ACL forbids the create, [`Error::ZooKeeper`] with
@@ -349,7 +342,10 @@ impl LeaderLatch {
     ///   [`Error::PathOccupied`] when the latch path holds a persistent or container node (see
     ///   [the module docs](self#guarantees)).
     ///
-    /// Connection trouble is not an error: the latch keeps trying in the background.
+    /// Connection trouble is not an error: the latch keeps trying in the background, unless
+    /// the connection drops in answer to each of its attempts more often than the client's
+    /// retry policy allows (a server drops the connection of a request it refuses): it then
+    /// stops, with [`Error::ConnectionLoss`] as its [`failure`](Self::failure).
     ///
     /// # Cancel safety
     ///
@@ -370,6 +366,14 @@ impl LeaderLatch {
                 return Err(Error::Closed);
             }
             let settings = self.settings().clone();
+            // The latch node's create, refused now if the server would refuse it.
+            self.inner.client.check_request(
+                "create the leader latch node",
+                &self.inner.path,
+                0,
+                self.inner.id.len(),
+                &settings.acls,
+            )?;
             let driver = Driver {
                 inner: self.inner.clone(),
                 cancel: self.inner.cancel.clone(),

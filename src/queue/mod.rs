@@ -385,6 +385,21 @@ impl SequentialQueue {
         })
     }
 
+    /// Refuses, before anything is sent, a node carrying `data` that the server would refuse
+    /// (see [`limits`](crate::limits)): its full name, its data and the queue's ACLs.
+    pub(crate) fn check_join(&self, data: &[u8]) -> Result<()> {
+        let named = join(
+            &self.path,
+            &format!(
+                "{}{}",
+                crate::connection::protection_prefix(),
+                view::LOCK_NAME
+            ),
+        );
+        self.client
+            .check_request("join the queue", &named, 10, data.len(), &self.acls)
+    }
+
     /// Sets the listener told of the data of nodes that wait or are granted from now on (see
     /// [`NodeDataListener`]); `None` removes it. Nodes that wait or are held already keep
     /// what they had.
