@@ -34,8 +34,8 @@ pub use connection::retry;
 pub use connection::{Client, ClientBuilder, ConnectionState};
 pub use error::{Error, Result};
 pub use latch::{
-    CloseMode, ConnectionErrorPolicy, LatchLeader, LatchState, LeaderLatch, LeaderLatchListener,
-    LeaderLatchMetrics, LeadershipChanges,
+    CloseMode, ConnectionErrorPolicy, LatchLayout, LatchLeader, LatchState, LeaderLatch,
+    LeaderLatchListener, LeaderLatchMetrics, LeadershipChanges,
 };
 pub use mutex::{
     InterProcessMutex, LockGuard, RevocationListener, RevocationRequest, Revoker, REVOKE_MESSAGE,

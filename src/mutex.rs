@@ -135,7 +135,7 @@ use zookeeper_client::{Acl, CreateMode, MultiWriteError, MultiWriteResult, Multi
 use crate::connection::{Client, Session};
 use crate::error::{Error, Result};
 use crate::path::{validate_path, validate_recipe_path};
-use crate::queue::{Held, LostSignal, Participant, SequentialQueue, Wait};
+use crate::queue::{Held, LostSignal, Participant, SequentialQueue, Wait, LOCK_NAME};
 
 /// The data a revoker writes to a holder's lock node to ask for the lock (Curator's
 /// `LockInternals.REVOKE_MESSAGE`).
@@ -339,7 +339,7 @@ impl InterProcessMutex {
         id: String,
         revocation: Option<Arc<dyn RevocationListener>>,
     ) -> Self {
-        let queue = SequentialQueue::new(&client, path.clone(), acls.clone());
+        let queue = SequentialQueue::new(&client, path.clone(), acls.clone(), LOCK_NAME);
         let mutex = Self {
             inner: Arc::new(Inner {
                 client,

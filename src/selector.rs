@@ -99,7 +99,7 @@ use zookeeper_client::Acl;
 
 use crate::connection::{Client, ConnectionState, ConnectionStates, Session};
 use crate::error::{panic_message, Error, Result};
-use crate::queue::{Held, Participant, SequentialQueue, Wait};
+use crate::queue::{Held, Participant, SequentialQueue, Wait, LOCK_NAME};
 
 /// The error type a [`LeaderSelectorListener`] returns.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -606,6 +606,7 @@ impl LeaderSelector {
             &self.inner.client,
             self.inner.path.clone(),
             settings.acls.clone(),
+            LOCK_NAME,
         );
         queue.check_join(settings.id.as_bytes())?;
         status.lifecycle = SelectorState::Started;
@@ -737,7 +738,12 @@ impl LeaderSelector {
     }
 
     fn reader(&self) -> Arc<SequentialQueue> {
-        SequentialQueue::new(&self.inner.client, self.inner.path.clone(), Vec::new())
+        SequentialQueue::new(
+            &self.inner.client,
+            self.inner.path.clone(),
+            Vec::new(),
+            LOCK_NAME,
+        )
     }
 
     /// Closes the selector: the current turn is cancelled (leadership as described in the

@@ -12,8 +12,8 @@ use common::{eventually, eventually_async, init_tracing, unique_path, zk_server}
 use zk_recipes::testing::{expire_session, FaultProxy, TestingCluster};
 use zk_recipes::zookeeper_client::{Acls, CreateMode};
 use zk_recipes::{
-    Client, CloseMode, ConnectionErrorPolicy, ConnectionState, Error, LatchState, LeaderLatch,
-    LeaderLatchListener,
+    Client, CloseMode, ConnectionErrorPolicy, ConnectionState, Error, LatchLayout, LatchState,
+    LeaderLatch, LeaderLatchListener,
 };
 
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -1204,4 +1204,191 @@ async fn a_drop_in_answer_to_every_attempt_ends_the_latch() {
     );
     assert_eq!(latch.metrics().races, 3, "one attempt and two retries");
     assert!(client.exists(&path).await.unwrap().is_none());
+}
+
+/// A latch in Curator's layout with its id, on a client of its own.
+async fn curator_latch(connect_string: &str, path: &str, id: &str) -> (Client, LeaderLatch) {
+    let client = connect(connect_string, Duration::from_secs(4)).await;
+    let latch = LeaderLatch::new(&client, path, id)
+        .unwrap()
+        .with_layout(LatchLayout::Curator);
+    (client, latch)
+}
+
+/// The latch nodes under `path`, in Curator's layout.
+async fn latch_nodes(client: &Client, path: &str) -> Vec<String> {
+    client
+        .children(path)
+        .await
+        .unwrap()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| c.contains("-latch-"))
+        .collect()
+}
+
+/// Curator's layout: candidates lead in the order they joined, one at a time; listeners and
+/// streams see every transition (a leader closed with `NotifyLeader` hears of it, one closed
+/// with `Silent` does not); the verified check agrees; the nodes are Curator's
+/// (`_c_<uuid>-latch-<seq10>`, the id as data); and nothing is left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curator_layout_hands_over_in_join_order() {
+    init_tracing();
+    let server = zk_server().await;
+    let path = format!("{}/leader", unique_path("latch-curator"));
+    let observer = connect(&server, Duration::from_secs(4)).await;
+    let mut latches = Vec::new();
+    let mut listeners = Vec::new();
+    for i in 0..3 {
+        let (client, latch) = curator_latch(&server, &path, &format!("node-{i}")).await;
+        let listener = Arc::new(CountingListener::default());
+        latch.add_listener_arc(listener.clone());
+        latch.start().await.unwrap();
+        assert_eq!(latch.layout(), LatchLayout::Curator);
+        latches.push((client, latch));
+        listeners.push(listener);
+    }
+    let nodes = latch_nodes(&observer, &path).await;
+    assert_eq!(nodes.len(), 3, "{nodes:?}");
+    for node in &nodes {
+        let (prefix, sequence) = node.split_once("-latch-").unwrap();
+        assert!(prefix.starts_with("_c_") && sequence.len() == 10, "{node}");
+        let (data, _) = observer
+            .get_data(&format!("{path}/{node}"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(String::from_utf8(data).unwrap().starts_with("node-"));
+    }
+    let mut changes = latches[1].1.leadership_changes();
+    assert_eq!(changes.next().await, Some(false));
+    for turn in 0..3 {
+        let (_, leader) = &latches[turn];
+        tokio::time::timeout(DEADLINE, leader.await_leadership())
+            .await
+            .expect("the next in line to lead")
+            .unwrap();
+        assert!(leader.has_leadership().await);
+        for (_, other) in &latches[turn + 1..] {
+            assert!(!other.is_leader(), "two leaders");
+            assert!(!other.has_leadership().await);
+            assert_eq!(
+                other.leader().await.unwrap().unwrap().id,
+                format!("node-{turn}")
+            );
+        }
+        let mode = if turn == 0 {
+            CloseMode::NotifyLeader
+        } else {
+            CloseMode::Silent
+        };
+        leader.close_with(mode).await.unwrap();
+    }
+    assert_eq!(changes.next().await, Some(true), "node-1's turn");
+    assert_eq!(changes.next().await, Some(false), "its close");
+    assert_eq!(changes.next().await, None, "the stream ends at the close");
+    eventually("the listeners to hear", DEADLINE, || {
+        listeners
+            .iter()
+            .all(|l| l.is_leader.load(Ordering::SeqCst) == 1)
+    })
+    .await;
+    assert_eq!(
+        listeners[0].not_leader.load(Ordering::SeqCst),
+        1,
+        "NotifyLeader"
+    );
+    assert_eq!(listeners[1].not_leader.load(Ordering::SeqCst), 0, "Silent");
+    assert!(latch_nodes(&observer, &path).await.is_empty(), "nodes left");
+}
+
+/// Curator's layout and the connection policies: with the standard policy a suspended
+/// leader gives leadership up and, reconnected, queues again at the back (Curator's reset),
+/// so the next candidate leads; under `SessionOnly` a suspended leader keeps its flag, though
+/// the verified check says no while cut off. A leader whose node someone deletes queues again
+/// too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curator_layout_follows_the_connection_policies_and_deleted_nodes() {
+    init_tracing();
+    let server = zk_server().await;
+    let observer = connect(&server, Duration::from_secs(4)).await;
+    for policy in [
+        ConnectionErrorPolicy::Standard,
+        ConnectionErrorPolicy::SessionOnly,
+    ] {
+        let path = format!("{}/leader", unique_path("latch-curator-policy"));
+        let proxy = FaultProxy::start(&server).await.unwrap();
+        let cut_client = connect(&proxy.connect_string(), Duration::from_secs(8)).await;
+        let first = LeaderLatch::new(&cut_client, &path, "first")
+            .unwrap()
+            .with_layout(LatchLayout::Curator)
+            .with_error_policy(policy);
+        first.start().await.unwrap();
+        first.await_leadership().await.unwrap();
+        let (_second_client, second) = curator_latch(&server, &path, "second").await;
+        second.start().await.unwrap();
+        eventually_async("two latch nodes", DEADLINE, || async {
+            latch_nodes(&observer, &path).await.len() == 2
+        })
+        .await;
+        proxy.cut();
+        eventually("the client to see the cut", DEADLINE, || {
+            cut_client.state() == ConnectionState::Suspended
+        })
+        .await;
+        match policy {
+            ConnectionErrorPolicy::Standard => {
+                assert!(!first.is_leader(), "the standard policy gives up at once");
+                proxy.restore();
+                tokio::time::timeout(DEADLINE, second.await_leadership())
+                    .await
+                    .expect("the second leads once the first queues again")
+                    .unwrap();
+                assert!(!first.is_leader());
+                eventually_async("the first queued behind", DEADLINE, || async {
+                    second
+                        .leader()
+                        .await
+                        .is_ok_and(|l| l.is_some_and(|l| l.id == "second"))
+                        && latch_nodes(&observer, &path).await.len() == 2
+                })
+                .await;
+            }
+            _ => {
+                assert!(
+                    first.is_leader(),
+                    "SessionOnly keeps leadership while suspended"
+                );
+                assert!(!first.has_leadership().await, "verified while cut off");
+                proxy.restore();
+                eventually_async("verified again", DEADLINE, || async {
+                    first.has_leadership().await
+                })
+                .await;
+                // A node deleted by someone: the leader steps down and queues again.
+                let node = format!(
+                    "{path}/{}",
+                    latch_nodes(&observer, &path)
+                        .await
+                        .into_iter()
+                        .min_by_key(|n| n[n.len() - 10..].to_owned())
+                        .unwrap()
+                );
+                observer.delete(&node, None).await.unwrap();
+                tokio::time::timeout(DEADLINE, second.await_leadership())
+                    .await
+                    .expect("the second leads once the first's node is gone")
+                    .unwrap();
+                // The first hears of its deletion through its own watch (on another session,
+                // so maybe a moment after the second heard of it).
+                eventually("the first to step down", DEADLINE, || !first.is_leader()).await;
+            }
+        }
+        first.close().await.unwrap();
+        second.close().await.unwrap();
+        eventually_async("no node left", DEADLINE, || async {
+            latch_nodes(&observer, &path).await.is_empty()
+        })
+        .await;
+    }
 }

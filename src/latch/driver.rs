@@ -24,8 +24,8 @@ const MIN_BACKOFF: Duration = Duration::from_millis(50);
 /// ephemeral parent): logged, and tried again, so an operator's fix is picked up.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// Why the race ended.
-enum End {
+/// Why a latch's task ended.
+pub(super) enum End {
     /// `close()` or a drop of the latch.
     Cancelled,
     /// The client was closed.
@@ -51,6 +51,38 @@ enum Observed {
     Gone,
     /// The node's parent is missing.
     NoParent,
+}
+
+impl End {
+    /// Gives leadership up for good, as the way the task ended says (a close has done so
+    /// already), and keeps a failure for [`failure`](super::LeaderLatch::failure).
+    pub(super) fn give_up_leadership(&self, inner: &Inner) {
+        let path = &inner.path;
+        match self {
+            End::Cancelled => tracing::debug!(%path, "leader latch closed"),
+            End::ClientClosed => {
+                tracing::info!(%path, "the client was closed; the leader latch stops");
+                inner.emitter.close(true);
+                inner.mark_closed();
+            }
+            End::Failed(error) => {
+                tracing::error!(%path, %error, "the leader latch stops");
+                *inner.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(error.clone());
+                inner.emitter.close(false);
+                inner.mark_closed();
+            }
+        }
+    }
+
+    /// Answers a `start()` still waiting for the first attempt.
+    pub(super) fn answer_start(self, started: Option<oneshot::Sender<crate::Result<()>>>) {
+        if let Some(started) = started {
+            let _ = started.send(match self {
+                End::Failed(error) => Err(error),
+                End::Cancelled | End::ClientClosed => Err(Error::Closed),
+            });
+        }
+    }
 }
 
 /// What the node at a latch's path is, if it is one no latch could have made: latches make
@@ -144,31 +176,12 @@ impl Claim {
 impl Driver {
     pub(super) async fn run(mut self) {
         let end = self.race().await;
-        let path = &self.inner.path;
-        match &end {
-            End::Cancelled => tracing::debug!(%path, "leader latch closed"),
-            End::ClientClosed => {
-                tracing::info!(%path, "the client was closed; the leader latch stops");
-                self.inner.emitter.close(true);
-                self.inner.mark_closed();
-            }
-            End::Failed(error) => {
-                tracing::error!(%path, %error, "the leader latch stops");
-                *self.inner.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(error.clone());
-                self.inner.emitter.close(false);
-                self.inner.mark_closed();
-            }
-        }
+        end.give_up_leadership(&self.inner);
         // Leadership is already given up (the emitter is closed); only now may the node go.
         if let Some(session) = self.session.take() {
             self.delete_our_node(session).await;
         }
-        if let Some(started) = self.started.take() {
-            let _ = started.send(match end {
-                End::Failed(error) => Err(error),
-                End::Cancelled | End::ClientClosed => Err(Error::Closed),
-            });
-        }
+        end.answer_start(self.started.take());
     }
 
     fn report_started(&mut self) {
@@ -498,6 +511,7 @@ impl Driver {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner()) = Some(super::LeaderNode {
                 session: session.clone(),
+                path: self.inner.path.clone(),
                 czxid,
             });
         }

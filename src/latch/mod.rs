@@ -6,10 +6,24 @@
 //! gives leadership up with [`LeaderLatch::close`], or by dying: its session ends and
 //! ZooKeeper deletes the node.
 //!
-//! This is deliberately **not** Curator's `LeaderLatch` layout (Curator queues sequential
-//! nodes under the latch path), so a Java `LeaderLatch` and this one do not contend with each
-//! other. Use [`LeaderSelector`](crate::LeaderSelector) for Curator-compatible, queue-ordered
-//! leadership.
+//! # Two layouts
+//!
+//! By default ([`LatchLayout::Race`]) this is deliberately **not** Curator's `LeaderLatch`
+//! layout: the latch races for one node, the latch path itself. Opt in to Curator's layout
+//! with [`LeaderLatch::with_layout`]`(`[`LatchLayout::Curator`]`)`: every candidate then
+//! queues an ephemeral-sequential node `<path>/_c_<uuid>-latch-<seq10>` with its id as data,
+//! the lowest leads until its latch is closed, and each other candidate watches only its
+//! predecessor. Java services running Curator's `LeaderLatch` on the same path take part in
+//! the same election, in the order the candidates joined.
+//!
+//! Both layouts give the same guarantees and the same API: ownership checks, [`CloseMode`],
+//! listeners and streams, the [`ConnectionErrorPolicy`], the verified
+//! [`has_leadership`](LeaderLatch::has_leadership), and no leaked node. The Curator layout
+//! stands on the crate's queue core (the one under the mutex and the selector), so a leader
+//! is only ever granted from proof of the server's current state; as in Curator, a leader
+//! that gives leadership up on a suspension (the standard policy), or whose node is deleted,
+//! queues again at the back once reconnected. Its [`watch_events_received`](LeaderLatch::watch_events_received)
+//! stays 0: the queue core does not count them.
 //!
 //! # Latch or `LeaderSelector`?
 //!
@@ -81,6 +95,7 @@
 
 mod driver;
 mod notify;
+mod queued;
 mod siblings;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -95,8 +110,10 @@ use zookeeper_client::{Acl, SessionId};
 use self::driver::Driver;
 use self::notify::Emitter;
 pub use self::notify::{LeaderLatchListener, LeadershipChanges};
+use self::queued::QueuedDriver;
 use crate::connection::{Client, Session};
 use crate::error::{Error, Result};
+use crate::queue::{SequentialQueue, LATCH_NAME};
 
 /// How a [`LeaderLatch`] reacts to connection trouble (Curator's `ConnectionStateErrorPolicy`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -173,10 +190,26 @@ struct Counters {
     elected: AtomicU64,
 }
 
+/// Which nodes a [`LeaderLatch`] uses: see the [module documentation](self#two-layouts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum LatchLayout {
+    /// A race for one ephemeral node, the latch path itself (the default): simple and
+    /// unfair, and every follower is woken on every change. Not Curator's layout.
+    #[default]
+    Race,
+    /// Curator's `LeaderLatch` layout: each candidate queues an ephemeral-sequential node
+    /// `<path>/_c_<uuid>-latch-<seq10>` with its id as data; the lowest leads, and each other
+    /// candidate watches its predecessor. Java services running Curator's `LeaderLatch` on the
+    /// same path take part in the same election.
+    Curator,
+}
+
 #[derive(Debug, Clone, Default)]
 struct Settings {
     acls: Vec<Acl>,
     policy: ConnectionErrorPolicy,
+    layout: LatchLayout,
 }
 
 #[derive(Debug)]
@@ -205,10 +238,11 @@ pub(crate) struct Inner {
     leader_node: Mutex<Option<LeaderNode>>,
 }
 
-/// The node a latch leads on: its session and its czxid.
+/// The node a latch leads on: its session, its path and its czxid.
 #[derive(Debug, Clone)]
 struct LeaderNode {
     session: Arc<Session>,
+    path: String,
     czxid: i64,
 }
 
@@ -286,6 +320,39 @@ impl LeaderLatch {
     pub fn with_error_policy(self, policy: ConnectionErrorPolicy) -> Self {
         self.settings().policy = policy;
         self
+    }
+
+    /// Which nodes the latch uses (default: [`LatchLayout::Race`]); see [`LatchLayout`] and
+    /// the [module documentation](self#two-layouts). Takes effect at [`start`](Self::start).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: zk_recipes::Client) -> zk_recipes::Result<()> {
+    /// use zk_recipes::{LatchLayout, LeaderLatch};
+    ///
+    /// // Takes part in the election of Java services' Curator LeaderLatch on the same path.
+    /// let latch = LeaderLatch::new(&client, "/services/billing/leader", "rust-1")?
+    ///     .with_layout(LatchLayout::Curator);
+    /// latch.start().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn with_layout(self, layout: LatchLayout) -> Self {
+        self.settings().layout = layout;
+        self
+    }
+
+    /// The layout the latch uses (see [`with_layout`](Self::with_layout)).
+    pub fn layout(&self) -> LatchLayout {
+        self.settings().layout
+    }
+
+    /// The queue of the Curator layout, with `acls` for the nodes it creates.
+    fn queue(&self, acls: Vec<Acl>) -> Arc<SequentialQueue> {
+        SequentialQueue::new(
+            &self.inner.client,
+            self.inner.path.clone(),
+            acls,
+            LATCH_NAME,
+        )
     }
 
     fn settings(&self) -> std::sync::MutexGuard<'_, Settings> {
@@ -366,30 +433,47 @@ impl LeaderLatch {
                 return Err(Error::Closed);
             }
             let settings = self.settings().clone();
-            // The latch node's create, refused now if the server would refuse it.
-            self.inner.client.check_request(
-                "create the leader latch node",
-                &self.inner.path,
-                0,
-                self.inner.id.len(),
-                &settings.acls,
-            )?;
-            let driver = Driver {
-                inner: self.inner.clone(),
-                cancel: self.inner.cancel.clone(),
-                acls: settings.acls,
-                policy: settings.policy,
-                started: Some(tx),
-                session: None,
-                claim: Default::default(),
-                create_turn: Default::default(),
-            };
             let runtime = &self.inner.client.shared().runtime;
+            let task = match settings.layout {
+                LatchLayout::Race => {
+                    // The latch node's create, refused now if the server would refuse it.
+                    self.inner.client.check_request(
+                        "create the leader latch node",
+                        &self.inner.path,
+                        0,
+                        self.inner.id.len(),
+                        &settings.acls,
+                    )?;
+                    let driver = Driver {
+                        inner: self.inner.clone(),
+                        cancel: self.inner.cancel.clone(),
+                        acls: settings.acls,
+                        policy: settings.policy,
+                        started: Some(tx),
+                        session: None,
+                        claim: Default::default(),
+                        create_turn: Default::default(),
+                    };
+                    runtime.spawn(driver.run())
+                }
+                LatchLayout::Curator => {
+                    let queue = self.queue(settings.acls);
+                    queue.check_join(self.inner.id.as_bytes())?;
+                    let driver = QueuedDriver {
+                        inner: self.inner.clone(),
+                        cancel: self.inner.cancel.clone(),
+                        queue,
+                        policy: settings.policy,
+                        started: std::sync::Mutex::new(Some(tx)),
+                    };
+                    runtime.spawn(driver.run())
+                }
+            };
             if let Some(rx) = self.inner.emitter.take_dispatch_rx() {
                 runtime.spawn(notify::dispatch_listeners(rx, self.inner.path.clone()));
             }
             lifecycle.state = LatchState::Started;
-            lifecycle.task = Some(runtime.spawn(driver.run()));
+            lifecycle.task = Some(task);
         }
         tracing::debug!(path = %self.inner.path, id = %self.inner.id, "leader latch started");
         rx.await.unwrap_or(Err(Error::Closed))
@@ -444,10 +528,7 @@ impl LeaderLatch {
             tracing::debug!(path = %self.inner.path, "not verified: the latch's session is not the client's current one");
             return false;
         }
-        node.session
-            .verifies_node(&self.inner.path, node.czxid)
-            .await
-            && self.is_leader()
+        node.session.verifies_node(&node.path, node.czxid).await && self.is_leader()
     }
 
     /// Waits until this latch leads.
@@ -554,7 +635,17 @@ impl LeaderLatch {
         if self.state() == LatchState::Closed {
             return Err(Error::Closed);
         }
-        Ok(match self.inner.client.get_data(&self.inner.path).await? {
+        let node = match self.layout() {
+            LatchLayout::Race => self.inner.path.clone(),
+            LatchLayout::Curator => {
+                let participants = self.queue(Vec::new()).participants().await?;
+                match participants.into_iter().next() {
+                    Some(first) => crate::path::join(&self.inner.path, &first.node),
+                    None => return Ok(None),
+                }
+            }
+        };
+        Ok(match self.inner.client.get_data(&node).await? {
             Some((data, stat)) if stat.ephemeral_owner != 0 => Some(LatchLeader {
                 id: String::from_utf8_lossy(&data).into_owned(),
                 session_id: SessionId(stat.ephemeral_owner),

@@ -9,7 +9,7 @@ use zookeeper_client::{CreateMode, EventType};
 
 use super::decision::{decide, Decision, OwnNode, Presence};
 use super::held::{connected_again, queue_node, Held};
-use super::view::{Incarnation, Listing, QueueNode, QueueView, LOCK_NAME};
+use super::view::{Incarnation, Listing, QueueNode, QueueView};
 use super::{
     confirmed_epoch, DataDelivery, Denied, Grant, OwnWatch, PreWatch, SequentialQueue, WaiterKey,
 };
@@ -70,7 +70,22 @@ impl SequentialQueue {
     /// Cancel safe at every await: a node created (or possibly created) by a dropped call is
     /// deleted in the background, and a grant that races with the drop is released.
     pub(crate) async fn acquire(self: &Arc<Self>, data: &[u8], wait: Wait) -> Result<Option<Held>> {
-        self.acquire_replacing(data, wait, None).await
+        self.acquire_replacing(data, wait, None, None).await
+    }
+
+    /// [`acquire`](Self::acquire), telling `joined` once our first node exists (placed in the
+    /// queue, whether granted or waiting), for recipes whose start reports that much.
+    ///
+    /// # Cancel safety
+    ///
+    /// As `acquire`.
+    pub(crate) async fn acquire_announcing(
+        self: &Arc<Self>,
+        data: &[u8],
+        wait: Wait,
+        joined: oneshot::Sender<()>,
+    ) -> Result<Option<Held>> {
+        self.acquire_replacing(data, wait, None, Some(joined)).await
     }
 
     /// Gives up `previous` (a node of this queue) and joins the queue again, like
@@ -112,7 +127,7 @@ impl SequentialQueue {
         };
         (
             release,
-            self.acquire_replacing(data, wait, Some(Box::new(replacing))),
+            self.acquire_replacing(data, wait, Some(Box::new(replacing)), None),
         )
     }
 
@@ -122,11 +137,13 @@ impl SequentialQueue {
         wait: Wait,
         // Boxed, like the create below: thousands of waiting futures must stay small.
         mut replacing: Option<Box<Replacing>>,
+        mut joined: Option<oneshot::Sender<()>>,
     ) -> Result<Option<Held>> {
         let mut rejoins = 0u32;
         let mut first_loss: Option<Instant> = None;
         loop {
-            let attempt = self.acquire_once(data, matches!(wait, Wait::Once), replacing.take());
+            let once = matches!(wait, Wait::Once);
+            let attempt = self.acquire_once(data, once, replacing.take(), &mut joined);
             let outcome = match wait {
                 Wait::Until(deadline) => match tokio::time::timeout_at(deadline, attempt).await {
                     Ok(outcome) => outcome,
@@ -184,10 +201,9 @@ impl SequentialQueue {
         data: &[u8],
         once: bool,
         replacing: Option<Box<Replacing>>,
+        announce: &mut Option<oneshot::Sender<()>>,
     ) -> std::result::Result<Held, Denied> {
-        // Boxed: joining holds the create's state, which a waiting future must not carry, as
-        // thousands may wait.
-        let joined = self.join(data, once, replacing).await?;
+        let joined = self.join(data, once, replacing, announce).await?;
         let (mut pending, grant) = match joined {
             Joined::Granted(pending, grant) => (pending, grant),
             Joined::Waiting(mut pending, grant_rx) => {
@@ -206,6 +222,7 @@ impl SequentialQueue {
         data: &[u8],
         once: bool,
         replacing: Option<Box<Replacing>>,
+        announce: &mut Option<oneshot::Sender<()>>,
     ) -> std::result::Result<Joined, Denied> {
         // Boxed, each path on its own: thousands of creates may be in flight at once, and
         // the transactional path's state is larger.
@@ -253,10 +270,13 @@ impl SequentialQueue {
             pending_stat,
             delivery: self.data_delivery(),
         };
+        if let Some(joined) = announce.take() {
+            let _ = joined.send(());
+        }
         // The evidence that came with the create: a listing answered after it, or the queue as
         // it was at the moment of a transaction's create.
         let mut snapshot = listing
-            .map(|l| Listing::new(l.children, &l.parent))
+            .map(|l| Listing::new(l.children, &l.parent, self.node_name))
             .or(snapshot_at_create);
         if snapshot.is_none() && once {
             // A create recovered after a connection loss comes without its listing.
@@ -323,7 +343,7 @@ impl SequentialQueue {
     ) -> std::result::Result<Listing, Denied> {
         let zk = session.zookeeper().map_err(Denied::NodeGone)?;
         match zk.get_children(&self.path).await {
-            Ok((children, parent)) => Ok(Listing::new(children, &parent)),
+            Ok((children, parent)) => Ok(Listing::new(children, &parent, self.node_name)),
             Err(zookeeper_client::Error::NoNode) => {
                 Err(Denied::NodeGone(Error::NodeDeleted { path: node_path }))
             }
@@ -425,7 +445,7 @@ impl SequentialQueue {
     ) -> impl std::future::Future<Output = Result<Created>> + Send + 'a {
         self.client.create_protected_then_list(
             &self.path,
-            LOCK_NAME,
+            self.node_name,
             data,
             CreateMode::EphemeralSequential,
             &self.acls,
@@ -509,7 +529,7 @@ impl SequentialQueue {
         let listing = zk.get_children(&self.path);
         async move {
             let (children, parent) = listing.await.ok()?;
-            let listing = Listing::new(children, &parent);
+            let listing = Listing::new(children, &parent, self.node_name);
             let mut state = self.state.lock().unwrap();
             state.take_in(&listing, &self.path);
             let current = state.view.incarnation() == Some(listing.incarnation);

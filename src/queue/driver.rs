@@ -254,7 +254,7 @@ impl SequentialQueue {
     async fn list(&self, step: &Step<'_>) -> Result<()> {
         let ticket = self.state.lock().unwrap().next_ticket;
         let listing = match step.zk.get_children(&self.path).await {
-            Ok((children, parent)) => Some(Listing::new(children, &parent)),
+            Ok((children, parent)) => Some(Listing::new(children, &parent, self.node_name)),
             Err(zookeeper_client::Error::NoNode) => None,
             Err(e) => return Err(e.into()),
         };

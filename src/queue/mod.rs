@@ -2,7 +2,7 @@
 //! [`LeaderSelector`](crate::LeaderSelector): a FIFO queue of ephemeral-sequential nodes.
 //!
 //! Every contender creates `<path>/_c_<uuid>-lock-<seq10>` (Curator's names, so Java and Rust
-//! processes share one queue). The contender with the lowest sequence holds the lock; every
+//! processes share one queue; `latch-` instead of `lock-` for the latch in Curator's layout). The contender with the lowest sequence holds the lock; every
 //! other watches **only its predecessor**, with a data watch, so a release wakes one
 //! contender, not the herd. Children whose names do not end in `lock-<digits>` are ignored
 //! (CURATOR-43).
@@ -100,6 +100,7 @@ pub(crate) use self::acquire::Wait;
 use self::held::LocalHolds;
 pub(crate) use self::held::{Held, LostSignal};
 use self::view::{queue_order, Incarnation, Listing, ListingEffect, QueueNode, QueueView};
+pub(crate) use self::view::{LATCH_NAME, LOCK_NAME};
 
 /// One contender of a queue: a lock node and the participant id it carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -350,6 +351,9 @@ impl QueueState {
 pub(crate) struct SequentialQueue {
     client: Client,
     path: String,
+    /// What the queue's nodes are called after the protection prefix (Curator's `lock-` or
+    /// `latch-`), before the sequence.
+    node_name: &'static str,
     acls: Vec<Acl>,
     /// The holds of this client on this lock, through any handle.
     local_holds: Arc<LocalHolds>,
@@ -371,12 +375,18 @@ impl std::fmt::Debug for SequentialQueue {
 }
 
 impl SequentialQueue {
-    /// A queue under `path`, which must be validated by the caller.
-    pub(crate) fn new(client: &Client, path: String, acls: Vec<Acl>) -> Arc<Self> {
+    /// A queue under `path` (validated by the caller) of nodes called `node_name`.
+    pub(crate) fn new(
+        client: &Client,
+        path: String,
+        acls: Vec<Acl>,
+        node_name: &'static str,
+    ) -> Arc<Self> {
         Arc::new(Self {
             local_holds: LocalHolds::of(client.instance(), &path),
             client: client.clone(),
             path,
+            node_name,
             acls,
             state: Mutex::new(QueueState::default()),
             wake_driver: Notify::new(),
@@ -393,7 +403,7 @@ impl SequentialQueue {
             &format!(
                 "{}{}",
                 crate::connection::protection_prefix(),
-                view::LOCK_NAME
+                self.node_name
             ),
         );
         self.client
@@ -429,7 +439,7 @@ impl SequentialQueue {
     /// Every lock node under the path in queue order, with its participant id.
     pub(crate) async fn participants(&self) -> Result<Vec<Participant>> {
         let children = self.client.children(&self.path).await?.unwrap_or_default();
-        let nodes = queue_order(children);
+        let nodes = queue_order(children, self.node_name);
         let reads = nodes.iter().map(|node| {
             let path = join(&self.path, &node.name);
             async move { self.client.get_data(&path).await }

@@ -6,25 +6,37 @@ use std::collections::BTreeMap;
 
 use zookeeper_client::Stat;
 
-/// The name Curator gives lock nodes, after the protection prefix.
+/// The name Curator gives lock nodes (its mutex's and its selector's), after the protection
+/// prefix.
 pub(crate) const LOCK_NAME: &str = "lock-";
 
-/// The sequence of a lock node (`…lock-<digits>`), or `None` for a foreign child, which the
-/// queue ignores rather than let it block (CURATOR-43).
-pub(crate) fn lock_sequence(child: &str) -> Option<i64> {
-    let at = child.rfind(LOCK_NAME)?;
-    let digits = &child[at + LOCK_NAME.len()..];
+/// The name Curator gives the nodes of its `LeaderLatch`, after the protection prefix.
+pub(crate) const LATCH_NAME: &str = "latch-";
+
+/// The sequence of a queue node named `name` (`…<name><digits>`), or `None` for a foreign
+/// child, which the queue ignores rather than let it block (CURATOR-43).
+pub(crate) fn node_sequence(child: &str, name: &str) -> Option<i64> {
+    let at = child.rfind(name)?;
+    let digits = &child[at + name.len()..];
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     digits.parse().ok()
 }
 
-/// The lock nodes among `children`, in queue order.
-pub(crate) fn queue_order(children: impl IntoIterator<Item = String>) -> Vec<QueueNode> {
+/// The queue nodes named `name` among `children`, in queue order.
+pub(crate) fn queue_order(
+    children: impl IntoIterator<Item = String>,
+    name: &str,
+) -> Vec<QueueNode> {
     let mut nodes: Vec<QueueNode> = children
         .into_iter()
-        .filter_map(|name| lock_sequence(&name).map(|sequence| QueueNode { sequence, name }))
+        .filter_map(|child| {
+            node_sequence(&child, name).map(|sequence| QueueNode {
+                sequence,
+                name: child,
+            })
+        })
         .collect();
     nodes.sort_unstable_by_key(|node| node.sequence);
     nodes
@@ -75,11 +87,12 @@ pub(crate) struct Listing {
 }
 
 impl Listing {
-    /// The listing of a `getChildren2` answer: the children's names and the parent's stat.
-    pub(crate) fn new(children: Vec<String>, parent: &Stat) -> Self {
+    /// The listing of a `getChildren2` answer: the children's names and the parent's stat;
+    /// the queue's nodes are those named `name`.
+    pub(crate) fn new(children: Vec<String>, parent: &Stat, name: &str) -> Self {
         Self {
             incarnation: Incarnation::of_parent(parent),
-            nodes: queue_order(children),
+            nodes: queue_order(children, name),
         }
     }
 
@@ -317,23 +330,29 @@ mod tests {
     const P: Incarnation = Incarnation(100);
 
     #[test]
-    fn lock_sequence_accepts_only_lock_digits() {
+    fn node_sequence_accepts_only_the_name_and_digits() {
+        let lock_sequence = |child| node_sequence(child, LOCK_NAME);
         assert_eq!(lock_sequence("_c_0f-lock-0000000042"), Some(42));
         assert_eq!(lock_sequence("lock-0000000001"), Some(1));
         assert_eq!(lock_sequence("_c_0f-lock-00000x0042"), None);
         assert_eq!(lock_sequence("_c_0f-lease-0000000042"), None);
         assert_eq!(lock_sequence("foreign"), None);
         assert_eq!(lock_sequence("lock-"), None);
+        assert_eq!(node_sequence("_c_0f-latch-0000000007", LATCH_NAME), Some(7));
+        assert_eq!(lock_sequence("_c_0f-latch-0000000007"), None);
     }
 
     #[test]
     fn queue_order_sorts_by_sequence_not_name() {
-        let order = queue_order(vec![
-            "_c_b-lock-0000000003".to_string(),
-            "junk".to_string(),
-            "_c_a-lock-0000000010".to_string(),
-            "_c_z-lock-0000000001".to_string(),
-        ]);
+        let order = queue_order(
+            vec![
+                "_c_b-lock-0000000003".to_string(),
+                "junk".to_string(),
+                "_c_a-lock-0000000010".to_string(),
+                "_c_z-lock-0000000001".to_string(),
+            ],
+            LOCK_NAME,
+        );
         let sequences: Vec<i64> = order.iter().map(|n| n.sequence).collect();
         assert_eq!(sequences, vec![1, 3, 10]);
     }
