@@ -97,7 +97,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use zookeeper_client::Acl;
 
-use crate::connection::{Client, ConnectionState, ConnectionStates, Session};
+use crate::connection::{Backoff, Client, ConnectionState, ConnectionStates, Session};
 use crate::error::{panic_message, Error, Result};
 use crate::queue::{Held, Participant, SequentialQueue, Wait, LOCK_NAME};
 
@@ -108,7 +108,8 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 pub const DEFAULT_CANCEL_GRACE: Duration = Duration::from_millis(500);
 
 /// The first pause before requeueing after a failed turn (an error or a panic in
-/// `take_leadership`, or a failure to join the queue); doubled up to [`MAX_FAILURE_BACKOFF`].
+/// `take_leadership`, or a failure to join the queue); doubled, with jitter, up to
+/// [`MAX_FAILURE_BACKOFF`] (see [`Backoff`]).
 const MIN_FAILURE_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_FAILURE_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -868,6 +869,7 @@ impl Driver {
     /// Runs turns until the selector or its client is closed.
     async fn turns(&self) {
         let mut failures = 0u32;
+        let mut backoff = Backoff::new(MIN_FAILURE_BACKOFF, MAX_FAILURE_BACKOFF);
         // The node of the turn that just ended, when the selector requeues at once: it is
         // deleted in the same transaction as the next turn's node is created, so the server
         // commits both in one go instead of making the next handoff wait behind our requeue.
@@ -909,11 +911,14 @@ impl Driver {
             }
             match end {
                 TurnEnd::ClientClosed => return,
-                TurnEnd::Normal => failures = 0,
+                TurnEnd::Normal => {
+                    failures = 0;
+                    backoff.reset();
+                }
                 TurnEnd::Failed => {
                     failures = failures.saturating_add(1);
                     if requeue {
-                        let pause = failure_backoff(failures);
+                        let pause = backoff.next_pause();
                         tracing::debug!(?pause, failures, "requeueing after a failed turn");
                         tokio::select! {
                             _ = tokio::time::sleep(pause) => {}
@@ -937,7 +942,7 @@ impl Driver {
             tokio::select! {
                 _ = self.inner.wake.notified() => {}
                 _ = self.inner.closed.cancelled() => return false,
-                _ = self.inner.client.shared().closed.cancelled() => return false,
+                _ = self.inner.client.closed() => return false,
             }
         }
     }
@@ -1085,11 +1090,6 @@ impl Driver {
     }
 }
 
-fn failure_backoff(failures: u32) -> Duration {
-    let exp = failures.saturating_sub(1).min(16);
-    (MIN_FAILURE_BACKOFF * 2u32.pow(exp)).min(MAX_FAILURE_BACKOFF)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1106,13 +1106,6 @@ mod tests {
         ] {
             assert_eq!(StateChangeAction::standard(state), action, "{state}");
         }
-    }
-
-    #[test]
-    fn failure_backoff_grows_and_is_capped() {
-        assert_eq!(failure_backoff(1), MIN_FAILURE_BACKOFF);
-        assert_eq!(failure_backoff(2), MIN_FAILURE_BACKOFF * 2);
-        assert_eq!(failure_backoff(100), MAX_FAILURE_BACKOFF);
     }
 
     #[test]

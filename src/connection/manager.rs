@@ -6,10 +6,11 @@ use std::time::{Duration, Instant};
 
 use zookeeper_client::SessionState;
 
-use super::{Config, ConnectionState, Session, Shared, Snapshot};
+use super::{Backoff, Config, ConnectionState, Session, Shared, Snapshot};
 use crate::error::{Error, Result};
 
-/// The first reconnect backoff after a loss, doubled up to [`MAX_RECONNECT_BACKOFF`].
+/// The first reconnect backoff after a loss, doubled up to [`MAX_RECONNECT_BACKOFF`], with
+/// jitter (see [`Backoff`]).
 const MIN_RECONNECT_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_RECONNECT_BACKOFF: Duration = Duration::from_secs(2);
 
@@ -19,7 +20,7 @@ pub(crate) async fn connect_session(
     config: &Config,
     deadline: Option<Instant>,
 ) -> Result<zookeeper_client::Client> {
-    let mut backoff = MIN_RECONNECT_BACKOFF;
+    let mut backoff = Backoff::new(MIN_RECONNECT_BACKOFF, MAX_RECONNECT_BACKOFF);
     loop {
         let attempt_budget = match deadline {
             Some(d) => d.saturating_duration_since(Instant::now()),
@@ -48,14 +49,13 @@ pub(crate) async fn connect_session(
             Err(_) => Error::ConnectionLoss,
         };
         tracing::debug!(%error, hosts = %config.hosts, "connecting to ZooKeeper failed; backing off");
-        let sleep = jitter(backoff);
+        let sleep = backoff.next_pause();
         if let Some(d) = deadline {
             if Instant::now() + sleep >= d {
                 return Err(Error::ConnectionLoss);
             }
         }
         tokio::time::sleep(sleep).await;
-        backoff = (backoff * 2).min(MAX_RECONNECT_BACKOFF);
     }
 }
 
@@ -120,12 +120,6 @@ async fn require_node(zk: &zookeeper_client::Client, path: &str) -> Result<()> {
             "the chroot {path} does not exist on the server"
         ))),
     }
-}
-
-fn jitter(d: Duration) -> Duration {
-    // ±25 %, so that many clients losing one server do not come back in lockstep.
-    let millis = d.as_millis() as u64;
-    Duration::from_millis(millis * 3 / 4 + fastrand::u64(0..=millis / 2))
 }
 
 /// The manager task. Runs until the client is closed.

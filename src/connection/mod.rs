@@ -11,16 +11,17 @@ mod manager;
 mod nodelay;
 mod protected;
 pub mod retry;
+mod session;
 mod state;
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use zookeeper_client::{Acl, Acls, CreateMode, SessionId, Stat};
+use zookeeper_client::{Acl, Acls, CreateMode, Stat};
 
 pub(crate) use self::backoff::Backoff;
 pub use self::builder::ClientBuilder;
@@ -29,6 +30,7 @@ pub(crate) use self::builder::Config;
 pub(crate) use self::nodelay::nodelay_of_connections_to;
 pub use self::protected::ProtectedNode;
 pub(crate) use self::protected::{protection_prefix, CreateExtras, Created, PendingStat};
+pub use self::session::Session;
 use self::state::StateFanout;
 pub use self::state::{ConnectionState, ConnectionStates};
 use crate::error::{Error, Result};
@@ -90,6 +92,13 @@ use crate::error::{Error, Result};
 ///   errors are returned at once, without a retry. So they outlast a server restart when the
 ///   policy allows. No wait is unbounded: an attempt in flight fails when zookeeper-client
 ///   detects the drop (the silence above), and the attempts are bounded by the policy.
+/// * **Whose retries.** Work a caller awaits follows the client's
+///   [`RetryPolicy`](retry::RetryPolicy): [`with_retry`](Self::with_retry) and the helpers,
+///   protected creates, a mutex's re-joins after its waiting node was lost, a latch's attempts
+///   whose connection drops. Background work, which has no caller to give up to (deleting a
+///   recipe's own nodes, watching a held node, a queue driver's next step), retries until the
+///   session is lost, pausing with a jittered backoff that grows to a cap: once the session
+///   is lost, its ephemeral nodes are gone and the work is moot.
 /// * **Protected creates.** [`create_protected`](Self::create_protected) names nodes with
 ///   Curator's `_c_<uuid>-` prefix and, after a connection loss, finds a node it may have
 ///   created by that prefix and, for an ephemeral node, by its owner being the same session
@@ -109,9 +118,10 @@ pub struct Client {
     _handle: Arc<CloseOnDrop>,
 }
 
-/// The state the client and its manager task share.
+/// The state the client and its manager task share; private to the connection module
+/// (recipes use [`Client`]'s methods).
 #[derive(Debug)]
-pub(crate) struct Shared {
+pub(super) struct Shared {
     pub(crate) config: Config,
     /// The current session and state, swapped atomically by the manager.
     pub(crate) current: watch::Sender<Snapshot>,
@@ -139,156 +149,6 @@ struct CloseOnDrop(CancellationToken);
 impl Drop for CloseOnDrop {
     fn drop(&mut self) {
         self.0.cancel();
-    }
-}
-
-/// One ZooKeeper session of a [`Client`].
-///
-/// A `Client` has one session at a time; after [`ConnectionState::Lost`] it makes a new one,
-/// with the next [`generation`](Self::generation). An ephemeral node belongs to the session
-/// that created it: recipes keep the `Arc<Session>` their node was created on, and treat the
-/// node as gone once that session [`is_lost`](Self::is_lost).
-#[derive(Debug)]
-pub struct Session {
-    /// `None` once the session is released (lost or closed): dropping the last handle is what
-    /// makes zookeeper-client close the session on the server, so the manager must be able to
-    /// let go of it even while recipes still hold this `Session`.
-    zk: RwLock<Option<zookeeper_client::Client>>,
-    id: SessionId,
-    timeout: Duration,
-    generation: u64,
-    lost: CancellationToken,
-    /// Set when the session was released because the client was closed, not lost.
-    closed: AtomicBool,
-    /// How many times this session was suspended or lost. A holder compares the count from
-    /// before its ownership was confirmed with the current one: any change means its lock or
-    /// leadership *may* be gone, even if the blip was too short to observe as a state.
-    interruptions: watch::Sender<u64>,
-}
-
-impl Session {
-    pub(crate) fn new(zk: zookeeper_client::Client, generation: u64) -> Self {
-        Self {
-            id: zk.session_id(),
-            timeout: zk.session_timeout(),
-            zk: RwLock::new(Some(zk)),
-            generation,
-            lost: CancellationToken::new(),
-            closed: AtomicBool::new(false),
-            interruptions: watch::Sender::new(0),
-        }
-    }
-
-    /// The zookeeper-client handle of this session, for raw operations.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::SessionExpired`] once the session is lost, [`Error::Closed`] once the client
-    /// is closed: the handle has been let go so the session can close.
-    pub fn zookeeper(&self) -> Result<zookeeper_client::Client> {
-        match &*self.zk.read().unwrap() {
-            Some(zk) => Ok(zk.clone()),
-            None if self.closed.load(Ordering::Acquire) => Err(Error::Closed),
-            None => Err(Error::SessionExpired),
-        }
-    }
-
-    /// The session id, as ZooKeeper reports it in a node's ephemeral owner.
-    pub fn id(&self) -> SessionId {
-        self.id
-    }
-
-    /// 0 for the client's first session, then one more for each new session after a loss.
-    pub fn generation(&self) -> u64 {
-        self.generation
-    }
-
-    /// The negotiated session timeout.
-    pub fn timeout(&self) -> Duration {
-        self.timeout
-    }
-
-    /// True once the session has been declared lost (or the client closed).
-    pub fn is_lost(&self) -> bool {
-        self.lost.is_cancelled()
-    }
-
-    /// Resolves when the session is declared lost, or the client is closed.
-    ///
-    /// # Cancel safety
-    ///
-    /// Cancel safe.
-    pub async fn lost(&self) {
-        self.lost.cancelled().await
-    }
-
-    /// True if `stat` is of a node whose ephemeral owner is this session.
-    pub fn owns(&self, stat: &Stat) -> bool {
-        stat.ephemeral_owner == self.id.0
-    }
-
-    /// Asks the server whether the node at `path` is still the one created at `czxid` and
-    /// owned by this session: a `sync` of `path` (so that the read is not behind the leader),
-    /// then a read of its stat, sent together, so the answer costs one round trip and a sync.
-    /// False on any doubt (the session lost, the connection down, an error), with a trace
-    /// event saying why.
-    pub(crate) async fn verifies_node(&self, path: &str, czxid: i64) -> bool {
-        let Ok(zk) = self.zookeeper() else {
-            tracing::debug!(%path, "not verified: the session is lost");
-            return false;
-        };
-        if !matches!(zk.state(), zookeeper_client::SessionState::SyncConnected) {
-            tracing::debug!(%path, state = ?zk.state(), "not verified: not connected");
-            return false;
-        }
-        let (synced, stat) = futures::join!(zk.sync(path), zk.check_stat(path));
-        match (synced, stat) {
-            (Ok(()), Ok(Some(stat))) if self.owns(&stat) && stat.czxid == czxid => true,
-            (Ok(()), Ok(Some(stat))) => {
-                tracing::debug!(%path, owner = stat.ephemeral_owner, czxid = stat.czxid, "not verified: another node is there");
-                false
-            }
-            (Ok(()), Ok(None)) => {
-                tracing::debug!(%path, "not verified: the node is gone");
-                false
-            }
-            (Err(error), _) | (_, Err(error)) => {
-                tracing::debug!(%path, %error, "not verified: the server did not answer");
-                false
-            }
-        }
-    }
-
-    /// The count of interruptions (suspensions and the loss) so far.
-    pub(crate) fn interruption_count(&self) -> u64 {
-        *self.interruptions.borrow()
-    }
-
-    /// Resolves once the session has been interrupted more than `seen` times.
-    pub(crate) async fn interrupted_since(&self, seen: u64) {
-        let mut rx = self.interruptions.subscribe();
-        // The sender lives as long as `self`, which we borrow, so this cannot fail.
-        let _ = rx.wait_for(|count| *count > seen).await;
-    }
-
-    pub(crate) fn record_interruption(&self) {
-        self.interruptions.send_modify(|count| *count += 1);
-    }
-
-    /// Declares the session lost and lets go of its handle.
-    pub(crate) fn mark_lost(&self) {
-        self.record_interruption();
-        self.lost.cancel();
-        self.zk.write().unwrap().take();
-    }
-
-    /// Declares the session released because the client is closed, and lets go of its handle
-    /// (if it was not lost already).
-    pub(crate) fn mark_closed(&self) {
-        self.closed.store(true, Ordering::Release);
-        if !self.is_lost() {
-            self.mark_lost();
-        }
     }
 }
 
@@ -431,7 +291,7 @@ impl Client {
     ///
     /// Cancel safe.
     pub async fn wait_connected(&self, timeout: Duration) -> Result<Arc<Session>> {
-        match tokio::time::timeout(timeout, self.connected_session_unbounded()).await {
+        match tokio::time::timeout(timeout, self.connected()).await {
             Ok(result) => result,
             Err(_) => Err(Error::Timeout(timeout)),
         }
@@ -450,7 +310,17 @@ impl Client {
         }
     }
 
-    async fn connected_session_unbounded(&self) -> Result<Arc<Session>> {
+    /// The session once the client is connected, however long that takes: for recipes'
+    /// background work, which waits for the connection rather than giving up.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] once the client is closed.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub(crate) async fn connected(&self) -> Result<Arc<Session>> {
         let mut rx = self.shared.current.subscribe();
         let closed = self.shared.closed.clone();
         tokio::select! {
@@ -730,10 +600,6 @@ impl Client {
             self.shared.stopped.cancelled(),
         )
         .await;
-    }
-
-    pub(crate) fn shared(&self) -> &Arc<Shared> {
-        &self.shared
     }
 
     /// Resolves once the client is closed.

@@ -8,7 +8,7 @@
 //! (CURATOR-498): a node made by an earlier, expired session is not ours, whatever its name.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures::future::Either;
 use uuid::Uuid;
@@ -393,29 +393,18 @@ impl Client {
     }
 
     /// Deletes `path` on `session`, retrying retryable failures until it succeeds, the node is
-    /// gone, or the session is lost. Does not give up on connection loss.
+    /// gone, or the session is lost (see [`Session::retry_until_lost`]). Does not give up on
+    /// connection loss.
     pub(crate) async fn guaranteed_delete(&self, session: &Arc<Session>, path: &str) -> Result<()> {
-        let mut backoff = Duration::from_millis(20);
-        loop {
-            if session.is_lost() {
-                return Ok(());
-            }
-            let Ok(zk) = session.zookeeper() else {
-                return Ok(());
-            };
-            match zk.delete(path, None).await {
-                Ok(()) | Err(zookeeper_client::Error::NoNode) => return Ok(()),
-                Err(e) if is_retryable_zk(&e) => {
-                    tracing::debug!(%path, error = %e, "delete failed; will retry");
+        let deleted = session
+            .retry_until_lost(|zk| async move {
+                match zk.delete(path, None).await {
+                    Ok(()) | Err(zookeeper_client::Error::NoNode) => Ok(()),
+                    Err(e) => Err(e),
                 }
-                Err(e) => return Err(e.into()),
-            }
-            tokio::select! {
-                _ = session.lost() => return Ok(()),
-                _ = tokio::time::sleep(backoff) => {}
-            }
-            backoff = (backoff * 2).min(Duration::from_secs(1));
-        }
+            })
+            .await;
+        deleted.map(drop).map_err(Error::from)
     }
 }
 
@@ -475,35 +464,25 @@ async fn delete_orphans(
     parent: &str,
     prefix: &str,
 ) -> Result<()> {
-    let mut backoff = Duration::from_millis(20);
-    loop {
-        if session.is_lost() {
-            return Ok(());
-        }
-        let zk = match session.zookeeper() {
-            Ok(zk) => zk,
-            Err(_) => return Ok(()),
-        };
-        // Sent on the creating session, so it is answered after the create it follows.
-        match zk.list_children(parent).await {
-            Ok(children) => {
-                for child in children.iter().filter(|c| c.starts_with(prefix)) {
-                    let path = join(parent, child);
-                    tracing::debug!(%path, "deleting the node of an abandoned create");
-                    client.guaranteed_delete(session, &path).await?;
-                }
-                return Ok(());
+    // Listed on the creating session, so the listing is answered after the create it follows.
+    let children = session
+        .retry_until_lost(|zk| async move {
+            match zk.list_children(parent).await {
+                Err(zookeeper_client::Error::NoNode) => Ok(Vec::new()),
+                other => other,
             }
-            Err(zookeeper_client::Error::NoNode) => return Ok(()),
-            Err(e) if is_retryable_zk(&e) => {}
-            Err(e) => return Err(e.into()),
-        }
-        tokio::select! {
-            _ = session.lost() => return Ok(()),
-            _ = tokio::time::sleep(backoff) => {}
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(1));
+        })
+        .await?;
+    for child in children
+        .unwrap_or_default()
+        .iter()
+        .filter(|c| c.starts_with(prefix))
+    {
+        let path = join(parent, child);
+        tracing::debug!(%path, "deleting the node of an abandoned create");
+        client.guaranteed_delete(session, &path).await?;
     }
+    Ok(())
 }
 
 #[cfg(test)]

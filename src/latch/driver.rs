@@ -13,7 +13,7 @@ use zookeeper_client::{Acl, CreateMode, EventType, OneshotWatcher, Stat, Watched
 
 use super::siblings::{CreateTurn, Siblings};
 use super::{ConnectionErrorPolicy, Inner, LatchState};
-use crate::connection::{acls_or_default, ensure_parents, Session};
+use crate::connection::{acls_or_default, ensure_parents, Backoff, Session};
 use crate::error::{is_retryable_zk, Error};
 
 /// How often in a row the parent may vanish between making it and creating the node before
@@ -191,7 +191,7 @@ impl Driver {
     }
 
     async fn race(&mut self) -> End {
-        let mut backoff = MIN_BACKOFF;
+        let mut backoff = Backoff::new(MIN_BACKOFF, MAX_BACKOFF);
         let mut parent_rebuilds = 0u32;
         let mut drops = DroppedAttempts::default();
         loop {
@@ -233,7 +233,7 @@ impl Driver {
             let error = match observed {
                 Ok(Observed::Ours(watcher)) => {
                     parent_rebuilds = 0;
-                    backoff = MIN_BACKOFF;
+                    backoff.reset();
                     if !self.still_ours(&session, seen) {
                         // Interrupted while we looked: look again once connected.
                         tracing::debug!(path = %self.inner.path, "session interrupted while claiming leadership; checking again");
@@ -252,7 +252,7 @@ impl Driver {
                         });
                     }
                     parent_rebuilds = 0;
-                    backoff = MIN_BACKOFF;
+                    backoff.reset();
                     self.report_started();
                     tracing::debug!(path = %self.inner.path, leader = %String::from_utf8_lossy(&id), "following");
                     match self.follow(&session, watcher).await {
@@ -287,10 +287,9 @@ impl Driver {
             } else {
                 tracing::error!(path = %self.inner.path, %error, "leader latch cannot take part in the race; retrying");
             }
-            if !self.sleep(backoff).await {
+            if !self.sleep(backoff.next_pause()).await {
                 return self.why_stopped();
             }
-            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
 
@@ -304,12 +303,10 @@ impl Driver {
 
     /// Sleeps; false when cancelled or the client closed meanwhile.
     async fn sleep(&self, duration: Duration) -> bool {
-        let jittered = duration.mul_f64(0.75 + fastrand::f64() * 0.5);
-        let closed = self.inner.client.shared().closed.clone();
         tokio::select! {
             _ = self.cancel.cancelled() => false,
-            _ = closed.cancelled() => false,
-            _ = tokio::time::sleep(jittered) => true,
+            _ = self.inner.client.closed() => false,
+            _ = tokio::time::sleep(duration) => true,
         }
     }
 
@@ -317,9 +314,10 @@ impl Driver {
     /// closed. The first wait reports `start()` done after the connection timeout, and goes on
     /// waiting in the background.
     async fn connected_session(&mut self) -> Option<Arc<Session>> {
-        let shared = self.inner.client.shared().clone();
-        let mut rx = shared.current.subscribe();
-        let report_at = Instant::now() + shared.config.connection_timeout;
+        let client = self.inner.client.clone();
+        let connected = client.connected();
+        tokio::pin!(connected);
+        let report_at = Instant::now() + client.connection_timeout();
         let mut report = self.started.is_some();
         loop {
             let report_timer = async {
@@ -332,10 +330,7 @@ impl Driver {
             tokio::select! {
                 biased;
                 _ = self.cancel.cancelled() => return None,
-                _ = shared.closed.cancelled() => return None,
-                snapshot = rx.wait_for(|s| s.state.is_connected() && !s.session.is_lost()) => {
-                    return snapshot.ok().map(|s| s.session.clone());
-                }
+                session = &mut connected => return session.ok(),
                 _ = report_timer => {
                     tracing::warn!(path = %self.inner.path, "not connected; the leader latch will race once the connection is back");
                     self.report_started();
@@ -653,46 +648,33 @@ pub(super) async fn delete_if_owned(
     siblings: &Siblings,
     latch: u64,
 ) -> crate::Result<()> {
-    let mut backoff = Duration::from_millis(20);
     loop {
-        let Ok(zk) = session.zookeeper() else {
-            return Ok(());
-        };
-        let attempt = async {
-            let Some(stat) = zk.check_stat(path).await? else {
-                return Ok(Deleted::NotOurs);
-            };
-            if !session.owns(&stat) || !claim.recognises(&stat, siblings, latch) {
-                return Ok(Deleted::NotOurs);
-            }
-            match zk.delete(path, Some(stat.version)).await {
-                Ok(()) => Ok(Deleted::Yes),
-                Err(zookeeper_client::Error::NoNode) => Ok(Deleted::NotOurs),
-                // Written in between: read the version again.
-                Err(zookeeper_client::Error::BadVersion) => Ok(Deleted::Again),
-                Err(e) => Err(e),
-            }
-        };
-        let outcome = tokio::select! {
-            _ = session.lost() => return Ok(()),
-            outcome = attempt => outcome,
-        };
-        drop(zk);
-        match outcome {
-            Ok(Deleted::Yes) => {
+        let attempt = session
+            .retry_until_lost(|zk| async move {
+                let Some(stat) = zk.check_stat(path).await? else {
+                    return Ok(Deleted::NotOurs);
+                };
+                if !session.owns(&stat) || !claim.recognises(&stat, siblings, latch) {
+                    return Ok(Deleted::NotOurs);
+                }
+                match zk.delete(path, Some(stat.version)).await {
+                    Ok(()) => Ok(Deleted::Yes),
+                    Err(zookeeper_client::Error::NoNode) => Ok(Deleted::NotOurs),
+                    // Written in between: read the version again.
+                    Err(zookeeper_client::Error::BadVersion) => Ok(Deleted::Again),
+                    Err(e) => Err(e),
+                }
+            })
+            .await?;
+        match attempt {
+            Some(Deleted::Yes) => {
                 tracing::debug!(%path, "leader latch node deleted");
                 return Ok(());
             }
-            Ok(Deleted::NotOurs) => return Ok(()),
-            Ok(Deleted::Again) => continue,
-            Err(e) if is_retryable_zk(&e) => {}
-            Err(e) => return Err(e.into()),
+            Some(Deleted::Again) => continue,
+            // Another's, gone, or gone with the session.
+            Some(Deleted::NotOurs) | None => return Ok(()),
         }
-        tokio::select! {
-            _ = session.lost() => return Ok(()),
-            _ = tokio::time::sleep(backoff) => {}
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(1));
     }
 }
 

@@ -433,7 +433,7 @@ impl LeaderLatch {
                 return Err(Error::Closed);
             }
             let settings = self.settings().clone();
-            let runtime = &self.inner.client.shared().runtime;
+            let client = &self.inner.client;
             let task = match settings.layout {
                 LatchLayout::Race => {
                     // The latch node's create, refused now if the server would refuse it.
@@ -454,7 +454,7 @@ impl LeaderLatch {
                         claim: Default::default(),
                         create_turn: Default::default(),
                     };
-                    runtime.spawn(driver.run())
+                    client.spawn(driver.run())
                 }
                 LatchLayout::Curator => {
                     let queue = self.queue(settings.acls);
@@ -466,11 +466,11 @@ impl LeaderLatch {
                         policy: settings.policy,
                         started: std::sync::Mutex::new(Some(tx)),
                     };
-                    runtime.spawn(driver.run())
+                    client.spawn(driver.run())
                 }
             };
             if let Some(rx) = self.inner.emitter.take_dispatch_rx() {
-                runtime.spawn(notify::dispatch_listeners(rx, self.inner.path.clone()));
+                client.spawn(notify::dispatch_listeners(rx, self.inner.path.clone()));
             }
             lifecycle.state = LatchState::Started;
             lifecycle.task = Some(task);

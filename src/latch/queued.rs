@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::driver::End;
 use super::{ConnectionErrorPolicy, Inner, LeaderNode};
+use crate::connection::Backoff;
 use crate::queue::{Held, SequentialQueue, Wait};
 
 /// The first pause before joining again after a failed join; doubled up to [`MAX_BACKOFF`].
@@ -65,7 +66,7 @@ impl QueuedDriver {
     /// Joins the queue, leads when first, and joins again when leadership ends, until the
     /// latch or its client is closed. The node held when it stops is returned for deletion.
     async fn turns(&self) -> (End, Option<Held>) {
-        let mut backoff = MIN_BACKOFF;
+        let mut backoff = Backoff::new(MIN_BACKOFF, MAX_BACKOFF);
         loop {
             let (joined_tx, mut joined) = oneshot::channel();
             let id = self.inner.id.clone();
@@ -102,8 +103,7 @@ impl QueuedDriver {
                 Err(error) => {
                     tracing::warn!(path = %self.inner.path, %error, "the leader latch could not join the queue; trying again");
                     self.report_started();
-                    let pause = backoff.mul_f64(0.75 + fastrand::f64() * 0.5);
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    let pause = backoff.next_pause();
                     tokio::select! {
                         _ = self.cancel.cancelled() => return (End::Cancelled, None),
                         _ = self.inner.client.closed() => return (End::ClientClosed, None),
@@ -111,7 +111,7 @@ impl QueuedDriver {
                     }
                 }
             };
-            backoff = MIN_BACKOFF;
+            backoff.reset();
             match self.lead(&held).await {
                 Next::Requeue => self.release(held).await,
                 Next::Stop(end) => return (end, Some(held)),
