@@ -20,6 +20,7 @@
 pub mod connection;
 mod error;
 pub mod latch;
+mod lifecycle;
 pub mod limits;
 pub mod mutex;
 mod path;
@@ -37,6 +38,7 @@ pub use latch::{
     CloseMode, ConnectionErrorPolicy, LatchLayout, LatchLeader, LatchState, LeaderLatch,
     LeaderLatchListener, LeaderLatchMetrics, LeadershipChanges,
 };
+pub use lifecycle::RecipeState;
 pub use mutex::{
     InterProcessMutex, LockGuard, RevocationListener, RevocationRequest, Revoker, REVOKE_MESSAGE,
 };

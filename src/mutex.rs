@@ -272,7 +272,7 @@ struct Inner {
 }
 
 /// One node held through this handle, shared by the guards [`LockGuard::reenter`] made.
-struct Hold {
+struct SharedHold {
     /// The node, and the number of guards still holding it; the node is `None` once the last
     /// guard is released.
     guards: Mutex<Guards>,
@@ -291,7 +291,7 @@ struct Guards {
     count: usize,
 }
 
-impl Hold {
+impl SharedHold {
     /// Gives back one guard; the node to release when it was the last.
     fn give_back(&self) -> Option<Held> {
         let mut guards = self.guards.lock().unwrap_or_else(|e| e.into_inner());
@@ -472,7 +472,7 @@ impl InterProcessMutex {
     /// Makes a fresh grant a hold with one guard.
     fn install(&self, held: Held) -> LockGuard {
         let node = held.node();
-        let hold = Arc::new(Hold {
+        let hold = Arc::new(SharedHold {
             lost: held.lost_signal(),
             ended: CancellationToken::new(),
             node_path: node.path.clone(),
@@ -573,7 +573,7 @@ async fn release_held(path: &str, held: Option<Held>) -> Result<()> {
 #[must_use = "dropping the guard releases the lock at once, in the background"]
 pub struct LockGuard {
     inner: Arc<Inner>,
-    hold: Arc<Hold>,
+    hold: Arc<SharedHold>,
     /// False once released: drop then does nothing.
     active: bool,
 }

@@ -332,17 +332,8 @@ pub enum SelectorError {
     Release(#[source] Error),
 }
 
-/// The lifecycle of a [`LeaderSelector`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum SelectorState {
-    /// Made, not started.
-    Latent,
-    /// Started: waiting in the queue, leading, or idle (not requeued).
-    Started,
-    /// Closed (or dropped). It cannot be started again.
-    Closed,
-}
+/// The lifecycle of a [`LeaderSelector`]: the crate's one [`RecipeState`](crate::RecipeState).
+pub type SelectorState = crate::RecipeState;
 
 type ErrorHook = Arc<dyn Fn(SelectorError) + Send + Sync + 'static>;
 
@@ -356,12 +347,37 @@ struct Settings {
 
 struct Status {
     lifecycle: SelectorState,
-    /// Queued or leading (Curator's `isQueued`): a turn is under way or about to start.
-    queued: bool,
-    /// The cancellation of the turn under way (waiting or leading).
-    turn: Option<CancellationToken>,
-    /// The turn's leadership while `take_leadership` runs.
-    leading: Option<Leadership>,
+    turn: Turn,
+}
+
+/// Where the selector is in its turns.
+#[derive(Debug, Clone, Default)]
+enum Turn {
+    /// Out of the queue: not requeued after the last turn (without auto-requeue).
+    #[default]
+    Idle,
+    /// A turn is about to start: started or requeued, the task has not joined yet.
+    Queued,
+    /// Waiting in the queue; the token cancels the turn.
+    Waiting(CancellationToken),
+    /// Leading: `take_leadership` runs with this leadership, whose token cancels the turn.
+    Leading(Leadership),
+}
+
+impl Turn {
+    /// Queued, waiting or leading (Curator's `isQueued`).
+    fn is_queued(&self) -> bool {
+        !matches!(self, Turn::Idle)
+    }
+
+    /// The cancellation of the turn under way, if one is.
+    fn token(&self) -> Option<&CancellationToken> {
+        match self {
+            Turn::Waiting(token) => Some(token),
+            Turn::Leading(leadership) => Some(&leadership.token),
+            Turn::Idle | Turn::Queued => None,
+        }
+    }
 }
 
 struct Inner {
@@ -371,11 +387,11 @@ struct Inner {
     settings: Mutex<Settings>,
     auto_requeue: AtomicBool,
     status: Mutex<Status>,
-    /// Wakes the idle driver after a requeue.
+    /// Wakes the idle task after a requeue.
     wake: Notify,
     /// Cancelled by close or drop; every turn's token is a child of it.
     closed: CancellationToken,
-    /// Cancelled when the driver task has ended.
+    /// Cancelled when the selector's task has ended.
     done: CancellationToken,
     /// The error of the last release, for `close`.
     last_release: Mutex<Option<Error>>,
@@ -393,9 +409,10 @@ impl Inner {
     /// Cancels the turn under way, if any. True if there was one to cancel.
     fn cancel_turn(&self, why: &str) -> bool {
         let status = self.status();
-        match &status.turn {
+        match status.turn.token() {
             Some(token) if !token.is_cancelled() => {
-                tracing::debug!(path = %self.path, reason = why, leading = status.leading.is_some(), "cancelling the selector's turn");
+                let leading = matches!(status.turn, Turn::Leading(_));
+                tracing::debug!(path = %self.path, reason = why, leading, "cancelling the selector's turn");
                 token.cancel();
                 true
             }
@@ -502,9 +519,7 @@ impl LeaderSelector {
                 auto_requeue: AtomicBool::new(false),
                 status: Mutex::new(Status {
                     lifecycle: SelectorState::Latent,
-                    queued: false,
-                    turn: None,
-                    leading: None,
+                    turn: Turn::Idle,
                 }),
                 wake: Notify::new(),
                 closed: CancellationToken::new(),
@@ -611,18 +626,18 @@ impl LeaderSelector {
         );
         queue.check_join(settings.id.as_bytes())?;
         status.lifecycle = SelectorState::Started;
-        status.queued = true;
+        status.turn = Turn::Queued;
         drop(status);
         // Subscribed now, so no transition after `start` returns is missed.
         let states = self.inner.client.connection_states();
         let span =
             tracing::info_span!("leader_selector", path = %self.inner.path, id = %settings.id);
-        let driver = Driver {
+        let task = SelectorTask {
             inner: self.inner.clone(),
             queue,
             settings,
         };
-        self.inner.client.spawn(driver.run(states).instrument(span));
+        self.inner.client.spawn(task.run(states).instrument(span));
         Ok(())
     }
 
@@ -650,16 +665,15 @@ impl LeaderSelector {
 
     /// The leadership of the turn under way, if this selector leads and it is not cancelled.
     fn current_leadership(&self) -> Option<Leadership> {
-        self.inner
-            .status()
-            .leading
-            .clone()
-            .filter(|leadership| !leadership.is_cancelled())
+        match &self.inner.status().turn {
+            Turn::Leading(leadership) if !leadership.is_cancelled() => Some(leadership.clone()),
+            _ => None,
+        }
     }
 
     /// True while this selector is queued or leading (Curator's `isQueued`).
     pub fn is_queued(&self) -> bool {
-        self.inner.status().queued
+        self.inner.status().turn.is_queued()
     }
 
     /// Joins the queue again, if this selector is neither queued nor leading (Curator's
@@ -675,10 +689,10 @@ impl LeaderSelector {
     pub fn requeue(&self) -> Result<bool> {
         let mut status = self.inner.status();
         self.check_running(&status)?;
-        if status.queued {
+        if status.turn.is_queued() {
             return Ok(false);
         }
-        status.queued = true;
+        status.turn = Turn::Queued;
         drop(status);
         self.inner.wake.notify_one();
         Ok(true)
@@ -822,23 +836,20 @@ enum TurnEnd {
 }
 
 /// The selector's background task.
-struct Driver {
+struct SelectorTask {
     inner: Arc<Inner>,
     queue: Arc<SequentialQueue>,
     settings: Settings,
 }
 
-impl Driver {
+impl SelectorTask {
     async fn run(self, states: ConnectionStates) {
         tokio::select! {
             _ = self.turns() => {}
             _ = self.follow_states(states) => {}
         }
         {
-            let mut status = self.inner.status();
-            status.queued = false;
-            status.turn = None;
-            status.leading = None;
+            self.inner.status().turn = Turn::Idle;
         }
         tracing::debug!("leader selector task ended");
         self.inner.done.cancel();
@@ -882,7 +893,7 @@ impl Driver {
                 return;
             }
             let token = self.inner.closed.child_token();
-            self.inner.status().turn = Some(token.clone());
+            self.inner.status().turn = Turn::Waiting(token.clone());
             let id = self.settings.id.as_bytes();
             let (end, held) = match ended.take() {
                 Some(previous) => {
@@ -898,12 +909,7 @@ impl Driver {
             token.cancel();
             let requeue =
                 self.inner.auto_requeue.load(Ordering::SeqCst) && !self.inner.closed.is_cancelled();
-            {
-                let mut status = self.inner.status();
-                status.turn = None;
-                status.leading = None;
-                status.queued = requeue;
-            }
+            self.inner.status().turn = if requeue { Turn::Queued } else { Turn::Idle };
             match (held, &end) {
                 (Some(held), TurnEnd::Normal) if requeue => ended = Some(held),
                 (Some(held), _) => self.release(held).await,
@@ -936,7 +942,7 @@ impl Driver {
             if self.inner.closed.is_cancelled() || self.inner.client.is_closed() {
                 return false;
             }
-            if self.inner.status().queued {
+            if self.inner.status().turn.is_queued() {
                 return true;
             }
             tokio::select! {
@@ -1010,7 +1016,7 @@ impl Driver {
             token: token.clone(),
         };
         tracing::info!(node = %node.name, fencing_token = held.fencing_token(), "took leadership");
-        self.inner.status().leading = Some(leadership.clone());
+        self.inner.status().turn = Turn::Leading(leadership.clone());
         let listener = self.inner.listener.clone();
         // Boxed by async_trait, so `Unpin`: it can be polled by reference and dropped by value.
         let mut work = AssertUnwindSafe(listener.take_leadership(leadership)).catch_unwind();
@@ -1044,7 +1050,7 @@ impl Driver {
             tracing::error!("dropping take_leadership's future panicked");
         }
         token.cancel();
-        self.inner.status().leading = None;
+        self.inner.status().turn = Turn::Waiting(token.clone());
         tracing::info!(node = %node.name, "gave up leadership");
         match outcome {
             Ok(Ok(())) => TurnEnd::Normal,

@@ -93,9 +93,9 @@
 //! # Ok(()) }
 //! ```
 
-mod driver;
 mod notify;
 mod queued;
+mod race;
 mod siblings;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -107,10 +107,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use zookeeper_client::{Acl, SessionId};
 
-use self::driver::Driver;
 use self::notify::Emitter;
 pub use self::notify::{LeaderLatchListener, LeadershipChanges};
-use self::queued::QueuedDriver;
+use self::queued::QueueTask;
+use self::race::RaceTask;
 use crate::connection::{Client, Session};
 use crate::error::{Error, Result};
 use crate::queue::{SequentialQueue, LATCH_NAME};
@@ -146,18 +146,9 @@ pub enum CloseMode {
     NotifyLeader,
 }
 
-/// The lifecycle of a [`LeaderLatch`] (Curator's `LeaderLatch.State`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum LatchState {
-    /// Made, not yet started.
-    Latent,
-    /// Started: racing, leading or following.
-    Started,
-    /// Closed (or dropped, or its client closed, or its start failed). It cannot be started
-    /// again; make a new latch.
-    Closed,
-}
+/// The lifecycle of a [`LeaderLatch`] (Curator's `LeaderLatch.State`): the crate's one
+/// [`RecipeState`](crate::RecipeState).
+pub type LatchState = crate::RecipeState;
 
 /// The current leader of a latch, read from the latch node: [`LeaderLatch::leader`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -444,7 +435,7 @@ impl LeaderLatch {
                         self.inner.id.len(),
                         &settings.acls,
                     )?;
-                    let driver = Driver {
+                    let task = RaceTask {
                         inner: self.inner.clone(),
                         cancel: self.inner.cancel.clone(),
                         acls: settings.acls,
@@ -454,19 +445,19 @@ impl LeaderLatch {
                         claim: Default::default(),
                         create_turn: Default::default(),
                     };
-                    client.spawn(driver.run())
+                    client.spawn(task.run())
                 }
                 LatchLayout::Curator => {
                     let queue = self.queue(settings.acls);
                     queue.check_join(self.inner.id.as_bytes())?;
-                    let driver = QueuedDriver {
+                    let task = QueueTask {
                         inner: self.inner.clone(),
                         cancel: self.inner.cancel.clone(),
                         queue,
                         policy: settings.policy,
                         started: std::sync::Mutex::new(Some(tx)),
                     };
-                    client.spawn(driver.run())
+                    client.spawn(task.run())
                 }
             };
             if let Some(rx) = self.inner.emitter.take_dispatch_rx() {

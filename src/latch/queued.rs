@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use super::driver::End;
+use super::race::End;
 use super::{ConnectionErrorPolicy, Inner, LeaderNode};
 use crate::connection::Backoff;
 use crate::queue::{Held, SequentialQueue, Wait};
@@ -30,7 +30,7 @@ enum Next {
     Stop(End),
 }
 
-pub(super) struct QueuedDriver {
+pub(super) struct QueueTask {
     pub(super) inner: Arc<Inner>,
     pub(super) cancel: CancellationToken,
     pub(super) queue: Arc<SequentialQueue>,
@@ -39,7 +39,7 @@ pub(super) struct QueuedDriver {
     pub(super) started: std::sync::Mutex<Option<oneshot::Sender<crate::Result<()>>>>,
 }
 
-impl QueuedDriver {
+impl QueueTask {
     pub(super) async fn run(self) {
         let (end, held) = self.turns().await;
         end.give_up_leadership(&self.inner);

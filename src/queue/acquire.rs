@@ -11,7 +11,8 @@ use super::decision::{decide, Decision, OwnNode, Presence};
 use super::held::{connected_again, queue_node, Held};
 use super::view::{Incarnation, Listing, QueueNode, QueueView};
 use super::{
-    confirmed_epoch, DataDelivery, Denied, Grant, OwnWatch, PreWatch, SequentialQueue, WaiterKey,
+    confirmed_interruptions, DataDelivery, Denied, Grant, OwnWatch, PreWatch, SequentialQueue,
+    WaiterKey,
 };
 use crate::connection::{Backoff, CreateExtras, Created, PendingStat, ProtectedNode};
 use crate::error::{is_retryable_zk, Error, Result};
@@ -309,8 +310,8 @@ impl SequentialQueue {
                 if let Decision::Grant { incarnation } =
                     decide(&QueueView::of(snapshot), &at_once, other_hold, None)
                 {
-                    granted = confirmed_epoch(&session).map(|epoch| Grant {
-                        epoch,
+                    granted = confirmed_interruptions(&session).map(|interruptions| Grant {
+                        interruptions_at_grant: interruptions,
                         incarnation,
                         own_watch: None,
                     });

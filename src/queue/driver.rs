@@ -9,7 +9,9 @@ use zookeeper_client::EventType;
 
 use super::decision::{decide, Decision, OwnNode, Presence};
 use super::view::{Incarnation, Listing, QueueNode};
-use super::{confirmed_epoch, Denied, Grant, OwnWatch, QueueState, SequentialQueue, WaiterKey};
+use super::{
+    confirmed_interruptions, Denied, Grant, OwnWatch, QueueState, SequentialQueue, WaiterKey,
+};
 use crate::connection::{Backoff, Session};
 use crate::error::{Error, Result};
 use crate::path::join;
@@ -207,11 +209,11 @@ impl SequentialQueue {
         tracing::trace!(node = %step.node.name, ?decision, "queue decision");
         match decision {
             Decision::Grant { incarnation } => {
-                let Some(epoch) = confirmed_epoch(session) else {
+                let Some(interruptions) = confirmed_interruptions(session) else {
                     return Err(Error::ConnectionLoss);
                 };
                 let grant = Grant {
-                    epoch,
+                    interruptions_at_grant: interruptions,
                     incarnation,
                     own_watch: serving.take_watch(),
                 };

@@ -109,7 +109,7 @@ pub(crate) struct Held {
     node: Option<ProtectedNode>,
     incarnation: Incarnation,
     /// The session's interruption count when ownership was confirmed.
-    epoch: u64,
+    interruptions_at_grant: u64,
     /// Cancelled when the node is seen deleted (by its monitor).
     node_deleted: CancellationToken,
     monitor_stop: CancellationToken,
@@ -147,7 +147,7 @@ impl Held {
             queue,
             node: Some(node),
             incarnation: grant.incarnation,
-            epoch: grant.epoch,
+            interruptions_at_grant: grant.interruptions_at_grant,
             node_deleted,
             monitor_stop,
             local_hold: Some(local_hold),
@@ -193,7 +193,7 @@ impl Held {
         LostSignal {
             session: self.node().session.clone(),
             node_deleted: self.node_deleted.clone(),
-            epoch: self.epoch,
+            interruptions_at_grant: self.interruptions_at_grant,
         }
     }
 
@@ -202,7 +202,7 @@ impl Held {
         self.local_hold.take();
         let node = self.node.take().expect("given up once");
         if let Some(queue_node) = queue_node(&node) {
-            self.queue.node_gone(Some(self.incarnation), &queue_node);
+            self.queue.note_deleted(Some(self.incarnation), &queue_node);
         }
         // Dropping `self` stops the monitor: after the transaction's answer that is safe, as at
         // the end of `release` (its watch, if set, has fired).
@@ -282,7 +282,7 @@ impl Drop for DeleteOnDrop {
 pub(crate) struct LostSignal {
     session: Arc<Session>,
     node_deleted: CancellationToken,
-    epoch: u64,
+    interruptions_at_grant: u64,
 }
 
 impl LostSignal {
@@ -291,7 +291,7 @@ impl LostSignal {
     pub(crate) fn is_lost(&self) -> bool {
         self.node_deleted.is_cancelled()
             || self.session.is_lost()
-            || self.session.interruption_count() > self.epoch
+            || self.session.interruption_count() > self.interruptions_at_grant
     }
 
     /// Resolves when [`is_lost`](Self::is_lost) becomes true.
@@ -300,7 +300,7 @@ impl LostSignal {
         async move {
             tokio::select! {
                 _ = signal.node_deleted.cancelled() => {}
-                _ = signal.session.interrupted_since(signal.epoch) => {}
+                _ = signal.session.interrupted_since(signal.interruptions_at_grant) => {}
             }
         }
     }
@@ -375,7 +375,7 @@ impl SequentialQueue {
         match outcome {
             Ok(()) => {
                 if let Some(queue_node) = &queue_node {
-                    self.node_gone(incarnation, queue_node);
+                    self.note_deleted(incarnation, queue_node);
                 }
                 Ok(())
             }
@@ -386,7 +386,7 @@ impl SequentialQueue {
                 self.client.spawn(async move {
                     let result = queue.client.guaranteed_delete(&node.session, &node.path).await;
                     match (result, &queue_node) {
-                        (Ok(()), Some(queue_node)) => queue.node_gone(incarnation, queue_node),
+                        (Ok(()), Some(queue_node)) => queue.note_deleted(incarnation, queue_node),
                         (Ok(()), None) => {}
                         (Err(e), _) => tracing::error!(path = %node.path, error = %e, "could not delete a queue node; it stays until its session ends"),
                     }
@@ -545,7 +545,7 @@ fn monitor_own_node(
                 node_deleted.cancel();
                 // A local successor may be waiting on this node without a watch of its own.
                 if let Some(queue_node) = &queue_node {
-                    queue_of_node.node_gone(Some(incarnation), queue_node);
+                    queue_of_node.note_deleted(Some(incarnation), queue_node);
                 }
             }
         }

@@ -184,7 +184,7 @@ impl OwnWatch {
 /// A grant, as the driver hands it to the waiting acquire.
 struct Grant {
     /// The session's interruption count when the grant was confirmed (see `LostSignal`).
-    epoch: u64,
+    interruptions_at_grant: u64,
     incarnation: Incarnation,
     /// The watch on the node that proved its presence, for the holder's monitor to go on with.
     own_watch: Option<Box<OwnWatch>>,
@@ -426,7 +426,7 @@ impl SequentialQueue {
 
     /// Records that our `node` of `incarnation` is deleted, and wakes the driver: a local
     /// waiter may be waiting on it without a watch of its own.
-    fn node_gone(&self, incarnation: Option<Incarnation>, node: &QueueNode) {
+    fn note_deleted(&self, incarnation: Option<Incarnation>, node: &QueueNode) {
         let mut state = self.state.lock().unwrap();
         state.holds.remove(&node.name);
         if let Some(incarnation) = incarnation {
@@ -465,13 +465,13 @@ impl SequentialQueue {
 ///
 /// The count is read before the raw connection state: if the state is connected at that point,
 /// any later drop increments the count after we read it, so the holder's lost signal fires.
-fn confirmed_epoch(session: &Session) -> Option<u64> {
-    let epoch = session.interruption_count();
+fn confirmed_interruptions(session: &Session) -> Option<u64> {
+    let interruptions = session.interruption_count();
     let connected = session
         .zookeeper()
         .map(|zk| matches!(zk.state(), zookeeper_client::SessionState::SyncConnected))
         .unwrap_or(false);
-    (connected && !session.is_lost()).then_some(epoch)
+    (connected && !session.is_lost()).then_some(interruptions)
 }
 
 #[cfg(test)]

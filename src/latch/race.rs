@@ -1,5 +1,6 @@
-//! The background task of a started [`LeaderLatch`](super::LeaderLatch): races for the node,
-//! holds it, watches it, and gives leadership up when the connection says so.
+//! The background task of a started [`LeaderLatch`](super::LeaderLatch) in the race layout
+//! ([`LatchLayout::Race`](super::LatchLayout::Race)): races for the node, holds it, watches
+//! it, and gives leadership up when the connection says so.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -130,7 +131,7 @@ enum Next {
     Stop(End),
 }
 
-pub(super) struct Driver {
+pub(super) struct RaceTask {
     pub(super) inner: Arc<Inner>,
     pub(super) cancel: CancellationToken,
     pub(super) acls: Vec<Acl>,
@@ -173,7 +174,7 @@ impl Claim {
     }
 }
 
-impl Driver {
+impl RaceTask {
     pub(super) async fn run(mut self) {
         let end = self.race().await;
         end.give_up_leadership(&self.inner);
