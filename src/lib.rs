@@ -12,8 +12,8 @@
 //! * [`LeaderLatch`]: a race for one ephemeral node; simple, unfair, wakes every follower.
 //! * [`LeaderSelector`]: fair, queue-ordered leadership with a listener and auto-requeue.
 //!
-//! The `testing` feature adds [`testing`], a kit that runs real ZooKeeper servers and injects
-//! faults, for this crate's tests and for yours.
+//! The `testing` feature adds `zk_recipes::testing`, a kit that runs real ZooKeeper servers
+//! and injects faults, for this crate's tests and for yours.
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

@@ -17,7 +17,7 @@ use crate::error::{is_retryable_zk, Error, Result};
 
 /// One ZooKeeper session of a [`Client`].
 ///
-/// A `Client` has one session at a time; after [`ConnectionState::Lost`] it makes a new one,
+/// A `Client` has one session at a time; after [`ConnectionState::Lost`](super::ConnectionState::Lost) it makes a new one,
 /// with the next [`generation`](Self::generation). An ephemeral node belongs to the session
 /// that created it: recipes keep the `Arc<Session>` their node was created on, and treat the
 /// node as gone once that session [`is_lost`](Self::is_lost).
