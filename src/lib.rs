@@ -26,6 +26,7 @@ pub mod mutex;
 mod path;
 mod queue;
 pub mod selector;
+mod sync;
 
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]

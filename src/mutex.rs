@@ -136,6 +136,7 @@ use crate::connection::{Client, Session};
 use crate::error::{Error, Result};
 use crate::path::{validate_path, validate_recipe_path};
 use crate::queue::{Held, LostSignal, Participant, SequentialQueue, Wait, LOCK_NAME};
+use crate::sync::Locked;
 
 /// The data a revoker writes to a holder's lock node to ask for the lock (Curator's
 /// `LockInternals.REVOKE_MESSAGE`).
@@ -294,7 +295,7 @@ struct Guards {
 impl SharedHold {
     /// Gives back one guard; the node to release when it was the last.
     fn give_back(&self) -> Option<Held> {
-        let mut guards = self.guards.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guards = self.guards.locked();
         guards.count -= 1;
         if guards.count > 0 {
             return None;
@@ -365,7 +366,7 @@ impl InterProcessMutex {
     /// than the client's [`max_request_size`](Client::max_request_size) makes acquires fail
     /// with [`Error::InvalidArgument`], before anything is sent.
     pub fn with_id(self, id: impl Into<String>) -> Self {
-        let revocation = self.inner.revocation.lock().unwrap().clone();
+        let revocation = self.inner.revocation.locked().clone();
         Self::build(
             self.inner.client.clone(),
             self.inner.path.clone(),
@@ -380,7 +381,7 @@ impl InterProcessMutex {
     ///
     /// A builder method, like [`with_id`](Self::with_id).
     pub fn with_acls(self, acls: Vec<Acl>) -> Self {
-        let revocation = self.inner.revocation.lock().unwrap().clone();
+        let revocation = self.inner.revocation.locked().clone();
         Self::build(
             self.inner.client.clone(),
             self.inner.path.clone(),
@@ -528,7 +529,7 @@ impl InterProcessMutex {
     }
 
     fn install_revocation(&self, listener: Arc<dyn RevocationListener>) {
-        *self.inner.revocation.lock().unwrap() = Some(listener.clone());
+        *self.inner.revocation.locked() = Some(listener.clone());
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
         self.inner.queue.set_data_listener(Some(Arc::new(
             move |path: &str, token: u64, data: &[u8]| {
@@ -678,7 +679,7 @@ impl LockGuard {
     /// # Ok(()) }
     /// ```
     pub fn reenter(&self) -> LockGuard {
-        let mut guards = self.hold.guards.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guards = self.hold.guards.locked();
         // This guard is active, so the hold has at least its count.
         guards.count += 1;
         tracing::trace!(path = %self.inner.path, guards = guards.count, "reentered a held lock");

@@ -100,6 +100,7 @@ use zookeeper_client::Acl;
 use crate::connection::{Backoff, Client, ConnectionState, ConnectionStates, Session};
 use crate::error::{panic_message, Error, Result};
 use crate::queue::{Held, Participant, SequentialQueue, Wait, LOCK_NAME};
+use crate::sync::Locked;
 
 /// The error type a [`LeaderSelectorListener`] returns.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -399,11 +400,11 @@ struct Inner {
 
 impl Inner {
     fn status(&self) -> MutexGuard<'_, Status> {
-        self.status.lock().unwrap_or_else(|e| e.into_inner())
+        self.status.locked()
     }
 
     fn settings(&self) -> MutexGuard<'_, Settings> {
-        self.settings.lock().unwrap_or_else(|e| e.into_inner())
+        self.settings.locked()
     }
 
     /// Cancels the turn under way, if any. True if there was one to cancel.
@@ -793,20 +794,10 @@ impl LeaderSelector {
         tracing::debug!(path = %self.inner.path, "closing leader selector");
         // Only the release this close causes is reported: an earlier turn's failure was
         // reported then, and its delete has gone on in the background since.
-        self.inner
-            .last_release
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        self.inner.last_release.locked().take();
         self.inner.closed.cancel();
         self.inner.done.cancelled().await;
-        match self
-            .inner
-            .last_release
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
+        match self.inner.last_release.locked().take() {
             Some(e) => Err(e),
             None => Ok(()),
         }
@@ -1088,11 +1079,7 @@ impl SelectorTask {
             self.inner
                 .report(SelectorError::Release(e.clone()), &self.settings.on_error);
         }
-        *self
-            .inner
-            .last_release
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = error;
+        *self.inner.last_release.locked() = error;
     }
 }
 

@@ -17,6 +17,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::sync::Locked;
+
 /// How long resolving the connect string's host names may take before the sockets are
 /// looked for with the addresses resolved so far. The client has just resolved the same
 /// names to connect, so this is normally answered from a cache.
@@ -56,14 +58,14 @@ impl ServerAddresses {
                 }
             }
         }
-        *self.resolved.lock().unwrap() = addresses;
+        *self.resolved.locked() = addresses;
         self.apply();
     }
 
     /// Sets `TCP_NODELAY` on the process's connections to the servers last resolved. Called
     /// when a session's connection has come back (zookeeper-client opened a new socket).
     pub(crate) fn apply(&self) {
-        let addresses = self.resolved.lock().unwrap().clone();
+        let addresses = self.resolved.locked().clone();
         if addresses.is_empty() {
             return;
         }

@@ -14,6 +14,7 @@ use super::Backoff;
 #[cfg(doc)]
 use super::Client;
 use crate::error::{is_retryable_zk, Error, Result};
+use crate::sync::ReadWriteLocked;
 
 /// One ZooKeeper session of a [`Client`].
 ///
@@ -59,7 +60,7 @@ impl Session {
     /// [`Error::SessionExpired`] once the session is lost, [`Error::Closed`] once the client
     /// is closed: the handle has been let go so the session can close.
     pub fn zookeeper(&self) -> Result<zookeeper_client::Client> {
-        match &*self.zk.read().unwrap() {
+        match &*self.zk.read_locked() {
             Some(zk) => Ok(zk.clone()),
             None if self.closed.load(Ordering::Acquire) => Err(Error::Closed),
             None => Err(Error::SessionExpired),
@@ -152,7 +153,7 @@ impl Session {
     pub(crate) fn mark_lost(&self) {
         self.record_interruption();
         self.lost.cancel();
-        self.zk.write().unwrap().take();
+        self.zk.write_locked().take();
     }
 
     /// Declares the session released because the client is closed, and lets go of its handle

@@ -7,6 +7,8 @@ use std::task::{Context, Poll};
 use futures::Stream;
 use tokio::sync::mpsc;
 
+use crate::sync::Locked;
+
 /// The state of a [`Client`](crate::Client)'s connection, with Apache Curator's meaning.
 ///
 /// Transitions:
@@ -79,7 +81,7 @@ impl Default for StateFanout {
 impl StateFanout {
     pub(crate) fn subscribe(&self) -> ConnectionStates {
         let (tx, rx) = mpsc::unbounded_channel();
-        if let Some(subscribers) = self.subscribers.lock().unwrap().as_mut() {
+        if let Some(subscribers) = self.subscribers.locked().as_mut() {
             subscribers.push(tx);
         }
         ConnectionStates { rx }
@@ -87,12 +89,12 @@ impl StateFanout {
 
     /// Ends every stream, present and future: the client is closed.
     pub(crate) fn close(&self) {
-        self.subscribers.lock().unwrap().take();
+        self.subscribers.locked().take();
     }
 
     pub(crate) fn publish(&self, state: ConnectionState) {
         // Dropped streams are pruned here, on the next transition.
-        if let Some(subscribers) = self.subscribers.lock().unwrap().as_mut() {
+        if let Some(subscribers) = self.subscribers.locked().as_mut() {
             subscribers.retain(|tx| tx.send(state).is_ok());
         }
     }
@@ -152,10 +154,7 @@ mod tests {
         }
         drop(a);
         fanout.publish(ConnectionState::Suspended);
-        assert_eq!(
-            fanout.subscribers.lock().unwrap().as_ref().unwrap().len(),
-            1
-        );
+        assert_eq!(fanout.subscribers.locked().as_ref().unwrap().len(), 1);
     }
 
     #[tokio::test]

@@ -114,6 +114,7 @@ use self::race::RaceTask;
 use crate::connection::{Client, Session};
 use crate::error::{Error, Result};
 use crate::queue::{SequentialQueue, LATCH_NAME};
+use crate::sync::Locked;
 
 /// How a [`LeaderLatch`] reacts to connection trouble (Curator's `ConnectionStateErrorPolicy`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -347,17 +348,11 @@ impl LeaderLatch {
     }
 
     fn settings(&self) -> std::sync::MutexGuard<'_, Settings> {
-        self.inner
-            .settings
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        self.inner.settings.locked()
     }
 
     fn lifecycle(&self) -> std::sync::MutexGuard<'_, Lifecycle> {
-        self.inner
-            .lifecycle
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        self.inner.lifecycle.locked()
     }
 
     /// The latch path.
@@ -506,12 +501,7 @@ impl LeaderLatch {
         if !self.is_leader() {
             return false;
         }
-        let node = self
-            .inner
-            .leader_node
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let node = self.inner.leader_node.locked().clone();
         let Some(node) = node else {
             return false;
         };
@@ -555,11 +545,7 @@ impl LeaderLatch {
     /// such as [`Error::PathOccupied`] (see [the module docs](self#guarantees)). The latch is
     /// then [`Closed`](LatchState::Closed), and nothing of it is left on the server.
     pub fn failure(&self) -> Option<Error> {
-        self.inner
-            .failure
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.inner.failure.locked().clone()
     }
 
     /// Waits at most `timeout` until this latch leads: `Ok(true)` if it does, `Ok(false)` if

@@ -10,6 +10,8 @@ use std::task::{Context, Poll};
 use futures::Stream;
 use tokio::sync::{mpsc, watch};
 
+use crate::sync::Locked;
+
 /// Callbacks for the leadership changes of a [`LeaderLatch`](super::LeaderLatch), Curator's
 /// `LeaderLatchListener`.
 ///
@@ -105,7 +107,7 @@ impl Emitter {
     /// Changes leadership. Returns false, and does nothing, when it already was `leader` or the
     /// latch is closed (a closed latch never leads again).
     pub(crate) fn set_leader(&self, leader: bool) -> bool {
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut inner = self.inner.locked();
         let current = *self.status.borrow();
         if current.closed || current.leader == leader {
             return false;
@@ -119,7 +121,7 @@ impl Emitter {
     /// stream gets the final `false` and ends, and the listener task ends once it has called
     /// the listeners for what is queued. Idempotent.
     pub(crate) fn close(&self, notify_listeners: bool) {
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut inner = self.inner.locked();
         let current = *self.status.borrow();
         if current.closed {
             return;
@@ -138,7 +140,7 @@ impl Emitter {
     /// A stream whose first item is the leadership now, then every transition.
     pub(crate) fn subscribe(&self) -> LeadershipChanges {
         let (tx, rx) = mpsc::unbounded_channel();
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut inner = self.inner.locked();
         let current = *self.status.borrow();
         if !current.closed {
             // Cannot fail: `rx` is alive.
@@ -149,23 +151,19 @@ impl Emitter {
     }
 
     pub(crate) fn add_listener(&self, listener: Arc<dyn LeaderLatchListener>) {
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut inner = self.inner.locked();
         inner.listeners.push(listener);
     }
 
     /// Removes every listener; transitions already queued are still delivered.
     pub(crate) fn clear_listeners(&self) {
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut inner = self.inner.locked();
         inner.listeners.clear();
     }
 
     /// The listener task's end of the queue; `None` after the first call.
     pub(crate) fn take_dispatch_rx(&self) -> Option<mpsc::UnboundedReceiver<Dispatch>> {
-        self.inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .dispatch_rx
-            .take()
+        self.inner.locked().dispatch_rx.take()
     }
 }
 

@@ -18,6 +18,7 @@ use super::race::End;
 use super::{ConnectionErrorPolicy, Inner, LeaderNode};
 use crate::connection::Backoff;
 use crate::queue::{Held, SequentialQueue, Wait};
+use crate::sync::Locked;
 
 /// The first pause before joining again after a failed join; doubled up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
@@ -51,10 +52,7 @@ impl QueueTask {
     }
 
     fn take_started(&self) -> Option<oneshot::Sender<crate::Result<()>>> {
-        self.started
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
+        self.started.locked().take()
     }
 
     fn report_started(&self) {
@@ -124,19 +122,12 @@ impl QueueTask {
     /// reconnected, queues a new node.
     /// True while `start()` still waits for the first attempt.
     fn started_pending(&self) -> bool {
-        self.started
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_some()
+        self.started.locked().is_some()
     }
 
     async fn lead(&self, held: &Held) -> Next {
         let node = held.node();
-        *self
-            .inner
-            .leader_node
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(LeaderNode {
+        *self.inner.leader_node.locked() = Some(LeaderNode {
             session: node.session.clone(),
             path: node.path.clone(),
             czxid: node.stat.czxid,
@@ -164,11 +155,7 @@ impl QueueTask {
             _ = held.gone() => "the node was deleted or the session lost",
             _ = suspended => "the connection was suspended",
         };
-        self.inner
-            .leader_node
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        self.inner.leader_node.locked().take();
         if self.inner.emitter.set_leader(false) {
             tracing::info!(path = %self.inner.path, id = %self.inner.id, reason, "leadership given up");
         }

@@ -16,6 +16,7 @@ use super::siblings::{CreateTurn, Siblings};
 use super::{ConnectionErrorPolicy, Inner, LatchState};
 use crate::connection::{acls_or_default, ensure_parents, Backoff, Session};
 use crate::error::{is_retryable_zk, Error};
+use crate::sync::Locked;
 
 /// How often in a row the parent may vanish between making it and creating the node before
 /// the race backs off.
@@ -68,7 +69,7 @@ impl End {
             }
             End::Failed(error) => {
                 tracing::error!(%path, %error, "the leader latch stops");
-                *inner.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(error.clone());
+                *inner.failure.locked() = Some(error.clone());
                 inner.emitter.close(false);
                 inner.mark_closed();
             }
@@ -357,15 +358,12 @@ impl RaceTask {
         *self.claim() = claim;
         self.inner.siblings.claim(self.inner.serial, claim.czxid);
         if !claim.unknown_create {
-            self.create_turn
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take();
+            self.create_turn.locked().take();
         }
     }
 
     fn claim(&self) -> std::sync::MutexGuard<'_, Claim> {
-        self.claim.lock().unwrap_or_else(|e| e.into_inner())
+        self.claim.locked()
     }
 
     /// Creates the node (when `create`) and reads it with a watch, both sent before either
@@ -384,10 +382,10 @@ impl RaceTask {
             .map_err(|_| zookeeper_client::Error::SessionExpired)?;
         let path = self.inner.path.as_str();
         let options = CreateMode::Ephemeral.with_acls(acls_or_default(&self.acls));
-        if create && self.create_turn.lock().unwrap().is_none() {
+        if create && self.create_turn.locked().is_none() {
             // One create at a time among the latches of this client on this path.
             let turn = self.inner.siblings.create_turn().await;
-            *self.create_turn.lock().unwrap() = Some(turn);
+            *self.create_turn.locked() = Some(turn);
         }
         // Until its answer comes, a create sent may have made the node.
         let unknown_before = create.then(|| {
@@ -501,11 +499,7 @@ impl RaceTask {
     /// up, or the latch is closed.
     async fn lead(&mut self, session: &Arc<Session>, seen: u64, watcher: OneshotWatcher) -> Next {
         if let Some(czxid) = self.claim().czxid {
-            *self
-                .inner
-                .leader_node
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()) = Some(super::LeaderNode {
+            *self.inner.leader_node.locked() = Some(super::LeaderNode {
                 session: session.clone(),
                 path: self.inner.path.clone(),
                 czxid,
@@ -563,11 +557,7 @@ impl RaceTask {
     }
 
     fn step_down(&self, reason: &str) {
-        self.inner
-            .leader_node
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        self.inner.leader_node.locked().take();
         if self.inner.emitter.set_leader(false) {
             tracing::info!(path = %self.inner.path, id = %self.inner.id, reason, "leadership given up");
         }
@@ -611,11 +601,7 @@ impl RaceTask {
                 tracing::debug!(%path, "deleting the leader latch node in the background");
                 // An unresolved create's turn goes with the delete: until that delete has
                 // decided which node is ours, no sibling may create.
-                let turn = self
-                    .create_turn
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .take();
+                let turn = self.create_turn.locked().take();
                 self.inner.client.spawn(async move {
                     if let Err(error) =
                         delete_if_owned(&session, &path, claim, &siblings, latch).await
@@ -682,7 +668,7 @@ pub(super) async fn delete_if_owned(
 impl Inner {
     /// Marks the latch closed from the task (client closed, or start failed).
     pub(super) fn mark_closed(&self) {
-        let mut lifecycle = self.lifecycle.lock().unwrap_or_else(|e| e.into_inner());
+        let mut lifecycle = self.lifecycle.locked();
         lifecycle.state = LatchState::Closed;
         lifecycle.task = None;
     }

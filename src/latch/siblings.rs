@@ -22,6 +22,8 @@ use std::sync::{Arc, LazyLock, Mutex, Weak};
 
 use tokio::sync::OwnedMutexGuard;
 
+use crate::sync::Locked;
+
 /// The siblings of one client (by its instance number) on one path.
 #[derive(Debug, Default)]
 pub(super) struct Siblings {
@@ -45,7 +47,7 @@ impl Siblings {
     /// The siblings of the client `instance` (see [`Client::instance`](crate::Client)) on
     /// `path`.
     pub(super) fn of(instance: u64, path: &str) -> Arc<Self> {
-        let mut all = SIBLINGS.lock().unwrap_or_else(|e| e.into_inner());
+        let mut all = SIBLINGS.locked();
         let key = (instance, path.to_owned());
         if let Some(siblings) = all.get(&key).and_then(Weak::upgrade) {
             return siblings;
@@ -68,7 +70,7 @@ impl Siblings {
 
     /// Records the node of latch `latch` (its czxid), or, with `None`, that it knows of none.
     pub(super) fn claim(&self, latch: u64, czxid: Option<i64>) {
-        let mut claimed = self.claimed.lock().unwrap_or_else(|e| e.into_inner());
+        let mut claimed = self.claimed.locked();
         match czxid {
             Some(czxid) => claimed.insert(latch, czxid),
             None => claimed.remove(&latch),
@@ -78,8 +80,7 @@ impl Siblings {
     /// True if a sibling other than `latch` claims the node with `czxid`.
     pub(super) fn claimed_by_another(&self, latch: u64, czxid: i64) -> bool {
         self.claimed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .locked()
             .iter()
             .any(|(other, claimed)| *other != latch && *claimed == czxid)
     }

@@ -17,6 +17,7 @@ use super::{
 use crate::connection::{Backoff, CreateExtras, Created, PendingStat, ProtectedNode};
 use crate::error::{is_retryable_zk, Error, Result};
 use crate::path::join;
+use crate::sync::Locked;
 
 /// How long [`SequentialQueue::acquire`] waits.
 #[derive(Debug, Clone, Copy)]
@@ -43,7 +44,7 @@ struct CreateInFlight<'a>(&'a SequentialQueue);
 
 impl Drop for CreateInFlight<'_> {
     fn drop(&mut self) {
-        self.0.state.lock().unwrap().creates_in_flight -= 1;
+        self.0.state.locked().creates_in_flight -= 1;
     }
 }
 
@@ -235,7 +236,7 @@ impl SequentialQueue {
                 // would otherwise each list a queue that grows under them before the first of
                 // them has registered.
                 let (list, _in_flight) = {
-                    let mut state = self.state.lock().unwrap();
+                    let mut state = self.state.locked();
                     let list = once || (state.waiters.is_empty() && state.creates_in_flight == 0);
                     state.creates_in_flight += 1;
                     (list, CreateInFlight(self))
@@ -287,7 +288,7 @@ impl SequentialQueue {
         }
         let (grant_tx, grant_rx) = oneshot::channel();
         let granted_at_once = {
-            let mut state = self.state.lock().unwrap();
+            let mut state = self.state.locked();
             let mut granted = None;
             if let Some(snapshot) = &snapshot {
                 state.take_in(snapshot, &self.path);
@@ -531,7 +532,7 @@ impl SequentialQueue {
         async move {
             let (children, parent) = listing.await.ok()?;
             let listing = Listing::new(children, &parent, self.node_name);
-            let mut state = self.state.lock().unwrap();
+            let mut state = self.state.locked();
             state.take_in(&listing, &self.path);
             let current = state.view.incarnation() == Some(listing.incarnation);
             if let Some(predecessor) = current
@@ -598,7 +599,7 @@ impl PendingNode {
 impl Drop for PendingNode {
     fn drop(&mut self) {
         if let Some(key) = self.key.take() {
-            self.queue.state.lock().unwrap().waiters.remove(&key);
+            self.queue.state.locked().waiters.remove(&key);
             // The driver may be watching on this waiter's behalf.
             self.queue.wake_driver.notify_one();
         }

@@ -15,6 +15,7 @@ use super::{
 use crate::connection::{Backoff, Session};
 use crate::error::{Error, Result};
 use crate::path::join;
+use crate::sync::Locked;
 
 /// What the driver knows of the node of the waiter it serves, beyond the view.
 enum OwnPresence {
@@ -151,7 +152,7 @@ impl SequentialQueue {
                         _ = session.lost() => {}
                     }
                 }
-                Err(e) => self.state.lock().unwrap().deny(key, Denied::Failed(e)),
+                Err(e) => self.state.locked().deny(key, Denied::Failed(e)),
             }
         }
     }
@@ -159,7 +160,7 @@ impl SequentialQueue {
     /// The lowest waiter and its session, once the waiters of lost sessions are told to join
     /// again; `None` (and the driver marked stopped) when there is none.
     fn lowest_waiter(&self) -> Option<(WaiterKey, Arc<Session>)> {
-        let mut state = self.state.lock().unwrap();
+        let mut state = self.state.locked();
         loop {
             let Some((key, waiter)) = state.waiters.first_key_value() else {
                 state.driver_running = false;
@@ -181,7 +182,7 @@ impl SequentialQueue {
         tokio::pin!(released);
         released.as_mut().enable();
         let (decision, node) = {
-            let mut state = self.state.lock().unwrap();
+            let mut state = self.state.locked();
             let proven_by_release = state.release_proof.take() == Some(serving.key);
             let Some(waiter) = state.waiters.get(&serving.key) else {
                 return Ok(());
@@ -217,7 +218,7 @@ impl SequentialQueue {
                     incarnation,
                     own_watch: serving.take_watch(),
                 };
-                if let Some(waiter) = self.state.lock().unwrap().waiters.remove(&serving.key) {
+                if let Some(waiter) = self.state.locked().waiters.remove(&serving.key) {
                     // A dropped receiver means the waiter is being cancelled; its guard
                     // deletes the node.
                     let _ = waiter.grant.send(Ok(grant));
@@ -226,10 +227,7 @@ impl SequentialQueue {
             }
             Decision::Requeue(why) => {
                 tracing::debug!(node = %step.path, ?why, "a waiting node is gone; it joins again");
-                self.state
-                    .lock()
-                    .unwrap()
-                    .deny_gone(serving.key, &self.path);
+                self.state.locked().deny_gone(serving.key, &self.path);
                 Ok(())
             }
             Decision::List => self.list(&step).await,
@@ -254,13 +252,13 @@ impl SequentialQueue {
     /// Lists the parent on the waiter's session, and places every waiter of that session the
     /// listing covers.
     async fn list(&self, step: &Step<'_>) -> Result<()> {
-        let ticket = self.state.lock().unwrap().next_ticket;
+        let ticket = self.state.locked().next_ticket;
         let listing = match step.zk.get_children(&self.path).await {
             Ok((children, parent)) => Some(Listing::new(children, &parent, self.node_name)),
             Err(zookeeper_client::Error::NoNode) => None,
             Err(e) => return Err(e.into()),
         };
-        self.state.lock().unwrap().place_waiters(
+        self.state.locked().place_waiters(
             listing.as_ref(),
             step.session.generation(),
             ticket,
@@ -278,7 +276,7 @@ impl SequentialQueue {
         predecessor: QueueNode,
     ) -> Result<()> {
         let generation = step.session.generation();
-        let local = self.state.lock().unwrap().holds.get(&predecessor.name) == Some(&generation);
+        let local = self.state.locked().holds.get(&predecessor.name) == Some(&generation);
         if local {
             // Ours, on this session: its release deletes it and reads our node behind the
             // delete, which proves the grant (see `delete_node`); its monitor marks it gone if
@@ -300,7 +298,7 @@ impl SequentialQueue {
         let pred_path = join(&self.path, &predecessor.name);
         tracing::trace!(node = %step.node.name, predecessor = %predecessor.name, "waiting for predecessor");
         let prewatch = {
-            let mut state = self.state.lock().unwrap();
+            let mut state = self.state.locked();
             match state.prewatch.take() {
                 Some(p)
                     if p.generation == generation
@@ -366,7 +364,7 @@ impl SequentialQueue {
         };
         if predecessor_gone {
             let stale = {
-                let mut state = self.state.lock().unwrap();
+                let mut state = self.state.locked();
                 state.view.mark_gone(incarnation, predecessor.sequence);
                 state.view.live_predecessor(step.node.sequence).is_some()
             };
@@ -389,7 +387,7 @@ impl SequentialQueue {
         incarnation: Incarnation,
         predecessor: &QueueNode,
     ) -> bool {
-        let state = self.state.lock().unwrap();
+        let state = self.state.locked();
         let Some((lowest, waiter)) = state.waiters.first_key_value() else {
             return false;
         };

@@ -15,6 +15,7 @@ use super::{DataDelivery, Grant, OwnWatch, SequentialQueue, WaiterKey};
 use crate::connection::{Backoff, ProtectedNode, Session};
 use crate::error::{is_retryable_zk, Error, Result};
 use crate::path::join;
+use crate::sync::Locked;
 
 /// The holds of one client on one lock, through any of its handles: what "a hold still in
 /// use" can mean to a queue (see [`decision`](super::decision), rule 4).
@@ -42,7 +43,7 @@ impl LocalHolds {
     /// The holds of the client `instance` (see [`Client::instance`](crate::Client::instance))
     /// on the lock `path`.
     pub(super) fn of(instance: u64, path: &str) -> Arc<Self> {
-        let mut locks = LOCKS.lock().unwrap_or_else(|e| e.into_inner());
+        let mut locks = LOCKS.locked();
         let key = (instance, path.to_owned());
         if let Some(holds) = locks.get(&key).and_then(Weak::upgrade) {
             return holds;
@@ -56,10 +57,7 @@ impl LocalHolds {
     }
 
     fn register(self: &Arc<Self>, name: &str) -> LocalHold {
-        self.names
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(name.to_owned());
+        self.names.locked().insert(name.to_owned());
         LocalHold {
             holds: self.clone(),
             name: name.to_owned(),
@@ -68,11 +66,7 @@ impl LocalHolds {
 
     /// True while a hold other than the one on node `name` is in use.
     pub(super) fn other_than(&self, name: &str) -> bool {
-        self.names
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .any(|held| held != name)
+        self.names.locked().iter().any(|held| held != name)
     }
 
     /// Resolves when a hold is released. Create (and enable) it before looking, so that a
@@ -91,11 +85,7 @@ struct LocalHold {
 
 impl Drop for LocalHold {
     fn drop(&mut self) {
-        self.holds
-            .names
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.name);
+        self.holds.names.locked().remove(&self.name);
         self.holds.released.notify_waiters();
     }
 }
@@ -128,8 +118,7 @@ impl Held {
         let local_hold = queue.local_holds.register(&node.name);
         queue
             .state
-            .lock()
-            .unwrap()
+            .locked()
             .holds
             .insert(node.name.clone(), node.session.generation());
         let node_deleted = CancellationToken::new();
@@ -368,7 +357,7 @@ impl SequentialQueue {
             // expires it, which may be later than this client declared it lost: leave the
             // view alone, so waiters keep watching the node until it is really gone.
             Err(_) => {
-                self.state.lock().unwrap().holds.remove(&node.name);
+                self.state.locked().holds.remove(&node.name);
                 return Ok(());
             }
         };
@@ -405,7 +394,7 @@ impl SequentialQueue {
     /// Made here, when the release is sent, rather than by the driver when it starts to wait:
     /// a hold released at once would often be faster than the driver.
     fn next_grant_if_released(&self, node: &QueueNode) -> Option<(WaiterKey, String)> {
-        let state = self.state.lock().unwrap();
+        let state = self.state.locked();
         let (key, waiter) = state
             .waiters
             .iter()
@@ -440,7 +429,7 @@ impl SequentialQueue {
         let deleted = settled_delete(delete.await);
         if deleted.is_ok() {
             if let Ok(Some(_)) = waiter_stat.await {
-                self.state.lock().unwrap().release_proof = Some(waiter);
+                self.state.locked().release_proof = Some(waiter);
             } else {
                 tracing::debug!(%path, waiter = %waiter_path, "the next local waiter's node is gone");
             }

@@ -95,6 +95,7 @@ use zookeeper_client::{Acl, Stat, WatchedEvent};
 use crate::connection::{Client, Session};
 use crate::error::{Error, Result};
 use crate::path::join;
+use crate::sync::Locked;
 
 pub(crate) use self::acquire::Wait;
 use self::held::LocalHolds;
@@ -414,12 +415,12 @@ impl SequentialQueue {
     /// [`NodeDataListener`]); `None` removes it. Nodes that wait or are held already keep
     /// what they had.
     pub(crate) fn set_data_listener(&self, listener: Option<NodeDataListener>) {
-        *self.data_listener.lock().unwrap() = listener;
+        *self.data_listener.locked() = listener;
     }
 
     fn data_delivery(&self) -> DataDelivery {
         DataDelivery {
-            listener: self.data_listener.lock().unwrap().clone(),
+            listener: self.data_listener.locked().clone(),
             delivered: None,
         }
     }
@@ -427,7 +428,7 @@ impl SequentialQueue {
     /// Records that our `node` of `incarnation` is deleted, and wakes the driver: a local
     /// waiter may be waiting on it without a watch of its own.
     fn note_deleted(&self, incarnation: Option<Incarnation>, node: &QueueNode) {
-        let mut state = self.state.lock().unwrap();
+        let mut state = self.state.locked();
         state.holds.remove(&node.name);
         if let Some(incarnation) = incarnation {
             state.view.mark_gone(incarnation, node.sequence);
@@ -484,7 +485,7 @@ mod tests {
         let seen = calls.clone();
         let mut delivery = DataDelivery {
             listener: Some(Arc::new(move |_: &str, _: u64, data: &[u8]| {
-                seen.lock().unwrap().push(data.to_vec());
+                seen.locked().push(data.to_vec());
                 if data == b"boom" {
                     panic!("listener failure");
                 }
@@ -510,7 +511,7 @@ mod tests {
         delivery.offer("/p", 1, &stat(2), b"__REVOKE__");
         delivery.offer("/p", 1, &stat(1), b"boom");
         assert_eq!(
-            *calls.lock().unwrap(),
+            *calls.locked(),
             vec![b"id".to_vec(), b"boom".to_vec(), b"__REVOKE__".to_vec()]
         );
     }
