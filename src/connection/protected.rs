@@ -42,13 +42,13 @@ pub(crate) fn protection_prefix() -> String {
     format!("_c_{}-", Uuid::new_v4())
 }
 
-/// What [`Client::create_protected_then_list`] does besides the create.
+/// What [`Client::create_protected_then_list`] sends with the create, in the same round trip.
 #[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct CreateExtras<'a> {
+pub(crate) struct WithCreate<'a> {
     /// List the parent (with its stat) right behind the create, in the same round trip.
     /// ZooKeeper answers a session's requests in order, so the listing includes the new node
     /// unless someone deleted it meanwhile.
-    pub(crate) list: bool,
+    pub(crate) list_parent: bool,
     /// A node of ours to delete in the same transaction as the create, so that the server
     /// commits both at once (one log write, where a delete and a create sent back to back
     /// often take two). Tried once, and only when the node lives on the session the create
@@ -77,7 +77,7 @@ pub(crate) struct Created {
     /// The listing asked for, or `None` when the create had to be recovered after a
     /// connection loss (or the listing failed).
     pub(crate) listing: Option<ParentListing>,
-    /// True if [`CreateExtras::replacing`] was deleted by the create's transaction; when false
+    /// True if [`WithCreate::replacing`] was deleted by the create's transaction; when false
     /// the node may or may not be gone, and the caller must delete it.
     pub(crate) replaced: bool,
 }
@@ -163,7 +163,7 @@ impl Client {
         acls: &[Acl],
     ) -> Result<ProtectedNode> {
         let created = self
-            .create_protected_then_list(parent, name, data, mode, acls, CreateExtras::default())
+            .create_protected_then_list(parent, name, data, mode, acls, WithCreate::default())
             .await?;
         let mut node = created.node;
         if let Some(read) = created.pending_stat {
@@ -172,7 +172,7 @@ impl Client {
         Ok(node)
     }
 
-    /// [`create_protected`](Self::create_protected), with the extras `extras` asks for: a
+    /// [`create_protected`](Self::create_protected), with what `with` asks for: a
     /// listing of `parent` in the same round trip, and a node of ours deleted in the same
     /// transaction.
     pub(crate) async fn create_protected_then_list(
@@ -182,7 +182,7 @@ impl Client {
         data: &[u8],
         mode: CreateMode,
         acls: &[Acl],
-        extras: CreateExtras<'_>,
+        with: WithCreate<'_>,
     ) -> Result<Created> {
         validate_path(parent)?;
         if name.contains('/') {
@@ -209,7 +209,7 @@ impl Client {
         let started = Instant::now();
         let mut retries = 0u32;
         let mut parent_rebuilds = 0u32;
-        let mut replacing = extras.replacing;
+        let mut replacing = with.replacing;
         loop {
             let session = match self.connected_session().await {
                 Ok(session) => session,
@@ -229,45 +229,14 @@ impl Client {
             let replaced = replacing
                 .take()
                 .filter(|old| Arc::ptr_eq(&old.session, &session));
-            // Every request is on the wire before any is awaited.
-            let create = match replaced {
-                Some(old) => {
-                    let mut transaction = zk.new_multi_writer();
-                    transaction.add_delete(&old.path, None)?;
-                    transaction.add_create(&path, data, &options)?;
-                    Either::Left(replace_in_transaction(transaction.commit()))
-                }
-                None => {
-                    // Sent now, not when first polled: the listing must follow it.
-                    let create = zk.create(&path, data, &options);
-                    Either::Right(async move {
-                        let (stat, sequence) = create.await?;
-                        Ok((stat, sequence.into_i64()))
-                    })
-                }
-            };
-            let listing = extras.list.then(|| zk.get_children(parent));
+            // Every request is on the wire before any is awaited: the listing follows the create.
+            let create = send_create(&zk, &path, data, &options, replaced)?;
+            let listing = with.list_parent.then(|| zk.get_children(parent));
             match create.await {
                 Ok((stat, sequence)) => {
-                    let (name, sequence) = if sequential {
-                        (format!("{prefix}{name}{sequence:010}"), Some(sequence))
-                    } else {
-                        (format!("{prefix}{name}"), None)
-                    };
-                    let path = join(parent, &name);
-                    // A server that leaves the stat out of a transaction's answer
-                    // (ZOOKEEPER-4026): read it, sent now, so that it costs the caller no round
-                    // trip of its own unless it needs the stat at once.
-                    let pending_stat = (stat.czxid <= 0).then(|| {
-                        let read = zk.check_stat(&path);
-                        Box::pin(async move {
-                            match read.await {
-                                Ok(Some(stat)) => Ok(stat),
-                                Ok(None) => Err(Error::ZooKeeper(zookeeper_client::Error::NoNode)),
-                                Err(e) => Err(e.into()),
-                            }
-                        }) as PendingStat
-                    });
+                    let sequence = sequential.then_some(sequence);
+                    let (node, pending_stat) =
+                        created_node(&zk, parent, &prefix, name, sequence, stat, session);
                     let children = match listing {
                         Some(listing) => listing
                             .await
@@ -278,13 +247,6 @@ impl Client {
                     // Only now, with no await left: dropped while awaiting the listing, the
                     // guard must still delete the node.
                     orphan.disarm();
-                    let node = ProtectedNode {
-                        path,
-                        name,
-                        stat,
-                        sequence,
-                        session,
-                    };
                     return Ok(Created {
                         node,
                         pending_stat,
@@ -406,6 +368,72 @@ impl Client {
             .await;
         deleted.map(drop).map_err(Error::from)
     }
+}
+
+/// Sends the create of `path`: alone, or in one transaction after the delete of `replaced`.
+/// The request is on the wire when this returns; the future resolves to the node's stat and
+/// sequence.
+fn send_create<'a>(
+    zk: &'a zookeeper_client::Client,
+    path: &'a str,
+    data: &[u8],
+    options: &zookeeper_client::CreateOptions<'_>,
+    replaced: Option<&ProtectedNode>,
+) -> Result<
+    impl std::future::Future<Output = std::result::Result<(Stat, i64), CreateFailure>> + Send + 'a,
+> {
+    Ok(match replaced {
+        Some(old) => {
+            let mut transaction = zk.new_multi_writer();
+            transaction.add_delete(&old.path, None)?;
+            transaction.add_create(path, data, options)?;
+            Either::Left(replace_in_transaction(transaction.commit()))
+        }
+        None => {
+            let create = zk.create(path, data, options);
+            Either::Right(async move {
+                let (stat, sequence) = create.await?;
+                Ok((stat, sequence.into_i64()))
+            })
+        }
+    })
+}
+
+/// The node a create made: `<parent>/<prefix><name>[<sequence>]`, with its stat, or a read of
+/// the stat (sent now, so that it costs the caller no round trip of its own unless it needs the
+/// stat at once) when the server left it out of a transaction's answer (ZOOKEEPER-4026).
+fn created_node(
+    zk: &zookeeper_client::Client,
+    parent: &str,
+    prefix: &str,
+    name: &str,
+    sequence: Option<i64>,
+    stat: Stat,
+    session: Arc<Session>,
+) -> (ProtectedNode, Option<PendingStat>) {
+    let name = match sequence {
+        Some(sequence) => format!("{prefix}{name}{sequence:010}"),
+        None => format!("{prefix}{name}"),
+    };
+    let path = join(parent, &name);
+    let pending_stat = (stat.czxid <= 0).then(|| {
+        let read = zk.check_stat(&path);
+        Box::pin(async move {
+            match read.await {
+                Ok(Some(stat)) => Ok(stat),
+                Ok(None) => Err(Error::ZooKeeper(zookeeper_client::Error::NoNode)),
+                Err(e) => Err(e.into()),
+            }
+        }) as PendingStat
+    });
+    let node = ProtectedNode {
+        path,
+        name,
+        stat,
+        sequence,
+        session,
+    };
+    (node, pending_stat)
 }
 
 /// The digits ZooKeeper appended to a sequential node's name.

@@ -14,7 +14,7 @@ use super::{
     confirmed_interruptions, DataDelivery, Denied, Grant, OwnWatch, PreWatch, SequentialQueue,
     WaiterKey,
 };
-use crate::connection::{Backoff, CreateExtras, Created, PendingStat, ProtectedNode};
+use crate::connection::{Backoff, Created, PendingStat, ProtectedNode, WithCreate};
 use crate::error::{is_retryable_zk, Error, Result};
 use crate::path::join;
 use crate::sync::Locked;
@@ -241,11 +241,11 @@ impl SequentialQueue {
                     state.creates_in_flight += 1;
                     (list, CreateInFlight(self))
                 };
-                let extras = CreateExtras {
-                    list,
+                let with = WithCreate {
+                    list_parent: list,
                     replacing: None,
                 };
-                (Box::pin(self.create_lock_node(data, extras)).await, None)
+                (Box::pin(self.create_lock_node(data, with)).await, None)
             }
             Some(replacing) => Box::pin(self.create_replacing(data, replacing)).await,
         };
@@ -439,11 +439,11 @@ impl SequentialQueue {
     }
 
     /// Creates one of this queue's lock nodes (`_c_<uuid>-lock-<seq>`, ephemeral-sequential,
-    /// with the queue's ACLs) carrying `data`, with `extras`.
+    /// with the queue's ACLs) carrying `data`, with what `with` asks to go with the create.
     fn create_lock_node<'a>(
         &'a self,
         data: &'a [u8],
-        extras: CreateExtras<'a>,
+        with: WithCreate<'a>,
     ) -> impl std::future::Future<Output = Result<Created>> + Send + 'a {
         self.client.create_protected_then_list(
             &self.path,
@@ -451,7 +451,7 @@ impl SequentialQueue {
             data,
             CreateMode::EphemeralSequential,
             &self.acls,
-            extras,
+            with,
         )
     }
 
@@ -474,11 +474,11 @@ impl SequentialQueue {
             )),
             _ => None,
         };
-        let extras = CreateExtras {
-            list: false,
+        let with = WithCreate {
+            list_parent: false,
             replacing: Some(replacing.held.node()),
         };
-        let create = self.create_lock_node(data, extras);
+        let create = self.create_lock_node(data, with);
         let (created, listing_before) = match listing_before {
             Some(listing) => futures::join!(create, listing),
             None => (create.await, None),
