@@ -415,7 +415,7 @@ async fn latch_handoff(connect: &str, path: &str) -> Result<(), BoxError> {
     let clients = [client(connect).await?, client(connect).await?];
     let mut latches = Vec::new();
     for (i, c) in clients.iter().enumerate() {
-        let latch = LeaderLatch::new(c, path, format!("bench-{i}"))?;
+        let latch = LeaderLatch::new(c, path)?.with_id(format!("bench-{i}"));
         latch.start().await?;
         latches.push(latch);
     }
@@ -436,7 +436,7 @@ async fn latch_handoff(connect: &str, path: &str) -> Result<(), BoxError> {
             samples.push(started.elapsed());
         }
         // The old leader joins again, as a follower.
-        let latch = LeaderLatch::new(&clients[leader], path, format!("bench-{leader}"))?;
+        let latch = LeaderLatch::new(&clients[leader], path)?.with_id(format!("bench-{leader}"));
         latch.start().await?;
         latches[leader] = latch;
     }
@@ -458,7 +458,7 @@ async fn latch_herd(connect: &str, path: &str) -> Result<(), BoxError> {
     let mut latches = Vec::new();
     for i in 0..=FOLLOWERS {
         let c = client(connect).await?;
-        let latch = LeaderLatch::new(&c, path, format!("bench-{i}"))?;
+        let latch = LeaderLatch::new(&c, path)?.with_id(format!("bench-{i}"));
         latch.start().await?;
         clients.push(c);
         latches.push(latch);
@@ -495,7 +495,7 @@ async fn latch_herd(connect: &str, path: &str) -> Result<(), BoxError> {
             .filter(|(i, _)| *i != leader)
             .map(|(i, l)| l.metrics().watch_events - before[i].0)
             .sum::<u64>();
-        let latch = LeaderLatch::new(&clients[leader], path, format!("bench-{leader}"))?;
+        let latch = LeaderLatch::new(&clients[leader], path)?.with_id(format!("bench-{leader}"));
         latch.start().await?;
         latches[leader] = latch;
     }

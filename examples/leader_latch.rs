@@ -61,7 +61,7 @@ async fn schedule(index: usize, connect: &str, scale: f64) -> Result<(), BoxErro
         .connect()
         .await?;
     println!("Client [{index}] Server connected...");
-    let latch = Arc::new(LeaderLatch::new(&client, PATH, index.to_string())?);
+    let latch = Arc::new(LeaderLatch::new(&client, PATH)?.with_id(index.to_string()));
     latch.add_listener(Announce(index));
     latch.start().await?;
     // Each client runs for a different time, as in the original program.

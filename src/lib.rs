@@ -23,6 +23,7 @@ pub mod latch;
 mod lifecycle;
 pub mod limits;
 pub mod mutex;
+pub mod participant;
 mod path;
 mod queue;
 pub mod selector;
@@ -43,6 +44,7 @@ pub use lifecycle::RecipeState;
 pub use mutex::{
     InterProcessMutex, LockGuard, RevocationListener, RevocationRequest, Revoker, REVOKE_MESSAGE,
 };
+pub use participant::default_participant_id;
 pub use path::{validate_path, validate_recipe_path};
 pub use queue::Participant;
 pub use selector::{

@@ -126,7 +126,7 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -134,6 +134,7 @@ use zookeeper_client::{Acl, CreateMode, MultiWriteError, MultiWriteResult, Multi
 
 use crate::connection::{Client, Session};
 use crate::error::{Error, Result};
+use crate::participant::default_participant_id;
 use crate::path::{validate_path, validate_recipe_path};
 use crate::queue::{Held, LostSignal, Participant, SequentialQueue, Wait, LOCK_NAME};
 use crate::sync::Locked;
@@ -141,21 +142,6 @@ use crate::sync::Locked;
 /// The data a revoker writes to a holder's lock node to ask for the lock (Curator's
 /// `LockInternals.REVOKE_MESSAGE`).
 pub const REVOKE_MESSAGE: &[u8] = b"__REVOKE__";
-
-/// `hostname/pid`: tells an operator which process holds or waits for a lock.
-fn default_participant_id() -> &'static str {
-    static ID: OnceLock<String> = OnceLock::new();
-    ID.get_or_init(|| {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .ok()
-            .map(|h| h.trim().to_owned())
-            .filter(|h| !h.is_empty())
-            .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
-            .or_else(|| std::env::var("COMPUTERNAME").ok().filter(|h| !h.is_empty()))
-            .unwrap_or_else(|| "localhost".to_owned());
-        format!("{host}/{}", std::process::id())
-    })
-}
 
 /// Told when another process asks for a held lock by writing [`REVOKE_MESSAGE`] to its node
 /// (Curator's `RevocationListener`). Set with [`InterProcessMutex::make_revocable`].
@@ -359,12 +345,21 @@ impl InterProcessMutex {
     }
 
     /// Sets the participant id, the lock node's data: what [`participants`](Self::participants)
-    /// (and Curator's `getParticipantNodes` readers) show for this process.
+    /// (and Curator's `getParticipantNodes` readers) show for this process. Any string, the
+    /// empty one too; the default is [`default_participant_id`] (see
+    /// [ids](crate::participant)).
     ///
     /// A builder method: it returns a new handle that shares nothing with earlier clones, so
     /// call it before using the mutex. An id that would make the lock node's create larger
     /// than the client's [`max_request_size`](Client::max_request_size) makes acquires fail
     /// with [`Error::InvalidArgument`], before anything is sent.
+    ///
+    /// ```no_run
+    /// # fn demo(client: zk_recipes::Client) -> zk_recipes::Result<()> {
+    /// let mutex = zk_recipes::InterProcessMutex::new(&client, "/locks/billing")?.with_id("billing-7");
+    /// assert_eq!(mutex.id(), "billing-7");
+    /// # Ok(()) }
+    /// ```
     pub fn with_id(self, id: impl Into<String>) -> Self {
         let revocation = self.inner.revocation.locked().clone();
         Self::build(
@@ -887,13 +882,6 @@ mod tests {
         check::<LockGuard>();
         check::<InterProcessMutex>();
         check::<RevocationRequest>();
-    }
-
-    #[test]
-    fn default_id_names_host_and_process() {
-        let id = default_participant_id();
-        assert!(id.ends_with(&format!("/{}", std::process::id())), "{id}");
-        assert!(!id.starts_with('/'), "{id}");
     }
 
     #[test]

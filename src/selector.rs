@@ -99,6 +99,7 @@ use zookeeper_client::Acl;
 
 use crate::connection::{Backoff, Client, ConnectionState, ConnectionStates, Session};
 use crate::error::{panic_message, Error, Result};
+use crate::participant::default_participant_id;
 use crate::queue::{Held, Participant, SequentialQueue, Wait, LOCK_NAME};
 use crate::sync::Locked;
 
@@ -340,7 +341,6 @@ type ErrorHook = Arc<dyn Fn(SelectorError) + Send + Sync + 'static>;
 
 #[derive(Clone)]
 struct Settings {
-    id: String,
     acls: Vec<Acl>,
     grace: Duration,
     on_error: Option<ErrorHook>,
@@ -384,6 +384,8 @@ impl Turn {
 struct Inner {
     client: Client,
     path: String,
+    /// The participant id (see [`LeaderSelector::with_id`]).
+    id: String,
     listener: Arc<dyn LeaderSelectorListener>,
     settings: Mutex<Settings>,
     auto_requeue: AtomicBool,
@@ -486,7 +488,7 @@ impl std::fmt::Debug for LeaderSelector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LeaderSelector")
             .field("path", &self.inner.path)
-            .field("id", &self.inner.settings().id)
+            .field("id", &self.inner.id)
             .field("state", &self.state())
             .field("is_leader", &self.is_leader())
             .finish_non_exhaustive()
@@ -497,8 +499,8 @@ impl LeaderSelector {
     /// A selector on `path` that calls `listener` when it leads. Nothing is sent to ZooKeeper
     /// until [`start`](Self::start).
     ///
-    /// The participant id defaults to the empty string, as in Curator; set one with
-    /// [`with_id`](Self::with_id).
+    /// The participant id defaults to [`default_participant_id`] (`hostname/pid`); set another
+    /// with [`with_id`](Self::with_id).
     ///
     /// # Errors
     ///
@@ -510,9 +512,9 @@ impl LeaderSelector {
             inner: Arc::new(Inner {
                 client: client.clone(),
                 path: path.to_owned(),
+                id: default_participant_id().to_owned(),
                 listener: Arc::new(listener),
                 settings: Mutex::new(Settings {
-                    id: String::new(),
                     acls: Vec::new(),
                     grace: DEFAULT_CANCEL_GRACE,
                     on_error: None,
@@ -530,12 +532,40 @@ impl LeaderSelector {
         })
     }
 
-    /// The participant id, the data of this selector's node: what
-    /// [`participants`](Self::participants) shows. Takes effect at [`start`](Self::start),
-    /// which refuses an id that would make the node's create larger than the client's
-    /// [`max_request_size`](Client::max_request_size).
-    pub fn with_id(self, id: impl Into<String>) -> Self {
-        self.inner.settings().id = id.into();
+    /// Sets the participant id, the data of this selector's nodes: what
+    /// [`participants`](Self::participants) (and Curator's `getParticipants` in Java
+    /// processes) show. Any string, the empty one too (see [ids](crate::participant)).
+    ///
+    /// Call it before [`start`](Self::start): once started, the selector's nodes carry the id,
+    /// so it cannot change, and this leaves it as it was (with a warning in the log).
+    /// [`start`](Self::start) refuses an id that would make the node's create larger than the
+    /// client's [`max_request_size`](Client::max_request_size).
+    ///
+    /// ```no_run
+    /// # use zk_recipes::{BoxError, LeaderSelector, LeaderSelectorListener, Leadership};
+    /// # struct Worker;
+    /// # #[async_trait::async_trait]
+    /// # impl LeaderSelectorListener for Worker {
+    /// #     async fn take_leadership(&self, _leadership: Leadership) -> Result<(), BoxError> {
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    /// # fn demo(client: zk_recipes::Client) -> zk_recipes::Result<()> {
+    /// let selector = LeaderSelector::new(&client, "/services/billing/leader", Worker)?
+    ///     .with_id("billing-7");
+    /// assert_eq!(selector.id(), "billing-7");
+    /// # Ok(()) }
+    /// ```
+    pub fn with_id(mut self, id: impl Into<String>) -> Self {
+        // The handle is not `Clone`: only a started selector's task shares `inner`.
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.id = id.into(),
+            None => tracing::warn!(
+                path = %self.inner.path,
+                id = %self.inner.id,
+                "with_id on a started leader selector changes nothing"
+            ),
+        }
         self
     }
 
@@ -587,8 +617,8 @@ impl LeaderSelector {
     }
 
     /// The participant id.
-    pub fn id(&self) -> String {
-        self.inner.settings().id.clone()
+    pub fn id(&self) -> &str {
+        &self.inner.id
     }
 
     /// The lifecycle state.
@@ -625,14 +655,14 @@ impl LeaderSelector {
             settings.acls.clone(),
             LOCK_NAME,
         );
-        queue.check_join(settings.id.as_bytes())?;
+        queue.check_join(self.inner.id.as_bytes())?;
         status.lifecycle = SelectorState::Started;
         status.turn = Turn::Queued;
         drop(status);
         // Subscribed now, so no transition after `start` returns is missed.
         let states = self.inner.client.connection_states();
         let span =
-            tracing::info_span!("leader_selector", path = %self.inner.path, id = %settings.id);
+            tracing::info_span!("leader_selector", path = %self.inner.path, id = %self.inner.id);
         let task = SelectorTask {
             inner: self.inner.clone(),
             queue,
@@ -885,7 +915,7 @@ impl SelectorTask {
             }
             let token = self.inner.closed.child_token();
             self.inner.status().turn = Turn::Waiting(token.clone());
-            let id = self.settings.id.as_bytes();
+            let id = self.inner.id.as_bytes();
             let (end, held) = match ended.take() {
                 Some(previous) => {
                     let (release, acquire) =
@@ -1000,7 +1030,7 @@ impl SelectorTask {
         let node = held.node();
         let leadership = Leadership {
             client: self.inner.client.clone(),
-            id: self.settings.id.as_str().into(),
+            id: self.inner.id.as_str().into(),
             node_path: node.path.as_str().into(),
             fencing_token: held.fencing_token(),
             session: node.session.clone(),

@@ -172,7 +172,7 @@ async fn latch_trailing_slash(ctx: Ctx) -> CaseResult {
     let path = format!("{}/", ctx.path("leader"));
     expect_err!(
         &path,
-        LeaderLatch::new(&ctx.client, &path, "id"),
+        LeaderLatch::new(&ctx.client, &path),
         Error::InvalidPath { .. }
     );
     Ok(())
@@ -203,7 +203,7 @@ async fn latch_dot_dot_segment(ctx: Ctx) -> CaseResult {
     for path in [ctx.path("../leader"), ctx.path("a/..")] {
         expect_err!(
             &path,
-            LeaderLatch::new(&ctx.client, &path, "id"),
+            LeaderLatch::new(&ctx.client, &path),
             Error::InvalidPath { .. }
         );
     }
@@ -232,7 +232,7 @@ async fn forbidden_characters(ctx: Ctx) -> CaseResult {
         );
         expect_err!(
             format!("latch on {path:?}"),
-            LeaderLatch::new(&ctx.client, &path, "id"),
+            LeaderLatch::new(&ctx.client, &path),
             Error::InvalidPath { .. }
         );
     }
@@ -248,7 +248,7 @@ async fn root_and_reserved_paths(ctx: Ctx) -> CaseResult {
         );
         expect_err!(
             format!("latch on {path}"),
-            LeaderLatch::new(&ctx.client, path, "id"),
+            LeaderLatch::new(&ctx.client, path),
             Error::InvalidPath { .. }
         );
         expect_err!(
@@ -369,7 +369,9 @@ async fn mutex_under_ephemeral(ctx: Ctx) -> CaseResult {
 async fn latch_under_ephemeral(ctx: Ctx) -> CaseResult {
     let parent = ctx.path("ephemeral");
     ctx.fixture(&parent, CreateMode::Ephemeral, &[]).await;
-    let latch = LeaderLatch::new(&ctx.client, &format!("{parent}/leader"), "id").unwrap();
+    let latch = LeaderLatch::new(&ctx.client, &format!("{parent}/leader"))
+        .unwrap()
+        .with_id("id");
     expect_err!(
         "start",
         latch.start().await,
@@ -419,7 +421,9 @@ async fn mutex_under_no_create_acl(ctx: Ctx) -> CaseResult {
 
 async fn latch_under_no_create_acl(ctx: Ctx) -> CaseResult {
     let parent = read_only_parent(&ctx).await;
-    let latch = LeaderLatch::new(&ctx.client, &format!("{parent}/leader"), "id").unwrap();
+    let latch = LeaderLatch::new(&ctx.client, &format!("{parent}/leader"))
+        .unwrap()
+        .with_id("id");
     expect_err!("start", latch.start().await, Error::NoAuth);
     Ok(())
 }
@@ -505,7 +509,9 @@ async fn ids_of_a_mebibyte(ctx: Ctx) -> CaseResult {
         mutex.try_acquire(Duration::ZERO).await,
         Error::InvalidArgument(_)
     );
-    let latch = LeaderLatch::new(&ctx.client, &ctx.path("leader"), huge.clone()).unwrap();
+    let latch = LeaderLatch::new(&ctx.client, &ctx.path("leader"))
+        .unwrap()
+        .with_id(huge.clone());
     expect_err!(
         "latch start",
         latch.start().await,
@@ -547,7 +553,7 @@ async fn id_just_under_the_limit(ctx: Ctx) -> CaseResult {
     guard.release().await.map_err(|e| format!("release: {e}"))?;
     let leader = ctx.path("leader");
     let id = "x".repeat(DEFAULT_MAX_REQUEST_SIZE - leader.len() - 512);
-    let latch = LeaderLatch::new(&ctx.client, &leader, id).unwrap();
+    let latch = LeaderLatch::new(&ctx.client, &leader).unwrap().with_id(id);
     latch
         .start()
         .await
@@ -572,7 +578,9 @@ async fn requests_over_the_limit(ctx: Ctx) -> CaseResult {
         .map_err(|e| format!("acquire: {e}"))?;
     let long = format!("{}/{}", ctx.base, "p".repeat(1200));
     let near_the_limit = "x".repeat(DEFAULT_MAX_REQUEST_SIZE - 1024);
-    let latch = LeaderLatch::new(&ctx.client, &long, near_the_limit.clone()).unwrap();
+    let latch = LeaderLatch::new(&ctx.client, &long)
+        .unwrap()
+        .with_id(near_the_limit.clone());
     expect_err!(
         "latch start near the limit",
         latch.start().await,
@@ -620,12 +628,46 @@ async fn requests_over_the_limit(ctx: Ctx) -> CaseResult {
     Ok(())
 }
 
-async fn latch_empty_id(ctx: Ctx) -> CaseResult {
-    expect_err!(
-        "latch with an empty id",
-        LeaderLatch::new(&ctx.client, &ctx.path("leader"), ""),
-        Error::InvalidArgument(_)
-    );
+/// Ids are opaque data, as in Curator: the empty string is an id like any other, for every
+/// recipe, and it is what readers see.
+async fn empty_ids(ctx: Ctx) -> CaseResult {
+    let latch = LeaderLatch::new(&ctx.client, &ctx.path("leader"))
+        .map_err(|e| format!("latch: {e}"))?
+        .with_id("");
+    latch
+        .start()
+        .await
+        .map_err(|e| format!("latch start: {e}"))?;
+    let led = latch
+        .await_leadership_timeout(Duration::from_secs(10))
+        .await
+        .map_err(|e| format!("await leadership: {e}"))?;
+    if !led {
+        return Err("a latch with an empty id did not lead".into());
+    }
+    let leader = latch.leader().await.map_err(|e| format!("leader: {e}"))?;
+    if leader.as_ref().map(|l| l.id.as_str()) != Some("") {
+        return Err(format!("leader with an empty id read as {leader:?}"));
+    }
+    latch.close().await.map_err(|e| format!("close: {e}"))?;
+
+    let mutex = InterProcessMutex::new(&ctx.client, &ctx.path("lock"))
+        .map_err(|e| format!("mutex: {e}"))?
+        .with_id("");
+    let guard = mutex.acquire().await.map_err(|e| format!("acquire: {e}"))?;
+    let participants = mutex
+        .participants()
+        .await
+        .map_err(|e| format!("participants: {e}"))?;
+    if participants
+        .iter()
+        .map(|p| p.id.as_str())
+        .collect::<Vec<_>>()
+        != [""]
+    {
+        return Err(format!("participants with an empty id: {participants:?}"));
+    }
+    guard.release().await.map_err(|e| format!("release: {e}"))?;
     Ok(())
 }
 
@@ -760,7 +802,9 @@ async fn client_use_after_close(ctx: Ctx) -> CaseResult {
 async fn recipes_use_after_close(ctx: Ctx) -> CaseResult {
     let client = ctx.connect().await;
     let mutex = InterProcessMutex::new(&client, &ctx.path("lock")).unwrap();
-    let latch = LeaderLatch::new(&client, &ctx.path("leader"), "id").unwrap();
+    let latch = LeaderLatch::new(&client, &ctx.path("leader"))
+        .unwrap()
+        .with_id("id");
     let (selector, _turns, _errors) = selector(&client, &ctx.path("selector")).unwrap();
     client.close().await;
     expect_err!("mutex acquire", mutex.acquire().await, Error::Closed);
@@ -779,7 +823,9 @@ async fn recipes_closed_mid_use(ctx: Ctx) -> CaseResult {
     let client = ctx.connect().await;
     let mutex = InterProcessMutex::new(&client, &ctx.path("lock")).unwrap();
     let guard = mutex.acquire().await.map_err(|e| format!("acquire: {e}"))?;
-    let latch = LeaderLatch::new(&client, &ctx.path("leader"), "id").unwrap();
+    let latch = LeaderLatch::new(&client, &ctx.path("leader"))
+        .unwrap()
+        .with_id("id");
     latch
         .start()
         .await
@@ -830,7 +876,9 @@ async fn recipes_closed_mid_use(ctx: Ctx) -> CaseResult {
 }
 
 async fn double_start(ctx: Ctx) -> CaseResult {
-    let latch = LeaderLatch::new(&ctx.client, &ctx.path("leader"), "id").unwrap();
+    let latch = LeaderLatch::new(&ctx.client, &ctx.path("leader"))
+        .unwrap()
+        .with_id("id");
     latch
         .start()
         .await
@@ -877,7 +925,9 @@ async fn double_start(ctx: Ctx) -> CaseResult {
 }
 
 async fn use_before_start(ctx: Ctx) -> CaseResult {
-    let latch = LeaderLatch::new(&ctx.client, &ctx.path("leader"), "id").unwrap();
+    let latch = LeaderLatch::new(&ctx.client, &ctx.path("leader"))
+        .unwrap()
+        .with_id("id");
     expect_err!("latch close", latch.close().await, Error::IllegalState(_));
     expect_err!(
         "latch await_leadership",
@@ -991,7 +1041,7 @@ fn cases() -> Vec<(&'static str, CaseFn)> {
             "every recipe and the client: requests over the limit",
             requests_over_the_limit
         ),
-        case!("latch: empty id", latch_empty_id),
+        case!("empty ids", empty_ids),
         case!(
             "client: empty and malformed connect strings",
             malformed_connect_strings

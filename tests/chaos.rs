@@ -450,7 +450,9 @@ async fn latch_worker(
 ) {
     let mut rng = fastrand::Rng::with_seed(seed);
     while !shared.stop.is_cancelled() {
-        let latch = LeaderLatch::new(&client, &path, id.clone()).unwrap();
+        let latch = LeaderLatch::new(&client, &path)
+            .unwrap()
+            .with_id(id.clone());
         if let Err(e) = latch.start().await {
             shared.note_error("latch start", &e);
             pause(&shared.stop, Duration::from_millis(50)).await;
@@ -1310,10 +1312,10 @@ async fn two_latches_of_one_session_never_both_lead() {
     let server = common::zk_server().await;
     let client = Client::builder(server.as_str()).connect().await.unwrap();
     let path = format!("{}/leader", common::unique_path("chaos-latch-session"));
-    let first = LeaderLatch::new(&client, &path, "first").unwrap();
+    let first = LeaderLatch::new(&client, &path).unwrap().with_id("first");
     first.start().await.unwrap();
     assert!(first.is_leader());
-    let second = LeaderLatch::new(&client, &path, "second").unwrap();
+    let second = LeaderLatch::new(&client, &path).unwrap().with_id("second");
     second.start().await.unwrap();
     assert!(
         !second.is_leader(),

@@ -74,8 +74,9 @@ async fn java_and_rust_latches_share_one_election() {
     .await;
     let observer = connect(&server).await;
     let rust_latch = |client: &Client, id: &str| {
-        LeaderLatch::new(client, &path, id)
+        LeaderLatch::new(client, &path)
             .unwrap()
+            .with_id(id)
             .with_layout(LatchLayout::Curator)
     };
 

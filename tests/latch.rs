@@ -46,7 +46,11 @@ async fn latches_from(
     let mut latches = Vec::new();
     for i in ids {
         let client = connect(connect_string, Duration::from_secs(4)).await;
-        let latch = Arc::new(LeaderLatch::new(&client, path, format!("node-{i}")).unwrap());
+        let latch = Arc::new(
+            LeaderLatch::new(&client, path)
+                .unwrap()
+                .with_id(format!("node-{i}")),
+        );
         latch.start().await.unwrap();
         clients.push(client);
         latches.push(latch);
@@ -324,7 +328,7 @@ async fn blackholed_leader_steps_down_before_anyone_else_leads() {
     let path = format!("{}/leader", unique_path("latch-blackhole"));
     let proxy = FaultProxy::start(&server).await.unwrap();
     let proxied = connect(&proxy.connect_string(), Duration::from_secs(4)).await;
-    let first = Arc::new(LeaderLatch::new(&proxied, &path, "node-0").unwrap());
+    let first = Arc::new(LeaderLatch::new(&proxied, &path).unwrap().with_id("node-0"));
     first.start().await.unwrap();
     assert!(first.await_leadership_timeout(DEADLINE).await.unwrap());
     let (_clients, mut rest) = latches_from(&server, &path, 1..3).await;
@@ -396,8 +400,9 @@ async fn suspended_leader_reclaims_its_node_on_the_same_session() {
         let proxy = FaultProxy::start(&server).await.unwrap();
         let proxied = connect(&proxy.connect_string(), Duration::from_secs(8)).await;
         let leader = Arc::new(
-            LeaderLatch::new(&proxied, &path, "node-0")
+            LeaderLatch::new(&proxied, &path)
                 .unwrap()
+                .with_id("node-0")
                 .with_error_policy(policy),
         );
         leader.start().await.unwrap();
@@ -464,7 +469,11 @@ async fn ensemble_leader_killed_still_one_latch_leader() {
     let mut latches = Vec::new();
     for i in 0..3 {
         let client = connect(&connect_string, Duration::from_secs(10)).await;
-        let latch = Arc::new(LeaderLatch::new(&client, &path, format!("node-{i}")).unwrap());
+        let latch = Arc::new(
+            LeaderLatch::new(&client, &path)
+                .unwrap()
+                .with_id(format!("node-{i}")),
+        );
         latch.start().await.unwrap();
         clients.push(client);
         latches.push(latch);
@@ -545,7 +554,7 @@ async fn await_leadership_timeout_true_on_winner_false_on_follower() {
     // A wait is ended by close, with an error.
     let other = latches[follower].clone();
     let client = connect(&server, Duration::from_secs(4)).await;
-    let late = Arc::new(LeaderLatch::new(&client, &path, "late").unwrap());
+    let late = Arc::new(LeaderLatch::new(&client, &path).unwrap().with_id("late"));
     late.start().await.unwrap();
     let waiting = {
         let late = late.clone();
@@ -573,19 +582,15 @@ async fn bad_input_and_misuse_are_typed_errors() {
     ] {
         assert!(
             matches!(
-                LeaderLatch::new(&client, path, "id"),
+                LeaderLatch::new(&client, path),
                 Err(Error::InvalidPath { .. })
             ),
             "{path:?} accepted"
         );
     }
     let path = format!("{}/leader", unique_path("latch-bad"));
-    assert!(matches!(
-        LeaderLatch::new(&client, &path, ""),
-        Err(Error::InvalidArgument(_))
-    ));
     let huge = "x".repeat(zk_recipes::limits::DEFAULT_MAX_REQUEST_SIZE);
-    let latch = LeaderLatch::new(&client, &path, huge).unwrap();
+    let latch = LeaderLatch::new(&client, &path).unwrap().with_id(huge);
     assert!(matches!(
         latch.start().await,
         Err(Error::InvalidArgument(_))
@@ -603,7 +608,7 @@ async fn bad_input_and_misuse_are_typed_errors() {
         .await
         .unwrap();
     let under = format!("{ephemeral}/leader");
-    let latch = LeaderLatch::new(&client, &under, "id").unwrap();
+    let latch = LeaderLatch::new(&client, &under).unwrap().with_id("id");
     let err = latch.start().await.unwrap_err();
     assert!(
         matches!(
@@ -617,7 +622,7 @@ async fn bad_input_and_misuse_are_typed_errors() {
     assert_eq!(client.exists(&under).await.unwrap(), None);
 
     // Lifecycle misuse.
-    let latch = LeaderLatch::new(&client, &path, "id").unwrap();
+    let latch = LeaderLatch::new(&client, &path).unwrap().with_id("id");
     assert_eq!(latch.state(), LatchState::Latent);
     assert!(matches!(
         latch.await_leadership().await,
@@ -653,7 +658,7 @@ async fn bad_input_and_misuse_are_typed_errors() {
 
     // Start on a closed client.
     let closed = connect(&server, Duration::from_secs(4)).await;
-    let latch = LeaderLatch::new(&closed, &path, "id").unwrap();
+    let latch = LeaderLatch::new(&closed, &path).unwrap().with_id("id");
     closed.close().await;
     assert!(matches!(latch.start().await, Err(Error::Closed)));
 }
@@ -741,7 +746,7 @@ async fn listeners_and_streams_see_transitions_in_order() {
     }
 
     for mode in [CloseMode::NotifyLeader, CloseMode::Silent] {
-        let latch = LeaderLatch::new(&client, &path, "me").unwrap();
+        let latch = LeaderLatch::new(&client, &path).unwrap().with_id("me");
         let calls = Arc::new(Mutex::new(Vec::new()));
         latch.add_listener(Slow(calls.clone()));
         let mut changes = latch.leadership_changes();
@@ -834,7 +839,7 @@ async fn create_answer_lost_to_a_connection_drop_is_recognised_as_ours() {
         .unwrap();
     let proxy = FaultProxy::start(&server).await.unwrap();
     let proxied = connect(&proxy.connect_string(), Duration::from_secs(8)).await;
-    let latch = Arc::new(LeaderLatch::new(&proxied, &path, "node-0").unwrap());
+    let latch = Arc::new(LeaderLatch::new(&proxied, &path).unwrap().with_id("node-0"));
     let session = proxied.session();
 
     // Each direction 400 ms late: the create reaches the server after 400 ms, its answer would
@@ -894,7 +899,7 @@ async fn a_path_held_by_a_persistent_or_container_node_is_a_typed_error() {
             .create(&format!("{path}/child"), b"", CreateMode::Persistent, &[])
             .await
             .unwrap();
-        let latch = LeaderLatch::new(&client, &path, "latch").unwrap();
+        let latch = LeaderLatch::new(&client, &path).unwrap().with_id("latch");
         let started = tokio::time::timeout(DEADLINE, latch.start())
             .await
             .expect("start to decide");
@@ -997,8 +1002,8 @@ async fn sibling_latches_whose_answers_were_lost_never_both_lead() {
         .ensure_path(path.rsplit_once('/').unwrap().0, false)
         .await
         .unwrap();
-    let one = Arc::new(LeaderLatch::new(&client, &path, "one").unwrap());
-    let two = Arc::new(LeaderLatch::new(&client, &path, "two").unwrap());
+    let one = Arc::new(LeaderLatch::new(&client, &path).unwrap().with_id("one"));
+    let two = Arc::new(LeaderLatch::new(&client, &path).unwrap().with_id("two"));
     proxy.delay(Duration::from_millis(500));
     let starts: Vec<_> = [one.clone(), two.clone()]
         .into_iter()
@@ -1066,7 +1071,7 @@ async fn closing_a_latch_whose_create_is_unresolved_leaves_its_siblings_node() {
         .await
         .unwrap();
     let observer = connect(&server, Duration::from_secs(4)).await;
-    let leader = LeaderLatch::new(&client, &path, "leader").unwrap();
+    let leader = LeaderLatch::new(&client, &path).unwrap().with_id("leader");
     leader.start().await.unwrap();
     leader.await_leadership().await.unwrap();
     let (_, before) = observer.get_data(&path).await.unwrap().unwrap();
@@ -1074,7 +1079,7 @@ async fn closing_a_latch_whose_create_is_unresolved_leaves_its_siblings_node() {
     // The late latch's create is on the wire, held by the slow link, when the link is cut:
     // it never learns what became of it.
     proxy.delay(Duration::from_millis(500));
-    let late = Arc::new(LeaderLatch::new(&client, &path, "late").unwrap());
+    let late = Arc::new(LeaderLatch::new(&client, &path).unwrap().with_id("late"));
     let starting = tokio::spawn({
         let late = late.clone();
         async move { late.start().await }
@@ -1143,8 +1148,9 @@ async fn has_leadership_asks_the_server() {
     // Suspended: the local flag stays up under SessionOnly, the verified check does not.
     let proxy = FaultProxy::start(&server).await.unwrap();
     let client = connect(&proxy.connect_string(), Duration::from_secs(8)).await;
-    let latch = LeaderLatch::new(&client, &path, "riding-out")
+    let latch = LeaderLatch::new(&client, &path)
         .unwrap()
+        .with_id("riding-out")
         .with_error_policy(ConnectionErrorPolicy::SessionOnly);
     latch.start().await.unwrap();
     latch.await_leadership().await.unwrap();
@@ -1191,7 +1197,9 @@ async fn a_drop_in_answer_to_every_attempt_ends_the_latch() {
         .ensure_path(path.rsplit_once('/').unwrap().0, false)
         .await
         .unwrap();
-    let latch = LeaderLatch::new(&client, &path, "x".repeat(3 << 19)).unwrap();
+    let latch = LeaderLatch::new(&client, &path)
+        .unwrap()
+        .with_id("x".repeat(3 << 19));
     let _ = latch.start().await;
     eventually("the latch to stop", DEADLINE, || {
         latch.state() == LatchState::Closed
@@ -1209,8 +1217,9 @@ async fn a_drop_in_answer_to_every_attempt_ends_the_latch() {
 /// A latch in Curator's layout with its id, on a client of its own.
 async fn curator_latch(connect_string: &str, path: &str, id: &str) -> (Client, LeaderLatch) {
     let client = connect(connect_string, Duration::from_secs(4)).await;
-    let latch = LeaderLatch::new(&client, path, id)
+    let latch = LeaderLatch::new(&client, path)
         .unwrap()
+        .with_id(id)
         .with_layout(LatchLayout::Curator);
     (client, latch)
 }
@@ -1319,8 +1328,9 @@ async fn curator_layout_follows_the_connection_policies_and_deleted_nodes() {
         let path = format!("{}/leader", unique_path("latch-curator-policy"));
         let proxy = FaultProxy::start(&server).await.unwrap();
         let cut_client = connect(&proxy.connect_string(), Duration::from_secs(8)).await;
-        let first = LeaderLatch::new(&cut_client, &path, "first")
+        let first = LeaderLatch::new(&cut_client, &path)
             .unwrap()
+            .with_id("first")
             .with_layout(LatchLayout::Curator)
             .with_error_policy(policy);
         first.start().await.unwrap();

@@ -134,8 +134,9 @@ async fn recipes_put_the_given_acls_on_their_nodes() {
     guard.release().await.unwrap();
 
     let latch_path = format!("{base}/latch/leader");
-    let latch = LeaderLatch::new(&client, &latch_path, "id")
+    let latch = LeaderLatch::new(&client, &latch_path)
         .unwrap()
+        .with_id("id")
         .with_acls(acls.clone());
     latch.start().await.unwrap();
     assert!(latch.is_leader());
@@ -314,7 +315,9 @@ async fn secrets_never_show_in_debug_output_or_traces() {
     leaks("the mutex", &format!("{mutex:?}"));
     leaks("the guard", &format!("{guard:?}"));
     guard.release().await.unwrap();
-    let latch = LeaderLatch::new(&client, &format!("{base}/leader"), "carol").unwrap();
+    let latch = LeaderLatch::new(&client, &format!("{base}/leader"))
+        .unwrap()
+        .with_id("carol");
     latch.start().await.unwrap();
     leaks("the latch", &format!("{latch:?}"));
     let (turns_tx, mut turns) = mpsc::unbounded_channel();

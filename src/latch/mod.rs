@@ -84,7 +84,7 @@
 //! # async fn demo(client: zk_recipes::Client) -> zk_recipes::Result<()> {
 //! use zk_recipes::{CloseMode, LeaderLatch};
 //!
-//! let latch = LeaderLatch::new(&client, "/app/leader", "node-1")?;
+//! let latch = LeaderLatch::new(&client, "/app/leader")?.with_id("node-1");
 //! latch.start().await?;
 //! latch.await_leadership().await?;
 //! assert!(latch.has_leadership().await); // asks the server
@@ -113,6 +113,7 @@ use self::queued::QueueTask;
 use self::race::RaceTask;
 use crate::connection::{Client, Session};
 use crate::error::{Error, Result};
+use crate::participant::default_participant_id;
 use crate::queue::{SequentialQueue, LATCH_NAME};
 use crate::sync::Locked;
 
@@ -259,22 +260,17 @@ pub struct LeaderLatch {
 }
 
 impl LeaderLatch {
-    /// A latch on `path` for the participant `id`. Nothing is sent to ZooKeeper until
-    /// [`start`](Self::start).
+    /// A latch on `path`, with the default participant id ([`default_participant_id`],
+    /// `hostname/pid`; set another with [`with_id`](Self::with_id)). Nothing is sent to
+    /// ZooKeeper until [`start`](Self::start).
     ///
     /// # Errors
     ///
-    /// * [`Error::InvalidPath`] if `path` is not a usable znode path (see
-    ///   [`validate_recipe_path`](crate::validate_recipe_path));
-    /// * [`Error::InvalidArgument`] if `id` is empty.
-    pub fn new(client: &Client, path: &str, id: impl Into<String>) -> Result<Self> {
+    /// [`Error::InvalidPath`] if `path` is not a usable znode path (see
+    /// [`validate_recipe_path`](crate::validate_recipe_path)).
+    pub fn new(client: &Client, path: &str) -> Result<Self> {
         crate::path::validate_recipe_path(path)?;
-        let id = id.into();
-        if id.is_empty() {
-            return Err(Error::InvalidArgument(
-                "a leader latch participant id must not be empty".into(),
-            ));
-        }
+        let id = default_participant_id().to_owned();
         Ok(Self {
             inner: Arc::new(Inner {
                 client: client.clone(),
@@ -297,6 +293,35 @@ impl LeaderLatch {
                 },
             }),
         })
+    }
+
+    /// Sets the participant id, the data of the latch node: what [`leader`](Self::leader)
+    /// shows (and Curator's `getLeader` in Java processes). Any string, the empty one too (see
+    /// [ids](crate::participant)).
+    ///
+    /// Call it before [`start`](Self::start): the id is written into the node when the latch
+    /// starts, so once started it cannot change, and this leaves it as it was (with a
+    /// warning in the log). [`start`](Self::start) refuses an id that would make the node's
+    /// create larger than the client's [`max_request_size`](Client::max_request_size).
+    ///
+    /// ```no_run
+    /// # fn demo(client: zk_recipes::Client) -> zk_recipes::Result<()> {
+    /// let latch = zk_recipes::LeaderLatch::new(&client, "/services/billing/leader")?
+    ///     .with_id("billing-7");
+    /// assert_eq!(latch.id(), "billing-7");
+    /// # Ok(()) }
+    /// ```
+    pub fn with_id(mut self, id: impl Into<String>) -> Self {
+        // The handle is not `Clone`: only a started latch's task shares `inner`.
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.id = id.into(),
+            None => tracing::warn!(
+                path = %self.inner.path,
+                id = %self.inner.id,
+                "with_id on a started leader latch changes nothing"
+            ),
+        }
+        self
     }
 
     /// The ACLs of the latch node (default: the client's
@@ -322,7 +347,8 @@ impl LeaderLatch {
     /// use zk_recipes::{LatchLayout, LeaderLatch};
     ///
     /// // Takes part in the election of Java services' Curator LeaderLatch on the same path.
-    /// let latch = LeaderLatch::new(&client, "/services/billing/leader", "rust-1")?
+    /// let latch = LeaderLatch::new(&client, "/services/billing/leader")?
+    ///     .with_id("rust-1")
     ///     .with_layout(LatchLayout::Curator);
     /// latch.start().await?;
     /// # Ok(()) }
