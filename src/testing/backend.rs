@@ -5,16 +5,13 @@ use std::str::FromStr;
 
 use super::{docker, process, TestingError};
 
-/// The image used by the Docker backend when `ZK_TEST_IMAGE` is not set: the official image.
-pub const DEFAULT_IMAGE: &str = "zookeeper:3.9";
-
 /// Environment variable that forces a backend: `docker` or `process`.
 pub(crate) const BACKEND_VAR: &str = "ZK_TEST_BACKEND";
 
 /// How the kit runs ZooKeeper servers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Backend {
-    /// Containers through `testcontainers`, from `ZK_TEST_IMAGE` (default [`DEFAULT_IMAGE`]).
+    /// Containers through `testcontainers`, from `ZK_TEST_IMAGE` (default [`DEFAULT_IMAGE`](super::DEFAULT_IMAGE)).
     ///
     /// The image must understand the official image's variables (`ZOO_MY_ID`, `ZOO_SERVERS`,
     /// `ZOO_4LW_COMMANDS_WHITELIST`, `ZOO_CFG_EXTRA`, ...); the official image and the one built

@@ -5,11 +5,10 @@ use std::time::Duration;
 use futures::future::{join_all, try_join_all};
 use tokio::sync::Mutex;
 
+use super::config::{NodeConfig, QuorumMember, READY_TIMEOUT};
 use super::docker::{Reaper, CONTAINER_CLIENT_PORT, CONTAINER_ELECTION_PORT, CONTAINER_PEER_PORT};
 use super::four_letter::{server_mode, ServerMode};
-use super::node::{
-    free_ports, in_quorum, unique_instance_prefix, Node, NodeConfig, QuorumMember, READY_TIMEOUT,
-};
+use super::node::{free_ports, in_quorum, unique_instance_prefix, Node};
 use super::{Backend, TestingError};
 
 const MODE_PROBE_TIMEOUT: Duration = Duration::from_secs(2);

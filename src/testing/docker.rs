@@ -19,9 +19,8 @@ use testcontainers::core::IntoContainerPort;
 use testcontainers::runners::AsyncRunner;
 use testcontainers::{ContainerAsync, GenericImage, ImageExt};
 
-use super::backend::DEFAULT_IMAGE;
-use super::node::{
-    NodeConfig, FOUR_LETTER_WORDS, INIT_LIMIT_TICKS, MAX_SESSION_TIMEOUT_MS,
+use super::config::{
+    NodeConfig, DEFAULT_IMAGE, FOUR_LETTER_WORDS, INIT_LIMIT_TICKS, MAX_SESSION_TIMEOUT_MS,
     MIN_SESSION_TIMEOUT_MS, STOP_TIMEOUT, SYNC_LIMIT_TICKS, TICK_TIME_MS,
 };
 use super::TestingError;
@@ -141,7 +140,7 @@ impl DockerNode {
             .with_container_name(&self.container_name)
             .with_label(LABEL, "true")
             .with_mapped_port(self.config.host_client_port, CONTAINER_CLIENT_PORT.tcp())
-            .with_startup_timeout(super::node::READY_TIMEOUT);
+            .with_startup_timeout(super::config::READY_TIMEOUT);
         for (variable, value) in environment(&self.config) {
             request = request.with_env_var(variable, value);
         }

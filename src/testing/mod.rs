@@ -47,6 +47,7 @@
 
 mod backend;
 mod cluster;
+mod config;
 mod docker;
 mod error;
 mod four_letter;
@@ -56,8 +57,9 @@ mod proxy;
 mod server;
 mod session;
 
-pub use backend::{Backend, DEFAULT_IMAGE};
+pub use backend::Backend;
 pub use cluster::TestingCluster;
+pub use config::DEFAULT_IMAGE;
 pub use error::TestingError;
 pub use four_letter::{four_letter_word, server_mode, ServerMode};
 pub use proxy::FaultProxy;

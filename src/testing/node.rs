@@ -1,95 +1,17 @@
-//! One ZooKeeper server of either backend, and what both backends share: configuration,
-//! free ports, readiness polling.
+//! One ZooKeeper server of either backend, and what servers and clusters share: free ports,
+//! names, readiness polling.
 
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
+use super::config::NodeConfig;
 use super::docker::DockerNode;
 use super::four_letter::{server_mode, ServerMode};
 use super::process::ProcessNode;
 use super::{Backend, TestingError};
 
-/// The four-letter words every test server allows.
-pub(crate) const FOUR_LETTER_WORDS: &str = "srvr,ruok,stat,mntr,cons";
-/// Short ticks make session timeouts from 1 s possible and elections fast.
-pub(crate) const TICK_TIME_MS: u64 = 500;
-pub(crate) const INIT_LIMIT_TICKS: u32 = 20;
-pub(crate) const SYNC_LIMIT_TICKS: u32 = 10;
-pub(crate) const MIN_SESSION_TIMEOUT_MS: u64 = 1_000;
-pub(crate) const MAX_SESSION_TIMEOUT_MS: u64 = 60_000;
-/// One server's JVM: a small heap (tests store little, CI machines have 2 cores), a fast-starting
-/// JIT, and no `/tmp/hsperfdata_*` files, which a killed JVM would leave behind.
-pub(crate) const JVM_FLAGS: &str =
-    "-Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:-UsePerfData";
-
-/// How long a server may take to serve after a start; JVM start-up on a loaded 2-core machine
-/// (or a first image pull) is slow.
-pub(crate) const READY_TIMEOUT: Duration = Duration::from_secs(120);
-/// How long a graceful stop may take before the server is killed.
-pub(crate) const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// One `server.N=` line of an ensemble, as seen by every member.
-#[derive(Debug, Clone)]
-pub(crate) struct QuorumMember {
-    pub(crate) id: u32,
-    pub(crate) host: String,
-    pub(crate) peer_port: u16,
-    pub(crate) election_port: u16,
-    /// `port` or `address:port` where the member serves clients, as the member sees it.
-    pub(crate) client: String,
-}
-
-impl QuorumMember {
-    /// `server.N=host:peer:election;client`, the dynamic-configuration form both `zoo.cfg`
-    /// and the official image's `ZOO_SERVERS` take.
-    pub(crate) fn server_line(&self) -> String {
-        format!(
-            "server.{}={}:{}:{};{}",
-            self.id, self.host, self.peer_port, self.election_port, self.client
-        )
-    }
-}
-
-/// What one server runs as.
-#[derive(Debug, Clone)]
-pub(crate) struct NodeConfig {
-    /// `myid`.
-    pub(crate) id: u32,
-    /// A name unique on this machine: the container name (which cluster members use as host
-    /// names for each other).
-    pub(crate) instance: String,
-    /// The port clients use on 127.0.0.1.
-    pub(crate) host_client_port: u16,
-    /// Every member of the ensemble, this one included; empty for a standalone server.
-    pub(crate) members: Vec<QuorumMember>,
-    /// For log messages and errors: "server 127.0.0.1:2181", "cluster member 2".
-    pub(crate) label: String,
-    /// Java system properties beyond the kit's own, as `-Dname=value` flags.
-    pub(crate) system_properties: Vec<String>,
-}
-
-impl NodeConfig {
-    /// The JVM flags of the server: the kit's, then the system properties.
-    pub(crate) fn jvm_flags(&self) -> String {
-        // Elections must not wait the default 5 s for peers that are down.
-        let mut flags = format!("{JVM_FLAGS} -Dzookeeper.cnxTimeout=1000");
-        for property in &self.system_properties {
-            flags.push(' ');
-            flags.push_str(property);
-        }
-        flags
-    }
-
-    pub(crate) fn is_standalone(&self) -> bool {
-        self.members.is_empty()
-    }
-
-    pub(crate) fn client_address(&self) -> String {
-        format!("127.0.0.1:{}", self.host_client_port)
-    }
-}
 
 /// A server of either backend. Each keeps its client port and data across stop and start.
 pub(crate) enum Node {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use super::node::{
+use super::config::{
     NodeConfig, FOUR_LETTER_WORDS, INIT_LIMIT_TICKS, MAX_SESSION_TIMEOUT_MS,
     MIN_SESSION_TIMEOUT_MS, STOP_TIMEOUT, SYNC_LIMIT_TICKS, TICK_TIME_MS,
 };

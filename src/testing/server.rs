@@ -4,8 +4,9 @@ use std::time::Duration;
 
 use tokio::sync::Mutex;
 
+use super::config::{NodeConfig, READY_TIMEOUT};
 use super::docker::Reaper;
-use super::node::{free_ports, unique_instance_prefix, Node, NodeConfig, READY_TIMEOUT};
+use super::node::{free_ports, unique_instance_prefix, Node};
 use super::{Backend, TestingError};
 
 /// A standalone ZooKeeper server on `127.0.0.1:PORT`, removed when dropped.
