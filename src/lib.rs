@@ -14,6 +14,45 @@
 //!
 //! The `testing` feature adds `zk_recipes::testing`, a kit that runs real ZooKeeper servers
 //! and injects faults, for this crate's tests and for yours.
+//!
+//! # Performance
+//!
+//! What each operation costs, in requests to ZooKeeper and round trips. `benches/recipes.rs`
+//! measures the main ones against a floor of the same requests awaited in turn, and against
+//! Apache Curator on the same server in the same run (the figures are in the README).
+//!
+//! **[`InterProcessMutex`]** (and [`LeaderSelector`], on the same queue core):
+//!
+//! * An uncontended acquire is one create with a listing of the parent (`getChildren2`) in the
+//!   same round trip: the listing proves the grant, and names the parent's incarnation. A
+//!   release is one delete.
+//! * A waiter watches only its predecessor (no herd), and its own node in the same round
+//!   trip. A handoff from another process costs one watch event and no read after it: the
+//!   watch on our own node, not fired, proves that it is still there (Curator lists the
+//!   children again). When older nodes are still in the view, one listing settles them all.
+//! * All waiters of one handle share one driver task and one view of the queue: 10,000
+//!   waiters cost one watch and, even when they all start at once, one listing; in-process
+//!   memory is a few kilobytes per waiter. A handoff between two of them costs one read, sent
+//!   right behind the release's delete, and no watch.
+//! * [`LockGuard::verify`] and the recipes' `has_leadership().await` cost a `sync` and a read,
+//!   sent together: one round trip. [`LockGuard::is_lost`] and `is_leader()` cost nothing.
+//!
+//! **[`LeaderSelector`]:** a requeue deletes the old node and creates the new one in one
+//! transaction (one log sync on the server instead of two), with a listing sent just before
+//! it. When the new node's sequence follows the last one listed, that listing is the queue at
+//! the moment of the create, and the watch on the predecessor is set from it while the
+//! transaction is still being written. Servers that leave the created node's stat out of a
+//! transaction's answer (ZOOKEEPER-4026) cost one more read, sent at once.
+//!
+//! **[`LeaderLatch`]:** with the default [`LatchLayout::Race`], every change of leader wakes
+//! every follower, and each races with a create (the herd: O(*n*) requests and events per
+//! change for *n* followers); latches of one client on one path share one create turn. With
+//! [`LatchLayout::Curator`], the latch is a queue like the mutex's, with its costs.
+//!
+//! **[`Client`]:** requests sent back to back leave at once: the client sets `TCP_NODELAY`
+//! on its connection (zookeeper-client does not), so Nagle's algorithm does not hold a request
+//! until the one before it is answered, which would cost every pipelined request a round trip.
+//! A protected create lists the parent only after a connection loss, to find its node.
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

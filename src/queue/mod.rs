@@ -58,25 +58,8 @@
 //!
 //! # Performance
 //!
-//! * An uncontended acquire is one create with a listing in the same round trip; a release is
-//!   one delete.
-//! * A handoff from another process costs one watch event, and no read after it: our own
-//!   node's watch, set while we waited, proves that we are still there.
-//! * A handoff between two local waiters costs one read, in the same round trip as the
-//!   holder's delete, and no watch: the delete's acknowledgement wakes the driver.
-//! * When the watched predecessor goes and older nodes are still in the view (we watch only
-//!   the nearest), one listing settles them, where reading them one by one would cost a round
-//!   trip each.
-//! * 10,000 local waiters cost one watch and, even when they all start at once, one listing:
-//!   creates under way count as waiters to come, and the driver's listing places every waiter
-//!   it covers.
-//! * A selector's requeue deletes its old node and creates its new one in one transaction (one
-//!   log sync on the server instead of two), with a listing sent just before it; when the new
-//!   node's sequence follows the last one listed, that listing is the queue at the moment of
-//!   the create, and the watch on the predecessor is set from it while the transaction is
-//!   still being written.
-//! * The client sets `TCP_NODELAY`, so that requests sent back to back (a create and its
-//!   listing, two watches) leave at once instead of waiting for an acknowledgement.
+//! What the queue's operations cost is in the crate documentation's `# Performance` section,
+//! the one place for the recipes' costs.
 
 mod acquire;
 pub(crate) mod decision;
