@@ -32,10 +32,15 @@ done
 
 command -v docker >/dev/null || die "docker is not installed"
 docker info >/dev/null 2>&1 || die "no Docker daemon answers"
-if [[ $force -eq 0 ]] && docker image inspect "$tag" >/dev/null 2>&1; then
+# The image carries the hash of the script that built it, so an image built by an older
+# version of this script is rebuilt rather than reused.
+script_hash=$(sha256sum "$0" | cut -c1-16)
+built_by=$(docker image inspect -f '{{index .Config.Labels "zk-recipes.image-script"}}' "$tag" 2>/dev/null || true)
+if [[ $force -eq 0 && $built_by == "$script_hash" ]]; then
     log "image $tag already exists; nothing to do (use --force to rebuild)"
     exit 0
 fi
+[[ -z $built_by ]] || log "image $tag was built by another version of this script; rebuilding"
 [[ $(id -u) -eq 0 ]] || die "debootstrap needs root"
 command -v debootstrap >/dev/null || die "debootstrap is missing: apt-get install debootstrap"
 
@@ -132,6 +137,8 @@ fi
 exec "$@"
 EOF
 # The official image's command is `zkServer.sh start-foreground`; this one does the same.
+# Debian's zookeeper.jar manifest omits Netty's codec and resolver, which the TLS client port
+# (NettyServerCnxnFactory) needs, so the class path names them.
 mkdir -p "$rootfs/usr/local/bin"
 cat >"$rootfs/usr/local/bin/zkServer.sh" <<'EOF'
 #!/bin/sh
@@ -141,7 +148,7 @@ case "${1:-start-foreground}" in
     *) echo "only start-foreground is supported" >&2; exit 2 ;;
 esac
 exec java $JVMFLAGS -Dzookeeper.log.dir="$ZOO_LOG_DIR" \
-    -cp "/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-simple.jar" \
+    -cp "/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-simple.jar:/usr/share/java/netty-codec.jar:/usr/share/java/netty-resolver.jar" \
     -Dorg.slf4j.simpleLogger.showDateTime=true \
     org.apache.zookeeper.server.quorum.QuorumPeerMain "$ZOO_CONF_DIR/zoo.cfg"
 EOF
@@ -154,7 +161,8 @@ tar --numeric-owner -C "$rootfs" -c . | docker import \
     --change 'ENV ZOO_TICK_TIME=2000 ZOO_INIT_LIMIT=5 ZOO_SYNC_LIMIT=2 ZOO_AUTOPURGE_PURGEINTERVAL=0' \
     --change 'ENV ZOO_AUTOPURGE_SNAPRETAINCOUNT=3 ZOO_MAX_CLIENT_CNXNS=60 ZOO_STANDALONE_ENABLED=true' \
     --change 'ENV ZOO_ADMINSERVER_ENABLED=true JVMFLAGS=-Xmx256m' \
-    --change 'EXPOSE 2181 2888 3888 8080' \
+    --change 'EXPOSE 2181 2281 2888 3888 8080' \
+    --change "LABEL zk-recipes.image-script=$script_hash" \
     --change 'WORKDIR /' \
     --change 'ENTRYPOINT ["/docker-entrypoint.sh"]' \
     --change 'CMD ["zkServer.sh", "start-foreground"]' \

@@ -34,6 +34,17 @@ pub enum Error {
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
 
+    /// A `tcp+tls://` server refused the TLS handshake, or its certificate is not one the
+    /// client's [`TlsConfig`](crate::TlsConfig) accepts (signed by another CA, made out to
+    /// another host, expired), or it does not speak TLS. Only with the `tls` feature.
+    #[error("TLS with {server} failed: {reason}")]
+    Tls {
+        /// The server, as `tcp+tls://host:port`.
+        server: String,
+        /// What the handshake found, in rustls' words.
+        reason: String,
+    },
+
     /// The connection to ZooKeeper dropped, and the retry policy gave up before it came back.
     ///
     /// The session may still be alive: ephemeral nodes may still exist.

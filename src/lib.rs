@@ -73,6 +73,9 @@ mod sync;
 pub mod testing;
 
 pub use connection::retry;
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+pub use connection::TlsConfig;
 pub use connection::{Client, ClientBuilder, ConnectionState};
 pub use error::{Error, Result};
 pub use latch::{

@@ -46,7 +46,7 @@ pub(crate) struct Config {
     /// [`ClientBuilder::tcp_nodelay`] is off.
     pub(crate) nodelay: Option<ServerAddresses>,
     #[cfg(feature = "tls")]
-    pub(crate) tls: Option<zookeeper_client::TlsOptions>,
+    pub(crate) tls: Option<super::TlsConfig>,
 }
 
 impl Config {
@@ -114,7 +114,7 @@ pub struct ClientBuilder {
     tcp_nodelay: bool,
     max_request_size: usize,
     #[cfg(feature = "tls")]
-    tls: Option<zookeeper_client::TlsOptions>,
+    tls: Option<super::TlsConfig>,
 }
 
 impl std::fmt::Debug for ClientBuilder {
@@ -300,11 +300,26 @@ impl ClientBuilder {
         self
     }
 
-    /// TLS options, passed to zookeeper-client (feature `tls`).
+    /// TLS for the servers the connect string names with `tcp+tls://` (feature `tls`); see
+    /// [`TlsConfig`](super::TlsConfig).
+    ///
+    /// A server whose certificate these settings reject makes [`connect`](Self::connect) fail
+    /// with [`Error::Tls`], which names the server and the reason.
+    ///
+    /// ```no_run
+    /// # async fn demo(ca_pem: &str) -> zk_recipes::Result<()> {
+    /// let client = zk_recipes::Client::builder("tcp+tls://127.0.0.1:2281")
+    ///     .tls(zk_recipes::TlsConfig::from_pem_ca(ca_pem)?)
+    ///     .connect()
+    ///     .await?;
+    /// # drop(client);
+    /// # Ok(())
+    /// # }
+    /// ```
     #[cfg(feature = "tls")]
     #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
-    pub fn tls(mut self, options: zookeeper_client::TlsOptions) -> Self {
-        self.tls = Some(options);
+    pub fn tls(mut self, config: super::TlsConfig) -> Self {
+        self.tls = Some(config);
         self
     }
 
@@ -316,8 +331,12 @@ impl ClientBuilder {
     ///   needs brackets: `[::1]:2181`), a zero timeout, or a percentage outside 1..=100;
     /// * [`Error::InvalidPath`] for a bad chroot or namespace;
     /// * [`Error::InvalidArgument`] when the connect string's chroot does not exist;
+    /// * [`Error::InvalidArgument`] for a `tcp+tls://` server without [`tls`](Self::tls)
+    ///   settings (or without the `tls` feature);
     /// * [`Error::ConnectionLoss`] when no session is established within the connection
-    ///   timeout; [`Error::AuthFailed`] when authentication is refused.
+    ///   timeout; [`Error::AuthFailed`] when authentication is refused;
+    /// * [`Error::Tls`] when a `tcp+tls://` server's certificate is not one the
+    ///   [`tls`](Self::tls) settings accept, or the server does not speak TLS.
     ///
     /// # Cancel safety
     ///
@@ -358,9 +377,17 @@ impl ClientBuilder {
                 self.simulated_expiration_percent
             )));
         }
-        let nodelay = self
-            .tcp_nodelay
-            .then(|| ServerAddresses::new(endpoints(&hosts)));
+        let servers = endpoints(&hosts);
+        #[cfg(feature = "tls")]
+        let tls_configured = self.tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        let tls_configured = false;
+        if let Some(server) = servers.iter().find(|server| server.tls && !tls_configured) {
+            return Err(Error::InvalidArgument(format!(
+                "{server} needs TLS settings: ClientBuilder::tls, with the crate's `tls` feature"
+            )));
+        }
+        let nodelay = self.tcp_nodelay.then(|| ServerAddresses::new(servers));
         Ok(Config {
             hosts,
             connect_chroot,
@@ -426,9 +453,29 @@ pub(crate) fn parse_connect_string(s: &str) -> Result<(String, Option<String>)> 
     Ok((checked.join(","), chroot))
 }
 
-/// The hosts of a connect string already checked by [`parse_connect_string`], as (name, port)
-/// pairs, with ZooKeeper's default port where none is given.
-fn endpoints(hosts: &str) -> Vec<(String, u16)> {
+/// One server of a connect string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Endpoint {
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    /// Reached through `tcp+tls://`.
+    pub(crate) tls: bool,
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = if self.tls { TLS_SCHEME } else { "" };
+        if self.host.contains(':') {
+            write!(f, "{scheme}[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{scheme}{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// The servers of a connect string already checked by [`parse_connect_string`], with
+/// ZooKeeper's default port where none is given.
+pub(crate) fn endpoints(hosts: &str) -> Vec<Endpoint> {
     hosts
         .split(',')
         .filter_map(|host| {
@@ -439,7 +486,11 @@ fn endpoints(hosts: &str) -> Vec<(String, u16)> {
                 Some(port) => port.parse().ok()?,
                 None => DEFAULT_PORT,
             };
-            Some((name.to_string(), port))
+            Some(Endpoint {
+                host: name.to_string(),
+                port,
+                tls: host.starts_with(TLS_SCHEME),
+            })
         })
         .collect()
 }
@@ -447,9 +498,12 @@ fn endpoints(hosts: &str) -> Vec<(String, u16)> {
 /// ZooKeeper's client port, which zookeeper-client assumes when a host has none.
 const DEFAULT_PORT: u16 = 2181;
 
+/// The scheme of a server reached through TLS.
+const TLS_SCHEME: &str = "tcp+tls://";
+
 fn strip_scheme(host: &str) -> &str {
     host.strip_prefix("tcp://")
-        .or_else(|| host.strip_prefix("tcp+tls://"))
+        .or_else(|| host.strip_prefix(TLS_SCHEME))
         .unwrap_or(host)
 }
 
@@ -483,16 +537,25 @@ mod tests {
 
     #[test]
     fn endpoints_have_names_and_ports_with_the_default_port() {
-        let (hosts, _) = parse_connect_string("tcp://a:1,b,[::1]:3,[fe80::1]/x").unwrap();
+        let (hosts, _) =
+            parse_connect_string("tcp://a:1,b,[::1]:3,[fe80::1],tcp+tls://c:4/x").unwrap();
+        let endpoint = |host: &str, port, tls| Endpoint {
+            host: host.to_string(),
+            port,
+            tls,
+        };
         assert_eq!(
             endpoints(&hosts),
             [
-                ("a".to_string(), 1),
-                ("b".to_string(), 2181),
-                ("::1".to_string(), 3),
-                ("fe80::1".to_string(), 2181)
+                endpoint("a", 1, false),
+                endpoint("b", 2181, false),
+                endpoint("::1", 3, false),
+                endpoint("fe80::1", 2181, false),
+                endpoint("c", 4, true),
             ]
         );
+        assert_eq!(endpoints(&hosts)[2].to_string(), "[::1]:3");
+        assert_eq!(endpoints(&hosts)[4].to_string(), "tcp+tls://c:4");
     }
 
     #[test]

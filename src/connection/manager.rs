@@ -48,6 +48,14 @@ pub(crate) async fn connect_session(
             Ok(Err(e)) => e,
             Err(_) => Error::ConnectionLoss,
         };
+        // A server whose certificate the settings reject will not accept a retry either.
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &config.tls {
+            let servers = super::builder::endpoints(&config.hosts);
+            if let Some(refused) = tls.diagnose(servers, config.connection_timeout).await {
+                return Err(refused);
+            }
+        }
         tracing::debug!(%error, hosts = %config.hosts, "connecting to ZooKeeper failed; backing off");
         let sleep = backoff.next_pause();
         if let Some(d) = deadline {
@@ -69,7 +77,7 @@ async fn connect_once(config: &Config) -> Result<zookeeper_client::Client> {
     }
     #[cfg(feature = "tls")]
     if let Some(tls) = &config.tls {
-        connector = connector.with_tls(tls.clone());
+        connector = connector.with_tls(tls.client_options());
     }
     let zk = connector.connect(&config.hosts).await?;
     tracing::info!(session = %zk.session_id(), timeout = ?zk.session_timeout(), "ZooKeeper session established");

@@ -13,6 +13,8 @@ mod protected;
 pub mod retry;
 mod session;
 mod state;
+#[cfg(feature = "tls")]
+mod tls;
 
 use std::future::Future;
 use std::sync::atomic::Ordering;
@@ -33,6 +35,8 @@ pub(crate) use self::protected::{protection_prefix, Created, PendingStat, WithCr
 pub use self::session::Session;
 use self::state::StateFanout;
 pub use self::state::{ConnectionState, ConnectionStates};
+#[cfg(feature = "tls")]
+pub use self::tls::TlsConfig;
 use crate::error::{Error, Result};
 
 /// A ZooKeeper connection manager, shared by every recipe: Curator's `CuratorFramework`.

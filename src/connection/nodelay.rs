@@ -17,6 +17,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::builder::Endpoint;
 use crate::sync::Locked;
 
 /// How long resolving the connect string's host names may take before the sockets are
@@ -29,13 +30,13 @@ const RESOLVE_TIMEOUT: Duration = Duration::from_secs(1);
 /// back (so that a reconnect never waits on name resolution).
 #[derive(Clone, Debug)]
 pub(crate) struct ServerAddresses {
-    /// (host, port) of each server in the connect string.
-    endpoints: Arc<[(String, u16)]>,
+    /// Each server in the connect string.
+    endpoints: Arc<[Endpoint]>,
     resolved: Arc<Mutex<Vec<SocketAddr>>>,
 }
 
 impl ServerAddresses {
-    pub(crate) fn new(endpoints: Vec<(String, u16)>) -> Self {
+    pub(crate) fn new(endpoints: Vec<Endpoint>) -> Self {
         Self {
             endpoints: endpoints.into(),
             resolved: Arc::default(),
@@ -46,15 +47,15 @@ impl ServerAddresses {
     /// them. Called when a new session has just connected.
     pub(crate) async fn resolve_and_apply(&self) {
         let mut addresses = Vec::new();
-        for (host, port) in self.endpoints.iter() {
-            let lookup = tokio::net::lookup_host((host.as_str(), *port));
+        for endpoint in self.endpoints.iter() {
+            let lookup = tokio::net::lookup_host((endpoint.host.as_str(), endpoint.port));
             match tokio::time::timeout(RESOLVE_TIMEOUT, lookup).await {
                 Ok(Ok(resolved)) => addresses.extend(resolved),
                 Ok(Err(error)) => {
-                    tracing::debug!(%host, %error, "resolving a ZooKeeper server for TCP_NODELAY failed")
+                    tracing::debug!(%endpoint, %error, "resolving a ZooKeeper server for TCP_NODELAY failed")
                 }
                 Err(_) => {
-                    tracing::debug!(%host, "resolving a ZooKeeper server for TCP_NODELAY timed out")
+                    tracing::debug!(%endpoint, "resolving a ZooKeeper server for TCP_NODELAY timed out")
                 }
             }
         }

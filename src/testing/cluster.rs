@@ -104,6 +104,7 @@ impl TestingCluster {
                     client_ports[index]
                 ),
                 system_properties: Vec::new(),
+                tls: None,
             };
             let node = Node::create(backend, config, network.as_deref()).await?;
             members.push(Member {

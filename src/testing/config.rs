@@ -63,14 +63,47 @@ pub(crate) struct NodeConfig {
     pub(crate) label: String,
     /// Java system properties beyond the kit's own, as `-Dname=value` flags.
     pub(crate) system_properties: Vec<String>,
+    /// A TLS client port beside the plain one.
+    pub(crate) tls: Option<NodeTls>,
+}
+
+/// The port inside a container where a server serves TLS clients.
+pub(crate) const CONTAINER_SECURE_CLIENT_PORT: u16 = 2281;
+
+/// A server's TLS client port (ZooKeeper's `secureClientPort`, served by Netty).
+#[derive(Debug, Clone)]
+pub(crate) struct NodeTls {
+    /// The port TLS clients use on 127.0.0.1.
+    pub(crate) host_port: u16,
+    /// ZooKeeper's PEM key store: the private key, then the certificate chain.
+    pub(crate) key_store_pem: String,
+}
+
+impl NodeTls {
+    /// The Java system properties that make ZooKeeper serve TLS with the key store at
+    /// `key_store_path`. Clients are not asked for certificates (`ssl.clientAuth=none`).
+    pub(crate) fn system_properties(key_store_path: &str) -> Vec<String> {
+        vec![
+            "-Dzookeeper.serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory"
+                .to_owned(),
+            format!("-Dzookeeper.ssl.keyStore.location={key_store_path}"),
+            "-Dzookeeper.ssl.keyStore.type=PEM".to_owned(),
+            "-Dzookeeper.ssl.clientAuth=none".to_owned(),
+        ]
+    }
 }
 
 impl NodeConfig {
-    /// The JVM flags of the server: the kit's, then the system properties.
-    pub(crate) fn jvm_flags(&self) -> String {
+    /// The JVM flags of the server: the kit's, then the system properties, then TLS's with the
+    /// key store at `key_store_path` (where the backend puts [`NodeTls::key_store_pem`]).
+    pub(crate) fn jvm_flags(&self, key_store_path: &str) -> String {
         // Elections must not wait the default 5 s for peers that are down.
         let mut flags = format!("{JVM_FLAGS} -Dzookeeper.cnxTimeout=1000");
-        for property in &self.system_properties {
+        let tls_properties = match self.tls {
+            Some(_) => NodeTls::system_properties(key_store_path),
+            None => Vec::new(),
+        };
+        for property in self.system_properties.iter().chain(&tls_properties) {
             flags.push(' ');
             flags.push_str(property);
         }

@@ -20,8 +20,8 @@ use testcontainers::runners::AsyncRunner;
 use testcontainers::{ContainerAsync, GenericImage, ImageExt};
 
 use super::config::{
-    NodeConfig, DEFAULT_IMAGE, FOUR_LETTER_WORDS, INIT_LIMIT_TICKS, MAX_SESSION_TIMEOUT_MS,
-    MIN_SESSION_TIMEOUT_MS, STOP_TIMEOUT, SYNC_LIMIT_TICKS, TICK_TIME_MS,
+    NodeConfig, CONTAINER_SECURE_CLIENT_PORT, DEFAULT_IMAGE, FOUR_LETTER_WORDS, INIT_LIMIT_TICKS,
+    MAX_SESSION_TIMEOUT_MS, MIN_SESSION_TIMEOUT_MS, STOP_TIMEOUT, SYNC_LIMIT_TICKS, TICK_TIME_MS,
 };
 use super::TestingError;
 
@@ -37,6 +37,8 @@ const LABEL: &str = "zk-recipes.testing";
 const PING_TIMEOUT: Duration = Duration::from_secs(5);
 const PULL_TIMEOUT: Duration = Duration::from_secs(600);
 const EXIT_POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// ZooKeeper's PEM key store inside a container, when it serves TLS.
+const CONTAINER_KEY_STORE: &str = "/tmp/zk-recipes-key-store.pem";
 
 /// The image to run: `ZK_TEST_IMAGE`, else [`DEFAULT_IMAGE`], split into name and tag.
 pub(crate) fn image() -> (String, String) {
@@ -143,6 +145,11 @@ impl DockerNode {
             .with_startup_timeout(super::config::READY_TIMEOUT);
         for (variable, value) in environment(&self.config) {
             request = request.with_env_var(variable, value);
+        }
+        if let Some(tls) = &self.config.tls {
+            request = request
+                .with_mapped_port(tls.host_port, CONTAINER_SECURE_CLIENT_PORT.tcp())
+                .with_copy_to(CONTAINER_KEY_STORE, tls.key_store_pem.clone().into_bytes());
         }
         if let Some(network) = &self.network {
             request = request.with_network(network);
@@ -273,7 +280,7 @@ fn environment(config: &NodeConfig) -> Vec<(&'static str, String)> {
         ("ZOO_MAX_CLIENT_CNXNS", "0".to_owned()),
         ("ZOO_ADMINSERVER_ENABLED", "false".to_owned()),
         ("ZOO_4LW_COMMANDS_WHITELIST", FOUR_LETTER_WORDS.to_owned()),
-        ("JVMFLAGS", config.jvm_flags()),
+        ("JVMFLAGS", config.jvm_flags(CONTAINER_KEY_STORE)),
     ];
     if config.is_standalone() {
         variables.push(("ZOO_STANDALONE_ENABLED", "true".to_owned()));
@@ -289,6 +296,9 @@ fn environment(config: &NodeConfig) -> Vec<(&'static str, String)> {
         // addresses is what the official image's documentation advises for containers.
         extra.push("quorumListenOnAllIPs=true".to_owned());
         extra.push("reconfigEnabled=false".to_owned());
+    }
+    if config.tls.is_some() {
+        extra.push(format!("secureClientPort={CONTAINER_SECURE_CLIENT_PORT}"));
     }
     variables.push(("ZOO_CFG_EXTRA", extra.join(" ")));
     variables

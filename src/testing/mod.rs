@@ -63,7 +63,7 @@ pub use config::DEFAULT_IMAGE;
 pub use error::TestingError;
 pub use four_letter::{four_letter_word, server_mode, ServerMode};
 pub use proxy::FaultProxy;
-pub use server::{ServerOptions, TestingServer};
+pub use server::{ServerOptions, ServerTls, TestingServer};
 pub use session::expire_session;
 
 /// Whether `TCP_NODELAY` is set on each of this process's TCP connections to `peer`, e.g. to

@@ -15,8 +15,8 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A server of either backend. Each keeps its client port and data across stop and start.
 pub(crate) enum Node {
-    Process(ProcessNode),
-    /// Boxed: a container handle is several times larger than a process.
+    /// Both boxed: the variants differ in size, and a node is made once per server.
+    Process(Box<ProcessNode>),
     Docker(Box<DockerNode>),
 }
 
@@ -28,7 +28,7 @@ impl Node {
         docker_network: Option<&str>,
     ) -> Result<Node, TestingError> {
         Ok(match backend {
-            Backend::Process => Node::Process(ProcessNode::create(config)?),
+            Backend::Process => Node::Process(Box::new(ProcessNode::create(config)?)),
             Backend::Docker => Node::Docker(Box::new(DockerNode::create(config, docker_network)?)),
         })
     }

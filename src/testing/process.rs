@@ -23,6 +23,8 @@ use super::TestingError;
 const DEBIAN_JAR_DIR: &str = "/usr/share/java";
 const MAIN_CLASS: &str = "org.apache.zookeeper.server.quorum.QuorumPeerMain";
 const LOG_FILE: &str = "zookeeper.log";
+/// ZooKeeper's PEM key store, in the server's directory, when it serves TLS.
+const KEY_STORE_FILE: &str = "key-store.pem";
 const EXIT_POLL_INTERVAL: Duration = Duration::from_millis(20);
 
 /// `sh -c` supervisor: `$1` is the server directory, the rest is the java command line.
@@ -121,9 +123,14 @@ fn zookeeper_home_class_path(home: &Path) -> Result<String, String> {
     Ok(join_class_path(&entries))
 }
 
+/// Jars the server needs beyond those its Debian manifest lists: `slf4j-simple` (from
+/// `libslf4j-java`) makes the server log to its log file; Netty's codec and resolver, which the
+/// manifest omits, serve the TLS client port (`NettyServerCnxnFactory`).
+const DEBIAN_EXTRA_JARS: [&str; 3] = ["slf4j-simple.jar", "netty-codec.jar", "netty-resolver.jar"];
+
 /// Debian's `libzookeeper-java` (pulled in by the `zookeeper` package): its jar's manifest
 /// lists its dependencies in /usr/share/java, like `/usr/share/zookeeper/bin/zkEnv.sh` relies
-/// on. `slf4j-simple` (from `libslf4j-java`) makes the server log to its log file.
+/// on, and [`DEBIAN_EXTRA_JARS`] adds what it lacks.
 fn debian_class_path() -> Result<String, String> {
     let jar_dir = Path::new(DEBIAN_JAR_DIR);
     let zookeeper_jar = jar_dir.join("zookeeper.jar");
@@ -135,9 +142,11 @@ fn debian_class_path() -> Result<String, String> {
         ));
     }
     let mut entries = vec![zookeeper_jar];
-    let logger = jar_dir.join("slf4j-simple.jar");
-    if logger.is_file() {
-        entries.push(logger);
+    for jar in DEBIAN_EXTRA_JARS {
+        let jar = jar_dir.join(jar);
+        if jar.is_file() {
+            entries.push(jar);
+        }
     }
     Ok(join_class_path(&entries))
 }
@@ -180,6 +189,10 @@ impl ProcessNode {
             .map_err(|err| TestingError::io("writing myid", err))?;
         fs::write(dir.path().join("zoo.cfg"), zoo_cfg(&config, &data_dir))
             .map_err(|err| TestingError::io("writing zoo.cfg", err))?;
+        if let Some(tls) = &config.tls {
+            fs::write(dir.path().join(KEY_STORE_FILE), &tls.key_store_pem)
+                .map_err(|err| TestingError::io("writing the TLS key store", err))?;
+        }
         tracing::debug!(server = %config.label, dir = %dir.path().display(), "created server directory");
         Ok(ProcessNode {
             config,
@@ -203,7 +216,11 @@ impl ProcessNode {
             .arg("zk-recipes-server")
             .arg(self.dir.path())
             .arg(&self.runtime.java)
-            .args(self.config.jvm_flags().split_whitespace())
+            .args(
+                self.config
+                    .jvm_flags(&self.dir.path().join(KEY_STORE_FILE).display().to_string())
+                    .split_whitespace(),
+            )
             .arg(format!("-Dzookeeper.log.dir={}", self.dir.path().display()))
             .arg("-cp")
             .arg(&self.runtime.class_path)
@@ -337,6 +354,12 @@ fn zoo_cfg(config: &NodeConfig, data_dir: &Path) -> String {
         data = data_dir.display(),
         port = config.host_client_port,
     );
+    if let Some(tls) = &config.tls {
+        cfg.push_str(&format!(
+            "secureClientPort={}\nsecureClientPortAddress=127.0.0.1\n",
+            tls.host_port
+        ));
+    }
     if !config.is_standalone() {
         cfg.push_str("standaloneEnabled=false\nreconfigEnabled=false\n");
         for member in &config.members {

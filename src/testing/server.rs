@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use tokio::sync::Mutex;
 
-use super::config::{NodeConfig, READY_TIMEOUT};
+use super::config::{NodeConfig, NodeTls, READY_TIMEOUT};
 use super::docker::Reaper;
 use super::node::{free_ports, unique_instance_prefix, Node};
 use super::{Backend, TestingError};
@@ -28,6 +28,8 @@ use super::{Backend, TestingError};
 pub struct TestingServer {
     backend: Backend,
     port: u16,
+    /// The TLS client port, when [`ServerOptions::tls`] asked for one.
+    secure_port: Option<u16>,
     node: Mutex<Node>,
     /// Declared after `node`: dropped after it, when the container is already gone.
     _reaper: Option<Reaper>,
@@ -77,7 +79,13 @@ impl TestingServer {
         backend: Backend,
         options: ServerOptions,
     ) -> Result<TestingServer, TestingError> {
-        let port = free_ports(1)?[0];
+        let ports = free_ports(2)?;
+        let port = ports[0];
+        let tls = options.tls.as_ref().map(|tls| NodeTls {
+            host_port: ports[1],
+            key_store_pem: tls.key_store_pem(),
+        });
+        let secure_port = tls.as_ref().map(|tls| tls.host_port);
         let instance = format!("{}-1", unique_instance_prefix());
         let reaper = (backend == Backend::Docker)
             .then(|| Reaper::spawn(std::slice::from_ref(&instance), None));
@@ -88,15 +96,17 @@ impl TestingServer {
             members: Vec::new(),
             label: format!("ZooKeeper server 127.0.0.1:{port} ({backend})"),
             system_properties: options.system_properties(),
+            tls,
         };
         let mut node = Node::create(backend, config, None).await?;
         node.launch().await?;
         node.wait_for_mode(|mode| mode.is_serving(), READY_TIMEOUT)
             .await?;
-        tracing::info!(%backend, port, "testing server ready");
+        tracing::info!(%backend, port, ?secure_port, "testing server ready");
         Ok(TestingServer {
             backend,
             port,
+            secure_port,
             node: Mutex::new(node),
             _reaper: reaper,
         })
@@ -110,6 +120,19 @@ impl TestingServer {
     /// The client port on 127.0.0.1; it stays the same across stops and restarts.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The TLS client port on 127.0.0.1, when the server was started with
+    /// [`ServerOptions::tls`]; it stays the same across stops and restarts.
+    pub fn secure_port(&self) -> Option<u16> {
+        self.secure_port
+    }
+
+    /// The connect string for TLS clients, `tcp+tls://127.0.0.1:PORT`, when the server was
+    /// started with [`ServerOptions::tls`].
+    pub fn secure_connect_string(&self) -> Option<String> {
+        self.secure_port
+            .map(|port| format!("tcp+tls://127.0.0.1:{port}"))
     }
 
     /// The backend the server runs on.
@@ -168,6 +191,7 @@ impl TestingServer {
 #[non_exhaustive]
 pub struct ServerOptions {
     container_check_interval: Option<Duration>,
+    tls: Option<ServerTls>,
 }
 
 impl ServerOptions {
@@ -187,6 +211,23 @@ impl ServerOptions {
         self
     }
 
+    /// Serves TLS clients too, on a second port ([`TestingServer::secure_port`]), with
+    /// `tls`'s certificate. ZooKeeper's Netty connection factory then serves both ports, and
+    /// does not ask clients for certificates.
+    ///
+    /// ```
+    /// # fn demo(certificate_chain_pem: &str, private_key_pem: &str) {
+    /// use zk_recipes::testing::{ServerOptions, ServerTls};
+    /// let tls = ServerTls::from_pem(certificate_chain_pem, private_key_pem);
+    /// let options = ServerOptions::default().tls(tls);
+    /// # drop(options);
+    /// # }
+    /// ```
+    pub fn tls(mut self, tls: ServerTls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
     fn system_properties(&self) -> Vec<String> {
         let mut properties = Vec::new();
         if let Some(interval) = self.container_check_interval {
@@ -197,11 +238,58 @@ impl ServerOptions {
     }
 }
 
+/// The certificate a [`TestingServer`] presents on its TLS client port: see
+/// [`ServerOptions::tls`].
+#[derive(Clone)]
+pub struct ServerTls {
+    certificate_chain_pem: String,
+    private_key_pem: String,
+}
+
+impl ServerTls {
+    /// The server's certificate chain (its own certificate first) and its private key, in PEM
+    /// (PKCS#8 `PRIVATE KEY`, RSA or EC, as ZooKeeper's PEM key store reads). For clients to
+    /// accept it, the certificate names `127.0.0.1` among its IP subject alternative names.
+    ///
+    /// ```
+    /// # fn demo(certificate_chain_pem: &str, private_key_pem: &str) {
+    /// let tls = zk_recipes::testing::ServerTls::from_pem(certificate_chain_pem, private_key_pem);
+    /// # drop(tls);
+    /// # }
+    /// ```
+    pub fn from_pem(
+        certificate_chain_pem: impl Into<String>,
+        private_key_pem: impl Into<String>,
+    ) -> ServerTls {
+        ServerTls {
+            certificate_chain_pem: certificate_chain_pem.into(),
+            private_key_pem: private_key_pem.into(),
+        }
+    }
+
+    /// ZooKeeper's PEM key store: the key, then the chain, in one file.
+    fn key_store_pem(&self) -> String {
+        let mut pem = self.private_key_pem.trim_end().to_owned();
+        pem.push('\n');
+        pem.push_str(self.certificate_chain_pem.trim_end());
+        pem.push('\n');
+        pem
+    }
+}
+
+impl std::fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // No key material in logs.
+        f.debug_struct("ServerTls").finish_non_exhaustive()
+    }
+}
+
 impl std::fmt::Debug for TestingServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TestingServer")
             .field("backend", &self.backend)
             .field("connect_string", &self.connect_string())
+            .field("secure_connect_string", &self.secure_connect_string())
             .finish_non_exhaustive()
     }
 }
