@@ -67,7 +67,7 @@ use crate::error::{Error, Result};
 ///
 /// # Behavior
 ///
-/// These are the guarantees `tests/connection.rs` checks against a real ZooKeeper.
+/// These are the guarantees `tests/it/connection.rs` checks against a real ZooKeeper.
 ///
 /// * **States.** The client reports Curator's [`ConnectionState`]s: `Connected` once, then
 ///   `Suspended` when the connection drops (zookeeper-client's `Disconnected`: at once when the

@@ -4,14 +4,12 @@
 //! Needs Java 17 (`javac`, `java`) and Debian's `libcurator-recipes-java`; set
 //! `ZK_SKIP_JAVA_INTEROP=1` to skip.
 
-mod common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::java::{self, JavaProcess};
-use common::{eventually, eventually_async, init_tracing, unique_path, zk_server};
+use crate::common::java::{self, JavaProcess};
+use crate::common::{eventually, eventually_async, init_tracing, unique_path, zk_server};
 use tokio::sync::{oneshot, watch};
 use zk_recipes::zookeeper_client::CreateMode;
 use zk_recipes::{BoxError, Client, LeaderSelector, LeaderSelectorListener, Leadership};

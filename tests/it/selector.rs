@@ -2,13 +2,11 @@
 //! a blackholed leader, an expired leader, close, panics and errors, interrupt/requeue, a
 //! listener that rides out suspensions, and misuse.
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{eventually, eventually_async, init_tracing, unique_path, zk_server};
+use crate::common::{eventually, eventually_async, init_tracing, unique_path, zk_server};
 use tokio::sync::watch;
 use zk_recipes::testing::{expire_session, FaultProxy};
 use zk_recipes::{

@@ -5,11 +5,9 @@
 
 #![cfg(feature = "tls")]
 
-mod common;
-
 use std::time::Duration;
 
-use common::{init_tracing, unique_path};
+use crate::common::{init_tracing, unique_path};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
 };

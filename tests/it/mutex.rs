@@ -2,13 +2,11 @@
 //! cancellation, lost locks (expiry, cut and blackholed connections, deleted nodes), a server
 //! restart, guarded writes, revocation, foreign children, and bad input.
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{eventually, eventually_async, init_tracing, unique_path, zk_server};
+use crate::common::{eventually, eventually_async, init_tracing, unique_path, zk_server};
 use zk_recipes::testing::{expire_session, FaultProxy, TestingServer};
 use zk_recipes::zookeeper_client::{self, Acls, CreateMode};
 use zk_recipes::{Client, Error, InterProcessMutex, LockGuard, Revoker, REVOKE_MESSAGE};

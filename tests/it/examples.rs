@@ -5,13 +5,11 @@
 //! `cargo test` builds the examples before it runs tests; this finds them next to the test
 //! binary.
 
-mod common;
-
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{init_tracing, zk_server};
+use crate::common::{init_tracing, zk_server};
 
 /// Runs `target/<profile>/examples/<name>` with `args` against the shared server.
 async fn run_example(name: &str, args: &[&str]) -> String {

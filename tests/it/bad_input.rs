@@ -8,12 +8,10 @@
 //! nodes, which ZooKeeper reaps once empty; a client cannot tell them from persistent nodes,
 //! as the server reports an ephemeral owner of 0 for both).
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{init_tracing, unique_path, zk_server};
+use crate::common::{init_tracing, unique_path, zk_server};
 use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 use zk_recipes::limits::DEFAULT_MAX_REQUEST_SIZE;

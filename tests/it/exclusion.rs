@@ -12,15 +12,13 @@
 //! typed error after the retry policy's re-joins, and a hold of a client that is still in use
 //! (its node deleted by someone) keeps the client's next holder out until it is released.
 
-mod common;
-
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::java::{self, JavaProcess};
-use common::{eventually, eventually_async, init_tracing, unique_path, zk_server};
+use crate::common::java::{self, JavaProcess};
+use crate::common::{eventually, eventually_async, init_tracing, unique_path, zk_server};
 use futures::StreamExt;
 use zk_recipes::retry::RetryNTimes;
 use zk_recipes::testing::{Backend, ServerOptions, TestingServer};

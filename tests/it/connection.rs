@@ -6,15 +6,13 @@
 //! strict lower bound (the client must not act early) and a generous upper bound (2 cores,
 //! other builds running).
 
-mod common;
-
 use std::collections::HashSet;
 use std::pin::pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{eventually_async, init_tracing, unique_path, zk_server};
+use crate::common::{eventually_async, init_tracing, unique_path, zk_server};
 use futures::future::join_all;
 use zk_recipes::retry::{
     BoundedExponentialBackoffRetry, ExponentialBackoffRetry, RetryNTimes, RetryOneTime,
@@ -846,7 +844,7 @@ async fn dropped_protected_creates_leave_nothing_behind() {
         if left.is_empty() {
             break;
         }
-        tokio::time::sleep(common::POLL_INTERVAL).await;
+        tokio::time::sleep(crate::common::POLL_INTERVAL).await;
     }
     assert!(
         left.is_empty(),

@@ -2,13 +2,11 @@
 //! leader, an ensemble losing its leader, a deleted parent, a path held by a node no latch
 //! made, and bad input.
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{eventually, eventually_async, init_tracing, unique_path, zk_server};
+use crate::common::{eventually, eventually_async, init_tracing, unique_path, zk_server};
 use zk_recipes::testing::{expire_session, FaultProxy, TestingCluster};
 use zk_recipes::zookeeper_client::{Acls, CreateMode};
 use zk_recipes::{

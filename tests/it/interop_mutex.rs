@@ -6,13 +6,11 @@
 //! and driven over stdin/stdout. Set `ZK_SKIP_JAVA_INTEROP=1` to skip these tests where Java or
 //! Curator is not installed.
 
-mod common;
-
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::java::{self, JavaProcess};
-use common::{eventually_async, init_tracing, unique_path, zk_server};
+use crate::common::java::{self, JavaProcess};
+use crate::common::{eventually_async, init_tracing, unique_path, zk_server};
 use zk_recipes::zookeeper_client::CreateMode;
 use zk_recipes::{Client, InterProcessMutex, Participant, RevocationRequest, Revoker};
 
