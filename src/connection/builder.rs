@@ -332,7 +332,8 @@ impl ClientBuilder {
     /// * [`Error::InvalidPath`] for a bad chroot or namespace;
     /// * [`Error::InvalidArgument`] when the connect string's chroot does not exist;
     /// * [`Error::InvalidArgument`] for a `tcp+tls://` server without [`tls`](Self::tls)
-    ///   settings (or without the `tls` feature);
+    ///   settings (or without the `tls` feature), and for TLS settings with no `tcp+tls://`
+    ///   server;
     /// * [`Error::ConnectionLoss`] when no session is established within the connection
     ///   timeout; [`Error::AuthFailed`] when authentication is refused;
     /// * [`Error::Tls`] when a `tcp+tls://` server's certificate is not one the
@@ -385,6 +386,13 @@ impl ClientBuilder {
         if let Some(server) = servers.iter().find(|server| server.tls && !tls_configured) {
             return Err(Error::InvalidArgument(format!(
                 "{server} needs TLS settings: ClientBuilder::tls, with the crate's `tls` feature"
+            )));
+        }
+        if tls_configured && !servers.iter().any(|server| server.tls) {
+            // Java's ZooKeeper client turns TLS on for every server (zookeeper.client.secure);
+            // here the scheme does, and TLS settings with no server to use them are a mistake.
+            return Err(Error::InvalidArgument(format!(
+                "TLS settings are given, but no server of {hosts:?} is named tcp+tls://host:port"
             )));
         }
         let nodelay = self.tcp_nodelay.then(|| ServerAddresses::new(servers));

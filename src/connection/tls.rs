@@ -18,7 +18,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use super::builder::Endpoint;
 use crate::error::{Error, Result};
 
-/// How long the diagnostic handshake with one server may take, at most.
+/// How long the diagnosis may take in all, at most (and each connect and read in it).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// TLS settings for the connections to ZooKeeper's secure client port (feature `tls`): the CA
@@ -40,6 +40,14 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// # Ok(())
 /// # }
 /// ```
+///
+/// # What [`Error::Tls`] covers
+///
+/// A server certificate that these settings reject (signed by another CA, made out to another
+/// name, expired), and a server that does not complete a TLS handshake. Two cases still end as
+/// [`Error::ConnectionLoss`]: a client certificate that a TLS 1.3 server refuses after the
+/// handshake (`ssl.clientAuth=need`), and a server certificate revoked by a CRL in the CA PEM
+/// (zookeeper-client applies the CRLs; the diagnosis does not).
 ///
 /// # Crypto provider
 ///
@@ -162,7 +170,12 @@ impl TlsConfig {
             }
             refused
         });
-        diagnosis.await.ok().flatten()
+        // The blocking thread finishes by itself; the connect waits no longer than this.
+        tokio::time::timeout(timeout, diagnosis)
+            .await
+            .ok()?
+            .ok()
+            .flatten()
     }
 }
 
@@ -255,8 +268,8 @@ fn handshake(
                     | ErrorKind::ConnectionReset
                     | ErrorKind::ConnectionAborted,
                 ) => Handshake::Refused(
-                    "the server closed the connection during the handshake; is this its TLS \
-                     client port (secureClientPort)?"
+                    "the server closed the connection during the TLS handshake (not a TLS \
+                     port, or it refused the connection)"
                         .to_owned(),
                 ),
                 (None, _) => Handshake::Unreachable,

@@ -186,6 +186,17 @@ async fn tls_settings_that_cannot_work_are_refused_before_connecting() {
         }
     }
 
+    let plain_only = Client::builder("127.0.0.1:1")
+        .tls(TlsConfig::from_pem_ca(&ca.pem()).expect("CA"))
+        .connect()
+        .await;
+    match plain_only {
+        Err(Error::InvalidArgument(why)) => assert!(why.contains("tcp+tls://"), "{why}"),
+        other => {
+            panic!("expected InvalidArgument for TLS settings and no TLS server, got {other:?}")
+        }
+    }
+
     match Client::builder(nowhere).connect().await {
         Err(Error::InvalidArgument(why)) => {
             assert!(why.contains("needs TLS settings"), "{why}")
