@@ -94,6 +94,15 @@ pub enum Error {
         path: String,
     },
 
+    /// Releasing an [`InterProcessMultiLock`](crate::InterProcessMultiLock)'s guard: these
+    /// parts' releases failed (every other part was released). Each failed part is no longer
+    /// held by this process, and its node is deleted in the background.
+    #[error("{} of the multi-lock's parts could not be released: {}", .failures.len(), describe_failures(.failures))]
+    PartsNotReleased {
+        /// Each part whose release failed, and why.
+        failures: Vec<PartFailure>,
+    },
+
     /// ZooKeeper refused the operation for lack of permission (an ACL).
     #[error("not authorized by the node's ACL")]
     NoAuth,
@@ -174,6 +183,24 @@ impl From<zookeeper_client::Error> for Error {
             other => Error::ZooKeeper(other),
         }
     }
+}
+
+/// One part of a multi-part operation that failed: see [`Error::PartsNotReleased`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct PartFailure {
+    /// The part's lock path.
+    pub path: String,
+    /// Why it failed.
+    pub error: Error,
+}
+
+fn describe_failures(failures: &[PartFailure]) -> String {
+    failures
+        .iter()
+        .map(|failure| format!("{:?}: {}", failure.path, failure.error))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 #[cfg(test)]

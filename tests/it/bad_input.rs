@@ -17,8 +17,8 @@ use tokio::sync::mpsc;
 use zk_recipes::limits::DEFAULT_MAX_REQUEST_SIZE;
 use zk_recipes::zookeeper_client::{self, Acls, CreateMode};
 use zk_recipes::{
-    BoxError, Client, Error, InterProcessMutex, LatchState, LeaderLatch, LeaderSelector,
-    LeaderSelectorListener, Leadership, Revoker, SelectorError,
+    BoxError, Client, Error, InterProcessMultiLock, InterProcessMutex, LatchState, LeaderLatch,
+    LeaderSelector, LeaderSelectorListener, Leadership, Revoker, SelectorError,
 };
 
 /// A case that has not finished by then has hung.
@@ -628,6 +628,23 @@ async fn requests_over_the_limit(ctx: Ctx) -> CaseResult {
 
 /// Ids are opaque data, as in Curator: the empty string is an id like any other, for every
 /// recipe, and it is what readers see.
+async fn multi_lock_empty_or_repeated(ctx: Ctx) -> CaseResult {
+    expect_err!(
+        "a multi-lock of no locks",
+        InterProcessMultiLock::new(Vec::new()),
+        Error::InvalidArgument(_)
+    );
+    let path = ctx.path("twice");
+    let mutex = || InterProcessMutex::new(&ctx.client, &path).expect("mutex");
+    expect_err!(
+        "a multi-lock naming one path twice",
+        InterProcessMultiLock::new([mutex(), mutex()]),
+        Error::InvalidArgument(_)
+    );
+    // A bad path is refused by the part's own constructor (see the mutex cases above).
+    Ok(())
+}
+
 async fn empty_ids(ctx: Ctx) -> CaseResult {
     let latch = LeaderLatch::new(&ctx.client, &ctx.path("leader"))
         .map_err(|e| format!("latch: {e}"))?
@@ -1040,6 +1057,7 @@ fn cases() -> Vec<(&'static str, CaseFn)> {
             requests_over_the_limit
         ),
         case!("empty ids", empty_ids),
+        case!("multi-lock empty or repeated", multi_lock_empty_or_repeated),
         case!(
             "client: empty and malformed connect strings",
             malformed_connect_strings

@@ -150,6 +150,14 @@ async fn mutex_example_counts_exactly() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_lock_example_keeps_the_total() {
+    init_tracing();
+    let out = run_example("multi_lock", &["--workers", "3", "--transfers", "8"]).await;
+    assert!(out.contains("total 300 (expected 300)"), "{out}");
+    assert_eq!(lines_with(&out, "8 transfers").len(), 3, "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lost_lock_example_sees_the_lock_lost() {
     init_tracing();
     let out = run_example("lost_lock", &[]).await;

@@ -18,6 +18,7 @@ mod interop_latch;
 mod interop_mutex;
 mod interop_selector;
 mod latch;
+mod multi_lock;
 mod mutex;
 mod selector;
 mod tls;

@@ -1,0 +1,338 @@
+//! `InterProcessMultiLock`: several locks taken as one, all or none (Curator's
+//! `InterProcessMultiLock`), in one global order so that two multi-locks never deadlock.
+//!
+//! # Order
+//!
+//! Curator acquires the locks of a multi-lock in the order it was given them, so two
+//! processes that list the same locks in different orders can each take one and wait for the
+//! other's for ever. Here the parts are always acquired in the order of their paths (byte
+//! order), whatever order they were given in: every multi-lock of every process that follows
+//! this rule waits only for locks later in one total order, and a cycle of waits cannot form.
+//! (A Curator multi-lock, or a single lock held while a multi-lock is acquired, does not follow
+//! it: keep to the rule across the whole system, or the guarantee is void. The paths compared
+//! are the parts' own, under their clients' namespaces: give every client of a system the same
+//! namespace, or the order is not the same everywhere.)
+//!
+//! # All or none
+//!
+//! The multi-lock is held once every part is. An error, a timeout or a cancellation part-way
+//! gives back the parts already taken, and the part being acquired leaves no node behind, as
+//! [`InterProcessMutex::acquire`] promises.
+//!
+//! # Lost
+//!
+//! The multi-lock is as good as its weakest part: [`MultiLockGuard::lost`] fires when any part
+//! may be lost, and [`MultiLockGuard::verify`] asks the server about every part.
+
+use std::future::Future;
+use std::time::Duration;
+
+use futures::future::{join_all, select_all, FutureExt};
+use tokio::time::Instant;
+
+use crate::connection::Client;
+use crate::error::{Error, PartFailure, Result};
+use crate::mutex::{InterProcessMutex, LockGuard};
+
+/// Several [`InterProcessMutex`]es acquired as one: all or none, in the order of their paths.
+/// See the [module docs](self) for the order, and why it prevents deadlock.
+///
+/// The parts may use different clients. A multi-lock is cheap to clone; clones share the parts.
+///
+/// ```no_run
+/// # async fn demo(client: zk_recipes::Client) -> zk_recipes::Result<()> {
+/// use zk_recipes::{InterProcessMultiLock, InterProcessMutex};
+///
+/// let accounts = InterProcessMultiLock::new([
+///     InterProcessMutex::new(&client, "/locks/accounts/bob")?,
+///     InterProcessMutex::new(&client, "/locks/accounts/alice")?,
+/// ])?;
+/// let guard = accounts.acquire().await?; // alice's lock first, then bob's
+/// // ... move money between the two accounts ...
+/// guard.release().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct InterProcessMultiLock {
+    /// Sorted by path: the order of acquisition.
+    parts: std::sync::Arc<[InterProcessMutex]>,
+}
+
+impl std::fmt::Debug for InterProcessMultiLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InterProcessMultiLock")
+            .field("paths", &self.paths().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl InterProcessMultiLock {
+    /// A multi-lock of `locks`, which it acquires in the order of their paths.
+    ///
+    /// ```no_run
+    /// # fn demo(a: zk_recipes::InterProcessMutex, b: zk_recipes::InterProcessMutex) -> zk_recipes::Result<()> {
+    /// let both = zk_recipes::InterProcessMultiLock::new([a, b])?;
+    /// # drop(both);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] when `locks` is empty, or names one path twice (a multi-lock
+    /// would wait for itself).
+    pub fn new(locks: impl IntoIterator<Item = InterProcessMutex>) -> Result<Self> {
+        let mut parts: Vec<InterProcessMutex> = locks.into_iter().collect();
+        if parts.is_empty() {
+            return Err(Error::InvalidArgument(
+                "a multi-lock needs at least one lock".to_owned(),
+            ));
+        }
+        parts.sort_by(|a, b| a.path().cmp(b.path()));
+        if let Some(pair) = parts
+            .windows(2)
+            .find(|pair| pair[0].path() == pair[1].path())
+        {
+            return Err(Error::InvalidArgument(format!(
+                "a multi-lock names the lock {:?} twice, and would wait for itself",
+                pair[0].path()
+            )));
+        }
+        Ok(InterProcessMultiLock {
+            parts: parts.into(),
+        })
+    }
+
+    /// A multi-lock of one [`InterProcessMutex`] per path, all through `client`: Curator's
+    /// `InterProcessMultiLock(client, paths)`.
+    ///
+    /// ```no_run
+    /// # fn demo(client: &zk_recipes::Client) -> zk_recipes::Result<()> {
+    /// let both = zk_recipes::InterProcessMultiLock::from_paths(client, ["/locks/a", "/locks/b"])?;
+    /// # drop(both);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidPath`] for a path a mutex cannot use, then as [`new`](Self::new).
+    pub fn from_paths<P: AsRef<str>>(
+        client: &Client,
+        paths: impl IntoIterator<Item = P>,
+    ) -> Result<Self> {
+        let parts = paths
+            .into_iter()
+            .map(|path| InterProcessMutex::new(client, path.as_ref()))
+            .collect::<Result<Vec<_>>>()?;
+        InterProcessMultiLock::new(parts)
+    }
+
+    /// True if every part is held through this multi-lock's handles (or clones of them), as
+    /// far as this process knows (Curator's `isAcquiredInThisProcess`).
+    pub fn is_acquired_in_this_process(&self) -> bool {
+        self.parts
+            .iter()
+            .all(InterProcessMutex::is_acquired_in_this_process)
+    }
+
+    /// The paths of the parts, in the order they are acquired.
+    pub fn paths(&self) -> impl Iterator<Item = &str> {
+        self.parts.iter().map(InterProcessMutex::path)
+    }
+
+    /// Acquires every part, in the order of their paths, waiting as long as it takes.
+    ///
+    /// Each part is acquired as [`InterProcessMutex::acquire`] does, as a separate holder.
+    ///
+    /// If a part taken earlier is lost while a later one is awaited (a suspension, its node
+    /// deleted), the parts are given back and the acquire starts again: the guard returned
+    /// holds every part at once.
+    ///
+    /// # Errors
+    ///
+    /// The first error of a part's acquire (see [`InterProcessMutex::acquire`]); the parts
+    /// already taken are released in the background.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe at every await point: dropping the future releases the parts already taken
+    /// (in the background) and leaves no node of the part being acquired.
+    pub async fn acquire(&self) -> Result<MultiLockGuard> {
+        match self.acquire_with(Wait::Forever).await? {
+            Some(guard) => Ok(guard),
+            // An unbounded acquire ends only with every part or an error.
+            None => Err(Error::IllegalState(
+                "an unbounded multi-lock acquire ended without its locks",
+            )),
+        }
+    }
+
+    /// Acquires every part within `timeout` in all: `Ok(None)` if one was not granted in time,
+    /// and then the parts already taken are released in the background. `Duration::ZERO`
+    /// tries each part once.
+    ///
+    /// # Errors
+    ///
+    /// As [`acquire`](Self::acquire).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe at every await point, as [`acquire`](Self::acquire).
+    pub async fn try_acquire(&self, timeout: Duration) -> Result<Option<MultiLockGuard>> {
+        let wait = match Instant::now().checked_add(timeout) {
+            _ if timeout.is_zero() => Wait::Once,
+            Some(deadline) => Wait::Until(deadline),
+            // A timeout too long to be a deadline is no timeout.
+            None => Wait::Forever,
+        };
+        self.acquire_with(wait).await
+    }
+
+    async fn acquire_with(&self, wait: Wait) -> Result<Option<MultiLockGuard>> {
+        loop {
+            // Dropping `taken` releases each guard in the background: on a cancellation, an
+            // error, a timeout, or a part lost while a later one was awaited.
+            let mut taken: Vec<LockGuard> = Vec::with_capacity(self.parts.len());
+            for part in self.parts.iter() {
+                if taken.iter().any(LockGuard::is_lost) {
+                    break;
+                }
+                let acquired = match wait {
+                    Wait::Forever => part.acquire().await.map(Some),
+                    Wait::Once => part.try_acquire(Duration::ZERO).await,
+                    Wait::Until(deadline) => {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        if left.is_zero() {
+                            tracing::debug!(path = %part.path(), "multi-lock: out of time; releasing the parts taken");
+                            return Ok(None);
+                        }
+                        part.try_acquire(left).await
+                    }
+                };
+                match acquired {
+                    Ok(Some(guard)) => taken.push(guard),
+                    Ok(None) => {
+                        tracing::debug!(path = %part.path(), "multi-lock: a part was not granted in time; releasing the parts taken");
+                        return Ok(None);
+                    }
+                    Err(error) => {
+                        tracing::debug!(path = %part.path(), %error, "multi-lock: a part failed; releasing the parts taken");
+                        return Err(error);
+                    }
+                }
+            }
+            // A part may have been lost while a later one was awaited (a suspension, or its
+            // node deleted): then the multi-lock was never held as a whole. Start again.
+            if taken.len() == self.parts.len() && !taken.iter().any(LockGuard::is_lost) {
+                tracing::debug!(parts = taken.len(), "multi-lock acquired");
+                return Ok(Some(MultiLockGuard { parts: taken }));
+            }
+            tracing::debug!(
+                "multi-lock: a part was lost while the others were acquired; starting again"
+            );
+            drop(taken);
+            if let Wait::Once = wait {
+                return Ok(None);
+            }
+        }
+    }
+}
+
+/// How long [`InterProcessMultiLock::acquire_with`] may wait.
+#[derive(Debug, Clone, Copy)]
+enum Wait {
+    Forever,
+    /// Each part is tried once.
+    Once,
+    Until(Instant),
+}
+
+/// Releases every guard at once (each is given back when first polled), and reports every
+/// failure.
+async fn release_all(parts: Vec<LockGuard>) -> Result<()> {
+    let releases = parts.into_iter().map(|guard| {
+        let path = guard.mutex_path().to_owned();
+        guard.release().map(move |result| (path, result))
+    });
+    let failures: Vec<PartFailure> = join_all(releases)
+        .await
+        .into_iter()
+        .filter_map(|(path, result)| result.err().map(|error| PartFailure { path, error }))
+        .collect();
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::PartsNotReleased { failures })
+    }
+}
+
+/// A hold of every part of an [`InterProcessMultiLock`]: one [`LockGuard`] per part, in the
+/// order of their paths.
+///
+/// Release it with [`release`](Self::release), or drop it (each part is then released in the
+/// background). Like a [`LockGuard`], it is `Send` and `'static` and may be released in any
+/// task.
+#[must_use = "dropping the guard releases every lock at once, in the background"]
+#[derive(Debug)]
+pub struct MultiLockGuard {
+    parts: Vec<LockGuard>,
+}
+
+impl MultiLockGuard {
+    /// The guard of each part, in the order of their paths: for each part's fencing token or
+    /// guarded writes.
+    pub fn parts(&self) -> &[LockGuard] {
+        &self.parts
+    }
+
+    /// True once any part may be lost (see [`LockGuard::is_lost`]).
+    pub fn is_lost(&self) -> bool {
+        self.parts.iter().any(LockGuard::is_lost)
+    }
+
+    /// Resolves when any part may be lost (at once if one already may be). The future owns
+    /// what it needs (`'static`).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub fn lost(&self) -> impl Future<Output = ()> + Send + 'static {
+        let signals: Vec<_> = self.parts.iter().map(|part| part.lost().boxed()).collect();
+        debug_assert!(
+            !signals.is_empty(),
+            "a multi-lock guard holds at least one part"
+        );
+        async move {
+            // A guard has at least one part.
+            select_all(signals).await;
+        }
+    }
+
+    /// Asks ZooKeeper whether every part is still held, as [`LockGuard::verify`] does for one
+    /// (the parts are asked at once): `false` if any answer is `false`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only reads.
+    pub async fn verify(&self) -> bool {
+        join_all(self.parts.iter().map(LockGuard::verify))
+            .await
+            .into_iter()
+            .all(|held| held)
+    }
+
+    /// Releases every part, even when some releases fail.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::PartsNotReleased`] with every part whose release failed, and why (as
+    /// [`LockGuard::release`] says, each such node is deleted in the background, and the part
+    /// is no longer held by this process).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: every part is given back when the future is first polled, and the deletes
+    /// run to completion in the background even if the future is dropped.
+    pub async fn release(self) -> Result<()> {
+        release_all(self.parts).await
+    }
+}
