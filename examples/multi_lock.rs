@@ -1,9 +1,9 @@
 //! Transfers between three accounts. Several workers, each with its own ZooKeeper session,
 //! move money from one account to another under an `InterProcessMultiLock` of the two
 //! accounts' locks, naming them in whatever order the transfer does. The multi-lock takes the
-//! locks in the order of their paths, so two transfers in opposite directions never deadlock;
-//! and the balances are read and written without version checks, so only the locks keep the
-//! total exact.
+//! locks in the order of their paths, so two transfers in opposite directions never deadlock.
+//! The balances are read without version checks, so only the locks keep the total exact; both
+//! are written in one transaction guarded by both locks.
 //!
 //! ```text
 //! cargo run --example multi_lock -- [--workers 3] [--transfers 20]
@@ -103,12 +103,17 @@ async fn main() -> Result<(), BoxError> {
                     InterProcessMutex::new(&client, &lock_path(to))?,
                 ])?;
                 let guard = both.acquire().await?;
-                // Unguarded reads and writes: correct only because we hold both locks.
+                // Reads without versions: correct only because we hold both locks. The two
+                // writes go in one transaction that commits only while both locks are held.
                 let amount = 1 + i64::from(t % 5);
-                let paid = balance(&client, from).await? - amount;
-                let received = balance(&client, to).await? + amount;
-                set_balance(&client, from, paid).await?;
-                set_balance(&client, to, received).await?;
+                let paid = (balance(&client, from).await? - amount).to_string();
+                let received = (balance(&client, to).await? + amount).to_string();
+                guard
+                    .guarded(|writer| {
+                        writer.add_set_data(&balance_path(from), paid.as_bytes(), None)?;
+                        writer.add_set_data(&balance_path(to), received.as_bytes(), None)
+                    })
+                    .await?;
                 guard.release().await?;
             }
             println!("worker-{w}: {transfers} transfers");

@@ -29,10 +29,11 @@ use std::time::Duration;
 
 use futures::future::{join_all, select_all, FutureExt};
 use tokio::time::Instant;
+use zookeeper_client::{MultiWriteResult, MultiWriter};
 
 use crate::connection::Client;
 use crate::error::{Error, PartFailure, Result};
-use crate::mutex::{InterProcessMutex, LockGuard};
+use crate::mutex::{guarded_by, InterProcessMutex, LockGuard};
 
 /// Several [`InterProcessMutex`]es acquired as one: all or none, in the order of their paths.
 /// See the [module docs](self) for the order, and why it prevents deadlock.
@@ -318,6 +319,42 @@ impl MultiLockGuard {
             .await
             .into_iter()
             .all(|held| held)
+    }
+
+    /// Runs a write that commits only while every part is held: one ZooKeeper `multi` that
+    /// checks each part's lock node, then applies the operations `build` adds, as
+    /// [`LockGuard::guarded`] does for one lock. Returns the results of `build`'s operations.
+    ///
+    /// ```no_run
+    /// # async fn demo(guard: zk_recipes::MultiLockGuard) -> zk_recipes::Result<()> {
+    /// // Both balances change together, and only while both accounts' locks are held.
+    /// guard
+    ///     .guarded(|writer| {
+    ///         writer.add_set_data("/balances/alice", b"90", None)?;
+    ///         writer.add_set_data("/balances/bob", b"110", None)
+    ///     })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// * [`Error::InvalidArgument`] if the parts are held through more than one client (one
+    ///   transaction runs on one session), before anything is sent;
+    /// * [`Error::LockLost`] if a part's lock node is gone (that part is then lost), or the
+    ///   session is lost: nothing was written;
+    /// * otherwise as [`LockGuard::guarded`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: the write may be applied even if the future is dropped (but only
+    /// while every part's lock node exists).
+    pub async fn guarded<F>(&self, build: F) -> Result<Vec<MultiWriteResult>>
+    where
+        F: FnOnce(&mut MultiWriter<'_>) -> std::result::Result<(), zookeeper_client::Error>,
+    {
+        let parts: Vec<&LockGuard> = self.parts.iter().collect();
+        guarded_by(&parts, build).await
     }
 
     /// Releases every part, even when some releases fail.

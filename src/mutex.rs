@@ -748,32 +748,7 @@ impl LockGuard {
     where
         F: FnOnce(&mut MultiWriter<'_>) -> std::result::Result<(), zookeeper_client::Error>,
     {
-        if self.hold.ended.is_cancelled() || self.hold.session.is_lost() {
-            return Err(Error::LockLost);
-        }
-        let zk = self.hold.session.zookeeper().map_err(|_| Error::LockLost)?;
-        let mut writer = zk.new_multi_writer();
-        writer.add_check_version(&self.hold.node_path, -1)?;
-        build(&mut writer)?;
-        let commit = writer.commit();
-        match commit.await {
-            Ok(mut results) => {
-                if !results.is_empty() {
-                    results.remove(0);
-                }
-                Ok(results)
-            }
-            Err(MultiWriteError::OperationFailed { index: 0, source }) => {
-                tracing::debug!(node = %self.hold.node_path, error = %source, "guarded write found the lock node gone");
-                self.hold.ended.cancel();
-                Err(Error::LockLost)
-            }
-            Err(MultiWriteError::OperationFailed { source, .. }) => Err(source.into()),
-            Err(MultiWriteError::RequestFailed { source }) => match Error::from(source) {
-                Error::SessionExpired | Error::Closed => Err(Error::LockLost),
-                other => Err(other),
-            },
-        }
+        guarded_by(&[self], build).await
     }
 
     /// Sets `path`'s data only while the lock is held: [`guarded`](Self::guarded) with one
@@ -856,6 +831,66 @@ fn unexpected(result: Option<MultiWriteResult>) -> Error {
     Error::ZooKeeper(zookeeper_client::Error::UnexpectedError(format!(
         "unexpected multi result {result:?}"
     )))
+}
+
+/// A write that commits only while every one of `guards`' lock nodes exists: one `multi` on
+/// their session, with a check of each node first, then `build`'s operations, whose results
+/// it returns. [`LockGuard::guarded`] is the case of one guard; a multi-lock's is several.
+///
+/// Every guard must hold its node through one session (one client); otherwise it is an
+/// [`Error::InvalidArgument`], before anything is sent. A check that fails marks that guard's
+/// hold lost, and is [`Error::LockLost`].
+pub(crate) async fn guarded_by<F>(guards: &[&LockGuard], build: F) -> Result<Vec<MultiWriteResult>>
+where
+    F: FnOnce(&mut MultiWriter<'_>) -> std::result::Result<(), zookeeper_client::Error>,
+{
+    let Some(first) = guards.first() else {
+        return Err(Error::IllegalState("a guarded write needs a guard"));
+    };
+    if guards
+        .iter()
+        .any(|guard| guard.hold.ended.is_cancelled() || guard.hold.session.is_lost())
+    {
+        return Err(Error::LockLost);
+    }
+    if guards
+        .iter()
+        .any(|guard| !Arc::ptr_eq(&guard.hold.session, &first.hold.session))
+    {
+        return Err(Error::InvalidArgument(
+            "a guarded write checks every lock node in one transaction, so every lock must be \
+             held through one client"
+                .to_owned(),
+        ));
+    }
+    let zk = first
+        .hold
+        .session
+        .zookeeper()
+        .map_err(|_| Error::LockLost)?;
+    let mut writer = zk.new_multi_writer();
+    for guard in guards {
+        writer.add_check_version(&guard.hold.node_path, -1)?;
+    }
+    build(&mut writer)?;
+    let commit = writer.commit();
+    match commit.await {
+        Ok(mut results) => {
+            results.drain(..guards.len().min(results.len()));
+            Ok(results)
+        }
+        Err(MultiWriteError::OperationFailed { index, source }) if index < guards.len() => {
+            let lost = &guards[index].hold;
+            tracing::debug!(node = %lost.node_path, error = %source, "guarded write found a lock node gone");
+            lost.ended.cancel();
+            Err(Error::LockLost)
+        }
+        Err(MultiWriteError::OperationFailed { source, .. }) => Err(source.into()),
+        Err(MultiWriteError::RequestFailed { source }) => match Error::from(source) {
+            Error::SessionExpired | Error::Closed => Err(Error::LockLost),
+            other => Err(other),
+        },
+    }
 }
 
 impl Drop for LockGuard {

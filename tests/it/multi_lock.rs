@@ -1,7 +1,7 @@
 //! `InterProcessMultiLock` against real ZooKeeper: two sessions taking overlapping sets given
 //! in opposite orders never deadlock and exclude each other; a cancellation or a timeout
-//! part-way leaves no node; a part deleted from outside fires `lost()`; a release gives back
-//! every part and reports every failure.
+//! part-way leaves no node; a part deleted from outside fires `lost()` and stops guarded
+//! writes; a release gives back every part and reports every failure.
 
 use std::time::Duration;
 
@@ -169,7 +169,7 @@ async fn a_cancelled_or_timed_out_acquire_leaves_no_node() {
 }
 
 #[tokio::test]
-async fn a_part_deleted_from_outside_fires_lost() {
+async fn a_part_deleted_from_outside_fires_lost_and_stops_guarded_writes() {
     init_tracing();
     let server = zk_server().await;
     let base = unique_path("multi-lock-lost");
@@ -182,6 +182,15 @@ async fn a_part_deleted_from_outside_fires_lost() {
         .expect("both");
     let lost = guard.lost();
     assert!(!guard.is_lost());
+    let data = format!("{base}/data");
+    operator
+        .create(&data, b"0", CreateMode::Persistent, &[])
+        .await
+        .expect("data node");
+    guard
+        .guarded(|writer| writer.add_set_data(&data, b"1", None))
+        .await
+        .expect("a write guarded by both parts, while both are held");
 
     let b_node = guard.parts()[1].node_path().to_owned();
     operator
@@ -193,6 +202,18 @@ async fn a_part_deleted_from_outside_fires_lost() {
         .expect("lost() fires when one part is lost");
     assert!(guard.is_lost());
     assert!(!guard.verify().await, "b is not held any more");
+    match guard
+        .guarded(|writer| writer.add_set_data(&data, b"2", None))
+        .await
+    {
+        Err(Error::LockLost) => {}
+        other => panic!("expected LockLost for a write guarded by a lost part, got {other:?}"),
+    }
+    let (written, _) = operator.get_data(&data).await.unwrap().unwrap();
+    assert_eq!(
+        written, b"1",
+        "the write guarded by a lost part was not applied"
+    );
     guard
         .release()
         .await
@@ -229,6 +250,14 @@ async fn release_gives_back_every_part_and_reports_each_failure() {
     ])
     .unwrap();
     let guard = lock.acquire().await.expect("every part");
+    // One transaction runs on one session: parts held through two clients cannot guard one.
+    match guard
+        .guarded(|writer| writer.add_set_data(&a, b"never sent", None))
+        .await
+    {
+        Err(Error::InvalidArgument(_)) => {}
+        other => panic!("expected InvalidArgument for parts on two clients, got {other:?}"),
+    }
 
     // a's and c's deletes are held in the proxy, then the connection under them is cut: they
     // fail with a connection loss. (A delete sent while the client is already disconnected
