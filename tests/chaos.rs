@@ -68,13 +68,15 @@
 //! The run ends with one line: `chaos: seed=S secs=T acquisitions=N faults=M kinds=K
 //! violations=0 stale_writes=0 leaked=0`. `CHAOS_SECS` lengthens the run (default 60 s).
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::common::init_tracing;
+use common::init_tracing;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -1180,7 +1182,7 @@ async fn recipes_stay_exclusive_and_live_under_faults() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn releasing_the_hold_of_an_unseen_expiry_is_clean() {
     init_tracing();
-    let server = crate::common::zk_server().await;
+    let server = common::zk_server().await;
     let proxy = FaultProxy::start(&server).await.unwrap();
     let client = Client::builder(proxy.connect_string())
         .session_timeout(SESSION_TIMEOUT)
@@ -1189,7 +1191,7 @@ async fn releasing_the_hold_of_an_unseen_expiry_is_clean() {
         .await
         .unwrap();
     let observer = Client::builder(server.as_str()).connect().await.unwrap();
-    let path = format!("{}/lock", crate::common::unique_path("chaos-unseen-expiry"));
+    let path = format!("{}/lock", common::unique_path("chaos-unseen-expiry"));
     let mutex = InterProcessMutex::new(&client, &path).unwrap();
     let guard = mutex.acquire().await.unwrap();
     let node = guard.node_path().to_owned();
@@ -1232,7 +1234,7 @@ async fn releasing_the_hold_of_an_unseen_expiry_is_clean() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn selector_close_after_an_earlier_failed_release_is_clean() {
     init_tracing();
-    let server = crate::common::zk_server().await;
+    let server = common::zk_server().await;
     let proxy = FaultProxy::start(&server).await.unwrap();
     let client = Client::builder(proxy.connect_string())
         .session_timeout(SESSION_TIMEOUT)
@@ -1241,7 +1243,7 @@ async fn selector_close_after_an_earlier_failed_release_is_clean() {
         .await
         .unwrap();
     let observer = Client::builder(server.as_str()).connect().await.unwrap();
-    let path = format!("{}/selector", crate::common::unique_path("chaos-close"));
+    let path = format!("{}/selector", common::unique_path("chaos-close"));
     struct Lead(tokio::sync::mpsc::UnboundedSender<()>);
     #[async_trait::async_trait]
     impl LeaderSelectorListener for Lead {
@@ -1307,12 +1309,9 @@ async fn selector_close_after_an_earlier_failed_release_is_clean() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_latches_of_one_session_never_both_lead() {
     init_tracing();
-    let server = crate::common::zk_server().await;
+    let server = common::zk_server().await;
     let client = Client::builder(server.as_str()).connect().await.unwrap();
-    let path = format!(
-        "{}/leader",
-        crate::common::unique_path("chaos-latch-session")
-    );
+    let path = format!("{}/leader", common::unique_path("chaos-latch-session"));
     let first = LeaderLatch::new(&client, &path).unwrap().with_id("first");
     first.start().await.unwrap();
     assert!(first.is_leader());

@@ -1,5 +1,5 @@
 //! Helpers shared by the integration tests: `tests/it/` (its `common` module),
-//! `tests/security.rs` and `tests/testing_kit.rs` (`mod common;`).
+//! `tests/security.rs`, `tests/testing_kit.rs` and `tests/chaos.rs` (`mod common;`).
 //!
 //! * [`zk_server`]: a ZooKeeper server shared by the whole test binary (or `ZK_CONNECT`).
 //! * [`unique_path`]: a fresh znode path per test, so tests sharing a server do not collide.
