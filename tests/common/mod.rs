@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::OnceCell;
 use zk_recipes::testing::TestingServer;
+use zk_recipes::Client;
 
 /// Environment variable with the connect string of an external ZooKeeper to use instead of
 /// starting one.
@@ -126,4 +127,47 @@ where
         }
         tokio::time::sleep(POLL_INTERVAL).await;
     }
+}
+
+/// A client of `connect_string` with these timeouts, for a test that needs it connected.
+///
+/// # Panics
+///
+/// If it cannot connect.
+pub async fn connect_with(
+    connect_string: &str,
+    session_timeout: Duration,
+    connection_timeout: Duration,
+) -> Client {
+    Client::builder(connect_string)
+        .session_timeout(session_timeout)
+        .connection_timeout(connection_timeout)
+        .connect()
+        .await
+        .expect("connect")
+}
+
+/// How long [`eventually_children`] waits.
+pub const CHILDREN_DEADLINE: Duration = Duration::from_secs(20);
+
+/// The children of `path` as `observer` sees them (none if it does not exist).
+pub async fn children_of(observer: &Client, path: &str) -> Vec<String> {
+    observer
+        .children(path)
+        .await
+        .expect("list children")
+        .unwrap_or_default()
+}
+
+/// Waits until `path` has `expected` children as `observer` sees them, at most
+/// [`CHILDREN_DEADLINE`].
+///
+/// # Panics
+///
+/// With `what` in the message if it does not happen in time.
+pub async fn eventually_children(observer: &Client, path: &str, expected: usize, what: &str) {
+    eventually_async(what, CHILDREN_DEADLINE, || async {
+        children_of(observer, path).await.len() == expected
+    })
+    .await;
 }

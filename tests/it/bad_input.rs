@@ -62,12 +62,7 @@ impl Ctx {
 }
 
 async fn connect(server: &str) -> Client {
-    Client::builder(server)
-        .session_timeout(Duration::from_secs(10))
-        .connection_timeout(Duration::from_secs(5))
-        .connect()
-        .await
-        .expect("connect")
+    crate::common::connect_with(server, Duration::from_secs(10), Duration::from_secs(5)).await
 }
 
 /// Checks that `$got` is `Err` matching `$pattern`; otherwise the case fails with `$what`.

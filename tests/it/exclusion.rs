@@ -30,12 +30,12 @@ use zk_recipes::{
 const DEADLINE: Duration = Duration::from_secs(30);
 
 async fn connect(connect_string: &str) -> Client {
-    Client::builder(connect_string)
-        .session_timeout(Duration::from_secs(4))
-        .connection_timeout(Duration::from_secs(2))
-        .connect()
-        .await
-        .expect("connect")
+    crate::common::connect_with(
+        connect_string,
+        Duration::from_secs(4),
+        Duration::from_secs(2),
+    )
+    .await
 }
 
 /// The ids of the lock's participants, in queue order.

@@ -15,12 +15,12 @@ use zk_recipes::{Client, CloseMode, LatchLayout, LeaderLatch};
 const DEADLINE: Duration = Duration::from_secs(30);
 
 async fn connect(connect_string: &str) -> Client {
-    Client::builder(connect_string)
-        .session_timeout(Duration::from_secs(10))
-        .connection_timeout(Duration::from_secs(3))
-        .connect()
-        .await
-        .expect("connect")
+    crate::common::connect_with(
+        connect_string,
+        Duration::from_secs(10),
+        Duration::from_secs(3),
+    )
+    .await
 }
 
 /// One candidate of the mixed election.

@@ -18,12 +18,12 @@ const DEADLINE: Duration = Duration::from_secs(30);
 const WORKER: &str = "CuratorMutexWorker";
 
 async fn connect(connect_string: &str) -> Client {
-    Client::builder(connect_string)
-        .session_timeout(Duration::from_secs(4))
-        .connection_timeout(Duration::from_secs(2))
-        .connect()
-        .await
-        .expect("connect")
+    crate::common::connect_with(
+        connect_string,
+        Duration::from_secs(4),
+        Duration::from_secs(2),
+    )
+    .await
 }
 
 async fn worker_classes() -> PathBuf {

@@ -76,12 +76,12 @@ impl LeaderSelectorListener for RustWorker {
 }
 
 async fn connect(connect_string: &str) -> Client {
-    Client::builder(connect_string)
-        .session_timeout(Duration::from_secs(4))
-        .connection_timeout(Duration::from_secs(2))
-        .connect()
-        .await
-        .expect("connect")
+    crate::common::connect_with(
+        connect_string,
+        Duration::from_secs(4),
+        Duration::from_secs(2),
+    )
+    .await
 }
 
 async fn queue_ids(selector: &LeaderSelector) -> Vec<String> {

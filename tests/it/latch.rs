@@ -17,12 +17,7 @@ use zk_recipes::{
 const DEADLINE: Duration = Duration::from_secs(20);
 
 async fn connect(connect_string: &str, session_timeout: Duration) -> Client {
-    Client::builder(connect_string)
-        .session_timeout(session_timeout)
-        .connection_timeout(Duration::from_secs(2))
-        .connect()
-        .await
-        .expect("connect")
+    crate::common::connect_with(connect_string, session_timeout, Duration::from_secs(2)).await
 }
 
 /// `n` clients (so `n` sessions) with one started latch each on `path`, ids `node-0`….

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::common::{eventually_async, init_tracing, unique_path, zk_server};
+use crate::common::{connect_with, eventually_children, init_tracing, unique_path, zk_server};
 use zk_recipes::testing::FaultProxy;
 use zk_recipes::zookeeper_client::CreateMode;
 use zk_recipes::{Client, Error, InterProcessMultiLock, InterProcessMutex};
@@ -13,32 +13,16 @@ use zk_recipes::{Client, Error, InterProcessMultiLock, InterProcessMutex};
 const DEADLINE: Duration = Duration::from_secs(20);
 
 async fn connect(connect_string: &str) -> Client {
-    Client::builder(connect_string)
-        .session_timeout(Duration::from_secs(20))
-        .connection_timeout(Duration::from_secs(5))
-        .connect()
-        .await
-        .expect("connect")
+    connect_with(
+        connect_string,
+        Duration::from_secs(20),
+        Duration::from_secs(5),
+    )
+    .await
 }
 
 fn multi_lock(client: &Client, paths: &[&str]) -> InterProcessMultiLock {
     InterProcessMultiLock::from_paths(client, paths).expect("multi-lock")
-}
-
-/// How many lock nodes are under `path`, as another client sees them.
-async fn nodes(observer: &Client, path: &str) -> usize {
-    observer
-        .children(path)
-        .await
-        .expect("list children")
-        .map_or(0, |children| children.len())
-}
-
-async fn eventually_nodes(observer: &Client, path: &str, expected: usize, what: &str) {
-    eventually_async(what, DEADLINE, || async {
-        nodes(observer, path).await == expected
-    })
-    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -129,13 +113,13 @@ async fn a_cancelled_or_timed_out_acquire_leaves_no_node() {
         let lock = lock.clone();
         async move { lock.acquire().await }
     });
-    eventually_nodes(&observer, &a, 1, "a taken by the multi-lock").await;
-    eventually_nodes(&observer, &b, 2, "the multi-lock waiting on b").await;
+    eventually_children(&observer, &a, 1, "a taken by the multi-lock").await;
+    eventually_children(&observer, &b, 2, "the multi-lock waiting on b").await;
     waiting.abort();
     assert!(waiting.await.unwrap_err().is_cancelled());
     assert!(!lock.is_acquired_in_this_process());
-    eventually_nodes(&observer, &a, 0, "a given back after the cancellation").await;
-    eventually_nodes(&observer, &b, 1, "only b's holder left in b").await;
+    eventually_children(&observer, &a, 0, "a given back after the cancellation").await;
+    eventually_children(&observer, &b, 1, "only b's holder left in b").await;
 
     // Timed out part-way: the same, with the error-free `None`.
     let timed_out = lock
@@ -144,8 +128,8 @@ async fn a_cancelled_or_timed_out_acquire_leaves_no_node() {
         .expect("try_acquire");
     assert!(timed_out.is_none(), "b is held elsewhere");
     assert!(!lock.is_acquired_in_this_process());
-    eventually_nodes(&observer, &a, 0, "a given back after the timeout").await;
-    eventually_nodes(&observer, &b, 1, "only b's holder left in b").await;
+    eventually_children(&observer, &a, 0, "a given back after the timeout").await;
+    eventually_children(&observer, &b, 1, "only b's holder left in b").await;
 
     // Once b is free, the whole set is taken, and released.
     held_b.release().await.unwrap();
@@ -161,8 +145,8 @@ async fn a_cancelled_or_timed_out_acquire_leaves_no_node() {
     );
     assert!(lock.is_acquired_in_this_process());
     guard.release().await.unwrap();
-    eventually_nodes(&observer, &a, 0, "a released").await;
-    eventually_nodes(&observer, &b, 0, "b released").await;
+    eventually_children(&observer, &a, 0, "a released").await;
+    eventually_children(&observer, &b, 0, "b released").await;
     for client in [observer, holder, client] {
         client.close().await;
     }
@@ -218,7 +202,7 @@ async fn a_part_deleted_from_outside_fires_lost_and_stops_guarded_writes() {
         .release()
         .await
         .expect("a released; b's node already gone");
-    eventually_nodes(&operator, &a, 0, "a released").await;
+    eventually_children(&operator, &a, 0, "a released").await;
     client.close().await;
     operator.close().await;
 }
@@ -264,7 +248,7 @@ async fn release_gives_back_every_part_and_reports_each_failure() {
     // would wait for the connection or for the session's end, and succeed either way.)
     proxy.delay(Duration::from_secs(3));
     let release = tokio::spawn(guard.release());
-    eventually_nodes(
+    eventually_children(
         &observer,
         &b,
         0,
@@ -286,8 +270,8 @@ async fn release_gives_back_every_part_and_reports_each_failure() {
     }
     assert!(!lock.is_acquired_in_this_process());
     proxy.restore();
-    eventually_nodes(&observer, &a, 0, "a's node deleted in the background").await;
-    eventually_nodes(&observer, &c, 0, "c's node deleted in the background").await;
+    eventually_children(&observer, &a, 0, "a's node deleted in the background").await;
+    eventually_children(&observer, &c, 0, "c's node deleted in the background").await;
     for client in [through_proxy, direct, observer] {
         client.close().await;
     }

@@ -6,7 +6,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::common::{eventually, eventually_async, init_tracing, unique_path, zk_server};
+use crate::common::{
+    children_of as children, connect_with, eventually, eventually_async, eventually_children,
+    init_tracing, unique_path, zk_server,
+};
 use zk_recipes::testing::{expire_session, FaultProxy, TestingServer};
 use zk_recipes::zookeeper_client::{self, Acls, CreateMode};
 use zk_recipes::{Client, Error, InterProcessMutex, LockGuard, Revoker, REVOKE_MESSAGE};
@@ -14,28 +17,7 @@ use zk_recipes::{Client, Error, InterProcessMutex, LockGuard, Revoker, REVOKE_ME
 const DEADLINE: Duration = Duration::from_secs(20);
 
 async fn connect(connect_string: &str, session_timeout: Duration) -> Client {
-    Client::builder(connect_string)
-        .session_timeout(session_timeout)
-        .connection_timeout(Duration::from_secs(2))
-        .connect()
-        .await
-        .expect("connect")
-}
-
-/// The children of `path` as another client sees them (none if it does not exist).
-async fn children(observer: &Client, path: &str) -> Vec<String> {
-    observer
-        .children(path)
-        .await
-        .expect("list children")
-        .unwrap_or_default()
-}
-
-async fn eventually_children(observer: &Client, path: &str, expected: usize, what: &str) {
-    eventually_async(what, DEADLINE, || async {
-        children(observer, path).await.len() == expected
-    })
-    .await;
+    connect_with(connect_string, session_timeout, Duration::from_secs(2)).await
 }
 
 /// `n` increments of `counter` under `mutex`, each an unguarded read-modify-write through
