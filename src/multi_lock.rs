@@ -34,6 +34,7 @@ use zookeeper_client::{MultiWriteResult, MultiWriter};
 use crate::connection::Client;
 use crate::error::{Error, PartFailure, Result};
 use crate::mutex::{guarded_by, InterProcessMutex, LockGuard};
+use crate::queue::Wait;
 
 /// Several [`InterProcessMutex`]es acquired as one: all or none, in the order of their paths.
 /// See the [module docs](self) for the order, and why it prevents deadlock.
@@ -197,19 +198,11 @@ impl InterProcessMultiLock {
                 if taken.iter().any(LockGuard::is_lost) {
                     break;
                 }
-                let acquired = match wait {
-                    Wait::Forever => part.acquire().await.map(Some),
-                    Wait::Once => part.try_acquire(Duration::ZERO).await,
-                    Wait::Until(deadline) => {
-                        let left = deadline.saturating_duration_since(Instant::now());
-                        if left.is_zero() {
-                            tracing::debug!(path = %part.path(), "multi-lock: out of time; releasing the parts taken");
-                            return Ok(None);
-                        }
-                        part.try_acquire(left).await
-                    }
-                };
-                match acquired {
+                if matches!(wait, Wait::Until(deadline) if deadline <= Instant::now()) {
+                    tracing::debug!(path = %part.path(), "multi-lock: out of time; releasing the parts taken");
+                    return Ok(None);
+                }
+                match part.acquire_with(wait).await {
                     Ok(Some(guard)) => taken.push(guard),
                     Ok(None) => {
                         tracing::debug!(path = %part.path(), "multi-lock: a part was not granted in time; releasing the parts taken");
@@ -236,15 +229,6 @@ impl InterProcessMultiLock {
             }
         }
     }
-}
-
-/// How long [`InterProcessMultiLock::acquire_with`] may wait.
-#[derive(Debug, Clone, Copy)]
-enum Wait {
-    Forever,
-    /// Each part is tried once.
-    Once,
-    Until(Instant),
 }
 
 /// Releases every guard at once (each is given back when first polled), and reports every
@@ -353,8 +337,7 @@ impl MultiLockGuard {
     where
         F: FnOnce(&mut MultiWriter<'_>) -> std::result::Result<(), zookeeper_client::Error>,
     {
-        let parts: Vec<&LockGuard> = self.parts.iter().collect();
-        guarded_by(&parts, build).await
+        guarded_by(&self.parts, build).await
     }
 
     /// Releases every part, even when some releases fail.

@@ -458,9 +458,10 @@ impl InterProcessMutex {
         self.acquire_with(wait).await
     }
 
-    async fn acquire_with(&self, wait: Wait) -> Result<Option<LockGuard>> {
+    /// Waits for the lock as `wait` says. The create checks the request's size before
+    /// anything is sent.
+    pub(crate) async fn acquire_with(&self, wait: Wait) -> Result<Option<LockGuard>> {
         let inner = &self.inner;
-        inner.queue.check_join(inner.id.as_bytes())?;
         let held = inner.queue.acquire(inner.id.as_bytes(), wait).await?;
         Ok(held.map(|held| self.install(held)))
     }
@@ -748,7 +749,7 @@ impl LockGuard {
     where
         F: FnOnce(&mut MultiWriter<'_>) -> std::result::Result<(), zookeeper_client::Error>,
     {
-        guarded_by(&[self], build).await
+        guarded_by(std::slice::from_ref(self), build).await
     }
 
     /// Sets `path`'s data only while the lock is held: [`guarded`](Self::guarded) with one
@@ -840,7 +841,7 @@ fn unexpected(result: Option<MultiWriteResult>) -> Error {
 /// Every guard must hold its node through one session (one client); otherwise it is an
 /// [`Error::InvalidArgument`], before anything is sent. A check that fails marks that guard's
 /// hold lost, and is [`Error::LockLost`].
-pub(crate) async fn guarded_by<F>(guards: &[&LockGuard], build: F) -> Result<Vec<MultiWriteResult>>
+pub(crate) async fn guarded_by<F>(guards: &[LockGuard], build: F) -> Result<Vec<MultiWriteResult>>
 where
     F: FnOnce(&mut MultiWriter<'_>) -> std::result::Result<(), zookeeper_client::Error>,
 {

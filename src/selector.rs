@@ -676,7 +676,7 @@ impl LeaderSelector {
     /// leadership is not cancelled. Cheap and synchronous; for an answer from the server, see
     /// [`has_leadership`](Self::has_leadership).
     pub fn is_leader(&self) -> bool {
-        self.current_leadership().is_some()
+        matches!(&self.inner.status().turn, Turn::Leading(leadership) if !leadership.is_cancelled())
     }
 
     /// Asks ZooKeeper whether this selector leads: it is [leading](Self::is_leader), and
@@ -780,7 +780,7 @@ impl LeaderSelector {
     ///
     /// Cancel safe: it only reads.
     pub async fn leader(&self) -> Result<Option<Participant>> {
-        Ok(self.participants().await?.into_iter().next())
+        Ok(self.reader().first().await?.map(|(first, _)| first))
     }
 
     fn reader(&self) -> Arc<SequentialQueue> {

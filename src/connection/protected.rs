@@ -37,6 +37,9 @@ pub struct ProtectedNode {
     pub session: Arc<Session>,
 }
 
+/// The length of every [`protection_prefix`]: `_c_`, a hyphenated UUID, `-`.
+pub(crate) const PROTECTION_PREFIX_LEN: usize = 3 + 36 + 1;
+
 /// The protection prefix of one create attempt: `_c_<uuid>-`, Curator's format.
 pub(crate) fn protection_prefix() -> String {
     format!("_c_{}-", Uuid::new_v4())
@@ -191,15 +194,21 @@ impl Client {
                 "a node name must not contain '/'",
             ));
         }
-        validate_path(&join(parent, name))?;
+        let unprefixed = join(parent, name);
+        validate_path(&unprefixed)?;
         let sequential = matches!(
             mode,
             CreateMode::EphemeralSequential | CreateMode::PersistentSequential
         );
-        // The node's full name: the protection prefix, and 10 digits for sequential modes.
-        let named = join(parent, &format!("{}{name}", protection_prefix()));
+        // The node's full name adds the protection prefix, and 10 digits for sequential modes.
         let digits = if sequential { 10 } else { 0 };
-        self.check_request("create", &named, digits, data.len(), acls)?;
+        self.check_request(
+            "create",
+            &unprefixed,
+            PROTECTION_PREFIX_LEN + digits,
+            data.len(),
+            acls,
+        )?;
         let acls = if acls.is_empty() {
             &self.shared.config.default_acls[..]
         } else {
@@ -521,7 +530,7 @@ mod tests {
     fn protection_prefix_is_curators_format() {
         let prefix = protection_prefix();
         assert!(prefix.starts_with("_c_") && prefix.ends_with('-'));
-        assert_eq!(prefix.len(), 3 + 36 + 1);
+        assert_eq!(prefix.len(), PROTECTION_PREFIX_LEN);
         assert_ne!(prefix, protection_prefix());
     }
 

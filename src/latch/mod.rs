@@ -638,19 +638,22 @@ impl LeaderLatch {
         if self.state() == LatchState::Closed {
             return Err(Error::Closed);
         }
-        let node = match self.layout() {
-            LatchLayout::Race => self.inner.path.clone(),
-            LatchLayout::Curator => {
-                let participants = self.queue(Vec::new()).participants().await?;
-                match participants.into_iter().next() {
-                    Some(first) => crate::path::join(&self.inner.path, &first.node),
-                    None => return Ok(None),
-                }
-            }
+        let leader = match self.layout() {
+            LatchLayout::Race => self
+                .inner
+                .client
+                .get_data(&self.inner.path)
+                .await?
+                .map(|(data, stat)| (String::from_utf8_lossy(&data).into_owned(), stat)),
+            LatchLayout::Curator => self
+                .queue(Vec::new())
+                .first()
+                .await?
+                .map(|(first, stat)| (first.id, stat)),
         };
-        Ok(match self.inner.client.get_data(&node).await? {
-            Some((data, stat)) if stat.ephemeral_owner != 0 => Some(LatchLeader {
-                id: String::from_utf8_lossy(&data).into_owned(),
+        Ok(match leader {
+            Some((id, stat)) if stat.ephemeral_owner != 0 => Some(LatchLeader {
+                id,
                 session_id: SessionId(stat.ephemeral_owner),
             }),
             _ => None,

@@ -117,14 +117,14 @@ impl QueueTask {
         }
     }
 
-    /// Leads on `held` until the latch is closed, the node or the session is lost, or (by the
-    /// standard policy) the connection is suspended: Curator then gives leadership up and, once
-    /// reconnected, queues a new node.
     /// True while `start()` still waits for the first attempt.
     fn started_pending(&self) -> bool {
         self.started.locked().is_some()
     }
 
+    /// Leads on `held` until the latch is closed, the node or the session is lost, or (by the
+    /// standard policy) the connection is suspended: Curator then gives leadership up and, once
+    /// reconnected, queues a new node.
     async fn lead(&self, held: &Held) -> Next {
         let node = held.node();
         *self.inner.leader_node.locked() = Some(LeaderNode {

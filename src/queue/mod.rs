@@ -100,6 +100,17 @@ pub struct Participant {
     pub is_leader: bool,
 }
 
+impl Participant {
+    fn of(node: QueueNode, data: &[u8], is_leader: bool) -> Participant {
+        Participant {
+            id: String::from_utf8_lossy(data).into_owned(),
+            node: node.name,
+            sequence: node.sequence,
+            is_leader,
+        }
+    }
+}
+
 /// Called with a node's path, its czxid and its data, once for each version of the data of a
 /// node of ours: while it waits (only if the listener was set before the wait began) and
 /// while it is held. Curator's revocation requests travel this way. A panic in it is caught
@@ -382,16 +393,15 @@ impl SequentialQueue {
     /// Refuses, before anything is sent, a node carrying `data` that the server would refuse
     /// (see [`limits`](crate::limits)): its full name, its data and the queue's ACLs.
     pub(crate) fn check_join(&self, data: &[u8]) -> Result<()> {
-        let named = join(
-            &self.path,
-            &format!(
-                "{}{}",
-                crate::connection::protection_prefix(),
-                self.node_name
-            ),
-        );
-        self.client
-            .check_request("join the queue", &named, 10, data.len(), &self.acls)
+        // The node's full name adds the protection prefix before the name, and 10 digits.
+        let named = join(&self.path, self.node_name);
+        self.client.check_request(
+            "join the queue",
+            &named,
+            crate::connection::PROTECTION_PREFIX_LEN + 10,
+            data.len(),
+            &self.acls,
+        )
     }
 
     /// Sets the listener told of the data of nodes that wait or are granted from now on (see
@@ -433,14 +443,24 @@ impl SequentialQueue {
         for (node, data) in nodes.into_iter().zip(datas) {
             // A node deleted between the listing and its read has left the queue.
             let Some((data, _)) = data? else { continue };
-            participants.push(Participant {
-                id: String::from_utf8_lossy(&data).into_owned(),
-                node: node.name,
-                sequence: node.sequence,
-                is_leader: participants.is_empty(),
-            });
+            let is_leader = participants.is_empty();
+            participants.push(Participant::of(node, &data, is_leader));
         }
         Ok(participants)
+    }
+
+    /// The first lock node under the path (the holder or leader) with its stat, if any: the
+    /// listing, then a read of the first node only (of the next, if that one has just gone).
+    pub(crate) async fn first(&self) -> Result<Option<(Participant, zookeeper_client::Stat)>> {
+        let children = self.client.children(&self.path).await?.unwrap_or_default();
+        for node in queue_order(children, self.node_name) {
+            let path = join(&self.path, &node.name);
+            // A node deleted between the listing and its read has left the queue.
+            if let Some((data, stat)) = self.client.get_data(&path).await? {
+                return Ok(Some((Participant::of(node, &data, true), stat)));
+            }
+        }
+        Ok(None)
     }
 }
 
