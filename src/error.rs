@@ -72,6 +72,15 @@ pub enum Error {
     #[error("the lock or leadership is lost")]
     LockLost,
 
+    /// [`LockGuard::downgrade`](crate::LockGuard::downgrade) was called on a guard that is not
+    /// a write hold of an [`InterProcessReadWriteLock`](crate::InterProcessReadWriteLock): a
+    /// read hold, or a plain mutex's. A read hold is never upgraded to a write hold (in
+    /// Curator the attempt waits for itself forever): release it, then acquire the write lock.
+    #[error(
+        "only a write hold of a read/write lock can be downgraded; a read hold is never upgraded"
+    )]
+    NotDowngradable,
+
     /// A recipe's path holds a node that no participant of the recipe could have made: for a
     /// [`LeaderLatch`](crate::LeaderLatch), a persistent or container node where the latch's
     /// ephemeral node belongs (another recipe's parent, say, or a node left by hand). The

@@ -72,6 +72,7 @@ pub mod mutex;
 pub mod participant;
 mod path;
 mod queue;
+pub mod rw_lock;
 pub mod selector;
 mod sync;
 
@@ -96,7 +97,8 @@ pub use mutex::{
 };
 pub use participant::default_participant_id;
 pub use path::{validate_path, validate_recipe_path};
-pub use queue::Participant;
+pub use queue::{LockMode, Participant};
+pub use rw_lock::InterProcessReadWriteLock;
 pub use selector::{
     BoxError, LeaderSelector, LeaderSelectorListener, Leadership, SelectorError, SelectorState,
     StateChangeAction,

@@ -136,7 +136,10 @@ use crate::connection::{Client, Session};
 use crate::error::{Error, Result};
 use crate::participant::default_participant_id;
 use crate::path::{validate_path, validate_recipe_path};
-use crate::queue::{Held, LostSignal, Participant, SequentialQueue, Wait, LOCK_NAME};
+use crate::queue::{
+    Held, LockMode, LostSignal, NodeNames, Participant, SequentialQueue, Wait, LOCK_NAMES,
+    READ_WRITE_NAMES,
+};
 use crate::sync::Locked;
 
 /// The data a revoker writes to a holder's lock node to ask for the lock (Curator's
@@ -252,10 +255,49 @@ struct Inner {
     path: String,
     acls: Vec<Acl>,
     id: String,
+    role: Role,
     queue: Arc<SequentialQueue>,
     /// The holds granted through this handle (and its clones) and not yet released.
     holds_in_process: AtomicUsize,
     revocation: Mutex<Option<Arc<dyn RevocationListener>>>,
+}
+
+/// Which lock a handle is: Curator's mutex, or a half of its read/write lock (whose halves are
+/// mutexes too, in Curator as here, so that either can take part wherever a mutex can).
+#[derive(Clone)]
+enum Role {
+    /// An `InterProcessMutex` of its own: `lock-` nodes.
+    Mutex,
+    /// The read lock of an [`InterProcessReadWriteLock`](crate::InterProcessReadWriteLock).
+    Read,
+    /// The write lock of an [`InterProcessReadWriteLock`](crate::InterProcessReadWriteLock),
+    /// with its read lock, for downgrades.
+    Write { read: InterProcessMutex },
+}
+
+impl Role {
+    fn mode(&self) -> LockMode {
+        match self {
+            Role::Read => LockMode::Shared,
+            Role::Mutex | Role::Write { .. } => LockMode::Exclusive,
+        }
+    }
+
+    fn names(&self) -> NodeNames {
+        match self {
+            Role::Mutex => LOCK_NAMES,
+            Role::Read | Role::Write { .. } => READ_WRITE_NAMES,
+        }
+    }
+
+    /// Whether a participant of the queue is one of this lock's (Curator's
+    /// `getParticipantNodes`: a read/write lock's halves list their own nodes only).
+    fn lists(&self, participant: &Participant) -> bool {
+        match self {
+            Role::Mutex => true,
+            Role::Read | Role::Write { .. } => participant.mode == self.mode(),
+        }
+    }
 }
 
 /// One node held through this handle, shared by the guards [`LockGuard::reenter`] made.
@@ -316,7 +358,35 @@ impl InterProcessMutex {
             Vec::new(),
             default_participant_id().to_owned(),
             None,
+            Role::Mutex,
         ))
+    }
+
+    /// The read lock and the write lock of a read/write lock on `path` (validated by the
+    /// caller), with participant id `id` and `acls`.
+    pub(crate) fn read_write_pair(
+        client: &Client,
+        path: &str,
+        acls: Vec<Acl>,
+        id: String,
+    ) -> (Self, Self) {
+        let read = Self::build(
+            client.clone(),
+            path.to_owned(),
+            acls.clone(),
+            id.clone(),
+            None,
+            Role::Read,
+        );
+        let write = Self::build(
+            client.clone(),
+            path.to_owned(),
+            acls,
+            id,
+            None,
+            Role::Write { read: read.clone() },
+        );
+        (read, write)
     }
 
     fn build(
@@ -325,14 +395,16 @@ impl InterProcessMutex {
         acls: Vec<Acl>,
         id: String,
         revocation: Option<Arc<dyn RevocationListener>>,
+        role: Role,
     ) -> Self {
-        let queue = SequentialQueue::new(&client, path.clone(), acls.clone(), LOCK_NAME);
+        let queue = SequentialQueue::new(&client, path.clone(), acls.clone(), role.names());
         let mutex = Self {
             inner: Arc::new(Inner {
                 client,
                 path,
                 acls,
                 id,
+                role,
                 queue,
                 holds_in_process: AtomicUsize::new(0),
                 revocation: Mutex::new(None),
@@ -361,13 +433,25 @@ impl InterProcessMutex {
     /// # Ok(()) }
     /// ```
     pub fn with_id(self, id: impl Into<String>) -> Self {
+        self.rebuilt(self.inner.acls.clone(), id.into())
+    }
+
+    /// A new handle like this one, with `acls` and `id`, sharing nothing with it.
+    fn rebuilt(&self, acls: Vec<Acl>, id: String) -> Self {
         let revocation = self.inner.revocation.locked().clone();
+        let role = match &self.inner.role {
+            Role::Write { read } => Role::Write {
+                read: read.rebuilt(acls.clone(), id.clone()),
+            },
+            other => other.clone(),
+        };
         Self::build(
             self.inner.client.clone(),
             self.inner.path.clone(),
-            self.inner.acls.clone(),
-            id.into(),
+            acls,
+            id,
             revocation,
+            role,
         )
     }
 
@@ -376,14 +460,7 @@ impl InterProcessMutex {
     ///
     /// A builder method, like [`with_id`](Self::with_id).
     pub fn with_acls(self, acls: Vec<Acl>) -> Self {
-        let revocation = self.inner.revocation.locked().clone();
-        Self::build(
-            self.inner.client.clone(),
-            self.inner.path.clone(),
-            acls,
-            self.inner.id.clone(),
-            revocation,
-        )
+        self.rebuilt(acls, self.inner.id.clone())
     }
 
     /// The lock path, under which the lock nodes are created.
@@ -394,6 +471,19 @@ impl InterProcessMutex {
     /// The participant id this handle writes into its lock nodes.
     pub fn id(&self) -> &str {
         &self.inner.id
+    }
+
+    pub(crate) fn client(&self) -> &Client {
+        &self.inner.client
+    }
+
+    pub(crate) fn acls(&self) -> &[Acl] {
+        &self.inner.acls
+    }
+
+    /// Every node of the queue, of either half of a read/write lock.
+    pub(crate) async fn all_participants(&self) -> Result<Vec<Participant>> {
+        self.inner.queue.participants().await
     }
 
     /// Waits for the lock, as long as it takes, and returns a guard for it.
@@ -462,7 +552,10 @@ impl InterProcessMutex {
     /// anything is sent.
     pub(crate) async fn acquire_with(&self, wait: Wait) -> Result<Option<LockGuard>> {
         let inner = &self.inner;
-        let held = inner.queue.acquire(inner.id.as_bytes(), wait).await?;
+        let held = inner
+            .queue
+            .acquire_in(inner.role.mode(), inner.id.as_bytes(), wait)
+            .await?;
         Ok(held.map(|held| self.install(held)))
     }
 
@@ -500,6 +593,11 @@ impl InterProcessMutex {
     /// Every participant in queue order, from every process (Java ones included): the first
     /// holds the lock. Each one's `id` is its lock node's data.
     ///
+    /// For a half of an [`InterProcessReadWriteLock`](crate::InterProcessReadWriteLock), only
+    /// that half's nodes, as in Curator (the read lock's holders are its participants with
+    /// `is_leader`); [`InterProcessReadWriteLock::participants`](crate::InterProcessReadWriteLock::participants)
+    /// lists both.
+    ///
     /// # Errors
     ///
     /// [`Error::NoAuth`] and the errors of [`Client::with_retry`].
@@ -508,7 +606,9 @@ impl InterProcessMutex {
     ///
     /// Cancel safe: it only reads.
     pub async fn participants(&self) -> Result<Vec<Participant>> {
-        self.inner.queue.participants().await
+        let mut participants = self.inner.queue.participants().await?;
+        participants.retain(|p| self.inner.role.lists(p));
+        Ok(participants)
     }
 
     /// Makes acquires started from now on revocable: `listener` is called when another
@@ -608,6 +708,92 @@ impl LockGuard {
     /// The mutex path this guard holds a lock on.
     pub fn mutex_path(&self) -> &str {
         &self.inner.path
+    }
+
+    /// [`Shared`](LockMode::Shared) for a read hold of an
+    /// [`InterProcessReadWriteLock`](crate::InterProcessReadWriteLock), else
+    /// [`Exclusive`](LockMode::Exclusive).
+    pub fn mode(&self) -> LockMode {
+        self.inner.role.mode()
+    }
+
+    /// Takes a read hold at once, while this write hold of an
+    /// [`InterProcessReadWriteLock`](crate::InterProcessReadWriteLock) still holds: the first
+    /// step of a downgrade (Curator's "acquire the read lock while holding the write lock").
+    /// Release this guard (and every guard [`reenter`](Self::reenter) made from it) to finish
+    /// the downgrade; the read hold stays.
+    ///
+    /// ```no_run
+    /// # async fn demo(lock: zk_recipes::InterProcessReadWriteLock) -> zk_recipes::Result<()> {
+    /// let write = lock.write_lock().acquire().await?;
+    /// // … write …
+    /// let read = write.downgrade().await?;
+    /// write.release().await?; // no writer can get in between
+    /// // … read what was written …
+    /// read.release().await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Behavior
+    ///
+    /// The read node is made in one transaction with a check that the write node exists, on
+    /// the write node's session, so it exists only if the write hold did at that moment. It is
+    /// named after the write node's sequence (`_c_<uuid>-__READ__<the write node's seq10>`),
+    /// not given a new one: a writer that queued behind the write hold stays behind the read
+    /// hold too. (Curator 5.4 gives the read node a new sequence, and the queued writer gets in
+    /// while the read hold lasts: CURATOR-276, fixed in Curator 5.5 by the same naming.)
+    ///
+    /// # Errors
+    ///
+    /// * [`Error::NotDowngradable`] if this guard is not a write hold of a read/write lock (a
+    ///   read hold cannot be upgraded, nor a plain mutex's hold downgraded);
+    /// * [`Error::LockLost`] if the write hold is lost (or [may be](Self::is_lost)), or was
+    ///   fully released: no read hold was taken;
+    /// * [`Error::InvalidArgument`] if the read node's create would exceed the client's
+    ///   [`max_request_size`](Client::max_request_size);
+    /// * [`Error::NoAuth`], and the errors of [`Client::with_retry`] when the retry policy
+    ///   gives up on a connection loss.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: if the future is dropped, a read node it may have made is deleted in the
+    /// background, and the write hold is untouched.
+    pub async fn downgrade(&self) -> Result<LockGuard> {
+        let Role::Write { read } = &self.inner.role else {
+            return Err(Error::NotDowngradable);
+        };
+        if self.is_lost() {
+            return Err(Error::LockLost);
+        }
+        let (incarnation, interruptions_at_grant) = {
+            let guards = self.hold.guards.locked();
+            let Some(held) = &guards.held else {
+                return Err(Error::LockLost);
+            };
+            (held.incarnation(), held.interruptions_at_grant())
+        };
+        let Some((sequence, _)) = READ_WRITE_NAMES.parse(&self.hold.node_name) else {
+            return Err(Error::NotDowngradable);
+        };
+        let read_name = READ_WRITE_NAMES.name(LockMode::Shared).unwrap_or_default();
+        let node = self
+            .inner
+            .client
+            .create_ephemeral_while(
+                &self.hold.session,
+                &self.hold.node_path,
+                &read.inner.path,
+                &format!("{read_name}{sequence:010}"),
+                read.inner.id.as_bytes(),
+                &read.inner.acls,
+            )
+            .await?;
+        let held = read
+            .inner
+            .queue
+            .adopt(node, incarnation, interruptions_at_grant);
+        tracing::debug!(path = %self.inner.path, node = %self.hold.node_name, "write hold downgraded");
+        Ok(read.install(held))
     }
 
     /// True once the lock may be lost; see the [module docs](self) for exactly when.

@@ -100,7 +100,7 @@ use zookeeper_client::Acl;
 use crate::connection::{Backoff, Client, ConnectionState, ConnectionStates, Session};
 use crate::error::{panic_message, Error, Result};
 use crate::participant::default_participant_id;
-use crate::queue::{Held, Participant, SequentialQueue, Wait, LOCK_NAME};
+use crate::queue::{Held, Participant, SequentialQueue, Wait, LOCK_NAMES};
 use crate::sync::Locked;
 
 /// The error type a [`LeaderSelectorListener`] returns.
@@ -653,7 +653,7 @@ impl LeaderSelector {
             &self.inner.client,
             self.inner.path.clone(),
             settings.acls.clone(),
-            LOCK_NAME,
+            LOCK_NAMES,
         );
         queue.check_join(self.inner.id.as_bytes())?;
         status.lifecycle = SelectorState::Started;
@@ -788,7 +788,7 @@ impl LeaderSelector {
             &self.inner.client,
             self.inner.path.clone(),
             Vec::new(),
-            LOCK_NAME,
+            LOCK_NAMES,
         )
     }
 

@@ -319,6 +319,116 @@ impl Client {
         }
     }
 
+    /// Creates the ephemeral node `<parent>/_c_<uuid>-<name>` (not sequential) on `session`,
+    /// in one transaction with a check that the node `check` exists: the node is made only
+    /// while `check` is there. For a downgrade, whose read node must never outlive the proof
+    /// that its write node was held.
+    ///
+    /// # Behavior
+    ///
+    /// Only on `session`: a connection loss is recovered on the same session (the node is
+    /// looked up by its prefix), never on another, where `check` would prove nothing.
+    ///
+    /// # Errors
+    ///
+    /// * [`Error::LockLost`] if `check` is gone, or `session` is lost;
+    /// * [`Error::InvalidArgument`] if the create would exceed the client's
+    ///   [`max_request_size`](Client::max_request_size);
+    /// * [`Error::NoAuth`], and the errors of [`with_retry`](Client::with_retry) when the
+    ///   retry policy gives up.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a node the dropped future may have made is deleted in the background.
+    pub(crate) async fn create_ephemeral_while(
+        &self,
+        session: &Arc<Session>,
+        check: &str,
+        parent: &str,
+        name: &str,
+        data: &[u8],
+        acls: &[Acl],
+    ) -> Result<ProtectedNode> {
+        use zookeeper_client::{MultiWriteError, MultiWriteResult};
+        let unprefixed = join(parent, name);
+        validate_path(&unprefixed)?;
+        self.check_request(
+            "create",
+            &unprefixed,
+            PROTECTION_PREFIX_LEN,
+            data.len(),
+            acls,
+        )?;
+        let acls = if acls.is_empty() {
+            &self.shared.config.default_acls[..]
+        } else {
+            acls
+        };
+        let options = CreateMode::Ephemeral.with_acls(acls_or_default(acls));
+        let started = Instant::now();
+        let mut retries = 0u32;
+        loop {
+            let zk = match session.zookeeper() {
+                Ok(zk) if !session.is_lost() => zk,
+                _ => return Err(Error::LockLost),
+            };
+            let prefix = protection_prefix();
+            let path = join(parent, &format!("{prefix}{name}"));
+            let mut orphan = OrphanGuard::new(self, session, parent, &prefix);
+            let mut transaction = zk.new_multi_writer();
+            transaction.add_check_version(check, -1)?;
+            transaction.add_create(&path, data, &options)?;
+            let error = match transaction.commit().await {
+                Ok(results) => {
+                    let stat = match results.into_iter().nth(1) {
+                        // ZOOKEEPER-4026: a server may leave the stat out.
+                        Some(MultiWriteResult::Create { stat, .. }) if stat.czxid > 0 => stat,
+                        _ => match zk.check_stat(&path).await? {
+                            Some(stat) => stat,
+                            None => return Err(Error::ZooKeeper(zookeeper_client::Error::NoNode)),
+                        },
+                    };
+                    orphan.disarm();
+                    return Ok(ProtectedNode {
+                        path,
+                        name: format!("{prefix}{name}"),
+                        stat,
+                        sequence: None,
+                        session: session.clone(),
+                    });
+                }
+                Err(MultiWriteError::OperationFailed { index: 0, .. }) => {
+                    orphan.disarm();
+                    return Err(Error::LockLost);
+                }
+                Err(MultiWriteError::OperationFailed { source, .. }) => {
+                    orphan.disarm();
+                    return Err(source.into());
+                }
+                Err(MultiWriteError::RequestFailed { source }) if is_retryable_zk(&source) => {
+                    source
+                }
+                Err(MultiWriteError::RequestFailed { source }) => {
+                    orphan.disarm();
+                    return Err(match Error::from(source) {
+                        Error::SessionExpired | Error::Closed => Error::LockLost,
+                        other => other,
+                    });
+                }
+            };
+            match self.find_protected(session, parent, &prefix, false).await {
+                Ok(Some(node)) => {
+                    orphan.disarm();
+                    return Ok(node);
+                }
+                Ok(None) => orphan.disarm(),
+                // Still unknown: the guard deletes the node if it turns up.
+                Err(_) => drop(orphan),
+            }
+            self.backoff(error.into(), &mut retries, started).await?;
+        }
+    }
+
     /// Looks for the node a protected create may have made on `session`: `Ok(None)` if it
     /// certainly does not exist (or its session is gone, which takes an ephemeral node with it).
     async fn find_protected(

@@ -114,7 +114,7 @@ use self::race::RaceTask;
 use crate::connection::{Client, Session};
 use crate::error::{Error, Result};
 use crate::participant::default_participant_id;
-use crate::queue::{SequentialQueue, LATCH_NAME};
+use crate::queue::{SequentialQueue, LATCH_NAMES};
 use crate::sync::Locked;
 
 /// How a [`LeaderLatch`] reacts to connection trouble (Curator's `ConnectionStateErrorPolicy`).
@@ -369,7 +369,7 @@ impl LeaderLatch {
             &self.inner.client,
             self.inner.path.clone(),
             acls,
-            LATCH_NAME,
+            LATCH_NAMES,
         )
     }
 

@@ -8,8 +8,8 @@ use tokio::sync::oneshot;
 use zookeeper_client::{CreateMode, EventType};
 
 use super::decision::{decide, Decision, OwnNode, Presence};
-use super::held::{connected_again, queue_node, Held};
-use super::view::{Incarnation, Listing, QueueNode, QueueView};
+use super::held::{connected_again, Held};
+use super::view::{Incarnation, Listing, LockMode, QueueNode, QueueView};
 use super::{
     confirmed_interruptions, DataDelivery, Denied, Grant, OwnWatch, PreWatch, SequentialQueue,
     WaiterKey,
@@ -72,7 +72,22 @@ impl SequentialQueue {
     /// Cancel safe at every await: a node created (or possibly created) by a dropped call is
     /// deleted in the background, and a grant that races with the drop is released.
     pub(crate) async fn acquire(self: &Arc<Self>, data: &[u8], wait: Wait) -> Result<Option<Held>> {
-        self.acquire_replacing(data, wait, None, None).await
+        self.acquire_replacing(LockMode::Exclusive, data, wait, None, None)
+            .await
+    }
+
+    /// [`acquire`](Self::acquire) with a node of `mode`, for a queue with shared nodes.
+    ///
+    /// # Cancel safety
+    ///
+    /// As `acquire`.
+    pub(crate) async fn acquire_in(
+        self: &Arc<Self>,
+        mode: LockMode,
+        data: &[u8],
+        wait: Wait,
+    ) -> Result<Option<Held>> {
+        self.acquire_replacing(mode, data, wait, None, None).await
     }
 
     /// [`acquire`](Self::acquire), telling `joined` once our first node exists (placed in the
@@ -87,7 +102,8 @@ impl SequentialQueue {
         wait: Wait,
         joined: oneshot::Sender<()>,
     ) -> Result<Option<Held>> {
-        self.acquire_replacing(data, wait, None, Some(joined)).await
+        self.acquire_replacing(LockMode::Exclusive, data, wait, None, Some(joined))
+            .await
     }
 
     /// Gives up `previous` (a node of this queue) and joins the queue again, like
@@ -129,12 +145,19 @@ impl SequentialQueue {
         };
         (
             release,
-            self.acquire_replacing(data, wait, Some(Box::new(replacing)), None),
+            self.acquire_replacing(
+                LockMode::Exclusive,
+                data,
+                wait,
+                Some(Box::new(replacing)),
+                None,
+            ),
         )
     }
 
     async fn acquire_replacing(
         self: &Arc<Self>,
+        mode: LockMode,
         data: &[u8],
         wait: Wait,
         // Boxed, like the create below: thousands of waiting futures must stay small.
@@ -145,7 +168,7 @@ impl SequentialQueue {
         let mut first_loss: Option<Instant> = None;
         loop {
             let once = matches!(wait, Wait::Once);
-            let attempt = self.acquire_once(data, once, replacing.take(), &mut joined);
+            let attempt = self.acquire_once(mode, data, once, replacing.take(), &mut joined);
             let outcome = match wait {
                 Wait::Until(deadline) => match tokio::time::timeout_at(deadline, attempt).await {
                     Ok(outcome) => outcome,
@@ -200,12 +223,13 @@ impl SequentialQueue {
     /// One node's turn: join, wait if need be, and take the grant.
     async fn acquire_once(
         self: &Arc<Self>,
+        mode: LockMode,
         data: &[u8],
         once: bool,
         replacing: Option<Box<Replacing>>,
         announce: &mut Option<oneshot::Sender<()>>,
     ) -> std::result::Result<Held, Denied> {
-        let joined = self.join(data, once, replacing, announce).await?;
+        let joined = self.join(mode, data, once, replacing, announce).await?;
         let (mut pending, grant) = match joined {
             Joined::Granted(pending, grant) => (pending, grant),
             Joined::Waiting(mut pending, grant_rx) => {
@@ -221,6 +245,7 @@ impl SequentialQueue {
     /// grant at once, or a place among the driver's waiters.
     async fn join(
         self: &Arc<Self>,
+        mode: LockMode,
         data: &[u8],
         once: bool,
         replacing: Option<Box<Replacing>>,
@@ -245,7 +270,10 @@ impl SequentialQueue {
                     list_parent: list,
                     replacing: None,
                 };
-                (Box::pin(self.create_lock_node(data, with)).await, None)
+                (
+                    Box::pin(self.create_lock_node(mode, data, with)).await,
+                    None,
+                )
             }
             Some(replacing) => Box::pin(self.create_replacing(data, replacing)).await,
         };
@@ -255,7 +283,7 @@ impl SequentialQueue {
             pending_stat,
             ..
         } = created.map_err(Denied::Failed)?;
-        let Some(own) = queue_node(&node) else {
+        let Some(own) = self.queue_node(&node) else {
             return Err(Denied::Failed(Error::ZooKeeper(
                 zookeeper_client::Error::UnexpectedError(
                     "a sequential create returned no sequence".into(),
@@ -278,7 +306,7 @@ impl SequentialQueue {
         // The evidence that came with the create: a listing answered after it, or the queue as
         // it was at the moment of a transaction's create.
         let mut snapshot = listing
-            .map(|l| Listing::new(l.children, &l.parent, self.node_name))
+            .map(|l| Listing::new(l.children, &l.parent, self.names))
             .or(snapshot_at_create);
         if snapshot.is_none() && once {
             // A create recovered after a connection loss comes without its listing.
@@ -305,9 +333,10 @@ impl SequentialQueue {
                 let at_once = OwnNode {
                     node: &own,
                     incarnation: pending.incarnation,
-                    presence: Presence::Proven,
+                    presence: Presence::Listed,
+                    downgrades: self.names.has_shared(),
                 };
-                let other_hold = self.local_holds.other_than(&own.name);
+                let other_hold = self.local_holds.conflicting_with(&own);
                 if let Decision::Grant { incarnation } =
                     decide(&QueueView::of(snapshot), &at_once, other_hold, None)
                 {
@@ -345,7 +374,7 @@ impl SequentialQueue {
     ) -> std::result::Result<Listing, Denied> {
         let zk = session.zookeeper().map_err(Denied::NodeGone)?;
         match zk.get_children(&self.path).await {
-            Ok((children, parent)) => Ok(Listing::new(children, &parent, self.node_name)),
+            Ok((children, parent)) => Ok(Listing::new(children, &parent, self.names)),
             Err(zookeeper_client::Error::NoNode) => {
                 Err(Denied::NodeGone(Error::NodeDeleted { path: node_path }))
             }
@@ -438,21 +467,28 @@ impl SequentialQueue {
         }
     }
 
-    /// Creates one of this queue's lock nodes (`_c_<uuid>-lock-<seq>`, ephemeral-sequential,
-    /// with the queue's ACLs) carrying `data`, with what `with` asks to go with the create.
-    fn create_lock_node<'a>(
-        &'a self,
-        data: &'a [u8],
-        with: WithCreate<'a>,
-    ) -> impl std::future::Future<Output = Result<Created>> + Send + 'a {
-        self.client.create_protected_then_list(
-            &self.path,
-            self.node_name,
-            data,
-            CreateMode::EphemeralSequential,
-            &self.acls,
-            with,
-        )
+    /// Creates one of this queue's nodes of `mode` (`_c_<uuid>-lock-<seq>`,
+    /// ephemeral-sequential, with the queue's ACLs) carrying `data`, with what `with` asks to
+    /// go with the create.
+    async fn create_lock_node(
+        &self,
+        mode: LockMode,
+        data: &[u8],
+        with: WithCreate<'_>,
+    ) -> Result<Created> {
+        let Some(name) = self.names.name(mode) else {
+            return Err(Error::IllegalState("this queue has no shared nodes"));
+        };
+        self.client
+            .create_protected_then_list(
+                &self.path,
+                name,
+                data,
+                CreateMode::EphemeralSequential,
+                &self.acls,
+                with,
+            )
+            .await
     }
 
     /// Creates a node for [`acquire_once`](Self::acquire_once) that replaces `replacing`'s
@@ -478,7 +514,7 @@ impl SequentialQueue {
             list_parent: false,
             replacing: Some(replacing.held.node()),
         };
-        let create = self.create_lock_node(data, with);
+        let create = self.create_lock_node(LockMode::Exclusive, data, with);
         let (created, listing_before) = match listing_before {
             Some(listing) => futures::join!(create, listing),
             None => (create.await, None),
@@ -496,7 +532,7 @@ impl SequentialQueue {
                 // ours (so the parent never went empty). The listing, with the old node
                 // swapped for ours, is the queue at the moment of our create.
                 if let (Some(listing), Some(old), Some(new)) =
-                    (listing_before, old, queue_node(&created.node))
+                    (listing_before, old, self.queue_node(&created.node))
                 {
                     let follows =
                         listing.last_sequence().map(|last| last + 1) == Some(new.sequence);
@@ -531,7 +567,7 @@ impl SequentialQueue {
         let listing = zk.get_children(&self.path);
         async move {
             let (children, parent) = listing.await.ok()?;
-            let listing = Listing::new(children, &parent, self.node_name);
+            let listing = Listing::new(children, &parent, self.names);
             let mut state = self.state.locked();
             state.take_in(&listing, &self.path);
             let current = state.view.incarnation() == Some(listing.incarnation);

@@ -8,7 +8,7 @@ use futures::FutureExt;
 use zookeeper_client::EventType;
 
 use super::decision::{decide, Decision, OwnNode, Presence};
-use super::view::{Incarnation, Listing, QueueNode};
+use super::view::{Incarnation, Listing, LockMode, QueueNode, QueueView};
 use super::{
     confirmed_interruptions, Denied, Grant, OwnWatch, QueueState, SequentialQueue, WaiterKey,
 };
@@ -196,8 +196,9 @@ impl SequentialQueue {
                 node: &waiter.node,
                 incarnation: waiter.incarnation,
                 presence,
+                downgrades: self.names.has_shared(),
             };
-            let other_hold = self.local_holds.other_than(&waiter.node.name);
+            let other_hold = self.local_holds.conflicting_with(&waiter.node);
             let decision = decide(&state.view, &own, other_hold, None);
             (decision, waiter.node.clone())
         };
@@ -231,6 +232,12 @@ impl SequentialQueue {
                 Ok(())
             }
             Decision::List => self.list(&step).await,
+            Decision::ConfirmByListing => self.grant_by_listing(&step, serving).await,
+            // A reader's presence is proven by a listing instead, which proves the grants of
+            // the local readers behind it too, in the same round trip.
+            Decision::ProvePresence if step.node.mode == LockMode::Shared => {
+                self.grant_by_listing(&step, serving).await
+            }
             Decision::ProvePresence => serving.armed(OwnWatch::arm(&zk, &step.path).await),
             Decision::WaitOn {
                 predecessor,
@@ -254,7 +261,7 @@ impl SequentialQueue {
     async fn list(&self, step: &Step<'_>) -> Result<()> {
         let ticket = self.state.locked().next_ticket;
         let listing = match step.zk.get_children(&self.path).await {
-            Ok((children, parent)) => Some(Listing::new(children, &parent, self.node_name)),
+            Ok((children, parent)) => Some(Listing::new(children, &parent, self.names)),
             Err(zookeeper_client::Error::NoNode) => None,
             Err(e) => return Err(e.into()),
         };
@@ -265,6 +272,75 @@ impl SequentialQueue {
             &self.path,
         );
         Ok(())
+    }
+
+    /// Lists the parent on the waiter's session and decides on that listing alone (see
+    /// [`Presence::Listed`]): the waiter served is granted if the listing shows it with nothing
+    /// before it that it must wait for, and so is every other shared waiter of that session the
+    /// listing covers and proves. If a node the shared view does not know of (a downgrade's
+    /// read node) is before the waiter served, it waits on that node.
+    async fn grant_by_listing(&self, step: &Step<'_>, serving: &mut Serving) -> Result<()> {
+        let generation = step.session.generation();
+        let ticket = self.state.locked().next_ticket;
+        let listing = match step.zk.get_children(&self.path).await {
+            Ok((children, parent)) => Some(Listing::new(children, &parent, self.names)),
+            Err(zookeeper_client::Error::NoNode) => None,
+            Err(e) => return Err(e.into()),
+        };
+        let Some(interruptions) = confirmed_interruptions(step.session) else {
+            return Err(Error::ConnectionLoss);
+        };
+        let wait = {
+            let mut state = self.state.locked();
+            state.place_waiters(listing.as_ref(), generation, ticket, &self.path);
+            // Without a listing, every waiter it covers was told to join again.
+            let Some(listing) = listing else {
+                return Ok(());
+            };
+            let snapshot = QueueView::of(&listing);
+            let mut granted = Vec::new();
+            let mut wait = None;
+            for (key, waiter) in &state.waiters {
+                let served = *key == serving.key;
+                let covered = key.generation == generation && waiter.ticket < ticket;
+                if !covered || !(served || waiter.node.mode == LockMode::Shared) {
+                    continue;
+                }
+                let own = OwnNode {
+                    node: &waiter.node,
+                    incarnation: waiter.incarnation,
+                    presence: Presence::Listed,
+                    downgrades: self.names.has_shared(),
+                };
+                let other_hold = self.local_holds.conflicting_with(&waiter.node);
+                match decide(&snapshot, &own, other_hold, None) {
+                    Decision::Grant { incarnation } => granted.push((*key, incarnation)),
+                    Decision::WaitOn {
+                        predecessor,
+                        incarnation,
+                    } if served => wait = Some((incarnation, predecessor)),
+                    _ => {}
+                }
+            }
+            for (key, incarnation) in granted {
+                let own_watch = (key == serving.key).then(|| serving.take_watch()).flatten();
+                if let Some(waiter) = state.waiters.remove(&key) {
+                    tracing::trace!(node = %waiter.node.name, "granted on a listing");
+                    let _ = waiter.grant.send(Ok(Grant {
+                        interruptions_at_grant: interruptions,
+                        incarnation,
+                        own_watch,
+                    }));
+                }
+            }
+            wait
+        };
+        match wait {
+            Some((incarnation, predecessor)) => {
+                self.wait_on(step, serving, incarnation, predecessor).await
+            }
+            None => Ok(()),
+        }
     }
 
     /// Waits until `predecessor` goes, or something else changes the decision.
@@ -365,8 +441,11 @@ impl SequentialQueue {
         if predecessor_gone {
             let stale = {
                 let mut state = self.state.locked();
-                state.view.mark_gone(incarnation, predecessor.sequence);
-                state.view.live_predecessor(step.node.sequence).is_some()
+                state.view.mark_gone(incarnation, &predecessor);
+                state
+                    .view
+                    .live_conflicting_predecessor(&step.node, None)
+                    .is_some()
             };
             if stale {
                 // Nodes before the one we watched went without a word to us (we watch only the
@@ -393,6 +472,10 @@ impl SequentialQueue {
         };
         *lowest == key
             && state.view.state_of(incarnation, &waiter.node) == Some(super::view::NodeState::Live)
-            && state.view.live_predecessor(waiter.node.sequence).as_ref() == Some(predecessor)
+            && state
+                .view
+                .live_conflicting_predecessor(&waiter.node, None)
+                .as_ref()
+                == Some(predecessor)
     }
 }

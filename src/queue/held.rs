@@ -1,7 +1,7 @@
 //! A node this process holds at the head of the queue: its release, its lost signal, the
 //! monitor that watches it, and the register of each client's holds.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::Duration;
 
@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use zookeeper_client::{EventType, SessionState};
 
 use super::decision::{decide, Decision, OwnNode, Presence};
-use super::view::{Incarnation, QueueNode};
+use super::view::{Incarnation, LockMode, QueueNode};
 use super::{DataDelivery, Grant, OwnWatch, SequentialQueue, WaiterKey};
 use crate::connection::{Backoff, ProtectedNode, Session};
 use crate::error::{is_retryable_zk, Error, Result};
@@ -22,12 +22,13 @@ use crate::sync::Locked;
 ///
 /// A hold whose node was deleted by someone else, or whose session was lost, is still in use
 /// until its guard is released or dropped: no other hold of the same client on the same lock
-/// is granted meanwhile. Other clients (in this process or another) cannot see it, and take
-/// part as other processes do; fencing tokens are for them.
+/// that conflicts with it is granted meanwhile (readers share with readers). Other clients (in
+/// this process or another) cannot see it, and take part as other processes do; fencing
+/// tokens are for them.
 #[derive(Debug, Default)]
 pub(super) struct LocalHolds {
-    /// The node names of the holds not yet released.
-    names: Mutex<HashSet<String>>,
+    /// The holds not yet released: node name → mode.
+    names: Mutex<HashMap<String, LockMode>>,
     released: Notify,
 }
 
@@ -56,17 +57,20 @@ impl LocalHolds {
         holds
     }
 
-    fn register(self: &Arc<Self>, name: &str) -> LocalHold {
-        self.names.locked().insert(name.to_owned());
+    fn register(self: &Arc<Self>, name: &str, mode: LockMode) -> LocalHold {
+        self.names.locked().insert(name.to_owned(), mode);
         LocalHold {
             holds: self.clone(),
             name: name.to_owned(),
         }
     }
 
-    /// True while a hold other than the one on node `name` is in use.
-    pub(super) fn other_than(&self, name: &str) -> bool {
-        self.names.locked().iter().any(|held| held != name)
+    /// True while a hold other than the one on `node` is in use that `node` must wait for.
+    pub(super) fn conflicting_with(&self, node: &QueueNode) -> bool {
+        self.names
+            .locked()
+            .iter()
+            .any(|(held, mode)| *held != node.name && node.mode.waits_for(*mode))
     }
 
     /// Resolves when a hold is released. Create (and enable) it before looking, so that a
@@ -115,7 +119,12 @@ impl Held {
         grant: Grant,
         delivery: DataDelivery,
     ) -> Self {
-        let local_hold = queue.local_holds.register(&node.name);
+        // A node whose name the queue cannot read is not one of its nodes; taken as exclusive,
+        // it holds back every other hold of the client, which errs towards waiting.
+        let mode = queue
+            .queue_node(&node)
+            .map_or(LockMode::Exclusive, |n| n.mode);
+        let local_hold = queue.local_holds.register(&node.name, mode);
         queue
             .state
             .locked()
@@ -149,12 +158,17 @@ impl Held {
             .expect("a held node is present until released")
     }
 
-    pub(super) fn incarnation(&self) -> Incarnation {
+    pub(crate) fn incarnation(&self) -> Incarnation {
         self.incarnation
     }
 
+    /// The session's interruption count when ownership was confirmed.
+    pub(crate) fn interruptions_at_grant(&self) -> u64 {
+        self.interruptions_at_grant
+    }
+
     pub(super) fn queue_node(&self) -> Option<QueueNode> {
-        queue_node(self.node())
+        self.queue.queue_node(self.node())
     }
 
     /// The lock node's czxid: unique and rising with every grant across the ensemble.
@@ -190,7 +204,7 @@ impl Held {
     pub(super) fn deleted_by_transaction(mut self) {
         self.local_hold.take();
         let node = self.node.take().expect("given up once");
-        if let Some(queue_node) = queue_node(&node) {
+        if let Some(queue_node) = self.queue.queue_node(&node) {
             self.queue.note_deleted(Some(self.incarnation), &queue_node);
         }
         // Dropping `self` stops the monitor: after the transaction's answer that is safe, as at
@@ -237,12 +251,30 @@ impl Drop for Held {
     }
 }
 
-/// A node of ours as the queue names it, if it has a sequence.
-pub(super) fn queue_node(node: &ProtectedNode) -> Option<QueueNode> {
-    node.sequence.map(|sequence| QueueNode {
-        sequence,
-        name: node.name.clone(),
-    })
+impl SequentialQueue {
+    /// Holds `node`, one of ours made outside the queue's acquire that is known to be held: a
+    /// downgrade's read node, made in one transaction with a check of a write node held since
+    /// the session's interruption count was `interruptions_at_grant`, under `incarnation` of
+    /// the parent. Its release, monitor and lost signal are a granted node's.
+    pub(crate) fn adopt(
+        self: &Arc<Self>,
+        node: ProtectedNode,
+        incarnation: Incarnation,
+        interruptions_at_grant: u64,
+    ) -> Held {
+        let grant = Grant {
+            interruptions_at_grant,
+            incarnation,
+            own_watch: None,
+        };
+        Held::start(self.clone(), node, grant, self.data_delivery())
+    }
+
+    /// A node of ours as the queue names it: its sequence and mode, read from its name (a
+    /// downgrade's read node is not sequential, but carries its write node's sequence).
+    pub(super) fn queue_node(&self, node: &ProtectedNode) -> Option<QueueNode> {
+        self.names.node(node.name.clone())
+    }
 }
 
 /// A node whose delete is in flight: if the future awaiting it is dropped, the delete is
@@ -340,7 +372,7 @@ impl SequentialQueue {
         node: ProtectedNode,
         incarnation: Option<Incarnation>,
     ) -> Result<()> {
-        let queue_node = queue_node(&node);
+        let queue_node = self.queue_node(&node);
         let handoff = queue_node
             .as_ref()
             .and_then(|q| self.next_grant_if_released(q));
@@ -403,8 +435,9 @@ impl SequentialQueue {
             node: &waiter.node,
             incarnation: waiter.incarnation,
             presence: Presence::Proven,
+            downgrades: self.names.has_shared(),
         };
-        let other_hold = self.local_holds.other_than(&waiter.node.name);
+        let other_hold = self.local_holds.conflicting_with(&waiter.node);
         matches!(
             decide(&state.view, &own, other_hold, Some(node)),
             Decision::Grant { .. }
@@ -479,7 +512,7 @@ fn monitor_own_node(
     };
     let path = node.path.clone();
     let czxid = node.stat.czxid as u64;
-    let queue_node = queue_node(node);
+    let queue_node = queue.queue_node(node);
     let queue_of_node = queue.clone();
     queue.client.spawn(async move {
         let mut armed = armed;

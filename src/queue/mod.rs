@@ -2,17 +2,23 @@
 //! [`LeaderSelector`](crate::LeaderSelector): a FIFO queue of ephemeral-sequential nodes.
 //!
 //! Every contender creates `<path>/_c_<uuid>-lock-<seq10>` (Curator's names, so Java and Rust
-//! processes share one queue; `latch-` instead of `lock-` for the latch in Curator's layout). The contender with the lowest sequence holds the lock; every
-//! other watches **only its predecessor**, with a data watch, so a release wakes one
-//! contender, not the herd. Children whose names do not end in `lock-<digits>` are ignored
-//! (CURATOR-43).
+//! processes share one queue; `latch-` instead of `lock-` for the latch in Curator's layout).
+//! The contender with the lowest sequence holds the lock; every other watches **only its
+//! predecessor**, with a data watch, so a release wakes one contender, not the herd. Children
+//! whose names do not end in `lock-<digits>` are ignored (CURATOR-43).
+//!
+//! A read/write lock's queue has two kinds of node ([`LockMode`]): exclusive write nodes
+//! (`__WRIT__`) and shared read nodes (`__READ__`). A writer waits for every node before it; a
+//! reader only for the writers before it, and watches the nearest one.
 //!
 //! # The parts
 //!
 //! * [`view`]: what a handle knows of the queue: the parent's incarnation and its lock nodes.
 //! * [`decision`]: the grant decision, one pure function from that knowledge to what to do.
 //! * `acquire`: joining the queue, the decisions that can be made at once, and waiting.
-//! * `driver`: one task per handle that serves the lowest local waiter.
+//! * `driver`: one task per handle that serves the lowest local waiter. (Serving only the
+//!   lowest loses nothing with readers: a later waiter is held back by whatever holds back the
+//!   lowest, or by the lowest itself when that is a writer.)
 //! * `held`: a granted node, its release, its lost signal and the monitor that watches it.
 //!
 //! # One driver per queue handle
@@ -83,8 +89,9 @@ use crate::sync::Locked;
 pub(crate) use self::acquire::Wait;
 use self::held::LocalHolds;
 pub(crate) use self::held::{Held, LostSignal};
+pub use self::view::LockMode;
 use self::view::{queue_order, Incarnation, Listing, ListingEffect, QueueNode, QueueView};
-pub(crate) use self::view::{LATCH_NAME, LOCK_NAME};
+pub(crate) use self::view::{NodeNames, LATCH_NAMES, LOCK_NAMES, READ_WRITE_NAMES};
 
 /// One contender of a queue: a lock node and the participant id it carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,8 +103,13 @@ pub struct Participant {
     pub node: String,
     /// The node's sequence number.
     pub sequence: i64,
-    /// True for the first in queue order: the lock holder or the leader.
+    /// True for a node that holds the lock as the queue stands: the first in queue order (the
+    /// lock holder or the leader) or, in a read/write lock, every read node with no write node
+    /// before it.
     pub is_leader: bool,
+    /// [`Exclusive`](LockMode::Exclusive), but [`Shared`](LockMode::Shared) for the read
+    /// nodes of a read/write lock.
+    pub mode: LockMode,
 }
 
 impl Participant {
@@ -107,6 +119,7 @@ impl Participant {
             node: node.name,
             sequence: node.sequence,
             is_leader,
+            mode: node.mode,
         }
     }
 }
@@ -346,9 +359,9 @@ impl QueueState {
 pub(crate) struct SequentialQueue {
     client: Client,
     path: String,
-    /// What the queue's nodes are called after the protection prefix (Curator's `lock-` or
-    /// `latch-`), before the sequence.
-    node_name: &'static str,
+    /// What the queue's nodes are called after the protection prefix (Curator's `lock-`,
+    /// `latch-`, or `__WRIT__` and `__READ__`), before the sequence.
+    names: NodeNames,
     acls: Vec<Acl>,
     /// The holds of this client on this lock, through any handle.
     local_holds: Arc<LocalHolds>,
@@ -370,18 +383,18 @@ impl std::fmt::Debug for SequentialQueue {
 }
 
 impl SequentialQueue {
-    /// A queue under `path` (validated by the caller) of nodes called `node_name`.
+    /// A queue under `path` (validated by the caller) of nodes called as `names` says.
     pub(crate) fn new(
         client: &Client,
         path: String,
         acls: Vec<Acl>,
-        node_name: &'static str,
+        names: NodeNames,
     ) -> Arc<Self> {
         Arc::new(Self {
             local_holds: LocalHolds::of(client.instance(), &path),
             client: client.clone(),
             path,
-            node_name,
+            names,
             acls,
             state: Mutex::new(QueueState::default()),
             wake_driver: Notify::new(),
@@ -394,7 +407,8 @@ impl SequentialQueue {
     /// (see [`limits`](crate::limits)): its full name, its data and the queue's ACLs.
     pub(crate) fn check_join(&self, data: &[u8]) -> Result<()> {
         // The node's full name adds the protection prefix before the name, and 10 digits.
-        let named = join(&self.path, self.node_name);
+        let name = self.names.name(LockMode::Exclusive).unwrap_or_default();
+        let named = join(&self.path, name);
         self.client.check_request(
             "join the queue",
             &named,
@@ -424,7 +438,7 @@ impl SequentialQueue {
         let mut state = self.state.locked();
         state.holds.remove(&node.name);
         if let Some(incarnation) = incarnation {
-            state.view.mark_gone(incarnation, node.sequence);
+            state.view.mark_gone(incarnation, node);
         }
         drop(state);
         self.wake_driver.notify_one();
@@ -433,17 +447,28 @@ impl SequentialQueue {
     /// Every lock node under the path in queue order, with its participant id.
     pub(crate) async fn participants(&self) -> Result<Vec<Participant>> {
         let children = self.client.children(&self.path).await?.unwrap_or_default();
-        let nodes = queue_order(children, self.node_name);
+        let nodes = queue_order(children, self.names);
         let reads = nodes.iter().map(|node| {
             let path = join(&self.path, &node.name);
             async move { self.client.get_data(&path).await }
         });
         let datas = futures::future::join_all(reads).await;
         let mut participants = Vec::with_capacity(nodes.len());
+        // The lowest sequence of any node, and of an exclusive node, seen so far.
+        let mut first_of_any: Option<i64> = None;
+        let mut first_exclusive: Option<i64> = None;
         for (node, data) in nodes.into_iter().zip(datas) {
             // A node deleted between the listing and its read has left the queue.
             let Some((data, _)) = data? else { continue };
-            let is_leader = participants.is_empty();
+            let before = |first: Option<i64>| first.is_some_and(|first| first < node.sequence);
+            let is_leader = match node.mode {
+                LockMode::Exclusive => !before(first_of_any),
+                LockMode::Shared => !before(first_exclusive),
+            };
+            first_of_any.get_or_insert(node.sequence);
+            if node.mode == LockMode::Exclusive {
+                first_exclusive.get_or_insert(node.sequence);
+            }
             participants.push(Participant::of(node, &data, is_leader));
         }
         Ok(participants)
@@ -453,7 +478,7 @@ impl SequentialQueue {
     /// listing, then a read of the first node only (of the next, if that one has just gone).
     pub(crate) async fn first(&self) -> Result<Option<(Participant, zookeeper_client::Stat)>> {
         let children = self.client.children(&self.path).await?.unwrap_or_default();
-        for node in queue_order(children, self.node_name) {
+        for node in queue_order(children, self.names) {
             let path = join(&self.path, &node.name);
             // A node deleted between the listing and its read has left the queue.
             if let Some((data, stat)) = self.client.get_data(&path).await? {

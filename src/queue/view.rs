@@ -1,21 +1,101 @@
 //! What a queue handle knows of its queue on the server: which incarnation of the parent node
-//! it has seen, and which lock nodes live under it. Plain data, no I/O: the driver and the
+//! it has seen, and which queue nodes live under it. Plain data, no I/O: the driver and the
 //! acquire paths feed it facts, and [`decide`](super::decision::decide) reads it.
 
 use std::collections::BTreeMap;
 
 use zookeeper_client::Stat;
 
-/// The name Curator gives lock nodes (its mutex's and its selector's), after the protection
-/// prefix.
-pub(crate) const LOCK_NAME: &str = "lock-";
+/// How a queue node takes part in the lock: whether it excludes every other node, or only
+/// exclusive ones.
+///
+/// A mutex's, a leader selector's and a latch's nodes are all exclusive. In an
+/// [`InterProcessReadWriteLock`](crate::InterProcessReadWriteLock) the write nodes are
+/// exclusive and the read nodes shared: readers hold the lock together, with no writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LockMode {
+    /// Held alone: no other node of the queue is held at the same time.
+    Exclusive,
+    /// Held together with other shared nodes, never with an exclusive one.
+    Shared,
+}
 
-/// The name Curator gives the nodes of its `LeaderLatch`, after the protection prefix.
-pub(crate) const LATCH_NAME: &str = "latch-";
+impl LockMode {
+    /// True if a node of this mode must wait for an earlier node of mode `earlier`.
+    pub(crate) fn waits_for(self, earlier: LockMode) -> bool {
+        self == LockMode::Exclusive || earlier == LockMode::Exclusive
+    }
+}
 
-/// The sequence of a queue node named `name` (`…<name><digits>`), or `None` for a foreign
-/// child, which the queue ignores rather than let it block (CURATOR-43).
-pub(crate) fn node_sequence(child: &str, name: &str) -> Option<i64> {
+/// What one queue's nodes are called after the protection prefix, before the sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct NodeNames {
+    exclusive: &'static str,
+    /// The name of shared nodes, in queues that have them.
+    shared: Option<&'static str>,
+}
+
+/// Curator's lock nodes (its mutex's and its leader selector's): `lock-`.
+pub(crate) const LOCK_NAMES: NodeNames = NodeNames {
+    exclusive: "lock-",
+    shared: None,
+};
+
+/// The nodes of Curator's `LeaderLatch`: `latch-`.
+pub(crate) const LATCH_NAMES: NodeNames = NodeNames {
+    exclusive: "latch-",
+    shared: None,
+};
+
+/// The nodes of Curator's `InterProcessReadWriteLock`: `__WRIT__` and `__READ__` (of one
+/// length, which Curator's sorting relies on).
+pub(crate) const READ_WRITE_NAMES: NodeNames = NodeNames {
+    exclusive: "__WRIT__",
+    shared: Some("__READ__"),
+};
+
+impl NodeNames {
+    /// The name of this queue's nodes of `mode`; `None` for shared nodes in a queue without
+    /// them.
+    pub(crate) fn name(self, mode: LockMode) -> Option<&'static str> {
+        match mode {
+            LockMode::Exclusive => Some(self.exclusive),
+            LockMode::Shared => self.shared,
+        }
+    }
+
+    /// True for queues with shared nodes. A shared node can then appear at an *old* sequence
+    /// while the exclusive node of that sequence is held (a downgrade names its read node after
+    /// its write node, so that no writer queued meanwhile gets ahead of it), which is why an
+    /// exclusive node of such a queue is granted only on a listing (see
+    /// [`decide`](super::decision::decide)).
+    pub(crate) fn has_shared(self) -> bool {
+        self.shared.is_some()
+    }
+
+    /// The sequence and mode of a queue node called `child`, or `None` for a foreign child,
+    /// which the queue ignores rather than let it block (CURATOR-43).
+    pub(crate) fn parse(self, child: &str) -> Option<(i64, LockMode)> {
+        if let Some(sequence) = node_sequence(child, self.exclusive) {
+            return Some((sequence, LockMode::Exclusive));
+        }
+        let shared = node_sequence(child, self.shared?)?;
+        Some((shared, LockMode::Shared))
+    }
+
+    /// The queue node called `child`, if it is one.
+    pub(crate) fn node(self, child: String) -> Option<QueueNode> {
+        let (sequence, mode) = self.parse(&child)?;
+        Some(QueueNode {
+            sequence,
+            name: child,
+            mode,
+        })
+    }
+}
+
+/// The sequence of a node named `name` (`…<name><digits>`), or `None` if `child` is not one.
+fn node_sequence(child: &str, name: &str) -> Option<i64> {
     let at = child.rfind(name)?;
     let digits = &child[at + name.len()..];
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
@@ -24,21 +104,16 @@ pub(crate) fn node_sequence(child: &str, name: &str) -> Option<i64> {
     digits.parse().ok()
 }
 
-/// The queue nodes named `name` among `children`, in queue order.
+/// The queue nodes among `children`, in queue order.
 pub(crate) fn queue_order(
     children: impl IntoIterator<Item = String>,
-    name: &str,
+    names: NodeNames,
 ) -> Vec<QueueNode> {
     let mut nodes: Vec<QueueNode> = children
         .into_iter()
-        .filter_map(|child| {
-            node_sequence(&child, name).map(|sequence| QueueNode {
-                sequence,
-                name: child,
-            })
-        })
+        .filter_map(|child| names.node(child))
         .collect();
-    nodes.sort_unstable_by_key(|node| node.sequence);
+    nodes.sort_unstable_by(|a, b| a.key_cmp(b));
     nodes
 }
 
@@ -67,13 +142,36 @@ impl Incarnation {
     }
 }
 
-/// One lock node: its sequence and its name under the parent.
+/// One queue node: its sequence, its name under the parent and its mode.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct QueueNode {
-    /// The sequence ZooKeeper appended, unique within one incarnation of the parent.
+    /// The sequence ZooKeeper appended, unique within one incarnation of the parent among
+    /// sequential nodes. (A read node made by a downgrade carries the sequence of the write
+    /// node it was made under, and is not sequential.)
     pub(crate) sequence: i64,
     /// `_c_<uuid>-lock-<seq10>`: unique across incarnations too, by its UUID.
     pub(crate) name: String,
+    /// Read from the name.
+    pub(crate) mode: LockMode,
+}
+
+/// Where a node sorts in the queue: by sequence, then by name (two nodes share a sequence
+/// only when one is a downgrade's read node).
+type NodeKey = (i64, String);
+
+impl QueueNode {
+    fn key(&self) -> NodeKey {
+        (self.sequence, self.name.clone())
+    }
+
+    fn key_cmp(&self, other: &QueueNode) -> std::cmp::Ordering {
+        (self.sequence, &self.name).cmp(&(other.sequence, &other.name))
+    }
+}
+
+/// The first key of `sequence`: the keys below it are those of lower sequences.
+fn first_key_of(sequence: i64) -> NodeKey {
+    (sequence, String::new())
 }
 
 /// Every lock node under the parent at one moment, in queue order, and the parent's
@@ -88,19 +186,17 @@ pub(crate) struct Listing {
 
 impl Listing {
     /// The listing of a `getChildren2` answer: the children's names and the parent's stat;
-    /// the queue's nodes are those named `name`.
-    pub(crate) fn new(children: Vec<String>, parent: &Stat, name: &str) -> Self {
+    /// the queue's nodes are those `names` describes.
+    pub(crate) fn new(children: Vec<String>, parent: &Stat, names: NodeNames) -> Self {
         Self {
             incarnation: Incarnation::of_parent(parent),
-            nodes: queue_order(children, name),
+            nodes: queue_order(children, names),
         }
     }
 
     /// True if `node` is listed (the same sequence and the same name).
     pub(crate) fn contains(&self, node: &QueueNode) -> bool {
-        self.nodes
-            .binary_search_by_key(&node.sequence, |n| n.sequence)
-            .is_ok_and(|at| self.nodes[at].name == node.name)
+        self.nodes.binary_search_by(|n| n.key_cmp(node)).is_ok()
     }
 
     /// The highest sequence listed.
@@ -129,7 +225,7 @@ pub(crate) enum NodeState {
 
 #[derive(Debug, Clone)]
 struct ViewEntry {
-    name: String,
+    mode: LockMode,
     state: NodeState,
 }
 
@@ -150,9 +246,15 @@ pub(crate) enum ListingEffect {
 /// # Why it is sound
 ///
 /// Within one incarnation, ZooKeeper hands out sequence numbers in creation order and never
-/// reuses them. So a node missing from a listing but sorting before one that is in it has
-/// been deleted, no node can later appear before an existing one, and a node known to be gone
-/// stays gone. Every fact the view holds ("live when listed", "gone") therefore stays true,
+/// reuses them. So a node missing from a listing but with a lower sequence than one that is in
+/// it has been deleted, no sequential node can later appear before an existing one, and a node
+/// known to be gone stays gone.
+///
+/// The one node that is not sequential, a downgrade's read node, is named after a write node
+/// that still exists when it is made. The view may miss it (it can appear after its sequence
+/// was pruned), so only shared nodes may ever be missed, and only nodes that wait for
+/// shared nodes care: exclusive nodes of queues with shared ones, which are granted only on a
+/// listing of their own (see [`decide`](super::decision::decide)). Every fact the view holds ("live when listed", "gone") therefore stays true,
 /// except that a live node may have gone since: the view errs only towards waiting.
 ///
 /// Facts about another incarnation are never mixed in: a listing of a newer incarnation
@@ -160,7 +262,7 @@ pub(crate) enum ListingEffect {
 #[derive(Debug, Clone)]
 pub(crate) struct QueueView {
     incarnation: Option<Incarnation>,
-    nodes: BTreeMap<i64, ViewEntry>,
+    nodes: BTreeMap<NodeKey, ViewEntry>,
     /// Every node with a sequence up to this one is gone (pruned from `nodes`), so a late
     /// listing cannot bring it back. -1 at first: the first child of a parent is numbered 0.
     gone_through: i64,
@@ -203,12 +305,13 @@ impl QueueView {
         };
         self.incarnation = Some(listing.incarnation);
         if let Some(last) = listing.last_sequence() {
-            // Known nodes up to the last one listed but not listed themselves are gone; newer
-            // ones may have been created after the listing and are left alone.
-            for (sequence, entry) in self.nodes.range_mut(..=last) {
+            // Known nodes before the last sequence listed but not listed themselves are gone;
+            // newer ones may have been created after the listing and are left alone (and so is
+            // a node of the last sequence, which may be a downgrade's read node made since).
+            for (key, entry) in self.nodes.range_mut(..first_key_of(last)) {
                 let listed = listing
                     .nodes
-                    .binary_search_by_key(sequence, |n| n.sequence)
+                    .binary_search_by(|n| (n.sequence, &n.name).cmp(&(key.0, &key.1)))
                     .is_ok();
                 if !listed {
                     entry.state = NodeState::Gone;
@@ -217,25 +320,23 @@ impl QueueView {
         }
         for node in &listing.nodes {
             if node.sequence > self.gone_through {
-                self.nodes
-                    .entry(node.sequence)
-                    .or_insert_with(|| ViewEntry {
-                        name: node.name.clone(),
-                        state: NodeState::Live,
-                    });
+                self.nodes.entry(node.key()).or_insert_with(|| ViewEntry {
+                    mode: node.mode,
+                    state: NodeState::Live,
+                });
             }
         }
         self.prune();
         effect
     }
 
-    /// Records that the node with `sequence` of `incarnation` is gone. A fact about another
-    /// incarnation is no fact about this view's nodes, and is dropped.
-    pub(crate) fn mark_gone(&mut self, incarnation: Incarnation, sequence: i64) {
+    /// Records that `node` of `incarnation` is gone. A fact about another incarnation is no
+    /// fact about this view's nodes, and is dropped.
+    pub(crate) fn mark_gone(&mut self, incarnation: Incarnation, node: &QueueNode) {
         if self.incarnation != Some(incarnation) {
             return;
         }
-        if let Some(entry) = self.nodes.get_mut(&sequence) {
+        if let Some(entry) = self.nodes.get_mut(&node.key()) {
             entry.state = NodeState::Gone;
         }
         self.prune();
@@ -247,40 +348,29 @@ impl QueueView {
         if self.incarnation != Some(incarnation) {
             return None;
         }
-        match self.nodes.get(&node.sequence) {
-            Some(entry) if entry.name == node.name => Some(entry.state),
-            // The same sequence with another name cannot happen within one incarnation; if
-            // it does, the view cannot tell anything about `node`.
-            Some(_) => None,
+        match self.nodes.get(&node.key()) {
+            Some(entry) => Some(entry.state),
             None if node.sequence <= self.gone_through => Some(NodeState::Gone),
             None => None,
         }
     }
 
-    /// The nearest node before `sequence` that is not known to be gone.
-    pub(crate) fn live_predecessor(&self, sequence: i64) -> Option<QueueNode> {
-        self.live_predecessor_besides(sequence, None)
-    }
-
-    /// The nearest node before `sequence` that is not known to be gone, taking `gone` for gone
-    /// as well.
-    pub(crate) fn live_predecessor_besides(
+    /// The nearest node before `own` (of a lower sequence) that is not known to be gone and
+    /// that `own` must wait for (see [`LockMode::waits_for`]), taking `gone` for gone as well.
+    pub(crate) fn live_conflicting_predecessor(
         &self,
-        sequence: i64,
+        own: &QueueNode,
         gone: Option<&QueueNode>,
     ) -> Option<QueueNode> {
         self.nodes
-            .range(..sequence)
+            .range(..first_key_of(own.sequence))
             .rev()
-            .find(|(sequence, entry)| {
+            .find(|(key, entry)| {
                 entry.state == NodeState::Live
-                    && gone
-                        .is_none_or(|gone| gone.sequence != **sequence || gone.name != entry.name)
+                    && own.mode.waits_for(entry.mode)
+                    && gone.is_none_or(|gone| gone.sequence != key.0 || gone.name != key.1)
             })
-            .map(|(sequence, entry)| QueueNode {
-                sequence: *sequence,
-                name: entry.name.clone(),
-            })
+            .map(|(key, entry)| entry.node(key))
     }
 
     /// The newest node not known to be gone, other than `except`.
@@ -288,13 +378,10 @@ impl QueueView {
         self.nodes
             .iter()
             .rev()
-            .find(|(sequence, entry)| {
-                entry.state == NodeState::Live && **sequence != except.sequence
+            .find(|(key, entry)| {
+                entry.state == NodeState::Live && (key.0 != except.sequence || key.1 != except.name)
             })
-            .map(|(sequence, entry)| QueueNode {
-                sequence: *sequence,
-                name: entry.name.clone(),
-            })
+            .map(|(key, entry)| entry.node(key))
     }
 
     /// Drops gone entries at the front: nothing can ever need them again.
@@ -303,8 +390,18 @@ impl QueueView {
             if entry.get().state == NodeState::Live {
                 break;
             }
-            self.gone_through = self.gone_through.max(*entry.key());
+            self.gone_through = self.gone_through.max(entry.key().0);
             entry.remove();
+        }
+    }
+}
+
+impl ViewEntry {
+    fn node(&self, key: &NodeKey) -> QueueNode {
+        QueueNode {
+            sequence: key.0,
+            name: key.1.clone(),
+            mode: self.mode,
         }
     }
 }
@@ -324,22 +421,117 @@ mod tests {
         QueueNode {
             sequence,
             name: format!("_c_x-lock-{sequence:010}"),
+            mode: LockMode::Exclusive,
         }
+    }
+
+    /// The nearest live predecessor of an exclusive node `sequence`.
+    fn predecessor(view: &QueueView, sequence: i64) -> Option<QueueNode> {
+        view.live_conflicting_predecessor(&node(sequence), None)
     }
 
     const P: Incarnation = Incarnation(100);
 
     #[test]
-    fn node_sequence_accepts_only_the_name_and_digits() {
-        let lock_sequence = |child| node_sequence(child, LOCK_NAME);
-        assert_eq!(lock_sequence("_c_0f-lock-0000000042"), Some(42));
-        assert_eq!(lock_sequence("lock-0000000001"), Some(1));
-        assert_eq!(lock_sequence("_c_0f-lock-00000x0042"), None);
-        assert_eq!(lock_sequence("_c_0f-lease-0000000042"), None);
-        assert_eq!(lock_sequence("foreign"), None);
-        assert_eq!(lock_sequence("lock-"), None);
-        assert_eq!(node_sequence("_c_0f-latch-0000000007", LATCH_NAME), Some(7));
-        assert_eq!(lock_sequence("_c_0f-latch-0000000007"), None);
+    fn node_names_accept_only_their_names_and_digits() {
+        let lock = |child| LOCK_NAMES.parse(child);
+        const X: LockMode = LockMode::Exclusive;
+        assert_eq!(lock("_c_0f-lock-0000000042"), Some((42, X)));
+        assert_eq!(lock("lock-0000000001"), Some((1, X)));
+        assert_eq!(lock("_c_0f-lock-00000x0042"), None);
+        assert_eq!(lock("_c_0f-lease-0000000042"), None);
+        assert_eq!(lock("foreign"), None);
+        assert_eq!(lock("lock-"), None);
+        assert_eq!(LATCH_NAMES.parse("_c_0f-latch-0000000007"), Some((7, X)));
+        assert_eq!(lock("_c_0f-latch-0000000007"), None);
+        let read_write = |child| READ_WRITE_NAMES.parse(child);
+        assert_eq!(read_write("_c_0f-__WRIT__0000000003"), Some((3, X)));
+        assert_eq!(
+            read_write("_c_0f-__READ__0000000004"),
+            Some((4, LockMode::Shared))
+        );
+        assert_eq!(read_write("_c_0f-lock-0000000004"), None);
+        assert_eq!(lock("_c_0f-__READ__0000000004"), None);
+        assert_eq!(LOCK_NAMES.name(LockMode::Shared), None);
+    }
+
+    #[test]
+    fn modes_wait_only_for_conflicting_modes() {
+        use LockMode::{Exclusive, Shared};
+        assert!(Exclusive.waits_for(Exclusive));
+        assert!(Exclusive.waits_for(Shared));
+        assert!(Shared.waits_for(Exclusive));
+        assert!(!Shared.waits_for(Shared));
+    }
+
+    fn read_write_node(sequence: i64, uuid: &str, mode: LockMode) -> QueueNode {
+        let name = READ_WRITE_NAMES.name(mode).unwrap();
+        READ_WRITE_NAMES
+            .node(format!("_c_{uuid}-{name}{sequence:010}"))
+            .unwrap()
+    }
+
+    #[test]
+    fn readers_pass_readers_and_wait_for_the_nearest_writer() {
+        use LockMode::{Exclusive, Shared};
+        let nodes = [
+            read_write_node(1, "a", Exclusive),
+            read_write_node(2, "b", Shared),
+            read_write_node(3, "c", Shared),
+            read_write_node(4, "d", Exclusive),
+            read_write_node(5, "e", Shared),
+        ];
+        let mut view = QueueView::of(&Listing {
+            incarnation: P,
+            nodes: nodes.to_vec(),
+        });
+        let before = |n: &QueueNode| view.live_conflicting_predecessor(n, None);
+        assert_eq!(
+            before(&nodes[2]),
+            Some(nodes[0].clone()),
+            "a reader waits for a writer"
+        );
+        assert_eq!(before(&nodes[4]), Some(nodes[3].clone()));
+        assert_eq!(
+            before(&nodes[3]),
+            Some(nodes[2].clone()),
+            "a writer waits for readers"
+        );
+        view.mark_gone(P, &nodes[0]);
+        assert_eq!(view.live_conflicting_predecessor(&nodes[2], None), None);
+        assert_eq!(
+            view.live_conflicting_predecessor(&nodes[4], Some(&nodes[3])),
+            None,
+            "deleting the writer would let the reader behind it in"
+        );
+    }
+
+    #[test]
+    fn a_downgrade_node_shares_its_sequence_with_its_write_node() {
+        use LockMode::{Exclusive, Shared};
+        let write = read_write_node(7, "w", Exclusive);
+        let downgraded = read_write_node(7, "w2", Shared);
+        let writer_behind = read_write_node(8, "x", Exclusive);
+        let mut view = QueueView::of(&Listing {
+            incarnation: P,
+            nodes: vec![write.clone(), writer_behind.clone()],
+        });
+        // A listing taken after the downgrade's transaction shows both nodes of sequence 7.
+        let both = queue_order(
+            [&write, &downgraded, &writer_behind].map(|n| n.name.clone()),
+            READ_WRITE_NAMES,
+        );
+        view.apply(&Listing {
+            incarnation: P,
+            nodes: both,
+        });
+        view.mark_gone(P, &write);
+        assert_eq!(view.state_of(P, &downgraded), Some(NodeState::Live));
+        assert_eq!(
+            view.live_conflicting_predecessor(&writer_behind, None),
+            Some(downgraded),
+            "the writer queued behind the write node waits for its downgrade"
+        );
     }
 
     #[test]
@@ -351,7 +543,7 @@ mod tests {
                 "_c_a-lock-0000000010".to_string(),
                 "_c_z-lock-0000000001".to_string(),
             ],
-            LOCK_NAME,
+            LOCK_NAMES,
         );
         let sequences: Vec<i64> = order.iter().map(|n| n.sequence).collect();
         assert_eq!(sequences, vec![1, 3, 10]);
@@ -367,11 +559,11 @@ mod tests {
         assert_eq!(view.state_of(P, &node(1)), Some(NodeState::Gone), "pruned");
         assert_eq!(view.state_of(P, &node(2)), Some(NodeState::Live));
         assert_eq!(view.state_of(P, &node(9)), Some(NodeState::Live));
-        assert_eq!(view.live_predecessor(9).map(|n| n.sequence), Some(5));
-        view.mark_gone(P, 5);
-        assert_eq!(view.live_predecessor(9).map(|n| n.sequence), Some(2));
-        view.mark_gone(P, 2);
-        assert_eq!(view.live_predecessor(9), None);
+        assert_eq!(predecessor(&view, 9).map(|n| n.sequence), Some(5));
+        view.mark_gone(P, &node(5));
+        assert_eq!(predecessor(&view, 9).map(|n| n.sequence), Some(2));
+        view.mark_gone(P, &node(2));
+        assert_eq!(predecessor(&view, 9), None);
     }
 
     #[test]
@@ -379,9 +571,9 @@ mod tests {
         // The first node under a new parent gets sequence 0: it must block the ones after it.
         let mut view = QueueView::of(&listing(100, &[0, 1]));
         assert_eq!(view.state_of(P, &node(0)), Some(NodeState::Live));
-        assert_eq!(view.live_predecessor(1).map(|n| n.sequence), Some(0));
-        view.mark_gone(P, 0);
-        assert_eq!(view.live_predecessor(1), None);
+        assert_eq!(predecessor(&view, 1).map(|n| n.sequence), Some(0));
+        view.mark_gone(P, &node(0));
+        assert_eq!(predecessor(&view, 1), None);
         view.apply(&listing(100, &[0, 1]));
         assert_eq!(
             view.state_of(P, &node(0)),
@@ -393,22 +585,22 @@ mod tests {
     #[test]
     fn a_gone_node_never_comes_back() {
         let mut view = QueueView::of(&listing(100, &[1, 2]));
-        view.mark_gone(P, 2);
+        view.mark_gone(P, &node(2));
         // A late listing that still shows 2 must not bring it back.
         view.apply(&listing(100, &[1, 2]));
         assert_eq!(view.state_of(P, &node(2)), Some(NodeState::Gone));
         // Nor, once 1 is gone too and both are pruned, 1 or 2.
-        view.mark_gone(P, 1);
+        view.mark_gone(P, &node(1));
         view.apply(&listing(100, &[1, 2]));
         assert_eq!(view.state_of(P, &node(1)), Some(NodeState::Gone));
-        assert_eq!(view.live_predecessor(3), None);
+        assert_eq!(predecessor(&view, 3), None);
     }
 
     #[test]
     fn a_newer_incarnation_replaces_the_view_and_an_older_one_is_ignored() {
         let mut view = QueueView::of(&listing(100, &[5, 6, 7]));
-        view.mark_gone(P, 5);
-        view.mark_gone(P, 6);
+        view.mark_gone(P, &node(5));
+        view.mark_gone(P, &node(6));
         // The parent was deleted and created again: sequences start at 0 again, and the old
         // high-water mark must not hide the new nodes.
         let recreated = Incarnation(200);
@@ -418,7 +610,7 @@ mod tests {
         );
         assert_eq!(view.incarnation(), Some(recreated));
         assert_eq!(view.state_of(recreated, &node(0)), Some(NodeState::Live));
-        assert_eq!(view.live_predecessor(1).map(|n| n.sequence), Some(0));
+        assert_eq!(predecessor(&view, 1).map(|n| n.sequence), Some(0));
         assert_eq!(
             view.state_of(P, &node(7)),
             None,
@@ -426,9 +618,9 @@ mod tests {
         );
         // A late answer from before the recreation changes nothing.
         assert_eq!(view.apply(&listing(100, &[7])), ListingEffect::Stale);
-        assert_eq!(view.live_predecessor(1).map(|n| n.sequence), Some(0));
+        assert_eq!(predecessor(&view, 1).map(|n| n.sequence), Some(0));
         // Nor does a fact about the old incarnation.
-        view.mark_gone(P, 0);
+        view.mark_gone(P, &node(0));
         assert_eq!(view.state_of(recreated, &node(0)), Some(NodeState::Live));
     }
 
@@ -438,6 +630,7 @@ mod tests {
         let other = QueueNode {
             sequence: 3,
             name: "_c_y-lock-0000000003".into(),
+            mode: LockMode::Exclusive,
         };
         assert_eq!(view.state_of(P, &other), None);
     }
