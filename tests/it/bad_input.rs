@@ -17,8 +17,9 @@ use tokio::sync::mpsc;
 use zk_recipes::limits::DEFAULT_MAX_REQUEST_SIZE;
 use zk_recipes::zookeeper_client::{self, Acls, CreateMode};
 use zk_recipes::{
-    BoxError, Client, Error, InterProcessMultiLock, InterProcessMutex, LatchState, LeaderLatch,
-    LeaderSelector, LeaderSelectorListener, Leadership, Revoker, SelectorError,
+    BoxError, Client, Error, InterProcessMultiLock, InterProcessMutex, InterProcessReadWriteLock,
+    LatchState, LeaderLatch, LeaderSelector, LeaderSelectorListener, Leadership, Revoker,
+    SelectorError,
 };
 
 /// A case that has not finished by then has hung.
@@ -621,8 +622,6 @@ async fn requests_over_the_limit(ctx: Ctx) -> CaseResult {
     Ok(())
 }
 
-/// Ids are opaque data, as in Curator: the empty string is an id like any other, for every
-/// recipe, and it is what readers see.
 async fn multi_lock_empty_or_repeated(ctx: Ctx) -> CaseResult {
     expect_err!(
         "a multi-lock of no locks",
@@ -640,6 +639,44 @@ async fn multi_lock_empty_or_repeated(ctx: Ctx) -> CaseResult {
     Ok(())
 }
 
+/// A read/write lock refuses bad paths, and a downgrade in the wrong direction (a read hold
+/// "downgraded", that is, upgraded) is a typed error that leaves the read hold as it was and
+/// makes no node.
+async fn read_write_lock_bad_paths_and_upgrade(ctx: Ctx) -> CaseResult {
+    for path in ["", "locks/a", "/zookeeper/rw"] {
+        expect_err!(
+            path,
+            InterProcessReadWriteLock::new(&ctx.client, path),
+            Error::InvalidPath { .. }
+        );
+    }
+    let path = ctx.path("rw");
+    let lock = InterProcessReadWriteLock::new(&ctx.client, &path).expect("read/write lock");
+    let read = lock
+        .read_lock()
+        .acquire()
+        .await
+        .map_err(|e| format!("read: {e}"))?;
+    expect_err!(
+        "a read hold downgraded",
+        read.downgrade().await,
+        Error::NotDowngradable
+    );
+    let nodes = ctx
+        .client
+        .children(&path)
+        .await
+        .map_err(|e| format!("list: {e}"))?
+        .unwrap_or_default();
+    if nodes.len() != 1 || !read.verify().await {
+        return Err(format!("the refused upgrade changed the queue: {nodes:?}"));
+    }
+    read.release().await.map_err(|e| format!("release: {e}"))?;
+    Ok(())
+}
+
+/// Ids are opaque data, as in Curator: the empty string is an id like any other, for every
+/// recipe, and it is what readers see.
 async fn empty_ids(ctx: Ctx) -> CaseResult {
     let latch = LeaderLatch::new(&ctx.client, &ctx.path("leader"))
         .map_err(|e| format!("latch: {e}"))?
@@ -1053,6 +1090,10 @@ fn cases() -> Vec<(&'static str, CaseFn)> {
         ),
         case!("empty ids", empty_ids),
         case!("multi-lock empty or repeated", multi_lock_empty_or_repeated),
+        case!(
+            "read/write lock: bad paths and an upgrade",
+            read_write_lock_bad_paths_and_upgrade
+        ),
         case!(
             "client: empty and malformed connect strings",
             malformed_connect_strings
