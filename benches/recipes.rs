@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use zk_recipes::zookeeper_client::{self, CreateMode, EventType};
 use zk_recipes::{
-    Client, InterProcessMutex, LeaderLatch, LeaderSelector, LeaderSelectorListener, Leadership,
+    Client, InterProcessMutex, InterProcessReadWriteLock, LeaderLatch, LeaderSelector,
+    LeaderSelectorListener, Leadership,
 };
 
 #[path = "../tests/common/java.rs"]
@@ -37,6 +38,10 @@ const SCENARIOS: &[&str] = &[
     "latch-handoff",
     "latch-herd",
     "waiters",
+    "read-contended",
+    "curator-read-contended",
+    "writer-behind-readers",
+    "curator-writer-behind-readers",
 ];
 
 fn main() -> Result<(), BoxError> {
@@ -77,6 +82,18 @@ fn main() -> Result<(), BoxError> {
                 "latch-handoff" => latch_handoff(&connect, &path).await?,
                 "latch-herd" => latch_herd(&connect, &path).await?,
                 "waiters" => waiters(&connect, &path).await?,
+                "read-contended" => read_contended(&connect, &path).await?,
+                "curator-read-contended" => {
+                    let secs = contended_secs().to_string();
+                    let sessions = READ_SESSIONS.to_string();
+                    curator(&connect, &path, &["read-contended", &sessions, &secs]).await?
+                }
+                "writer-behind-readers" => writer_behind_readers(&connect, &path).await?,
+                "curator-writer-behind-readers" => {
+                    let (sessions, rounds) = (READ_SESSIONS.to_string(), WRITER_ROUNDS.to_string());
+                    let args = ["writer-behind-readers", &sessions, &rounds];
+                    curator(&connect, &path, &args).await?
+                }
                 _ => unreachable!("checked above"),
             }
         }
@@ -157,6 +174,20 @@ fn report_ratios() {
             "ratio_selector_handoff_to_curator",
             "selector_handoff_median_us",
             "curator_selector_handoff_median_us",
+            false,
+        ),
+        // Above 1 is faster than Curator.
+        (
+            "ratio_read_contended_to_curator",
+            "read_acquisitions_per_s",
+            "curator_read_acquisitions_per_s",
+            false,
+        ),
+        // Below 1 is faster than Curator.
+        (
+            "ratio_writer_wait_to_curator",
+            "writer_wait_behind_readers_median_us",
+            "curator_writer_wait_behind_readers_median_us",
             false,
         ),
     ];
@@ -556,6 +587,106 @@ async fn waiters(connect: &str, path: &str) -> Result<(), BoxError> {
     report("waiters_drained_s", format!("{:.2}", drained.as_secs_f64()));
     holder_client.close().await;
     observer.close().await;
+    Ok(())
+}
+
+/// Reader sessions in the read/write lock scenarios.
+const READ_SESSIONS: usize = 8;
+/// Write acquisitions measured behind the readers.
+const WRITER_ROUNDS: usize = 50;
+
+/// [`READ_SESSIONS`] sessions loop read acquire/release for the contended time; readers share,
+/// so the figure is the read lock's overhead, not a queue's handoffs. Also reports the most
+/// readers seen inside at once.
+async fn read_contended(connect: &str, path: &str) -> Result<(), BoxError> {
+    let secs = contended_secs();
+    let inside = Arc::new(AtomicU64::new(0));
+    let most_inside = Arc::new(AtomicU64::new(0));
+    let acquisitions = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut tasks = Vec::new();
+    for _ in 0..READ_SESSIONS {
+        let client = client(connect).await?;
+        let lock = InterProcessReadWriteLock::new(&client, path)?;
+        let (inside, most_inside, acquisitions) =
+            (inside.clone(), most_inside.clone(), acquisitions.clone());
+        tasks.push(tokio::spawn(async move {
+            while Instant::now() < deadline {
+                let guard = lock.read_lock().acquire().await?;
+                let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                most_inside.fetch_max(now, Ordering::SeqCst);
+                acquisitions.fetch_add(1, Ordering::SeqCst);
+                inside.fetch_sub(1, Ordering::SeqCst);
+                guard.release().await?;
+            }
+            client.close().await;
+            Ok::<_, zk_recipes::Error>(())
+        }));
+    }
+    let started = Instant::now();
+    for task in tasks {
+        task.await??;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    report(
+        "read_acquisitions_per_s",
+        format!(
+            "{:.1}",
+            acquisitions.load(Ordering::SeqCst) as f64 / elapsed
+        ),
+    );
+    report("read_most_inside", most_inside.load(Ordering::SeqCst));
+    Ok(())
+}
+
+/// [`READ_SESSIONS`] sessions keep the read lock busy (each holds it for 1 ms at a time, so
+/// readers overlap); a writer on its own session asks for the write lock [`WRITER_ROUNDS`]
+/// times and holds it for 1 ms. Its wait is the time from the request to the grant: the
+/// readers ahead of it drain, and readers that come after it wait for it.
+async fn writer_behind_readers(connect: &str, path: &str) -> Result<(), BoxError> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut readers = Vec::new();
+    for _ in 0..READ_SESSIONS {
+        let client = client(connect).await?;
+        let lock = InterProcessReadWriteLock::new(&client, path)?;
+        let stop = stop.clone();
+        readers.push(tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                let guard = lock.read_lock().acquire().await?;
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                guard.release().await?;
+            }
+            client.close().await;
+            Ok::<_, zk_recipes::Error>(())
+        }));
+    }
+    let writer_client = client(connect).await?;
+    let writer = InterProcessReadWriteLock::new(&writer_client, path)?;
+    let mut waits = Vec::with_capacity(WRITER_ROUNDS);
+    for round in 0..WRITER_ROUNDS + 5 {
+        let asked = Instant::now();
+        let guard = writer.write_lock().acquire().await?;
+        // The first rounds warm the readers' queue up.
+        if round >= 5 {
+            waits.push(asked.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        guard.release().await?;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    for reader in readers {
+        reader.await??;
+    }
+    writer_client.close().await;
+    report(
+        "writer_wait_behind_readers_median_us",
+        median_us(&mut waits),
+    );
+    report(
+        "writer_wait_behind_readers_p99_us",
+        percentile_us(&mut waits, 0.99),
+    );
     Ok(())
 }
 

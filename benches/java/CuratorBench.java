@@ -11,6 +11,7 @@ import org.apache.curator.framework.CuratorFrameworkFactory;
 import org.apache.curator.framework.recipes.leader.LeaderSelector;
 import org.apache.curator.framework.recipes.leader.LeaderSelectorListenerAdapter;
 import org.apache.curator.framework.recipes.locks.InterProcessMutex;
+import org.apache.curator.framework.recipes.locks.InterProcessReadWriteLock;
 import org.apache.curator.retry.ExponentialBackoffRetry;
 
 /**
@@ -18,7 +19,9 @@ import org.apache.curator.retry.ExponentialBackoffRetry;
  * both are measured in one run against one server.
  *
  * <p>Usage: {@code CuratorBench <connectString> <scenario> <path> [args]}, where scenario is
- * {@code contended <sessions> <seconds>} or {@code selector-handoff <handoffs>}. Prints
+ * {@code contended <sessions> <seconds>}, {@code selector-handoff <handoffs>},
+ * {@code read-contended <sessions> <seconds>} or {@code writer-behind-readers <sessions>
+ * <rounds>}. Prints
  * {@code KEY VALUE} lines, as the Rust benchmark does.
  */
 public final class CuratorBench {
@@ -137,6 +140,81 @@ public final class CuratorBench {
         System.out.printf("curator_selector_handoff_p99_us %.1f%n", percentile(measured, 0.99) / 1e3);
     }
 
+    /** {@code sessions} clients loop read acquire/release on one read/write lock each. */
+    private static void readContended(String connectString, String path, int sessions,
+            double seconds) throws Exception {
+        List<CuratorFramework> clients = new ArrayList<>();
+        List<InterProcessMutex> locks = new ArrayList<>();
+        for (int i = 0; i < sessions; i++) {
+            CuratorFramework client = client(connectString);
+            clients.add(client);
+            locks.add(new InterProcessReadWriteLock(client, path).readLock());
+        }
+        // The violation count means nothing for readers, who share.
+        run(locks, 2.0, new AtomicLong(), new AtomicLong());
+        AtomicLong acquisitions = new AtomicLong();
+        long started = System.nanoTime();
+        run(locks, seconds, acquisitions, new AtomicLong());
+        double elapsed = (System.nanoTime() - started) / 1e9;
+        System.out.printf("curator_read_acquisitions_per_s %.1f%n", acquisitions.get() / elapsed);
+        for (CuratorFramework client : clients) {
+            client.close();
+        }
+    }
+
+    /**
+     * {@code sessions} clients keep the read lock busy (1 ms holds); a writer on its own client
+     * asks for the write lock {@code rounds} times, as the Rust scenario does.
+     */
+    private static void writerBehindReaders(String connectString, String path, int sessions,
+            int rounds) throws Exception {
+        AtomicBoolean stop = new AtomicBoolean();
+        List<CuratorFramework> clients = new ArrayList<>();
+        List<Thread> readers = new ArrayList<>();
+        for (int i = 0; i < sessions; i++) {
+            CuratorFramework client = client(connectString);
+            clients.add(client);
+            InterProcessMutex read = new InterProcessReadWriteLock(client, path).readLock();
+            Thread reader = new Thread(() -> {
+                try {
+                    while (!stop.get()) {
+                        read.acquire();
+                        Thread.sleep(1);
+                        read.release();
+                    }
+                } catch (Exception e) {
+                    throw new RuntimeException(e);
+                }
+            });
+            reader.start();
+            readers.add(reader);
+        }
+        CuratorFramework writerClient = client(connectString);
+        clients.add(writerClient);
+        InterProcessMutex write = new InterProcessReadWriteLock(writerClient, path).writeLock();
+        List<Long> waits = new ArrayList<>();
+        for (int round = 0; round < rounds + 5; round++) {
+            long asked = System.nanoTime();
+            write.acquire();
+            if (round >= 5) {
+                waits.add(System.nanoTime() - asked);
+            }
+            Thread.sleep(1);
+            write.release();
+            Thread.sleep(5);
+        }
+        stop.set(true);
+        for (Thread reader : readers) {
+            reader.join();
+        }
+        for (CuratorFramework client : clients) {
+            client.close();
+        }
+        Collections.sort(waits);
+        System.out.printf("curator_writer_wait_behind_readers_median_us %.1f%n", percentile(waits, 0.5) / 1e3);
+        System.out.printf("curator_writer_wait_behind_readers_p99_us %.1f%n", percentile(waits, 0.99) / 1e3);
+    }
+
     private static double percentile(List<Long> sorted, double q) {
         int i = (int) Math.round((sorted.size() - 1) * q);
         return sorted.get(i);
@@ -153,6 +231,12 @@ public final class CuratorBench {
                 break;
             case "selector-handoff":
                 selectorHandoff(args[0], args[2], Integer.parseInt(args[3]));
+                break;
+            case "read-contended":
+                readContended(args[0], args[2], Integer.parseInt(args[3]), Double.parseDouble(args[4]));
+                break;
+            case "writer-behind-readers":
+                writerBehindReaders(args[0], args[2], Integer.parseInt(args[3]), Integer.parseInt(args[4]));
                 break;
             default:
                 System.err.println("unknown scenario " + args[1]);
