@@ -792,8 +792,15 @@ impl LockGuard {
             .inner
             .queue
             .adopt(node, incarnation, interruptions_at_grant);
+        let downgraded = read.install(held);
+        if downgraded.is_lost() {
+            // The connection dropped since the write hold's grant (during the transaction, say):
+            // the write hold may be lost, and a read hold made under it with it.
+            let _ = downgraded.release().await;
+            return Err(Error::LockLost);
+        }
         tracing::debug!(path = %self.inner.path, node = %self.hold.node_name, "write hold downgraded");
-        Ok(read.install(held))
+        Ok(downgraded)
     }
 
     /// True once the lock may be lost; see the [module docs](self) for exactly when.

@@ -60,11 +60,21 @@
 //! `tokio::sync::RwLock` does; release the read hold first. (In Curator, a thread that holds
 //! the read lock and asks for the write lock waits forever.)
 //!
+//! **Coming from Curator.** In Curator, a thread that holds the write lock gets the read lock
+//! at once (reentrancy per thread), and that is how it downgrades. Here a read *acquire* made
+//! while the same client holds the write lock is a separate holder, and waits for the write
+//! hold to be released: use [`LockGuard::downgrade`] instead, the explicit form of Curator's
+//! idiom.
+//!
 //! **Curator 5.4 and downgrades.** Curator 5.4 makes a downgrade's read node with a new
 //! sequence, so a writer queued behind the write hold (from either language) is granted while
 //! the read hold lasts (CURATOR-276; Curator 5.5 names the read node after the write node, as
 //! this crate does). Where Java processes on Curator 5.4 downgrade, their downgrades are not
-//! exclusive; this crate's are, for Java and Rust writers alike.
+//! exclusive; this crate's are, for Java and Rust writers alike. Curator 5.5 makes its read
+//! node without checking that its write node still exists, so a Java process that has lost
+//! its write hold unawares (its node deleted by someone else) can still place a read node at
+//! its old sequence; this crate's downgrade checks the write node in the same transaction.
+//! The interoperability tests run against Curator 5.4, Debian's.
 
 use crate::connection::Client;
 use crate::error::Result;

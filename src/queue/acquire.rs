@@ -340,11 +340,14 @@ impl SequentialQueue {
                 if let Decision::Grant { incarnation } =
                     decide(&QueueView::of(snapshot), &at_once, other_hold, None)
                 {
-                    granted = confirmed_interruptions(&session).map(|interruptions| Grant {
-                        interruptions_at_grant: interruptions,
-                        incarnation,
-                        own_watch: None,
-                    });
+                    granted = confirmed_interruptions(&session)
+                        .zip(self.local_holds.try_register(&own))
+                        .map(|(interruptions, local_hold)| Grant {
+                            interruptions_at_grant: interruptions,
+                            incarnation,
+                            own_watch: None,
+                            local_hold,
+                        });
                 }
             }
             match granted {

@@ -214,10 +214,16 @@ impl SequentialQueue {
                 let Some(interruptions) = confirmed_interruptions(session) else {
                     return Err(Error::ConnectionLoss);
                 };
+                // A conflicting hold of the client registered since the decision (through the
+                // other half of a read/write lock): the next decision waits for it.
+                let Some(local_hold) = self.local_holds.try_register(&step.node) else {
+                    return Ok(());
+                };
                 let grant = Grant {
                     interruptions_at_grant: interruptions,
                     incarnation,
                     own_watch: serving.take_watch(),
+                    local_hold,
                 };
                 if let Some(waiter) = self.state.locked().waiters.remove(&serving.key) {
                     // A dropped receiver means the waiter is being cancelled; its guard
@@ -242,7 +248,10 @@ impl SequentialQueue {
             Decision::WaitOn {
                 predecessor,
                 incarnation,
-            } => self.wait_on(&step, serving, incarnation, predecessor).await,
+            } => {
+                self.wait_on(&step, serving, incarnation, predecessor, false)
+                    .await
+            }
             Decision::AwaitLocalHold => {
                 tracing::debug!(node = %step.path, "first in the queue, but another hold of this client on the lock is still in use");
                 tokio::select! {
@@ -314,7 +323,11 @@ impl SequentialQueue {
                 };
                 let other_hold = self.local_holds.conflicting_with(&waiter.node);
                 match decide(&snapshot, &own, other_hold, None) {
-                    Decision::Grant { incarnation } => granted.push((*key, incarnation)),
+                    Decision::Grant { incarnation } => {
+                        if let Some(local_hold) = self.local_holds.try_register(&waiter.node) {
+                            granted.push((*key, incarnation, local_hold));
+                        }
+                    }
                     Decision::WaitOn {
                         predecessor,
                         incarnation,
@@ -322,7 +335,7 @@ impl SequentialQueue {
                     _ => {}
                 }
             }
-            for (key, incarnation) in granted {
+            for (key, incarnation, local_hold) in granted {
                 let own_watch = (key == serving.key).then(|| serving.take_watch()).flatten();
                 if let Some(waiter) = state.waiters.remove(&key) {
                     tracing::trace!(node = %waiter.node.name, "granted on a listing");
@@ -330,6 +343,7 @@ impl SequentialQueue {
                         interruptions_at_grant: interruptions,
                         incarnation,
                         own_watch,
+                        local_hold,
                     }));
                 }
             }
@@ -337,19 +351,23 @@ impl SequentialQueue {
         };
         match wait {
             Some((incarnation, predecessor)) => {
-                self.wait_on(step, serving, incarnation, predecessor).await
+                self.wait_on(step, serving, incarnation, predecessor, true)
+                    .await
             }
             None => Ok(()),
         }
     }
 
-    /// Waits until `predecessor` goes, or something else changes the decision.
+    /// Waits until `predecessor` goes, or something else changes the decision. `listed`: the
+    /// predecessor was found in a listing alone (a downgrade's read node, which the shared view
+    /// may not hold; see [`QueueView`]).
     async fn wait_on(
         &self,
         step: &Step<'_>,
         serving: &mut Serving,
         incarnation: Incarnation,
         predecessor: QueueNode,
+        listed: bool,
     ) -> Result<()> {
         let generation = step.session.generation();
         let local = self.state.locked().holds.get(&predecessor.name) == Some(&generation);
@@ -425,7 +443,7 @@ impl SequentialQueue {
                         // driver was busy, a release of a node after ours) keep the watch:
                         // dropping it would cost a RemoveWatches and a new read.
                         _ = self.wake_driver.notified() => {
-                            if !self.still_waits_on(key, incarnation, &predecessor) {
+                            if !self.still_waits_on(key, incarnation, &predecessor, listed) {
                                 return Ok(());
                             }
                         }
@@ -459,23 +477,24 @@ impl SequentialQueue {
 
     /// True if the decision for waiter `key` is still to wait on `predecessor`: the waiter is
     /// still the lowest, its node is live in the view, and that node is still its nearest
-    /// live predecessor.
+    /// live conflicting predecessor (or, for a `listed` one, the view knows of none nearer).
     fn still_waits_on(
         &self,
         key: WaiterKey,
         incarnation: Incarnation,
         predecessor: &QueueNode,
+        listed: bool,
     ) -> bool {
         let state = self.state.locked();
         let Some((lowest, waiter)) = state.waiters.first_key_value() else {
             return false;
         };
+        let nearest = state.view.live_conflicting_predecessor(&waiter.node, None);
         *lowest == key
             && state.view.state_of(incarnation, &waiter.node) == Some(super::view::NodeState::Live)
-            && state
-                .view
-                .live_conflicting_predecessor(&waiter.node, None)
-                .as_ref()
-                == Some(predecessor)
+            && match nearest {
+                Some(nearest) => nearest == *predecessor,
+                None => listed,
+            }
     }
 }

@@ -57,12 +57,33 @@ impl LocalHolds {
         holds
     }
 
+    /// Registers a hold on `name` whatever else is held (a downgrade's read hold, beside its
+    /// own write hold).
     fn register(self: &Arc<Self>, name: &str, mode: LockMode) -> LocalHold {
         self.names.locked().insert(name.to_owned(), mode);
         LocalHold {
             holds: self.clone(),
             name: name.to_owned(),
         }
+    }
+
+    /// Registers a hold on `node` at the moment of its grant, unless a hold it must wait for
+    /// is in use: the check and the registration are one step, so two grants decided at once
+    /// (by two drivers of one client, a read and a write lock) cannot both pass the check.
+    /// `None`: the grant must wait (rule 4).
+    pub(super) fn try_register(self: &Arc<Self>, node: &QueueNode) -> Option<LocalHold> {
+        let mut names = self.names.locked();
+        let conflicting = names
+            .iter()
+            .any(|(held, mode)| *held != node.name && node.mode.waits_for(*mode));
+        if conflicting {
+            return None;
+        }
+        names.insert(node.name.clone(), node.mode);
+        Some(LocalHold {
+            holds: self.clone(),
+            name: node.name.clone(),
+        })
     }
 
     /// True while a hold other than the one on `node` is in use that `node` must wait for.
@@ -80,9 +101,10 @@ impl LocalHolds {
     }
 }
 
-/// A hold's entry in [`LocalHolds`], removed when dropped.
+/// A hold's entry in [`LocalHolds`], removed when dropped (a grant that is never taken up
+/// drops it with the grant).
 #[derive(Debug)]
-struct LocalHold {
+pub(super) struct LocalHold {
     holds: Arc<LocalHolds>,
     name: String,
 }
@@ -119,12 +141,7 @@ impl Held {
         grant: Grant,
         delivery: DataDelivery,
     ) -> Self {
-        // A node whose name the queue cannot read is not one of its nodes; taken as exclusive,
-        // it holds back every other hold of the client, which errs towards waiting.
-        let mode = queue
-            .queue_node(&node)
-            .map_or(LockMode::Exclusive, |n| n.mode);
-        let local_hold = queue.local_holds.register(&node.name, mode);
+        let local_hold = grant.local_hold;
         queue
             .state
             .locked()
@@ -262,10 +279,12 @@ impl SequentialQueue {
         incarnation: Incarnation,
         interruptions_at_grant: u64,
     ) -> Held {
+        let local_hold = self.local_holds.register(&node.name, LockMode::Shared);
         let grant = Grant {
             interruptions_at_grant,
             incarnation,
             own_watch: None,
+            local_hold,
         };
         Held::start(self.clone(), node, grant, self.data_delivery())
     }
@@ -590,5 +609,48 @@ pub(super) async fn connected_again(zk: &zookeeper_client::Client) {
             std::future::pending::<()>().await;
         }
         states.changed().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::view::READ_WRITE_NAMES;
+
+    fn node(name: &str) -> QueueNode {
+        READ_WRITE_NAMES.node(name.to_owned()).unwrap()
+    }
+
+    #[test]
+    fn a_grant_registers_only_beside_holds_it_shares_with() {
+        let holds = Arc::new(LocalHolds::default());
+        let first_reader = holds
+            .try_register(&node("_c_a-__READ__0000000001"))
+            .expect("nothing held");
+        let second_reader = holds
+            .try_register(&node("_c_b-__READ__0000000002"))
+            .expect("readers share");
+        let writer = node("_c_c-__WRIT__0000000003");
+        assert!(holds.conflicting_with(&writer));
+        assert!(
+            holds.try_register(&writer).is_none(),
+            "a writer beside readers"
+        );
+        drop(first_reader);
+        assert!(holds.try_register(&writer).is_none(), "one reader is left");
+        drop(second_reader);
+        let write_hold = holds.try_register(&writer).expect("every reader left");
+        assert!(
+            holds
+                .try_register(&node("_c_d-__READ__0000000004"))
+                .is_none(),
+            "a reader beside a writer"
+        );
+        // A downgrade's read hold registers beside its own write hold.
+        let downgraded = holds.register("_c_e-__READ__0000000003", LockMode::Shared);
+        drop(write_hold);
+        assert!(holds.conflicting_with(&writer));
+        drop(downgraded);
+        assert!(!holds.conflicting_with(&writer));
     }
 }

@@ -87,8 +87,8 @@ use crate::path::join;
 use crate::sync::Locked;
 
 pub(crate) use self::acquire::Wait;
-use self::held::LocalHolds;
 pub(crate) use self::held::{Held, LostSignal};
+use self::held::{LocalHold, LocalHolds};
 pub use self::view::LockMode;
 use self::view::{queue_order, Incarnation, Listing, ListingEffect, QueueNode, QueueView};
 pub(crate) use self::view::{NodeNames, LATCH_NAMES, LOCK_NAMES, READ_WRITE_NAMES};
@@ -196,6 +196,9 @@ struct Grant {
     incarnation: Incarnation,
     /// The watch on the node that proved its presence, for the holder's monitor to go on with.
     own_watch: Option<Box<OwnWatch>>,
+    /// The hold's entry among the client's holds, made with the grant (see
+    /// [`LocalHolds::try_register`]).
+    local_hold: LocalHold,
 }
 
 /// Why a waiter's wait ended without the lock.
