@@ -1,9 +1,9 @@
-//! Chaos: the three recipes at work on a 3-node ensemble while a seeded schedule injects one
-//! fault at a time, and a checker that looks for the failures that matter.
+//! Chaos: the recipes at work on a 3-node ensemble while a seeded schedule injects one fault at
+//! a time, and a checker that looks for the failures that matter.
 //!
 //! # Workload
 //!
-//! Fifteen participants, each with its own [`Client`] (so its own session) that reaches the
+//! Twenty participants, each with its own [`Client`] (so its own session) that reaches the
 //! ensemble through a [`FaultProxy`] per member (its connect string lists its three proxies, so
 //! it survives the loss of one server, and faults can hit one client at a time):
 //!
@@ -17,6 +17,9 @@
 //!   client: two sibling latches on one session. A leader reads its fencing token (the latch
 //!   node's czxid, read through its own session, from a node carrying its own id), works, and
 //!   closes its latch to let the others race; then it joins the race again with a new latch.
+//! * 5 [`InterProcessReadWriteLock`] participants on a fourth path. Each time, one in three
+//!   takes the write lock, the others the read lock, and works; a writer that is done
+//!   downgrades half the time, and works again under the read hold before it releases it.
 //!
 //! # Faults
 //!
@@ -38,7 +41,8 @@
 //! * **kill follower** / **kill leader**: an ensemble member that does not lead, or the one that
 //!   does, is killed with SIGKILL and restarted.
 //!
-//! And state faults on the queues of the mutex and the selector, made by an operator's client:
+//! And state faults on the queues of the mutex, the selector and the read/write lock, made by an
+//! operator's client:
 //!
 //! * **delete a waiter**: a waiting node of each queue (one drawn at random) is deleted;
 //! * **delete the holder**: the first node of each queue is deleted;
@@ -55,7 +59,8 @@
 //!   and `end` before it checks again. Only intervals whose final check passed ("obeying") count:
 //!   no two of them, for one recipe, may overlap in time, and in start order their fencing
 //!   tokens must rise. (A latch interval also requires the latch not to have been re-elected
-//!   in between, and its node to be owned by its session.)
+//!   in between, and its node to be owned by its session.) For the read/write lock, readers'
+//!   intervals may overlap each other but no writer's, and writers' tokens rise.
 //! * **No stale guarded write.** Every successful guarded write of a mutex holder is recorded
 //!   with the version it produced; by version, the tokens must never decrease.
 //! * **Progress.** After every healed fault, each recipe makes a new acquisition within
@@ -83,8 +88,8 @@ use tokio_util::sync::CancellationToken;
 use zk_recipes::testing::{expire_session, four_letter_word, FaultProxy, TestingCluster};
 use zk_recipes::zookeeper_client;
 use zk_recipes::{
-    BoxError, Client, Error, InterProcessMutex, LeaderLatch, LeaderSelector,
-    LeaderSelectorListener, Leadership, LockGuard,
+    BoxError, Client, Error, InterProcessMutex, InterProcessReadWriteLock, LeaderLatch,
+    LeaderSelector, LeaderSelectorListener, Leadership, LockGuard,
 };
 
 /// The participants' session timeout.
@@ -112,16 +117,25 @@ enum Recipe {
     Mutex,
     Selector,
     Latch,
+    ReadWrite,
 }
 
+/// How many recipes the workload runs.
+const RECIPES: usize = 4;
+
 impl Recipe {
-    const ALL: [Recipe; 3] = [Recipe::Mutex, Recipe::Selector, Recipe::Latch];
+    const ALL: [Recipe; RECIPES] = [
+        Recipe::Mutex,
+        Recipe::Selector,
+        Recipe::Latch,
+        Recipe::ReadWrite,
+    ];
 
     fn index(self) -> usize {
         self as usize
     }
 
-    /// The participant numbers of this recipe: 0–4, 5–9, 10–14.
+    /// The participant numbers of this recipe: 0–4, 5–9, 10–14, 15–19.
     fn participants(self) -> std::ops::Range<usize> {
         let first = self.index() * PER_RECIPE;
         first..first + PER_RECIPE
@@ -163,6 +177,8 @@ struct Record {
     end: Instant,
     /// The hold was still good when `end` had been taken.
     obeyed: bool,
+    /// A read hold of the read/write lock, which may overlap other read holds.
+    shared: bool,
 }
 
 /// A guarded write that ZooKeeper acknowledged.
@@ -182,9 +198,9 @@ struct Shared {
     /// Guarded writes whose outcome is unknown (the connection dropped before the answer).
     unknown_writes: AtomicUsize,
     /// Acquisitions per recipe so far.
-    acquired: watch::Sender<[u64; 3]>,
+    acquired: watch::Sender<[u64; RECIPES]>,
     /// The participant in a critical section of each recipe, if any: fault targets.
-    holders: Mutex<[Option<usize>; 3]>,
+    holders: Mutex<[Option<usize>; RECIPES]>,
     /// Violations seen during the run (a latch leading on a node it does not own).
     violations: Mutex<Vec<String>>,
     /// Errors and other events the workers met, counted by kind (for the diagnostics).
@@ -199,8 +215,8 @@ impl Shared {
             history: Mutex::new(Vec::new()),
             writes: Mutex::new(Vec::new()),
             unknown_writes: AtomicUsize::new(0),
-            acquired: watch::Sender::new([0; 3]),
-            holders: Mutex::new([None; 3]),
+            acquired: watch::Sender::new([0; RECIPES]),
+            holders: Mutex::new([None; RECIPES]),
             violations: Mutex::new(Vec::new()),
             notes: Mutex::new(BTreeMap::new()),
         }
@@ -385,12 +401,97 @@ async fn mutex_worker(
                 start,
                 end,
                 obeyed,
+                shared: false,
             });
         }
         if let Err(e) = guard.release().await {
             shared.note_error("mutex release", &e);
         }
     }
+}
+
+/// A read/write lock participant, until stopped: one time in three the write lock, else the
+/// read lock; work; and, half the time after a write, a downgrade and more work under the read
+/// hold before its release.
+async fn read_write_worker(
+    shared: Arc<Shared>,
+    client: Client,
+    path: String,
+    participant: usize,
+    seed: u64,
+) {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let lock = InterProcessReadWriteLock::new(&client, &path)
+        .unwrap()
+        .with_id(format!("read-write-{participant}"));
+    while !shared.stop.is_cancelled() {
+        let writes = rng.usize(0..3) == 0;
+        let half = if writes {
+            lock.write_lock()
+        } else {
+            lock.read_lock()
+        };
+        let acquired = tokio::select! {
+            _ = shared.stop.cancelled() => break,
+            acquired = half.acquire() => acquired,
+        };
+        let guard = match acquired {
+            Ok(guard) => guard,
+            Err(e) => {
+                shared.note_error("read/write acquire", &e);
+                pause(&shared.stop, Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let mut downgraded = None;
+        if guard.is_lost() {
+            shared.note("read/write hold lost before its critical section");
+        } else {
+            let obeyed = hold(&shared, &guard, participant, &mut rng).await;
+            if writes && obeyed && rng.bool() {
+                match guard.downgrade().await {
+                    Ok(read) => downgraded = Some(read),
+                    Err(e) => shared.note_error("downgrade", &e),
+                }
+            }
+        }
+        if let Err(e) = guard.release().await {
+            shared.note_error("read/write release", &e);
+        }
+        if let Some(read) = downgraded {
+            if read.is_lost() {
+                shared.note("downgraded hold lost before its critical section");
+            } else {
+                hold(&shared, &read, participant, &mut rng).await;
+            }
+            if let Err(e) = read.release().await {
+                shared.note_error("read/write release", &e);
+            }
+        }
+    }
+}
+
+/// One critical section of a read/write lock participant under `guard`; whether it obeyed.
+async fn hold(
+    shared: &Shared,
+    guard: &LockGuard,
+    participant: usize,
+    rng: &mut fastrand::Rng,
+) -> bool {
+    let start = shared.begin(Recipe::ReadWrite, participant);
+    work(rng, guard.lost()).await;
+    let end = Instant::now();
+    let obeyed = !guard.is_lost();
+    shared.finish(Record {
+        recipe: Recipe::ReadWrite,
+        participant,
+        token: guard.fencing_token(),
+        start,
+        end,
+        obeyed,
+        shared: guard.mode() == zk_recipes::LockMode::Shared,
+    });
+    obeyed
 }
 
 /// A selector's listener: work for a while, in steps, stopping once cancelled.
@@ -421,6 +522,7 @@ impl LeaderSelectorListener for SelectorWorker {
             start,
             end,
             obeyed,
+            shared: false,
         });
         Ok(())
     }
@@ -499,6 +601,7 @@ async fn latch_worker(
                 start,
                 end,
                 obeyed,
+                shared: false,
             });
         }
         if let Err(e) = latch.close().await {
@@ -545,18 +648,23 @@ struct Chaos {
     shared: Arc<Shared>,
     /// An operator's client, for the state faults.
     operator: Client,
-    /// The queue paths of the mutex and the selector.
-    queues: [String; 2],
+    /// The queue paths of the mutex, the selector and the read/write lock.
+    queues: [String; 3],
 }
 
-/// The lock nodes of `queue` in queue order (full paths).
+/// The lock nodes of `queue` in queue order (full paths): a mutex's and a selector's, or a
+/// read/write lock's.
 async fn queue_nodes(client: &Client, queue: &str) -> Result<Vec<String>, Error> {
     let mut nodes: Vec<String> = client
         .children(queue)
         .await?
         .unwrap_or_default()
         .into_iter()
-        .filter(|name| name.contains("lock-"))
+        .filter(|name| {
+            ["lock-", "__READ__", "__WRIT__"]
+                .iter()
+                .any(|n| name.contains(n))
+        })
         .collect();
     nodes.sort_by(|a, b| a[a.len() - 10..].cmp(&b[b.len() - 10..]));
     Ok(nodes.into_iter().map(|n| format!("{queue}/{n}")).collect())
@@ -748,12 +856,12 @@ impl Chaos {
     }
 
     /// Waits until every recipe has made an acquisition after `since` (counts per recipe).
-    async fn progress(&self, since: [u64; 3], bound: Duration) -> Result<Duration, String> {
+    async fn progress(&self, since: [u64; RECIPES], bound: Duration) -> Result<Duration, String> {
         let started = Instant::now();
         let mut acquired = self.shared.acquired.subscribe();
         let resumed = tokio::time::timeout(
             bound,
-            acquired.wait_for(|now| (0..3).all(|r| now[r] > since[r])),
+            acquired.wait_for(|now| (0..RECIPES).all(|r| now[r] > since[r])),
         )
         .await
         .is_ok();
@@ -769,7 +877,8 @@ impl Chaos {
     }
 }
 
-/// Overlaps of obeying intervals, and fencing tokens out of order, per recipe.
+/// Overlaps of obeying intervals (other than of two read holds), and fencing tokens out of
+/// order, per recipe.
 fn interval_violations(history: &[Record], shared: &Shared) -> Vec<String> {
     let mut violations = Vec::new();
     for recipe in Recipe::ALL {
@@ -778,23 +887,30 @@ fn interval_violations(history: &[Record], shared: &Shared) -> Vec<String> {
             .filter(|r| r.recipe == recipe && r.obeyed)
             .collect();
         obeyed.sort_by_key(|r| r.start);
-        let mut latest_end: Option<&Record> = None;
-        let mut previous: Option<&Record> = None;
-        for r in obeyed {
-            if let Some(other) = latest_end {
-                if r.start < other.end {
-                    violations.push(format!(
-                        "{recipe:?}: participant {} (token {}) started at {:.3}s while \
-                         participant {} (token {}) held until {:.3}s",
-                        r.participant,
-                        r.token,
-                        shared.at(r.start),
-                        other.participant,
-                        other.token,
-                        shared.at(other.end)
-                    ));
-                }
+        // The intervals still running when the next one starts.
+        let mut running: Vec<&Record> = Vec::new();
+        for r in &obeyed {
+            running.retain(|other| other.end > r.start);
+            for other in running.iter().filter(|other| !(r.shared && other.shared)) {
+                violations.push(format!(
+                    "{recipe:?}: participant {} (token {}{}) started at {:.3}s while \
+                     participant {} (token {}{}) held until {:.3}s",
+                    r.participant,
+                    r.token,
+                    if r.shared { ", reading" } else { "" },
+                    shared.at(r.start),
+                    other.participant,
+                    other.token,
+                    if other.shared { ", reading" } else { "" },
+                    shared.at(other.end)
+                ));
             }
+            running.push(r);
+        }
+        // Tokens rise from exclusive hold to exclusive hold. (Read holds share the lock, and a
+        // downgrade's read node is made after a writer that queued behind its write node.)
+        let mut previous: Option<&Record> = None;
+        for r in obeyed.iter().filter(|r| !r.shared) {
             if let Some(p) = previous {
                 let same_hold = r.token == p.token && r.participant == p.participant;
                 if r.token < p.token || (r.token == p.token && !same_hold) {
@@ -808,9 +924,6 @@ fn interval_violations(history: &[Record], shared: &Shared) -> Vec<String> {
                         p.participant
                     ));
                 }
-            }
-            if latest_end.is_none_or(|other| r.end > other.end) {
-                latest_end = Some(r);
             }
             previous = Some(r);
         }
@@ -945,6 +1058,7 @@ async fn recipes_stay_exclusive_and_live_under_faults() {
     let mutex_path = format!("{base}/mutex");
     let selector_path = format!("{base}/selector");
     let latch_path = format!("{base}/latch/leader");
+    let read_write_path = format!("{base}/read-write");
     let fence = format!("{base}/fence");
 
     let observer = Client::builder(cluster.connect_string())
@@ -957,7 +1071,7 @@ async fn recipes_stay_exclusive_and_live_under_faults() {
 
     let shared = Arc::new(Shared::new());
     let mut participants = Vec::new();
-    for p in 0..3 * PER_RECIPE {
+    for p in 0..RECIPES * PER_RECIPE {
         participants.push(Participant::connect(format!("participant-{p}"), &cluster).await);
     }
 
@@ -1009,14 +1123,29 @@ async fn recipes_stay_exclusive_and_live_under_faults() {
         }
     }
 
+    for p in Recipe::ReadWrite.participants() {
+        let task = tokio::spawn(read_write_worker(
+            shared.clone(),
+            participants[p].client.clone(),
+            read_write_path.clone(),
+            p,
+            seed.wrapping_add(p as u64),
+        ));
+        tasks.push((format!("read/write worker {p}"), task));
+    }
+
     let chaos = Chaos {
         cluster: cluster.clone(),
         participants,
         shared: shared.clone(),
         operator: observer.clone(),
-        queues: [mutex_path.clone(), selector_path.clone()],
+        queues: [
+            mutex_path.clone(),
+            selector_path.clone(),
+            read_write_path.clone(),
+        ],
     };
-    if let Err(e) = chaos.progress([0; 3], WARM_UP_BOUND).await {
+    if let Err(e) = chaos.progress([0; RECIPES], WARM_UP_BOUND).await {
         panic!("warm-up: {e}");
     }
 
@@ -1085,7 +1214,11 @@ async fn recipes_stay_exclusive_and_live_under_faults() {
 
     // Clean close: first with every recipe closed but the clients open (the recipes delete
     // their own nodes), then with the clients closed, through a fresh client.
-    let parents = [mutex_path.as_str(), selector_path.as_str()];
+    let parents = [
+        mutex_path.as_str(),
+        selector_path.as_str(),
+        read_write_path.as_str(),
+    ];
     let mut leaked = wait_clean(&observer, &parents, &latch_path, LEAK_DEADLINE).await;
     for p in &chaos.participants {
         p.client.close().await;
@@ -1338,13 +1471,17 @@ async fn two_latches_of_one_session_never_both_lead() {
 fn the_checker_finds_overlaps_tokens_out_of_order_and_stale_writes() {
     let shared = Shared::new();
     let t0 = Instant::now();
-    let record = |recipe, participant, token, start: u64, end: u64, obeyed| Record {
+    let interval = |recipe, participant, token, start: u64, end: u64, obeyed, shared| Record {
         recipe,
         participant,
         token,
         start: t0 + Duration::from_millis(start),
         end: t0 + Duration::from_millis(end),
         obeyed,
+        shared,
+    };
+    let record = |recipe, participant, token, start, end, obeyed| {
+        interval(recipe, participant, token, start, end, obeyed, false)
     };
     let m = Recipe::Mutex;
     let fine = [
@@ -1382,6 +1519,22 @@ fn the_checker_finds_overlaps_tokens_out_of_order_and_stale_writes() {
         record(m, 1, 20, 10, 20, true),
     ];
     assert_eq!(interval_violations(&shared_token, &shared).len(), 1);
+    // Read holds overlap each other, with tokens in any order, but no write hold.
+    let rw = Recipe::ReadWrite;
+    let read =
+        |participant, token, start, end| interval(rw, participant, token, start, end, true, true);
+    let write =
+        |participant, token, start, end| interval(rw, participant, token, start, end, true, false);
+    let readers = [read(0, 20, 0, 10), read(1, 10, 5, 15), write(2, 30, 15, 20)];
+    assert!(interval_violations(&readers, &shared).is_empty());
+    let mixed = [read(0, 10, 0, 10), write(1, 20, 5, 15), read(2, 30, 12, 20)];
+    assert_eq!(interval_violations(&mixed, &shared).len(), 2);
+    let writers_reordered = [
+        write(0, 20, 0, 10),
+        read(1, 30, 10, 12),
+        write(1, 10, 12, 20),
+    ];
+    assert_eq!(interval_violations(&writers_reordered, &shared).len(), 1);
 
     let write = |version, token| GuardedWrite {
         version,
