@@ -9,6 +9,9 @@
 //!   creates.
 //! * [`InterProcessMutex`]: a reentrant distributed lock on ephemeral-sequential nodes, with
 //!   fencing tokens and a lost-lock signal.
+//! * [`InterProcessReadWriteLock`]: readers share, a writer holds alone, in queue order; its
+//!   halves are mutexes, and a write hold downgrades to a read hold that no queued writer can
+//!   slip past.
 //! * [`InterProcessMultiLock`]: several mutexes as one, all or none, taken in the order of
 //!   their paths so that multi-locks never deadlock each other.
 //! * [`LeaderLatch`]: a race for one ephemeral node; simple, unfair, wakes every follower.
@@ -38,6 +41,13 @@
 //!   right behind the release's delete, and no watch.
 //! * [`LockGuard::verify`] and the recipes' `has_leadership().await` cost a `sync` and a read,
 //!   sent together: one round trip. [`LockGuard::is_lost`] and `is_leader()` cost nothing.
+//!
+//! **[`InterProcessReadWriteLock`]:** each half costs what the mutex does, with two
+//! differences. A writer is granted only on a listing that shows it first (a downgrade's read
+//! node can appear before it after any watch event), so a contended write acquire costs one
+//! listing more than a mutex's. A reader's turn is proven by a listing, which lets in every
+//! waiting reader of its handle at once: one round trip for all of them. A downgrade is one
+//! transaction (a check and a create).
 //!
 //! **[`InterProcessMultiLock`]:** its parts are acquired one after another (the order is what
 //! prevents deadlock), so an uncontended acquire of *n* parts costs *n* round trips; the

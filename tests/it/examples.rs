@@ -158,6 +158,16 @@ async fn multi_lock_example_keeps_the_total() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_write_lock_example_never_tears_a_configuration() {
+    init_tracing();
+    let args = ["--readers", "3", "--writers", "2", "--publishes", "4"];
+    let out = run_example("read_write_lock", &args).await;
+    assert!(out.contains("final version 8 (expected 8)"), "{out}");
+    assert_eq!(lines_with(&out, "8 reads, 0 torn").len(), 3, "{out}");
+    assert_eq!(lines_with(&out, "4 publishes").len(), 2, "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lost_lock_example_sees_the_lock_lost() {
     init_tracing();
     let out = run_example("lost_lock", &[]).await;
