@@ -41,9 +41,9 @@
 //!
 //! [`read_lock`](InterProcessReadWriteLock::read_lock) and
 //! [`write_lock`](InterProcessReadWriteLock::write_lock) are [`InterProcessMutex`]es, as in
-//! Curator, with everything a mutex has: [`LockGuard`]s with a lost signal, a fencing token
+//! Curator, with everything a mutex has: [`LockGuard`](crate::LockGuard)s with a lost signal, a fencing token
 //! and guarded writes, `try_acquire`, cancel safety at every await, reentrancy through
-//! [`LockGuard::reenter`], and `participants`. Either can be a part of an
+//! [`LockGuard::reenter`](crate::LockGuard::reenter), and `participants`. Either can be a part of an
 //! [`InterProcessMultiLock`](crate::InterProcessMultiLock).
 //!
 //! As with the mutex, every acquire is a separate holder, whichever task makes it. Two read
@@ -53,7 +53,7 @@
 //!
 //! # Downgrade, never upgrade
 //!
-//! A write hold becomes a read hold with [`LockGuard::downgrade`], then a release of the write
+//! A write hold becomes a read hold with [`LockGuard::downgrade`](crate::LockGuard::downgrade), then a release of the write
 //! guard: no writer gets in between, not even one that was already waiting. The other way is
 //! refused: `downgrade` on a read guard is [`Error::NotDowngradable`](crate::Error::NotDowngradable).
 //! A write acquire made while the same code holds a read hold waits for that read hold, as
@@ -63,7 +63,7 @@
 //! **Coming from Curator.** In Curator, a thread that holds the write lock gets the read lock
 //! at once (reentrancy per thread), and that is how it downgrades. Here a read *acquire* made
 //! while the same client holds the write lock is a separate holder, and waits for the write
-//! hold to be released: use [`LockGuard::downgrade`] instead, the explicit form of Curator's
+//! hold to be released: use [`LockGuard::downgrade`](crate::LockGuard::downgrade) instead, the explicit form of Curator's
 //! idiom.
 //!
 //! **Curator 5.4 and downgrades.** Curator 5.4 makes a downgrade's read node with a new
