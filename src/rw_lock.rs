@@ -154,9 +154,9 @@ impl InterProcessReadWriteLock {
     ///
     /// ```no_run
     /// # fn demo(client: zk_recipes::Client) -> zk_recipes::Result<()> {
-    /// use zk_recipes::zookeeper_client::Acl;
+    /// use zk_recipes::zookeeper_client::{Acl, AuthId, Permission};
     /// let lock = zk_recipes::InterProcessReadWriteLock::new(&client, "/locks/catalog")?
-    ///     .with_acls(Acl::creator_all().to_vec());
+    ///     .with_acls(vec![Acl::new(Permission::ALL, AuthId::authed())]);
     /// # Ok(()) }
     /// ```
     pub fn with_acls(self, acls: Vec<Acl>) -> Self {
