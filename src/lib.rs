@@ -84,6 +84,7 @@ mod path;
 mod queue;
 pub mod rw_lock;
 pub mod selector;
+pub mod semaphore;
 mod sync;
 
 #[cfg(feature = "testing")]
@@ -113,6 +114,7 @@ pub use selector::{
     BoxError, LeaderSelector, LeaderSelectorListener, Leadership, SelectorError, SelectorState,
     StateChangeAction,
 };
+pub use semaphore::{InterProcessSemaphoreMutex, InterProcessSemaphoreV2, Lease, SharedCount};
 
 /// The zookeeper-client crate this library is built on, for raw operations through
 /// [`Client::zookeeper`].

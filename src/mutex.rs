@@ -132,13 +132,14 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use zookeeper_client::{Acl, CreateMode, MultiWriteError, MultiWriteResult, MultiWriter, Stat};
 
+use crate::connection::ProtectedNode;
 use crate::connection::{Client, Session};
 use crate::error::{Error, Result};
 use crate::participant::default_participant_id;
 use crate::path::{validate_path, validate_recipe_path};
 use crate::queue::{
-    Held, LockMode, LostSignal, NodeNames, Participant, SequentialQueue, Wait, LOCK_NAMES,
-    READ_WRITE_NAMES,
+    Held, Incarnation, LockMode, LostSignal, NodeNames, Participant, SequentialQueue, Wait,
+    LEASE_NAMES, LOCK_NAMES, READ_WRITE_NAMES,
 };
 use crate::sync::Locked;
 
@@ -273,12 +274,15 @@ enum Role {
     /// The write lock of an [`InterProcessReadWriteLock`](crate::InterProcessReadWriteLock),
     /// with its read lock, for downgrades.
     Write { read: InterProcessMutex },
+    /// The leases of a [semaphore](crate::semaphore): never acquired through the queue, only
+    /// adopted once the semaphore has proven them (see [`InterProcessMutex::adopt`]).
+    Leases,
 }
 
 impl Role {
     fn mode(&self) -> LockMode {
         match self {
-            Role::Read => LockMode::Shared,
+            Role::Read | Role::Leases => LockMode::Shared,
             Role::Mutex | Role::Write { .. } => LockMode::Exclusive,
         }
     }
@@ -287,6 +291,7 @@ impl Role {
         match self {
             Role::Mutex => LOCK_NAMES,
             Role::Read | Role::Write { .. } => READ_WRITE_NAMES,
+            Role::Leases => LEASE_NAMES,
         }
     }
 
@@ -294,7 +299,7 @@ impl Role {
     /// `getParticipantNodes`: a read/write lock's halves list their own nodes only).
     fn lists(&self, participant: &Participant) -> bool {
         match self {
-            Role::Mutex => true,
+            Role::Mutex | Role::Leases => true,
             Role::Read | Role::Write { .. } => participant.mode == self.mode(),
         }
     }
@@ -387,6 +392,33 @@ impl InterProcessMutex {
             Role::Write { read: read.clone() },
         );
         (read, write)
+    }
+
+    /// The holder of a semaphore's leases under `path` (see [`adopt`](Self::adopt)).
+    pub(crate) fn lease_holder(client: &Client, path: &str, acls: Vec<Acl>, id: String) -> Self {
+        Self::build(
+            client.clone(),
+            path.to_owned(),
+            acls,
+            id,
+            None,
+            Role::Leases,
+        )
+    }
+
+    /// Makes `node`, a lease node under a lease holder's path that the semaphore has proven
+    /// to be within its limit, a hold with one guard (see `SequentialQueue::adopt`).
+    pub(crate) fn adopt(
+        &self,
+        node: ProtectedNode,
+        incarnation: Incarnation,
+        interruptions_at_grant: u64,
+    ) -> LockGuard {
+        let held = self
+            .inner
+            .queue
+            .adopt(node, incarnation, interruptions_at_grant);
+        self.install(held)
     }
 
     fn build(
@@ -710,6 +742,11 @@ impl LockGuard {
         &self.inner.path
     }
 
+    /// The session the lock node lives on.
+    pub(crate) fn session(&self) -> &Arc<Session> {
+        &self.hold.session
+    }
+
     /// [`Shared`](LockMode::Shared) for a read hold of an
     /// [`InterProcessReadWriteLock`](crate::InterProcessReadWriteLock), else
     /// [`Exclusive`](LockMode::Exclusive).
@@ -779,12 +816,13 @@ impl LockGuard {
         let node = self
             .inner
             .client
-            .create_ephemeral_while(
+            .create_while(
                 &self.hold.session,
                 &self.hold.node_path,
                 &read.inner.path,
                 &format!("{read_name}{sequence:010}"),
                 read.inner.id.as_bytes(),
+                CreateMode::Ephemeral,
                 &read.inner.acls,
             )
             .await?;

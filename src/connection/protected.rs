@@ -319,10 +319,12 @@ impl Client {
         }
     }
 
-    /// Creates the ephemeral node `<parent>/_c_<uuid>-<name>` (not sequential) on `session`,
-    /// in one transaction with a check that the node `check` exists: the node is made only
-    /// while `check` is there. For a downgrade, whose read node must never outlive the proof
-    /// that its write node was held.
+    /// Creates the ephemeral node `<parent>/_c_<uuid>-<name>` on `session` (sequential for
+    /// [`CreateMode::EphemeralSequential`]), in one transaction with a check that the node
+    /// `check` exists: the node is made only while `check` is there. For nodes that must never
+    /// outlive the proof that a lock was held when they were made: a downgrade's read node (its
+    /// write node), a semaphore's lease (the semaphore's internal lock). Missing parents are
+    /// made as containers.
     ///
     /// # Behavior
     ///
@@ -340,22 +342,26 @@ impl Client {
     /// # Cancel safety
     ///
     /// Cancel safe: a node the dropped future may have made is deleted in the background.
-    pub(crate) async fn create_ephemeral_while(
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn create_while(
         &self,
         session: &Arc<Session>,
         check: &str,
         parent: &str,
         name: &str,
         data: &[u8],
+        mode: CreateMode,
         acls: &[Acl],
     ) -> Result<ProtectedNode> {
         use zookeeper_client::{MultiWriteError, MultiWriteResult};
         let unprefixed = join(parent, name);
         validate_path(&unprefixed)?;
+        let sequential = matches!(mode, CreateMode::EphemeralSequential);
+        let digits = if sequential { 10 } else { 0 };
         self.check_request(
             "create",
             &unprefixed,
-            PROTECTION_PREFIX_LEN,
+            PROTECTION_PREFIX_LEN + digits,
             data.len(),
             acls,
         )?;
@@ -364,9 +370,10 @@ impl Client {
         } else {
             acls
         };
-        let options = CreateMode::Ephemeral.with_acls(acls_or_default(acls));
+        let options = mode.with_acls(acls_or_default(acls));
         let started = Instant::now();
         let mut retries = 0u32;
+        let mut parent_rebuilds = 0u32;
         loop {
             let zk = match session.zookeeper() {
                 Ok(zk) if !session.is_lost() => zk,
@@ -380,26 +387,59 @@ impl Client {
             transaction.add_create(&path, data, &options)?;
             let error = match transaction.commit().await {
                 Ok(results) => {
-                    let stat = match results.into_iter().nth(1) {
-                        // ZOOKEEPER-4026: a server may leave the stat out.
-                        Some(MultiWriteResult::Create { stat, .. }) if stat.czxid > 0 => stat,
-                        _ => match zk.check_stat(&path).await? {
+                    let Some(MultiWriteResult::Create {
+                        path: created,
+                        stat,
+                    }) = results.into_iter().nth(1)
+                    else {
+                        // The guard deletes the node, if there is one.
+                        return Err(Error::ZooKeeper(zookeeper_client::Error::UnexpectedError(
+                            "a transaction answered without its create".into(),
+                        )));
+                    };
+                    let sequence = sequential.then(|| sequence_suffix(&created)).flatten();
+                    let name = created.rsplit('/').next().unwrap_or_default().to_owned();
+                    let path = join(parent, &name);
+                    // ZOOKEEPER-4026: a server may leave the stat out.
+                    let stat = if stat.czxid > 0 {
+                        stat
+                    } else {
+                        match zk.check_stat(&path).await? {
                             Some(stat) => stat,
                             None => return Err(Error::ZooKeeper(zookeeper_client::Error::NoNode)),
-                        },
+                        }
                     };
                     orphan.disarm();
                     return Ok(ProtectedNode {
                         path,
-                        name: format!("{prefix}{name}"),
+                        name,
                         stat,
-                        sequence: None,
+                        sequence,
                         session: session.clone(),
                     });
                 }
                 Err(MultiWriteError::OperationFailed { index: 0, .. }) => {
                     orphan.disarm();
                     return Err(Error::LockLost);
+                }
+                Err(MultiWriteError::OperationFailed {
+                    source: zookeeper_client::Error::NoNode,
+                    ..
+                }) => {
+                    // The parent is missing: nothing was created. Make it and go again.
+                    orphan.disarm();
+                    match ensure_parents(&zk, &path, acls_or_default(acls)).await {
+                        Ok(()) => {}
+                        Err(e) if is_retryable_zk(&e) => {
+                            self.backoff(e.into(), &mut retries, started).await?
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                    parent_rebuilds += 1;
+                    if parent_rebuilds > MAX_PARENT_REBUILDS {
+                        return Err(Error::ZooKeeper(zookeeper_client::Error::NoNode));
+                    }
+                    continue;
                 }
                 Err(MultiWriteError::OperationFailed { source, .. }) => {
                     orphan.disarm();
@@ -416,7 +456,10 @@ impl Client {
                     });
                 }
             };
-            match self.find_protected(session, parent, &prefix, false).await {
+            match self
+                .find_protected(session, parent, &prefix, sequential)
+                .await
+            {
                 Ok(Some(node)) => {
                     orphan.disarm();
                     return Ok(node);

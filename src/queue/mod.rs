@@ -90,8 +90,10 @@ pub(crate) use self::acquire::Wait;
 pub(crate) use self::held::{Held, LostSignal};
 use self::held::{LocalHold, LocalHolds};
 pub use self::view::LockMode;
-use self::view::{queue_order, Incarnation, Listing, ListingEffect, QueueNode, QueueView};
-pub(crate) use self::view::{NodeNames, LATCH_NAMES, LOCK_NAMES, READ_WRITE_NAMES};
+use self::view::{queue_order, Listing, ListingEffect, QueueNode, QueueView};
+pub(crate) use self::view::{
+    Incarnation, NodeNames, LATCH_NAMES, LEASE_NAMES, LOCK_NAMES, READ_WRITE_NAMES,
+};
 
 /// One contender of a queue: a lock node and the participant id it carries.
 #[derive(Debug, Clone, PartialEq, Eq)]

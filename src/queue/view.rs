@@ -47,6 +47,12 @@ pub(crate) const LATCH_NAMES: NodeNames = NodeNames {
     shared: None,
 };
 
+/// The leases of Curator's `InterProcessSemaphoreV2`: `lease-`.
+pub(crate) const LEASE_NAMES: NodeNames = NodeNames {
+    exclusive: "lease-",
+    shared: None,
+};
+
 /// The nodes of Curator's `InterProcessReadWriteLock`: `__WRIT__` and `__READ__` (of one
 /// length, which Curator's sorting relies on).
 pub(crate) const READ_WRITE_NAMES: NodeNames = NodeNames {
