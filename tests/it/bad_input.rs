@@ -18,8 +18,8 @@ use zk_recipes::limits::DEFAULT_MAX_REQUEST_SIZE;
 use zk_recipes::zookeeper_client::{self, Acls, CreateMode};
 use zk_recipes::{
     BoxError, Client, Error, InterProcessMultiLock, InterProcessMutex, InterProcessReadWriteLock,
-    LatchState, LeaderLatch, LeaderSelector, LeaderSelectorListener, Leadership, Revoker,
-    SelectorError,
+    InterProcessSemaphoreMutex, InterProcessSemaphoreV2, LatchState, LeaderLatch, LeaderSelector,
+    LeaderSelectorListener, Leadership, Revoker, SelectorError, SharedCount,
 };
 
 /// A case that has not finished by then has hung.
@@ -675,6 +675,72 @@ async fn read_write_lock_bad_paths_and_upgrade(ctx: Ctx) -> CaseResult {
     Ok(())
 }
 
+/// A semaphore refuses 0 leases, `acquire_many(0)`, more leases than it has, bad paths and a
+/// shared count that is not a count, each with a typed error, and makes no node for them.
+async fn semaphore_bad_counts_and_paths(ctx: Ctx) -> CaseResult {
+    let path = ctx.path("semaphore");
+    expect_err!(
+        "a semaphore of 0 leases",
+        InterProcessSemaphoreV2::new(&ctx.client, &path, 0),
+        Error::InvalidArgument(_)
+    );
+    for bad in ["", "semaphores/a", "/zookeeper/s", "/a//b"] {
+        expect_err!(
+            bad,
+            InterProcessSemaphoreV2::new(&ctx.client, bad, 3),
+            Error::InvalidPath { .. }
+        );
+        expect_err!(
+            bad,
+            InterProcessSemaphoreMutex::new(&ctx.client, bad),
+            Error::InvalidPath { .. }
+        );
+        expect_err!(
+            bad,
+            SharedCount::new(&ctx.client, bad),
+            Error::InvalidPath { .. }
+        );
+    }
+    let semaphore = InterProcessSemaphoreV2::new(&ctx.client, &path, 3).expect("semaphore");
+    expect_err!(
+        "acquire_many(0)",
+        semaphore.acquire_many(0).await,
+        Error::InvalidArgument(_)
+    );
+    expect_err!(
+        "try_acquire_many(0)",
+        semaphore.try_acquire_many(0, Duration::ZERO).await,
+        Error::InvalidArgument(_)
+    );
+    expect_err!(
+        "four leases of three",
+        semaphore.acquire_many(4).await,
+        Error::InvalidArgument(_)
+    );
+    // A count node that holds text, not Curator's four bytes.
+    let count_path = ctx.path("count");
+    ctx.fixture(&count_path, CreateMode::Persistent, &[]).await;
+    ctx.client
+        .set_data(&count_path, b"3", None)
+        .await
+        .map_err(|e| format!("set the count: {e}"))?;
+    let count = SharedCount::new(&ctx.client, &count_path).expect("count");
+    expect_err!(
+        "a one-byte count",
+        count.get().await,
+        Error::InvalidArgument(_)
+    );
+    let counted =
+        InterProcessSemaphoreV2::with_shared_count(&ctx.client, &ctx.path("counted"), &count)
+            .expect("semaphore on a count");
+    expect_err!(
+        "an acquire under a one-byte count",
+        counted.try_acquire(Duration::from_secs(5)).await,
+        Error::InvalidArgument(_)
+    );
+    Ok(())
+}
+
 /// Ids are opaque data, as in Curator: the empty string is an id like any other, for every
 /// recipe, and it is what readers see.
 async fn empty_ids(ctx: Ctx) -> CaseResult {
@@ -1093,6 +1159,10 @@ fn cases() -> Vec<(&'static str, CaseFn)> {
         case!(
             "read/write lock: bad paths and an upgrade",
             read_write_lock_bad_paths_and_upgrade
+        ),
+        case!(
+            "semaphore: bad counts and paths",
+            semaphore_bad_counts_and_paths
         ),
         case!(
             "client: empty and malformed connect strings",

@@ -1,0 +1,373 @@
+//! `InterProcessSemaphoreV2` and `InterProcessSemaphoreMutex` against real ZooKeeper: never more
+//! holders than leases under churn (and the semaphore is really full at times), `acquire_many`
+//! and timeouts give back what they took, a lease deleted from outside fires `lost()` and
+//! frees its place, a shared count's change reaches a waiter, an internal lock node deleted
+//! under a waiting acquirer lets nobody in beside the holders, cancelled acquires leave no
+//! node, and the semaphore mutex does not re-enter.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::common::{
+    children_of, connect_with, eventually_async, eventually_children, init_tracing, unique_path,
+    zk_server,
+};
+use zk_recipes::{Client, InterProcessSemaphoreMutex, InterProcessSemaphoreV2, SharedCount};
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+async fn connect(connect_string: &str) -> Client {
+    connect_with(
+        connect_string,
+        Duration::from_secs(20),
+        Duration::from_secs(5),
+    )
+    .await
+}
+
+fn semaphore(client: &Client, path: &str, max: u32, id: &str) -> InterProcessSemaphoreV2 {
+    InterProcessSemaphoreV2::new(client, path, max)
+        .expect("semaphore")
+        .with_id(id)
+}
+
+/// Waits until `path/leases` holds `expected` lease nodes and `path/locks` none.
+async fn await_leases(observer: &Client, path: &str, expected: usize) {
+    eventually_children(
+        observer,
+        &format!("{path}/leases"),
+        expected,
+        "the lease nodes",
+    )
+    .await;
+    eventually_children(
+        observer,
+        &format!("{path}/locks"),
+        0,
+        "no internal lock node",
+    )
+    .await;
+}
+
+/// Three clients, three tasks each, on a semaphore of 2: never more than two inside at once,
+/// and two inside at times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn never_more_holders_than_leases() {
+    init_tracing();
+    let server = zk_server().await;
+    let path = unique_path("semaphore-churn");
+    const MAX: u32 = 2;
+    const ROUNDS: usize = 8;
+    let inside = Arc::new(AtomicUsize::new(0));
+    let most_inside = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    let mut clients = Vec::new();
+    for c in 0..3 {
+        let client = connect(&server).await;
+        let semaphore = semaphore(&client, &path, MAX, &format!("client-{c}"));
+        for _ in 0..3 {
+            let (semaphore, inside, most_inside) =
+                (semaphore.clone(), inside.clone(), most_inside.clone());
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..ROUNDS {
+                    let lease = semaphore.acquire().await.expect("acquire");
+                    let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                    most_inside.fetch_max(now, Ordering::SeqCst);
+                    assert!(now <= MAX as usize, "{now} holders of {MAX} leases");
+                    tokio::time::sleep(Duration::from_millis(fastrand::u64(1..10))).await;
+                    inside.fetch_sub(1, Ordering::SeqCst);
+                    lease.release().await.expect("release");
+                }
+            }));
+        }
+        clients.push(client);
+    }
+    tokio::time::timeout(
+        Duration::from_secs(120),
+        futures::future::try_join_all(tasks),
+    )
+    .await
+    .expect("every task finished")
+    .expect("no task failed");
+    assert_eq!(
+        most_inside.load(Ordering::SeqCst),
+        MAX as usize,
+        "the semaphore was never full: the test proves nothing"
+    );
+    await_leases(&clients[0], &path, 0).await;
+    for client in clients {
+        client.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_leases_and_timeouts_give_back_what_they_took() {
+    init_tracing();
+    let server = zk_server().await;
+    let path = unique_path("semaphore-many");
+    let (first, second) = (connect(&server).await, connect(&server).await);
+    let holder = semaphore(&first, &path, 3, "holder");
+    let asker = semaphore(&second, &path, 3, "asker");
+    let held = holder.acquire_many(2).await.expect("two leases");
+    assert_eq!(held.len(), 2);
+    assert_eq!(holder.participant_nodes().await.unwrap().len(), 2);
+    // Two more do not fit: the one that would is taken, then given back at the deadline.
+    let timed_out = asker
+        .try_acquire_many(2, Duration::from_millis(500))
+        .await
+        .expect("try two");
+    assert!(timed_out.is_none(), "four leases of three");
+    await_leases(&first, &path, 2).await;
+    // One look, and one lease fits.
+    let third = asker
+        .try_acquire(Duration::ZERO)
+        .await
+        .expect("try one")
+        .expect("the third lease is free");
+    assert!(asker
+        .try_acquire(Duration::ZERO)
+        .await
+        .expect("try a fourth")
+        .is_none());
+    assert_ne!(third.fencing_token(), held[0].fencing_token());
+    for lease in held {
+        lease.release().await.expect("release");
+    }
+    third.release().await.expect("release");
+    await_leases(&first, &path, 0).await;
+    first.close().await;
+    second.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_deleted_from_outside_is_lost_and_frees_its_place() {
+    init_tracing();
+    let server = zk_server().await;
+    let path = unique_path("semaphore-deleted");
+    let (first, second) = (connect(&server).await, connect(&server).await);
+    let holder = semaphore(&first, &path, 1, "holder");
+    let waiter = semaphore(&second, &path, 1, "waiter");
+    let lease = holder.acquire().await.expect("lease");
+    let waiting = tokio::spawn({
+        let waiter = waiter.clone();
+        async move { waiter.acquire().await }
+    });
+    // The waiter's lease node is made while it holds the internal lock.
+    eventually_children(
+        &first,
+        &format!("{path}/leases"),
+        2,
+        "the waiter's lease node",
+    )
+    .await;
+    assert!(!waiting.is_finished());
+    first
+        .delete(lease.node_path(), None)
+        .await
+        .expect("delete the holder's lease");
+    tokio::time::timeout(DEADLINE, lease.lost())
+        .await
+        .expect("the deleted lease is lost");
+    assert!(lease.is_lost());
+    assert!(!lease.verify().await);
+    let granted = tokio::time::timeout(DEADLINE, waiting)
+        .await
+        .expect("the waiter gets the freed place")
+        .unwrap()
+        .expect("lease");
+    lease
+        .release()
+        .await
+        .expect("releasing a lost lease is no error");
+    granted.release().await.expect("release");
+    await_leases(&first, &path, 0).await;
+    first.close().await;
+    second.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_count_change_reaches_the_waiter() {
+    init_tracing();
+    let server = zk_server().await;
+    let path = unique_path("semaphore-count");
+    let count_path = unique_path("semaphore-count-limit");
+    let (first, second) = (connect(&server).await, connect(&server).await);
+    let count = SharedCount::new(&first, &count_path).expect("count");
+    count.set(1).await.expect("set the count");
+    assert_eq!(count.get().await.unwrap(), Some(1));
+    let holder = InterProcessSemaphoreV2::with_shared_count(&first, &path, &count).unwrap();
+    let waiter = InterProcessSemaphoreV2::with_shared_count(
+        &second,
+        &path,
+        &SharedCount::new(&second, &count_path).unwrap(),
+    )
+    .unwrap();
+    let lease = holder.acquire().await.expect("lease");
+    let waiting = tokio::spawn({
+        let waiter = waiter.clone();
+        async move { waiter.acquire().await }
+    });
+    eventually_children(
+        &first,
+        &format!("{path}/leases"),
+        2,
+        "the waiter's lease node",
+    )
+    .await;
+    assert!(!waiting.is_finished(), "two leases of one");
+    count.set(2).await.expect("raise the count");
+    let second_lease = tokio::time::timeout(DEADLINE, waiting)
+        .await
+        .expect("the raised count lets the waiter in")
+        .unwrap()
+        .expect("lease");
+    assert!(!lease.is_lost(), "both hold now");
+    second_lease.release().await.expect("release");
+    lease.release().await.expect("release");
+    await_leases(&first, &path, 0).await;
+    first.close().await;
+    second.close().await;
+}
+
+/// The internal lock node of the acquirer that waits for a lease is deleted from outside:
+/// another acquirer may now hold the internal lock and add a lease, so the waiter must start
+/// again, and the holders never outnumber the leases.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_whose_internal_lock_is_deleted_starts_again() {
+    init_tracing();
+    let server = zk_server().await;
+    let path = unique_path("semaphore-lock-deleted");
+    let clients = [
+        connect(&server).await,
+        connect(&server).await,
+        connect(&server).await,
+    ];
+    let holder = semaphore(&clients[0], &path, 1, "holder");
+    let lease = holder.acquire().await.expect("lease");
+    // Each waiter, once in, checks that it is alone among the waiters, and leaves.
+    let inside = Arc::new(AtomicUsize::new(0));
+    let waiter = |c: usize| {
+        let semaphore = semaphore(&clients[c], &path, 1, &format!("waiter-{c}"));
+        let inside = inside.clone();
+        async move {
+            let lease = semaphore.acquire().await?;
+            let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
+            assert_eq!(now, 1, "two waiters hold one lease");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            inside.fetch_sub(1, Ordering::SeqCst);
+            lease.release().await
+        }
+    };
+    let first = tokio::spawn(waiter(1));
+    eventually_children(
+        &clients[0],
+        &format!("{path}/leases"),
+        2,
+        "a waiting lease node",
+    )
+    .await;
+    let second = tokio::spawn(waiter(2));
+    eventually_children(
+        &clients[0],
+        &format!("{path}/locks"),
+        2,
+        "two internal lock nodes",
+    )
+    .await;
+    // Delete the internal lock node of the acquirer that holds it (the first in its queue).
+    let mut leases_before = children_of(&clients[0], &format!("{path}/leases")).await;
+    leases_before.sort();
+    let mut locks = children_of(&clients[0], &format!("{path}/locks")).await;
+    locks.sort_by(|a, b| a[a.len() - 10..].cmp(&b[b.len() - 10..]));
+    let deposed = locks[0].clone();
+    clients[0]
+        .delete(&format!("{path}/locks/{deposed}"), None)
+        .await
+        .expect("delete the internal lock node");
+    // The deposed acquirer gives back its lease node and queues again; the other takes the
+    // internal lock and makes its own lease node. The lease is still held: nobody gets in.
+    eventually_async("the other waiter takes over", DEADLINE, || async {
+        let mut leases = children_of(&clients[0], &format!("{path}/leases")).await;
+        leases.sort();
+        let locks = children_of(&clients[0], &format!("{path}/locks")).await;
+        leases.len() == 2
+            && leases != leases_before
+            && locks.len() == 2
+            && !locks.contains(&deposed)
+    })
+    .await;
+    assert_eq!(
+        inside.load(Ordering::SeqCst),
+        0,
+        "a waiter got in beside the holder"
+    );
+    lease.release().await.expect("release");
+    for task in [first, second] {
+        tokio::time::timeout(DEADLINE, task)
+            .await
+            .expect("each waiter gets the lease in turn")
+            .unwrap()
+            .expect("lease");
+    }
+    await_leases(&clients[0], &path, 0).await;
+    for client in clients {
+        client.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_acquires_leave_no_node() {
+    init_tracing();
+    let server = zk_server().await;
+    let path = unique_path("semaphore-cancel");
+    let (first, second) = (connect(&server).await, connect(&server).await);
+    let holder = semaphore(&first, &path, 1, "holder");
+    let waiter = semaphore(&second, &path, 1, "waiter");
+    let lease = holder.acquire().await.expect("lease");
+    for wait in [100, 300, 600] {
+        let cancelled =
+            tokio::time::timeout(Duration::from_millis(wait), waiter.acquire_many(1)).await;
+        assert!(cancelled.is_err(), "two leases of one");
+        await_leases(&first, &path, 1).await;
+    }
+    lease.release().await.expect("release");
+    let granted = waiter
+        .try_acquire(DEADLINE)
+        .await
+        .expect("acquire")
+        .expect("nothing left in the way");
+    granted.release().await.expect("release");
+    await_leases(&first, &path, 0).await;
+    first.close().await;
+    second.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_semaphore_mutex_does_not_reenter() {
+    init_tracing();
+    let server = zk_server().await;
+    let path = unique_path("semaphore-mutex");
+    let client = connect(&server).await;
+    let mutex = InterProcessSemaphoreMutex::new(&client, &path)
+        .unwrap()
+        .with_id("only");
+    assert!(!mutex.is_acquired_in_this_process());
+    let lease = mutex.acquire().await.expect("acquire");
+    assert!(mutex.is_acquired_in_this_process());
+    assert!(
+        mutex
+            .try_acquire(Duration::from_millis(200))
+            .await
+            .expect("try again")
+            .is_none(),
+        "the semaphore mutex re-entered"
+    );
+    let nodes = children_of(&client, &format!("{path}/leases")).await;
+    assert_eq!(nodes.len(), 1);
+    assert!(nodes[0].starts_with("_c_") && nodes[0].contains("-lease-"));
+    lease.release().await.expect("release");
+    assert!(!mutex.is_acquired_in_this_process());
+    await_leases(&client, &path, 0).await;
+    client.close().await;
+}

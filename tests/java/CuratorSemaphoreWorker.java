@@ -1,0 +1,337 @@
+import java.io.BufferedReader;
+import java.io.InputStreamReader;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.Collection;
+import java.util.Comparator;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.ThreadLocalRandom;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
+
+import org.apache.curator.framework.CuratorFramework;
+import org.apache.curator.framework.CuratorFrameworkFactory;
+import org.apache.curator.framework.recipes.locks.InterProcessSemaphoreV2;
+import org.apache.curator.framework.recipes.locks.Lease;
+import org.apache.curator.retry.ExponentialBackoffRetry;
+import org.apache.zookeeper.CreateMode;
+import org.apache.zookeeper.KeeperException;
+
+/**
+ * A Curator 5.x InterProcessSemaphoreV2 driven over stdin/stdout, for zk-recipes' interop
+ * tests.
+ *
+ * <p>Usage: {@code CuratorSemaphoreWorker <connectString> <semaphorePath> <maxLeases> <idPrefix> [insidePath]}
+ *
+ * <p>Every participant has a CuratorFramework (so a session) and an InterProcessSemaphoreV2
+ * of its own, whose lease node data is its id. A <em>slot</em> is a participant driven one
+ * command at a time, on a thread of its own, with id {@code <idPrefix>-<slot>}; it holds at
+ * most one lease. The churners of {@code CHURN} are participants too, with ids
+ * {@code <idPrefix>-<i>}.
+ *
+ * <p>The checker, under {@code insidePath} (created by the test): a churner, once granted a
+ * lease, creates the ephemeral marker {@code <insidePath>/<idPrefix>-<i>-<k>}, lists
+ * {@code insidePath}, works 5 to 15 ms, deletes its marker, and only then closes its lease.
+ * A listing of more than maxLeases markers means more holders than leases.
+ *
+ * <p>Commands (one per line on stdin), and what is printed on stdout:
+ * <ul>
+ *   <li>{@code ACQUIRE <slot>}: the slot's thread acquires a lease (blocking);
+ *       {@code ACQUIRED <slot> <leaseNodeName>} once granted (the name under
+ *       {@code <semaphorePath>/leases}).</li>
+ *   <li>{@code TRY_ACQUIRE <slot> <ms>}: the same, waiting at most ms; {@code ACQUIRED ...},
+ *       or {@code ACQUIRE_TIMEOUT <slot>} (both start with {@code ACQUIRE}).</li>
+ *   <li>{@code RELEASE <slot>}: closes the slot's lease; {@code RELEASED <slot>}.</li>
+ *   <li>{@code CHURN <threads> <n>}: that many churner threads, each n times: acquire, check
+ *       as above, release. A listing of more than maxLeases markers is printed at once,
+ *       {@code VIOLATION <churner> <count> <markers>}. When all are done,
+ *       {@code CHURNED <acquisitions> <maxSeen> <violations> <mixed>}: leases granted, the
+ *       most markers one listing saw, listings over the limit, and listings that saw a marker
+ *       of a holder outside this worker (not starting with {@code <idPrefix>-}).</li>
+ *   <li>{@code PARTICIPANTS}: {@code PARTICIPANTS <id>,<id>,...}, the data of every lease
+ *       node, in sequence order, as Curator's getParticipantNodes sees them.</li>
+ *   <li>{@code QUIT}: close everything; {@code BYE}.</li>
+ * </ul>
+ * Failures print {@code ERROR <who> <message>}. {@code READY} is printed at start.
+ */
+public final class CuratorSemaphoreWorker {
+    private static final Object OUT = new Object();
+
+    private static void say(String line) {
+        synchronized (OUT) {
+            System.out.println(line);
+            System.out.flush();
+        }
+    }
+
+    private static String oneLine(Exception e) {
+        return e.toString().replace('\n', ' ');
+    }
+
+    private final String connectString;
+    private final String semaphorePath;
+    private final int maxLeases;
+    private final String idPrefix;
+    private final String insidePath;
+    private final Map<String, Slot> slots = new ConcurrentHashMap<>();
+    private final List<CuratorFramework> clients = new ArrayList<>();
+    private CuratorFramework admin;
+
+    private final AtomicLong acquisitions = new AtomicLong();
+    private final AtomicLong maxSeen = new AtomicLong();
+    private final AtomicLong violations = new AtomicLong();
+    private final AtomicLong mixed = new AtomicLong();
+
+    private CuratorSemaphoreWorker(String connectString, String semaphorePath, int maxLeases, String idPrefix,
+            String insidePath) {
+        this.connectString = connectString;
+        this.semaphorePath = semaphorePath;
+        this.maxLeases = maxLeases;
+        this.idPrefix = idPrefix;
+        this.insidePath = insidePath;
+    }
+
+    private CuratorFramework newClient() {
+        CuratorFramework client = CuratorFrameworkFactory.builder()
+                .connectString(connectString)
+                .sessionTimeoutMs(10000)
+                .connectionTimeoutMs(5000)
+                .retryPolicy(new ExponentialBackoffRetry(100, 10))
+                .build();
+        client.start();
+        synchronized (clients) {
+            clients.add(client);
+        }
+        return client;
+    }
+
+    private InterProcessSemaphoreV2 newSemaphore(CuratorFramework client, String id) {
+        InterProcessSemaphoreV2 semaphore = new InterProcessSemaphoreV2(client, semaphorePath, maxLeases);
+        semaphore.setNodeData(id.getBytes(StandardCharsets.UTF_8));
+        return semaphore;
+    }
+
+    /** One participant driven by commands: a client, a semaphore, and the thread that uses them. */
+    private final class Slot implements Runnable {
+        final String name;
+        final InterProcessSemaphoreV2 semaphore;
+        final LinkedBlockingQueue<String[]> commands = new LinkedBlockingQueue<>();
+        final Thread thread;
+        /** The lease this slot holds, or null. */
+        Lease held;
+
+        Slot(String name) {
+            this.name = name;
+            this.semaphore = newSemaphore(newClient(), idPrefix + "-" + name);
+            this.thread = new Thread(this, "slot-" + name);
+            this.thread.setDaemon(true);
+            this.thread.start();
+        }
+
+        @Override
+        public void run() {
+            while (true) {
+                String[] command;
+                try {
+                    command = commands.take();
+                } catch (InterruptedException e) {
+                    return;
+                }
+                try {
+                    switch (command[0]) {
+                        case "ACQUIRE":
+                            acquire(-1);
+                            break;
+                        case "TRY_ACQUIRE":
+                            acquire(Long.parseLong(command[2]));
+                            break;
+                        case "RELEASE":
+                            if (held == null) {
+                                say("ERROR " + name + " RELEASE without a lease");
+                                break;
+                            }
+                            held.close();
+                            held = null;
+                            say("RELEASED " + name);
+                            break;
+                        default:
+                            say("ERROR " + name + " unknown slot command " + command[0]);
+                    }
+                } catch (Exception e) {
+                    say("ERROR " + name + " " + oneLine(e));
+                }
+            }
+        }
+
+        /** Acquires a lease, waiting at most `timeoutMs` (forever if negative), and says so. */
+        private void acquire(long timeoutMs) throws Exception {
+            if (held != null) {
+                say("ERROR " + name + " already holds a lease");
+                return;
+            }
+            Lease lease = timeoutMs < 0
+                    ? semaphore.acquire()
+                    : semaphore.acquire(timeoutMs, TimeUnit.MILLISECONDS);
+            if (lease == null) {
+                say("ACQUIRE_TIMEOUT " + name);
+            } else {
+                held = lease;
+                // Curator's Lease.getNodeName is the lease node's name, not its path.
+                say("ACQUIRED " + name + " " + lease.getNodeName());
+            }
+        }
+    }
+
+    private Slot slot(String name) {
+        return slots.computeIfAbsent(name, Slot::new);
+    }
+
+    /** Starts `threads` churners of `n` leases each, and a thread that reports when all are done. */
+    private void startChurn(int threads, int n) {
+        List<Thread> churners = new ArrayList<>();
+        for (int i = 0; i < threads; i++) {
+            String id = idPrefix + "-" + i;
+            Thread churner = new Thread(() -> {
+                try {
+                    CuratorFramework client = newClient();
+                    InterProcessSemaphoreV2 semaphore = newSemaphore(client, id);
+                    for (int k = 0; k < n; k++) {
+                        Lease lease = semaphore.acquire();
+                        try {
+                            acquisitions.incrementAndGet();
+                            inside(client, id + "-" + k);
+                        } finally {
+                            lease.close();
+                        }
+                    }
+                } catch (Exception e) {
+                    say("ERROR " + id + " " + oneLine(e));
+                }
+            }, id);
+            churner.setDaemon(true);
+            churner.start();
+            churners.add(churner);
+        }
+        Thread waiter = new Thread(() -> {
+            for (Thread churner : churners) {
+                try {
+                    churner.join();
+                } catch (InterruptedException e) {
+                    return;
+                }
+            }
+            say("CHURNED " + acquisitions.get() + " " + maxSeen.get() + " " + violations.get() + " " + mixed.get());
+        }, "churn-done");
+        waiter.setDaemon(true);
+        waiter.start();
+    }
+
+    /** A holder's turn at the checker: marker in, look, work, marker out. */
+    private void inside(CuratorFramework client, String marker) throws Exception {
+        String path = insidePath + "/" + marker;
+        client.create().withMode(CreateMode.EPHEMERAL).forPath(path);
+        try {
+            List<String> markers = client.getChildren().forPath(insidePath);
+            maxSeen.accumulateAndGet(markers.size(), Math::max);
+            if (markers.size() > maxLeases) {
+                violations.incrementAndGet();
+                say("VIOLATION " + marker + " " + markers.size() + " " + String.join(",", markers));
+            }
+            if (markers.stream().anyMatch(m -> !m.startsWith(idPrefix + "-"))) {
+                mixed.incrementAndGet();
+            }
+            Thread.sleep(ThreadLocalRandom.current().nextInt(5, 16));
+        } finally {
+            client.delete().forPath(path);
+        }
+    }
+
+    /** The ids of every lease node in sequence order, through Curator's own view. */
+    private String participants() throws Exception {
+        InterProcessSemaphoreV2 view = new InterProcessSemaphoreV2(admin, semaphorePath, maxLeases);
+        List<String> nodes;
+        try {
+            nodes = new ArrayList<>(view.getParticipantNodes());
+        } catch (KeeperException.NoNodeException none) {
+            return "";
+        }
+        // Lease nodes end in a ten-digit sequence.
+        nodes.sort(Comparator.comparing(node -> node.substring(node.length() - 10)));
+        List<String> ids = new ArrayList<>();
+        for (String node : nodes) {
+            try {
+                byte[] data = admin.getData().forPath(semaphorePath + "/leases/" + node);
+                ids.add(new String(data, StandardCharsets.UTF_8));
+            } catch (KeeperException.NoNodeException gone) {
+                // Released between the listing and the read.
+            }
+        }
+        return String.join(",", ids);
+    }
+
+    private void run() throws Exception {
+        admin = newClient();
+        if (!admin.blockUntilConnected(30, TimeUnit.SECONDS)) {
+            say("ERROR - could not connect to " + connectString);
+            return;
+        }
+        say("READY");
+        BufferedReader in = new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8));
+        String line;
+        while ((line = in.readLine()) != null) {
+            String[] command = line.trim().split("\\s+");
+            if (command.length == 0 || command[0].isEmpty()) {
+                continue;
+            }
+            try {
+                switch (command[0]) {
+                    case "ACQUIRE":
+                    case "TRY_ACQUIRE":
+                    case "RELEASE":
+                        slot(command[1]).commands.put(command);
+                        break;
+                    case "CHURN":
+                        startChurn(Integer.parseInt(command[1]), Integer.parseInt(command[2]));
+                        break;
+                    case "PARTICIPANTS":
+                        say("PARTICIPANTS " + participants());
+                        break;
+                    case "QUIT":
+                        quit();
+                        return;
+                    default:
+                        say("ERROR - unknown command " + command[0]);
+                }
+            } catch (Exception e) {
+                say("ERROR - " + oneLine(e));
+            }
+        }
+        quit();
+    }
+
+    private void quit() {
+        for (Slot slot : slots.values()) {
+            slot.thread.interrupt();
+        }
+        synchronized (clients) {
+            for (CuratorFramework client : clients) {
+                client.close();
+            }
+        }
+        say("BYE");
+    }
+
+    public static void main(String[] args) throws Exception {
+        if (args.length < 4) {
+            System.err.println(
+                    "usage: CuratorSemaphoreWorker <connectString> <semaphorePath> <maxLeases> <idPrefix> [insidePath]");
+            System.exit(2);
+        }
+        new CuratorSemaphoreWorker(args[0], args[1], Integer.parseInt(args[2]), args[3],
+                args.length > 4 ? args[4] : "/unused").run();
+        System.exit(0);
+    }
+}
