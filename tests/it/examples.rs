@@ -168,6 +168,20 @@ async fn read_write_lock_example_never_tears_a_configuration() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn semaphore_example_never_holds_more_than_its_leases() {
+    init_tracing();
+    let out = run_example("semaphore", &["--workers", "5", "--jobs", "4"]).await;
+    assert!(out.contains("(limit 3)"), "{out}");
+    let most: usize = lines_with(&out, "most leases held at once:")[0]
+        .split_whitespace()
+        .nth(5)
+        .and_then(|n| n.parse().ok())
+        .expect("the figure");
+    assert!((1..=3).contains(&most), "{out}");
+    assert_eq!(lines_with(&out, "4 jobs of").len(), 5, "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lost_lock_example_sees_the_lock_lost() {
     init_tracing();
     let out = run_example("lost_lock", &[]).await;
