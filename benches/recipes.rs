@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use zk_recipes::zookeeper_client::{self, CreateMode, EventType};
 use zk_recipes::{
-    Client, InterProcessMutex, InterProcessReadWriteLock, LeaderLatch, LeaderSelector,
-    LeaderSelectorListener, Leadership,
+    Client, InterProcessMutex, InterProcessReadWriteLock, InterProcessSemaphoreV2, LeaderLatch,
+    LeaderSelector, LeaderSelectorListener, Leadership,
 };
 
 #[path = "../tests/common/java.rs"]
@@ -42,6 +42,9 @@ const SCENARIOS: &[&str] = &[
     "curator-read-contended",
     "writer-behind-readers",
     "curator-writer-behind-readers",
+    "semaphore-contended",
+    "curator-semaphore-contended",
+    "semaphore-waiters",
 ];
 
 fn main() -> Result<(), BoxError> {
@@ -94,6 +97,15 @@ fn main() -> Result<(), BoxError> {
                     let args = ["writer-behind-readers", &sessions, &rounds];
                     curator(&connect, &path, &args).await?
                 }
+                "semaphore-contended" => semaphore_contended(&connect, &path).await?,
+                "curator-semaphore-contended" => {
+                    let secs = contended_secs().to_string();
+                    let (sessions, leases) =
+                        (READ_SESSIONS.to_string(), SEMAPHORE_LEASES.to_string());
+                    let args = ["semaphore-contended", &sessions, &leases, &secs];
+                    curator(&connect, &path, &args).await?
+                }
+                "semaphore-waiters" => semaphore_waiters(&connect, &path).await?,
                 _ => unreachable!("checked above"),
             }
         }
@@ -181,6 +193,13 @@ fn report_ratios() {
             "ratio_read_contended_to_curator",
             "read_acquisitions_per_s",
             "curator_read_acquisitions_per_s",
+            false,
+        ),
+        // Above 1 is faster than Curator.
+        (
+            "ratio_semaphore_contended_to_curator",
+            "semaphore_acquisitions_per_s",
+            "curator_semaphore_acquisitions_per_s",
             false,
         ),
         // Below 1 is faster than Curator.
@@ -555,6 +574,7 @@ async fn waiters(connect: &str, path: &str) -> Result<(), BoxError> {
     let mutex = InterProcessMutex::new(&holder_client, path)?;
     let holder = mutex.acquire().await?;
     reset_peak_rss();
+    let rss_before = rss_mb();
     let done = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::with_capacity(count);
     for _ in 0..count {
@@ -583,7 +603,9 @@ async fn waiters(connect: &str, path: &str) -> Result<(), BoxError> {
         task.await??;
     }
     let drained = started.elapsed();
-    report("waiters_peak_rss_mb", format!("{:.1}", peak_rss_mb()));
+    let peak = peak_rss_mb();
+    report("waiters_peak_rss_mb", format!("{peak:.1}"));
+    report("waiters_added_rss_mb", format!("{:.1}", peak - rss_before));
     report("waiters_drained_s", format!("{:.2}", drained.as_secs_f64()));
     holder_client.close().await;
     observer.close().await;
@@ -690,6 +712,116 @@ async fn writer_behind_readers(connect: &str, path: &str) -> Result<(), BoxError
     Ok(())
 }
 
+/// Leases of the semaphore scenarios.
+const SEMAPHORE_LEASES: u32 = 3;
+
+/// [`READ_SESSIONS`] sessions loop acquire/release on a semaphore of [`SEMAPHORE_LEASES`] for
+/// the contended time; an in-process count checks that no more than that hold at once.
+async fn semaphore_contended(connect: &str, path: &str) -> Result<(), BoxError> {
+    let secs = contended_secs();
+    let inside = Arc::new(AtomicU64::new(0));
+    let most_inside = Arc::new(AtomicU64::new(0));
+    let acquisitions = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut tasks = Vec::new();
+    for _ in 0..READ_SESSIONS {
+        let client = client(connect).await?;
+        let semaphore = InterProcessSemaphoreV2::new(&client, path, SEMAPHORE_LEASES)?;
+        let (inside, most_inside, acquisitions) =
+            (inside.clone(), most_inside.clone(), acquisitions.clone());
+        tasks.push(tokio::spawn(async move {
+            while Instant::now() < deadline {
+                let lease = semaphore.acquire().await?;
+                let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                most_inside.fetch_max(now, Ordering::SeqCst);
+                acquisitions.fetch_add(1, Ordering::SeqCst);
+                inside.fetch_sub(1, Ordering::SeqCst);
+                lease.release().await?;
+            }
+            client.close().await;
+            Ok::<_, zk_recipes::Error>(())
+        }));
+    }
+    let started = Instant::now();
+    for task in tasks {
+        task.await??;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    report(
+        "semaphore_acquisitions_per_s",
+        format!(
+            "{:.1}",
+            acquisitions.load(Ordering::SeqCst) as f64 / elapsed
+        ),
+    );
+    report("semaphore_most_inside", most_inside.load(Ordering::SeqCst));
+    Ok(())
+}
+
+/// One client holds every lease of a semaphore while 10,000 tasks on the same client wait
+/// (on its internal lock, whose waiters share one driver); then the holder releases and all
+/// drain, each taking a lease and giving it back at once.
+async fn semaphore_waiters(connect: &str, path: &str) -> Result<(), BoxError> {
+    let count: usize = std::env::var("BENCH_WAITERS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10_000);
+    let client = client(connect).await?;
+    let observer = self::client(connect).await?;
+    let semaphore = InterProcessSemaphoreV2::new(&client, path, SEMAPHORE_LEASES)?;
+    let held = semaphore.acquire_many(SEMAPHORE_LEASES).await?;
+    report(
+        "semaphore_acquire_future_bytes",
+        std::mem::size_of_val(&semaphore.acquire()),
+    );
+    let mutex = InterProcessMutex::new(&client, &format!("{path}-mutex"))?;
+    report(
+        "mutex_acquire_future_bytes",
+        std::mem::size_of_val(&mutex.acquire()),
+    );
+    reset_peak_rss();
+    let rss_before = rss_mb();
+    let mut tasks = Vec::with_capacity(count);
+    for _ in 0..count {
+        let semaphore = semaphore.clone();
+        tasks.push(tokio::spawn(async move {
+            semaphore.acquire().await?.release().await
+        }));
+    }
+    // Enqueued: a node on the internal lock for every waiter.
+    let locks = format!("{path}/locks");
+    let enqueue_deadline = Instant::now() + Duration::from_secs(300);
+    let enqueued = loop {
+        let n = observer.children(&locks).await?.map_or(0, |c| c.len());
+        if n >= count || Instant::now() > enqueue_deadline {
+            break n;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    report("semaphore_waiters_enqueued", enqueued);
+    let started = Instant::now();
+    for lease in held {
+        lease.release().await?;
+    }
+    for task in tasks {
+        task.await??;
+    }
+    let drained = started.elapsed();
+    let peak = peak_rss_mb();
+    report("semaphore_waiters_peak_rss_mb", format!("{peak:.1}"));
+    report(
+        "semaphore_waiters_added_rss_mb",
+        format!("{:.1}", peak - rss_before),
+    );
+    report(
+        "semaphore_waiters_drained_s",
+        format!("{:.2}", drained.as_secs_f64()),
+    );
+    client.close().await;
+    observer.close().await;
+    Ok(())
+}
+
 fn per_op_us(elapsed: Duration, ops: u32) -> String {
     format!("{:.1}", elapsed.as_secs_f64() * 1e6 / f64::from(ops))
 }
@@ -709,13 +841,23 @@ fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
+/// The process's peak resident set since [`reset_peak_rss`], in MB.
 fn peak_rss_mb() -> f64 {
+    status_mb("VmHWM:")
+}
+
+/// The process's resident set now, in MB.
+fn rss_mb() -> f64 {
+    status_mb("VmRSS:")
+}
+
+fn status_mb(field: &str) -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|status| {
             status
                 .lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|kb| kb.parse::<f64>().ok())
         })

@@ -12,6 +12,8 @@ import org.apache.curator.framework.recipes.leader.LeaderSelector;
 import org.apache.curator.framework.recipes.leader.LeaderSelectorListenerAdapter;
 import org.apache.curator.framework.recipes.locks.InterProcessMutex;
 import org.apache.curator.framework.recipes.locks.InterProcessReadWriteLock;
+import org.apache.curator.framework.recipes.locks.InterProcessSemaphoreV2;
+import org.apache.curator.framework.recipes.locks.Lease;
 import org.apache.curator.retry.ExponentialBackoffRetry;
 
 /**
@@ -20,8 +22,8 @@ import org.apache.curator.retry.ExponentialBackoffRetry;
  *
  * <p>Usage: {@code CuratorBench <connectString> <scenario> <path> [args]}, where scenario is
  * {@code contended <sessions> <seconds>}, {@code selector-handoff <handoffs>},
- * {@code read-contended <sessions> <seconds>} or {@code writer-behind-readers <sessions>
- * <rounds>}. Prints
+ * {@code read-contended <sessions> <seconds>}, {@code writer-behind-readers <sessions>
+ * <rounds>} or {@code semaphore-contended <sessions> <leases> <seconds>}. Prints
  * {@code KEY VALUE} lines, as the Rust benchmark does.
  */
 public final class CuratorBench {
@@ -215,6 +217,51 @@ public final class CuratorBench {
         System.out.printf("curator_writer_wait_behind_readers_p99_us %.1f%n", percentile(waits, 0.99) / 1e3);
     }
 
+    /** {@code sessions} clients loop acquire/release on one semaphore of {@code leases}. */
+    private static void semaphoreContended(String connectString, String path, int sessions,
+            int leases, double seconds) throws Exception {
+        List<CuratorFramework> clients = new ArrayList<>();
+        List<InterProcessSemaphoreV2> semaphores = new ArrayList<>();
+        for (int i = 0; i < sessions; i++) {
+            CuratorFramework client = client(connectString);
+            clients.add(client);
+            semaphores.add(new InterProcessSemaphoreV2(client, path, leases));
+        }
+        runSemaphores(semaphores, 2.0, new AtomicLong());
+        AtomicLong acquisitions = new AtomicLong();
+        long started = System.nanoTime();
+        runSemaphores(semaphores, seconds, acquisitions);
+        double elapsed = (System.nanoTime() - started) / 1e9;
+        System.out.printf("curator_semaphore_acquisitions_per_s %.1f%n", acquisitions.get() / elapsed);
+        for (CuratorFramework client : clients) {
+            client.close();
+        }
+    }
+
+    private static void runSemaphores(List<InterProcessSemaphoreV2> semaphores, double seconds,
+            AtomicLong acquisitions) throws InterruptedException {
+        long deadline = System.nanoTime() + (long) (seconds * 1e9);
+        List<Thread> threads = new ArrayList<>();
+        for (InterProcessSemaphoreV2 semaphore : semaphores) {
+            Thread thread = new Thread(() -> {
+                try {
+                    while (System.nanoTime() < deadline) {
+                        Lease lease = semaphore.acquire();
+                        acquisitions.incrementAndGet();
+                        semaphore.returnLease(lease);
+                    }
+                } catch (Exception e) {
+                    throw new RuntimeException(e);
+                }
+            });
+            thread.start();
+            threads.add(thread);
+        }
+        for (Thread thread : threads) {
+            thread.join();
+        }
+    }
+
     private static double percentile(List<Long> sorted, double q) {
         int i = (int) Math.round((sorted.size() - 1) * q);
         return sorted.get(i);
@@ -234,6 +281,10 @@ public final class CuratorBench {
                 break;
             case "read-contended":
                 readContended(args[0], args[2], Integer.parseInt(args[3]), Double.parseDouble(args[4]));
+                break;
+            case "semaphore-contended":
+                semaphoreContended(args[0], args[2], Integer.parseInt(args[3]), Integer.parseInt(args[4]),
+                        Double.parseDouble(args[5]));
                 break;
             case "writer-behind-readers":
                 writerBehindReaders(args[0], args[2], Integer.parseInt(args[3]), Integer.parseInt(args[4]));
