@@ -3,7 +3,7 @@
 //!
 //! # Workload
 //!
-//! Twenty participants, each with its own [`Client`] (so its own session) that reaches the
+//! Twenty-five participants, each with its own [`Client`] (so its own session) that reaches the
 //! ensemble through a [`FaultProxy`] per member (its connect string lists its three proxies, so
 //! it survives the loss of one server, and faults can hit one client at a time):
 //!
@@ -20,6 +20,8 @@
 //! * 5 [`InterProcessReadWriteLock`] participants on a fourth path. Each time, one in three
 //!   takes the write lock, the others the read lock, and works; a writer that is done
 //!   downgrades half the time, and works again under the read hold before it releases it.
+//! * 5 [`InterProcessSemaphoreV2`] participants on a fifth path, a semaphore of
+//!   [`SEMAPHORE_LEASES`] leases: each takes a lease, works, and releases it.
 //!
 //! # Faults
 //!
@@ -41,8 +43,8 @@
 //! * **kill follower** / **kill leader**: an ensemble member that does not lead, or the one that
 //!   does, is killed with SIGKILL and restarted.
 //!
-//! And state faults on the queues of the mutex, the selector and the read/write lock, made by an
-//! operator's client:
+//! And state faults on the queues of the mutex, the selector and the read/write lock, and on
+//! the semaphore's leases, made by an operator's client:
 //!
 //! * **delete a waiter**: a waiting node of each queue (one drawn at random) is deleted;
 //! * **delete the holder**: the first node of each queue is deleted;
@@ -60,7 +62,8 @@
 //!   no two of them, for one recipe, may overlap in time, and in start order their fencing
 //!   tokens must rise. (A latch interval also requires the latch not to have been re-elected
 //!   in between, and its node to be owned by its session.) For the read/write lock, readers'
-//!   intervals may overlap each other but no writer's, and writers' tokens rise.
+//!   intervals may overlap each other but no writer's, and writers' tokens rise. For the
+//!   semaphore, no more than [`SEMAPHORE_LEASES`] intervals overlap at any moment.
 //! * **No stale guarded write.** Every successful guarded write of a mutex holder is recorded
 //!   with the version it produced; by version, the tokens must never decrease.
 //! * **Progress.** After every healed fault, each recipe makes a new acquisition within
@@ -88,8 +91,8 @@ use tokio_util::sync::CancellationToken;
 use zk_recipes::testing::{expire_session, four_letter_word, FaultProxy, TestingCluster};
 use zk_recipes::zookeeper_client;
 use zk_recipes::{
-    BoxError, Client, Error, InterProcessMutex, InterProcessReadWriteLock, LeaderLatch,
-    LeaderSelector, LeaderSelectorListener, Leadership, LockGuard,
+    BoxError, Client, Error, InterProcessMutex, InterProcessReadWriteLock, InterProcessSemaphoreV2,
+    LeaderLatch, LeaderSelector, LeaderSelectorListener, Leadership, LockGuard,
 };
 
 /// The participants' session timeout.
@@ -118,10 +121,14 @@ enum Recipe {
     Selector,
     Latch,
     ReadWrite,
+    Semaphore,
 }
 
 /// How many recipes the workload runs.
-const RECIPES: usize = 4;
+const RECIPES: usize = 5;
+
+/// The leases of the chaos semaphore.
+const SEMAPHORE_LEASES: usize = 2;
 
 impl Recipe {
     const ALL: [Recipe; RECIPES] = [
@@ -129,13 +136,14 @@ impl Recipe {
         Recipe::Selector,
         Recipe::Latch,
         Recipe::ReadWrite,
+        Recipe::Semaphore,
     ];
 
     fn index(self) -> usize {
         self as usize
     }
 
-    /// The participant numbers of this recipe: 0–4, 5–9, 10–14, 15–19.
+    /// The participant numbers of this recipe: 0–4, 5–9, 10–14, 15–19, 20–24.
     fn participants(self) -> std::ops::Range<usize> {
         let first = self.index() * PER_RECIPE;
         first..first + PER_RECIPE
@@ -177,7 +185,8 @@ struct Record {
     end: Instant,
     /// The hold was still good when `end` had been taken.
     obeyed: bool,
-    /// A read hold of the read/write lock, which may overlap other read holds.
+    /// A read hold of the read/write lock, or a semaphore's lease: it may overlap others of
+    /// its kind (leases up to the semaphore's count).
     shared: bool,
 }
 
@@ -494,6 +503,53 @@ async fn hold(
     obeyed
 }
 
+/// A semaphore participant, until stopped: a lease; work; release.
+async fn semaphore_worker(
+    shared: Arc<Shared>,
+    client: Client,
+    path: String,
+    participant: usize,
+    seed: u64,
+) {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let semaphore = InterProcessSemaphoreV2::new(&client, &path, SEMAPHORE_LEASES as u32)
+        .unwrap()
+        .with_id(format!("semaphore-{participant}"));
+    while !shared.stop.is_cancelled() {
+        let acquired = tokio::select! {
+            _ = shared.stop.cancelled() => break,
+            acquired = semaphore.acquire() => acquired,
+        };
+        let lease = match acquired {
+            Ok(lease) => lease,
+            Err(e) => {
+                shared.note_error("semaphore acquire", &e);
+                pause(&shared.stop, Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        if lease.is_lost() {
+            shared.note("lease lost before its critical section");
+        } else {
+            let start = shared.begin(Recipe::Semaphore, participant);
+            work(&mut rng, lease.lost()).await;
+            let end = Instant::now();
+            shared.finish(Record {
+                recipe: Recipe::Semaphore,
+                participant,
+                token: lease.fencing_token(),
+                start,
+                end,
+                obeyed: !lease.is_lost(),
+                shared: true,
+            });
+        }
+        if let Err(e) = lease.release().await {
+            shared.note_error("semaphore release", &e);
+        }
+    }
+}
+
 /// A selector's listener: work for a while, in steps, stopping once cancelled.
 struct SelectorWorker {
     shared: Arc<Shared>,
@@ -648,12 +704,13 @@ struct Chaos {
     shared: Arc<Shared>,
     /// An operator's client, for the state faults.
     operator: Client,
-    /// The queue paths of the mutex, the selector and the read/write lock.
-    queues: [String; 3],
+    /// The queue paths of the mutex, the selector and the read/write lock, and the semaphore's
+    /// leases.
+    queues: [String; 4],
 }
 
-/// The lock nodes of `queue` in queue order (full paths): a mutex's and a selector's, or a
-/// read/write lock's.
+/// The lock nodes of `queue` in queue order (full paths): a mutex's and a selector's, a
+/// read/write lock's, or a semaphore's leases.
 async fn queue_nodes(client: &Client, queue: &str) -> Result<Vec<String>, Error> {
     let mut nodes: Vec<String> = client
         .children(queue)
@@ -891,6 +948,15 @@ fn interval_violations(history: &[Record], shared: &Shared) -> Vec<String> {
         let mut running: Vec<&Record> = Vec::new();
         for r in &obeyed {
             running.retain(|other| other.end > r.start);
+            if recipe == Recipe::Semaphore && running.len() >= SEMAPHORE_LEASES {
+                violations.push(format!(
+                    "{recipe:?}: participant {} took a lease at {:.3}s while {} of {} were held",
+                    r.participant,
+                    shared.at(r.start),
+                    running.len(),
+                    SEMAPHORE_LEASES
+                ));
+            }
             for other in running.iter().filter(|other| !(r.shared && other.shared)) {
                 violations.push(format!(
                     "{recipe:?}: participant {} (token {}{}) started at {:.3}s while \
@@ -1059,6 +1125,7 @@ async fn recipes_stay_exclusive_and_live_under_faults() {
     let selector_path = format!("{base}/selector");
     let latch_path = format!("{base}/latch/leader");
     let read_write_path = format!("{base}/read-write");
+    let semaphore_path = format!("{base}/semaphore");
     let fence = format!("{base}/fence");
 
     let observer = Client::builder(cluster.connect_string())
@@ -1133,6 +1200,16 @@ async fn recipes_stay_exclusive_and_live_under_faults() {
         ));
         tasks.push((format!("read/write worker {p}"), task));
     }
+    for p in Recipe::Semaphore.participants() {
+        let task = tokio::spawn(semaphore_worker(
+            shared.clone(),
+            participants[p].client.clone(),
+            semaphore_path.clone(),
+            p,
+            seed.wrapping_add(p as u64),
+        ));
+        tasks.push((format!("semaphore worker {p}"), task));
+    }
 
     let chaos = Chaos {
         cluster: cluster.clone(),
@@ -1143,6 +1220,7 @@ async fn recipes_stay_exclusive_and_live_under_faults() {
             mutex_path.clone(),
             selector_path.clone(),
             read_write_path.clone(),
+            format!("{semaphore_path}/leases"),
         ],
     };
     if let Err(e) = chaos.progress([0; RECIPES], WARM_UP_BOUND).await {
@@ -1214,10 +1292,14 @@ async fn recipes_stay_exclusive_and_live_under_faults() {
 
     // Clean close: first with every recipe closed but the clients open (the recipes delete
     // their own nodes), then with the clients closed, through a fresh client.
+    let semaphore_locks = format!("{semaphore_path}/locks");
+    let semaphore_leases = format!("{semaphore_path}/leases");
     let parents = [
         mutex_path.as_str(),
         selector_path.as_str(),
         read_write_path.as_str(),
+        semaphore_locks.as_str(),
+        semaphore_leases.as_str(),
     ];
     let mut leaked = wait_clean(&observer, &parents, &latch_path, LEAK_DEADLINE).await;
     for p in &chaos.participants {
