@@ -14,6 +14,8 @@
 //!   slip past.
 //! * [`InterProcessMultiLock`]: several mutexes as one, all or none, taken in the order of
 //!   their paths so that multi-locks never deadlock each other.
+//! * [`InterProcessSemaphoreV2`]: at most *n* leases at once, with a fixed limit or a
+//!   [`SharedCount`]; [`InterProcessSemaphoreMutex`] is its one-lease mutex.
 //! * [`LeaderLatch`]: a race for one ephemeral node; simple, unfair, wakes every follower.
 //! * [`LeaderSelector`]: fair, queue-ordered leadership with a listener and auto-requeue.
 //!
@@ -52,6 +54,12 @@
 //! **[`InterProcessMultiLock`]:** its parts are acquired one after another (the order is what
 //! prevents deadlock), so an uncontended acquire of *n* parts costs *n* round trips; the
 //! release and `verify` ask about every part at once, one round trip.
+//!
+//! **[`InterProcessSemaphoreV2`]:** acquirers take turns on an internal mutex, whose waiters
+//! share one driver as the mutex's do; the acquirer at its head makes its lease (a check and a
+//! create, one round trip), then lists the leases with a read of its lock node (one round
+//! trip), and releases the internal mutex (one delete). A waiting acquirer watches the leases
+//! (and a shared count): one watch for the whole process.
 //!
 //! **[`LeaderSelector`]:** a requeue deletes the old node and creates the new one in one
 //! transaction (one log sync on the server instead of two), with a listing sent just before
