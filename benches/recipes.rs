@@ -754,7 +754,11 @@ async fn semaphore_contended(connect: &str, path: &str) -> Result<(), BoxError> 
             acquisitions.load(Ordering::SeqCst) as f64 / elapsed
         ),
     );
-    report("semaphore_most_inside", most_inside.load(Ordering::SeqCst));
+    let most = most_inside.load(Ordering::SeqCst);
+    report("semaphore_most_inside", most);
+    if most > u64::from(SEMAPHORE_LEASES) {
+        return Err(format!("{most} leases of {SEMAPHORE_LEASES} held at once").into());
+    }
     Ok(())
 }
 

@@ -20,9 +20,13 @@
 //! **Why the count is never overrun.** Every acquirer counts every lease node, its own and
 //! those still waiting included, after it made its own. Of any set of leases held at one
 //! moment, the one made last counted all the others (they were made before it, and were
-//! still there), so the set is no larger than the limit. The internal lock is for liveness:
-//! acquirers take turns, so that two waiting lease nodes never count each other and wait
-//! forever.
+//! still there), so the set is no larger than the limit that acquirer read. With a fixed
+//! limit that is the limit; lowering a shared count takes no lease back (as in Curator): the
+//! holders stay within the count read by the last acquirer granted, and no new lease is
+//! granted until they fit the new one. A lease deleted by someone else counts no more; its
+//! holder learns of it through [`Lease::lost`] a watch event later. The internal lock is
+//! for liveness: acquirers take turns, so that two waiting lease nodes never count each other
+//! and wait forever.
 //!
 //! ```no_run
 //! # async fn demo(client: zk_recipes::Client) -> zk_recipes::Result<()> {
@@ -58,7 +62,8 @@
 //!   two wait for each other forever.
 //! * **A lost signal.** A [`Lease`] has the mutex's [lost signal](Lease::lost): it fires on a
 //!   suspension, a lost session, or the lease node deleted by someone else. The count is never
-//!   overrun among holders that obey it. A fencing token and guarded writes come with it.
+//!   overrun among holders that obey it (see above for a lowered shared count). A fencing
+//!   token and guarded writes come with it.
 //! * **Cancel safety.** Every acquire is cancel safe at every await: no lease node and no
 //!   internal lock node is left behind.
 //! * **Waiters.** Waiters of one process queue on the internal lock, which shares one driver
@@ -72,6 +77,8 @@
 //! ([`InterProcessSemaphoreV2::with_shared_count`], Curator's `SharedCountReader`): a change
 //! takes effect for the acquirer waiting at the time.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -189,14 +196,18 @@ impl SharedCount {
     }
 }
 
-/// A count in Curator's `SharedCount` format; a negative one counts as 0.
+/// A count in Curator's `SharedCount` format (it reads the first four bytes); a negative one
+/// counts as 0.
 fn decode_count(path: &str, data: &[u8]) -> Result<u32> {
-    let bytes: [u8; 4] = data.try_into().map_err(|_| {
-        Error::InvalidArgument(format!(
-            "the shared count {path:?} holds {} bytes, not a 4-byte count",
-            data.len()
-        ))
-    })?;
+    let bytes: [u8; 4] = data
+        .get(..4)
+        .and_then(|first| first.try_into().ok())
+        .ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "the shared count {path:?} holds {} bytes, not a 4-byte count",
+                data.len()
+            ))
+        })?;
     Ok(u32::try_from(i32::from_be_bytes(bytes)).unwrap_or(0))
 }
 
@@ -211,30 +222,33 @@ enum Limit {
 type LimitWatch = Option<zookeeper_client::OneshotWatcher>;
 
 impl Limit {
-    /// The limit now, read on `zk` (with a watch for a shared count; the read is sent at
-    /// once). A missing count node is a limit of 0, watched until it appears.
-    fn read(
-        &self,
-        zk: &zookeeper_client::Client,
-    ) -> impl std::future::Future<Output = Result<(u32, LimitWatch)>> + Send + 'static {
-        let limit = self.clone();
-        let zk = zk.clone();
-        async move {
-            let path = match limit {
-                Limit::Fixed(max) => return Ok((max, None)),
-                Limit::Shared(path) => path,
+    /// The limit now, read on `zk`; for a shared count, with a watch if `watch` (a waiter that
+    /// holds an unfired watch on it needs no other). A missing count node is a limit of 0,
+    /// watched until it appears.
+    async fn read(&self, zk: &zookeeper_client::Client, watch: bool) -> Result<(u32, LimitWatch)> {
+        let path = match self {
+            Limit::Fixed(max) => return Ok((*max, None)),
+            Limit::Shared(path) => path,
+        };
+        loop {
+            let read = if watch {
+                zk.get_and_watch_data(path)
+                    .await
+                    .map(|(data, _, watch)| (data, Some(watch)))
+            } else {
+                zk.get_data(path).await.map(|(data, _)| (data, None))
             };
-            match zk.get_and_watch_data(&path).await {
-                Ok((data, _, watch)) => Ok((decode_count(&path, &data)?, Some(watch))),
-                Err(zookeeper_client::Error::NoNode) => {
-                    let (stat, watch) = zk.check_and_watch_stat(&path).await?;
-                    match stat {
-                        // Created between the two reads: the next look reads it.
-                        Some(_) => Ok((0, None)),
-                        None => Ok((0, Some(watch))),
+            match read {
+                Ok((data, watch)) => return Ok((decode_count(path, &data)?, watch)),
+                Err(zookeeper_client::Error::NoNode) if watch => {
+                    let (stat, watch) = zk.check_and_watch_stat(path).await?;
+                    if stat.is_none() {
+                        return Ok((0, Some(watch)));
                     }
+                    // Created between the two reads: read it.
                 }
-                Err(e) => Err(e.into()),
+                Err(zookeeper_client::Error::NoNode) => return Ok((0, None)),
+                Err(e) => return Err(e.into()),
             }
         }
     }
@@ -275,9 +289,13 @@ impl std::fmt::Debug for InterProcessSemaphoreV2 {
 
 /// Why one attempt at a lease ended without it.
 enum Failure {
-    /// The internal lock or the lease node was lost meanwhile: try again, as the retry policy
-    /// allows, else fail with this error.
+    /// The internal lock or the lease node was lost before the attempt had counted its own
+    /// lease: try again, as the retry policy allows, else fail with this error.
     Retry(Error),
+    /// Lost while waiting for a lease to go, after the attempt had counted its own lease (a
+    /// suspension, or a deposed internal lock, during a long wait): try again, with the retry
+    /// policy's count started afresh, so that a wait of hours outlives its connection blips.
+    Resume(Error),
     /// A failure the caller must see.
     Fail(Error),
 }
@@ -553,10 +571,25 @@ impl InterProcessSemaphoreV2 {
         let mut retries = 0u32;
         let mut first_loss: Option<Instant> = None;
         loop {
-            let error = match self.attempt(wait).await {
+            // The deadline bounds the whole attempt, its creates and reads too; a dropped
+            // attempt leaves no node.
+            let attempt = self.attempt(wait);
+            let outcome = match wait {
+                Wait::Until(deadline) => match tokio::time::timeout_at(deadline, attempt).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => return Ok(None),
+                },
+                Wait::Forever | Wait::Once => attempt.await,
+            };
+            let error = match outcome {
                 Ok(lease) => return Ok(lease),
                 Err(Failure::Fail(e)) => return Err(e),
                 Err(Failure::Retry(e)) => e,
+                Err(Failure::Resume(e)) => {
+                    retries = 0;
+                    first_loss = None;
+                    e
+                }
             };
             if self.inner.client.is_closed() {
                 return Err(Error::Closed);
@@ -610,7 +643,9 @@ impl InterProcessSemaphoreV2 {
     }
 
     /// Creates a lease node while `lock` (the internal lock) is held, and waits until the
-    /// leases fit the limit: the lease, or `None` at the deadline (or after one look).
+    /// leases fit the limit: the lease, or `None` at the deadline (or after one look). A lease
+    /// node not granted is deleted before this returns, when the connection allows, so that
+    /// the next acquirer (which may come the moment the internal lock goes) does not count it.
     async fn lease_under(
         &self,
         lock: &LockGuard,
@@ -618,11 +653,10 @@ impl InterProcessSemaphoreV2 {
         once: bool,
     ) -> std::result::Result<Option<Lease>, Failure> {
         let inner = &self.inner;
-        let session = lock.session().clone();
         let node = inner
             .client
             .create_while(
-                &session,
+                lock.session(),
                 lock.node_path(),
                 &inner.leases_path,
                 LEASE_NAME,
@@ -636,26 +670,54 @@ impl InterProcessSemaphoreV2 {
             client: inner.client.clone(),
             node: Some(node),
         };
+        let outcome = self
+            .count_until_granted(lock, &mut pending, deadline, once)
+            .await;
+        pending.give_back().await;
+        outcome
+    }
+
+    /// Counts the leases until they fit the limit, and then grants `pending`.
+    async fn count_until_granted(
+        &self,
+        lock: &LockGuard,
+        pending: &mut PendingLease,
+        deadline: Option<tokio::time::Instant>,
+        once: bool,
+    ) -> std::result::Result<Option<Lease>, Failure> {
+        let inner = &self.inner;
+        let session = lock.session().clone();
+        // Once the attempt has counted its own lease, a loss is a resumption (see `Failure`).
+        let mut counted = false;
+        let lost = |counted: bool, e: Error| {
+            if counted {
+                Failure::Resume(e)
+            } else {
+                retry_if_transient(e)
+            }
+        };
+        let mut count_changed: Option<Pin<Box<dyn Future<Output = ()> + Send>>> = None;
         loop {
             let zk = session
                 .zookeeper()
-                .map_err(|_| Failure::Retry(Error::LockLost))?;
+                .map_err(|_| lost(counted, Error::LockLost))?;
             // The interruption count before anything is sent: a drop after it is the lease's
             // loss too.
             let interruptions = session.interruption_count();
-            // One round trip, in this order on one session: the limit, the leases (with a
-            // watch), then the internal lock's node: an acquirer deposed meanwhile gives its
-            // lease node back, so that the next acquirer does not wait for it forever.
-            let limit = inner.limit.read(&zk);
+            // The leases (with a watch) and then the internal lock's node go out at once, in
+            // that order, on one session: an acquirer deposed meanwhile gives its lease node
+            // back, so that the next acquirer does not wait for it forever. The limit is read
+            // beside them.
             let listing = zk.get_and_watch_children(&inner.leases_path);
             let lock_node = zk.check_stat(lock.node_path());
-            let (limit, listing, lock_node) = futures::join!(limit, listing, lock_node);
+            let limit = inner.limit.read(&zk, count_changed.is_none());
+            let (listing, lock_node, limit) = futures::join!(listing, lock_node, limit);
             let (children, leases_stat, leases_changed) = match listing {
                 Ok(listed) => listed,
                 Err(zookeeper_client::Error::NoNode) => {
                     return Err(Failure::Retry(pending.gone()));
                 }
-                Err(e) => return Err(retry_if_transient(e.into())),
+                Err(e) => return Err(lost(counted, e.into())),
             };
             let lease_name = &pending.node().name;
             if !children.iter().any(|child| child == lease_name) {
@@ -663,17 +725,33 @@ impl InterProcessSemaphoreV2 {
             }
             match lock_node {
                 Ok(Some(_)) => {}
-                // Another acquirer may hold the internal lock now, and add leases.
-                Ok(None) => return Err(Failure::Retry(Error::LockLost)),
-                Err(e) => return Err(retry_if_transient(e.into())),
+                // Another acquirer may hold the internal lock now, and make a lease node.
+                Ok(None) => return Err(lost(counted, Error::LockLost)),
+                Err(e) => return Err(lost(counted, e.into())),
             }
-            let (max, limit_changed) = limit.map_err(retry_if_transient)?;
+            let (max, limit_watch) = match limit {
+                Ok(limit) => limit,
+                Err(e) if e.is_retryable() => return Err(lost(counted, e)),
+                Err(e) => return Err(Failure::Fail(e)),
+            };
+            if let Some(watch) = limit_watch {
+                count_changed = Some(Box::pin(async move {
+                    watch.changed().await;
+                }));
+            }
+            counted = true;
             if children.len() <= max as usize {
                 let node = pending.take();
                 let lease =
                     inner
                         .leases
                         .adopt(node, Incarnation::of_parent(&leases_stat), interruptions);
+                if lease.is_lost() {
+                    // The connection dropped since the count: the lease may be lost already.
+                    // Give it back and count again.
+                    let _ = Box::pin(lease.release()).await;
+                    return Err(Failure::Resume(Error::LockLost));
+                }
                 tracing::debug!(path = %inner.path, node = %lease.node_name(), leases = children.len(), max, "lease granted");
                 return Ok(Some(Lease { guard: lease }));
             }
@@ -681,26 +759,36 @@ impl InterProcessSemaphoreV2 {
                 return Ok(None);
             }
             tracing::trace!(path = %inner.path, leases = children.len(), max, "waiting for a lease to go");
-            let limit_changed = async {
-                match limit_changed {
-                    Some(watch) => drop(watch.changed().await),
-                    None => std::future::pending().await,
-                }
-            };
             let deadline_passed = async {
                 match deadline {
                     Some(deadline) => tokio::time::sleep_until(deadline).await,
                     None => std::future::pending().await,
                 }
             };
-            tokio::select! {
-                _ = leases_changed.changed() => {}
-                _ = limit_changed => {}
-                _ = lock.lost() => return Err(Failure::Retry(Error::LockLost)),
+            let count_fired = async {
+                match count_changed.as_mut() {
+                    Some(changed) => changed.await,
+                    None => std::future::pending().await,
+                }
+            };
+            let woken = tokio::select! {
+                _ = leases_changed.changed() => Woken::Leases,
+                _ = count_fired => Woken::Count,
+                _ = lock.lost() => return Err(Failure::Resume(Error::LockLost)),
                 _ = deadline_passed => return Ok(None),
+            };
+            if woken == Woken::Count {
+                count_changed = None;
             }
         }
     }
+}
+
+/// What woke a waiting acquirer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Woken {
+    Leases,
+    Count,
 }
 
 /// Retryable failures (a connection loss) start the attempt again; others are the caller's.
@@ -740,7 +828,29 @@ impl PendingLease {
         let node = self.take();
         Error::NodeDeleted { path: node.path }
     }
+
+    /// Deletes the node, if still here, with one attempt awaited for at most
+    /// [`GIVE_BACK_BOUND`]; on failure (or if dropped meanwhile) the drop's background delete
+    /// goes on trying.
+    async fn give_back(&mut self) {
+        let Some(node) = &self.node else { return };
+        let Ok(zk) = node.session.zookeeper() else {
+            return;
+        };
+        let deleted = tokio::time::timeout(GIVE_BACK_BOUND, zk.delete(&node.path, None)).await;
+        if let Ok(
+            Ok(()) | Err(zookeeper_client::Error::NoNode | zookeeper_client::Error::SessionExpired),
+        ) = deleted
+        {
+            self.node = None;
+        }
+    }
 }
+
+/// How long a waiting acquirer that gives up waits for its lease node's delete before it
+/// releases the internal lock: long enough for a round trip, short enough not to hold the
+/// lock up on a dropped connection (the delete then goes on in the background).
+const GIVE_BACK_BOUND: Duration = Duration::from_secs(2);
 
 impl Drop for PendingLease {
     fn drop(&mut self) {

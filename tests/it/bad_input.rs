@@ -676,7 +676,7 @@ async fn read_write_lock_bad_paths_and_upgrade(ctx: Ctx) -> CaseResult {
 }
 
 /// A semaphore refuses 0 leases, `acquire_many(0)`, more leases than it has, bad paths and a
-/// shared count that is not a count, each with a typed error, and makes no node for them.
+/// shared count that is not a count, each with a typed error, and leaves no node for them.
 async fn semaphore_bad_counts_and_paths(ctx: Ctx) -> CaseResult {
     let path = ctx.path("semaphore");
     expect_err!(

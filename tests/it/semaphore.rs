@@ -13,7 +13,10 @@ use crate::common::{
     children_of, connect_with, eventually_async, eventually_children, init_tracing, unique_path,
     zk_server,
 };
-use zk_recipes::{Client, InterProcessSemaphoreMutex, InterProcessSemaphoreV2, SharedCount};
+use zk_recipes::testing::FaultProxy;
+use zk_recipes::{
+    Client, ConnectionState, InterProcessSemaphoreMutex, InterProcessSemaphoreV2, SharedCount,
+};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -297,11 +300,11 @@ async fn a_waiter_whose_internal_lock_is_deleted_starts_again() {
             && !locks.contains(&deposed)
     })
     .await;
-    assert_eq!(
-        inside.load(Ordering::SeqCst),
-        0,
+    assert!(
+        !first.is_finished() && !second.is_finished() && inside.load(Ordering::SeqCst) == 0,
         "a waiter got in beside the holder"
     );
+    assert!(lease.verify().await, "the holder's lease is untouched");
     lease.release().await.expect("release");
     for task in [first, second] {
         tokio::time::timeout(DEADLINE, task)
@@ -316,6 +319,87 @@ async fn a_waiter_whose_internal_lock_is_deleted_starts_again() {
     }
 }
 
+/// A waiting acquire rides out more connection blips than the retry policy allows retries:
+/// each one starts its attempt again, after it had counted its lease, with the policy's count
+/// afresh (a wait of hours must not fail at its fourth blip).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_acquire_outlives_many_connection_blips() {
+    init_tracing();
+    let server = zk_server().await;
+    let path = unique_path("semaphore-blips");
+    let holder_client = connect(&server).await;
+    let proxy = FaultProxy::start(&server).await.expect("proxy");
+    let waiter_client = Client::builder(proxy.connect_string())
+        .session_timeout(Duration::from_secs(20))
+        .connection_timeout(Duration::from_secs(2))
+        .connect()
+        .await
+        .expect("connect through the proxy");
+    let holder = semaphore(&holder_client, &path, 1, "holder");
+    let waiter = semaphore(&waiter_client, &path, 1, "waiter");
+    let lease = holder.acquire().await.expect("lease");
+    let waiting = tokio::spawn({
+        let waiter = waiter.clone();
+        async move { waiter.acquire().await }
+    });
+    let mut states = waiter_client.connection_states();
+    for blip in 0..6 {
+        eventually_children(
+            &holder_client,
+            &format!("{path}/leases"),
+            2,
+            "the waiting lease",
+        )
+        .await;
+        proxy.cut();
+        let suspended = async {
+            while let Some(state) = states.next().await {
+                if state == ConnectionState::Suspended {
+                    return;
+                }
+            }
+        };
+        tokio::time::timeout(DEADLINE, suspended)
+            .await
+            .unwrap_or_else(|_| panic!("blip {blip}: no suspension"));
+        proxy.restore();
+        let reconnected = async {
+            while let Some(state) = states.next().await {
+                if state == ConnectionState::Reconnected {
+                    return;
+                }
+            }
+        };
+        tokio::time::timeout(DEADLINE, reconnected)
+            .await
+            .unwrap_or_else(|_| panic!("blip {blip}: no reconnection"));
+        assert!(
+            !waiting.is_finished(),
+            "blip {blip} ended the wait: {:?}",
+            waiting.await
+        );
+    }
+    eventually_children(
+        &holder_client,
+        &format!("{path}/leases"),
+        2,
+        "the waiting lease",
+    )
+    .await;
+    lease.release().await.expect("release");
+    let granted = tokio::time::timeout(DEADLINE, waiting)
+        .await
+        .expect("granted after the blips")
+        .unwrap()
+        .expect("lease");
+    granted.release().await.expect("release");
+    await_leases(&holder_client, &path, 0).await;
+    holder_client.close().await;
+    waiter_client.close().await;
+}
+
+/// An acquire cancelled while it waits (holding the internal lock, with its lease node made)
+/// or while it queues for the internal lock leaves no node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelled_acquires_leave_no_node() {
     init_tracing();
@@ -325,12 +409,50 @@ async fn cancelled_acquires_leave_no_node() {
     let holder = semaphore(&first, &path, 1, "holder");
     let waiter = semaphore(&second, &path, 1, "waiter");
     let lease = holder.acquire().await.expect("lease");
-    for wait in [100, 300, 600] {
-        let cancelled =
-            tokio::time::timeout(Duration::from_millis(wait), waiter.acquire_many(1)).await;
-        assert!(cancelled.is_err(), "two leases of one");
+    for queued_behind in [0, 1] {
+        let waiting = tokio::spawn({
+            let waiter = waiter.clone();
+            async move { waiter.acquire_many(1).await }
+        });
+        eventually_children(
+            &first,
+            &format!("{path}/leases"),
+            2,
+            "the waiter's lease node",
+        )
+        .await;
+        // A second acquirer of the same handle queues behind the first for the internal lock.
+        let behind = (queued_behind == 1).then(|| {
+            tokio::spawn({
+                let waiter = waiter.clone();
+                async move { waiter.acquire().await }
+            })
+        });
+        let locks = 1 + queued_behind;
+        eventually_children(
+            &first,
+            &format!("{path}/locks"),
+            locks,
+            "the internal lock nodes",
+        )
+        .await;
+        waiting.abort();
+        if let Some(behind) = behind {
+            // The one behind takes the internal lock and waits with a lease node of its own;
+            // cancel it there.
+            eventually_children(&first, &format!("{path}/locks"), 1, "the one behind's turn").await;
+            eventually_children(&first, &format!("{path}/leases"), 2, "its lease node").await;
+            behind.abort();
+        }
         await_leases(&first, &path, 1).await;
     }
+    // A timed-out try leaves nothing either.
+    assert!(waiter
+        .try_acquire(Duration::from_millis(300))
+        .await
+        .expect("try")
+        .is_none());
+    await_leases(&first, &path, 1).await;
     lease.release().await.expect("release");
     let granted = waiter
         .try_acquire(DEADLINE)
@@ -341,6 +463,44 @@ async fn cancelled_acquires_leave_no_node() {
     await_leases(&first, &path, 0).await;
     first.close().await;
     second.close().await;
+}
+
+/// A shared count whose node does not exist yet lets nobody in; its creation lets the waiter
+/// in at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_count_created_late_lets_the_waiter_in() {
+    init_tracing();
+    let server = zk_server().await;
+    let path = unique_path("semaphore-late-count");
+    let count_path = unique_path("semaphore-late-count-limit");
+    let client = connect(&server).await;
+    let count = SharedCount::new(&client, &count_path).expect("count");
+    assert_eq!(count.get().await.unwrap(), None);
+    let semaphore = InterProcessSemaphoreV2::with_shared_count(&client, &path, &count).unwrap();
+    let waiting = tokio::spawn({
+        let semaphore = semaphore.clone();
+        async move { semaphore.acquire().await }
+    });
+    eventually_children(
+        &client,
+        &format!("{path}/leases"),
+        1,
+        "the waiting lease node",
+    )
+    .await;
+    assert!(
+        !waiting.is_finished(),
+        "a lease under a count that does not exist"
+    );
+    count.set(1).await.expect("create the count");
+    let lease = tokio::time::timeout(DEADLINE, waiting)
+        .await
+        .expect("the count's creation lets the waiter in")
+        .unwrap()
+        .expect("lease");
+    lease.release().await.expect("release");
+    await_leases(&client, &path, 0).await;
+    client.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
