@@ -575,10 +575,13 @@ impl InterProcessSemaphoreV2 {
             // attempt leaves no node.
             let attempt = self.attempt(wait);
             let outcome = match wait {
-                Wait::Until(deadline) => match tokio::time::timeout_at(deadline, attempt).await {
-                    Ok(outcome) => outcome,
-                    Err(_) => return Ok(None),
-                },
+                // Boxed: the timer would otherwise sit in every waiting acquirer's future.
+                Wait::Until(deadline) => {
+                    match Box::pin(tokio::time::timeout_at(deadline, attempt)).await {
+                        Ok(outcome) => outcome,
+                        Err(_) => return Ok(None),
+                    }
+                }
                 Wait::Forever | Wait::Once => attempt.await,
             };
             let error = match outcome {
