@@ -110,7 +110,7 @@ pub use latch::{
     LeaderLatchListener, LeaderLatchMetrics, LeadershipChanges,
 };
 pub use lifecycle::RecipeState;
-pub use multi_lock::{InterProcessMultiLock, MultiLockGuard};
+pub use multi_lock::{InterProcessMultiLock, MultiLockGuard, MultiLockPart};
 pub use mutex::{
     InterProcessMutex, LockGuard, RevocationListener, RevocationRequest, Revoker, REVOKE_MESSAGE,
 };

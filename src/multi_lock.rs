@@ -1,6 +1,10 @@
 //! `InterProcessMultiLock`: several locks taken as one, all or none (Curator's
 //! `InterProcessMultiLock`), in one global order so that two multi-locks never deadlock.
 //!
+//! A part is any of the crate's locks ([`MultiLockPart`]): an [`InterProcessMutex`] (a half
+//! of an [`InterProcessReadWriteLock`](crate::InterProcessReadWriteLock) is one), or an
+//! [`InterProcessSemaphoreMutex`].
+//!
 //! # Order
 //!
 //! Curator acquires the locks of a multi-lock in the order it was given them, so two
@@ -35,8 +39,78 @@ use crate::connection::Client;
 use crate::error::{Error, PartFailure, Result};
 use crate::mutex::{guarded_by, InterProcessMutex, LockGuard};
 use crate::queue::Wait;
+use crate::semaphore::InterProcessSemaphoreMutex;
 
-/// Several [`InterProcessMutex`]es acquired as one: all or none, in the order of their paths.
+/// A lock that can be a part of an [`InterProcessMultiLock`]: any of the crate's locks. Made
+/// with `From`, so [`InterProcessMultiLock::new`] takes the locks themselves.
+///
+/// ```no_run
+/// # fn demo(client: zk_recipes::Client) -> zk_recipes::Result<()> {
+/// use zk_recipes::{
+///     InterProcessMultiLock, InterProcessMutex, InterProcessReadWriteLock,
+///     InterProcessSemaphoreMutex, MultiLockPart,
+/// };
+/// let catalog = InterProcessReadWriteLock::new(&client, "/locks/catalog")?;
+/// let parts: [MultiLockPart; 3] = [
+///     InterProcessMutex::new(&client, "/locks/orders")?.into(),
+///     catalog.write_lock().clone().into(),
+///     InterProcessSemaphoreMutex::new(&client, "/locks/compaction")?.into(),
+/// ];
+/// let all = InterProcessMultiLock::new(parts)?;
+/// # drop(all);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum MultiLockPart {
+    /// An [`InterProcessMutex`], or a half of an
+    /// [`InterProcessReadWriteLock`](crate::InterProcessReadWriteLock).
+    Mutex(InterProcessMutex),
+    /// An [`InterProcessSemaphoreMutex`]. Its part of a [`MultiLockGuard`] is the guard of its
+    /// lease (whose node is under `<path>/leases`).
+    SemaphoreMutex(InterProcessSemaphoreMutex),
+}
+
+impl From<InterProcessMutex> for MultiLockPart {
+    fn from(mutex: InterProcessMutex) -> Self {
+        MultiLockPart::Mutex(mutex)
+    }
+}
+
+impl From<InterProcessSemaphoreMutex> for MultiLockPart {
+    fn from(mutex: InterProcessSemaphoreMutex) -> Self {
+        MultiLockPart::SemaphoreMutex(mutex)
+    }
+}
+
+impl MultiLockPart {
+    /// The lock's path: the order of the parts.
+    pub fn path(&self) -> &str {
+        match self {
+            MultiLockPart::Mutex(mutex) => mutex.path(),
+            MultiLockPart::SemaphoreMutex(mutex) => mutex.path(),
+        }
+    }
+
+    fn is_acquired_in_this_process(&self) -> bool {
+        match self {
+            MultiLockPart::Mutex(mutex) => mutex.is_acquired_in_this_process(),
+            MultiLockPart::SemaphoreMutex(mutex) => mutex.is_acquired_in_this_process(),
+        }
+    }
+
+    async fn acquire_with(&self, wait: Wait) -> Result<Option<LockGuard>> {
+        match self {
+            MultiLockPart::Mutex(mutex) => mutex.acquire_with(wait).await,
+            MultiLockPart::SemaphoreMutex(mutex) => Ok(mutex
+                .acquire_with(wait)
+                .await?
+                .map(crate::semaphore::Lease::into_guard)),
+        }
+    }
+}
+
+/// Several locks ([`MultiLockPart`]s) acquired as one: all or none, in the order of their paths.
 /// See the [module docs](self) for the order, and why it prevents deadlock.
 ///
 /// The parts may use different clients. A multi-lock is cheap to clone; clones share the parts.
@@ -57,7 +131,7 @@ use crate::queue::Wait;
 #[derive(Clone)]
 pub struct InterProcessMultiLock {
     /// Sorted by path: the order of acquisition.
-    parts: std::sync::Arc<[InterProcessMutex]>,
+    parts: std::sync::Arc<[MultiLockPart]>,
 }
 
 impl std::fmt::Debug for InterProcessMultiLock {
@@ -69,7 +143,8 @@ impl std::fmt::Debug for InterProcessMultiLock {
 }
 
 impl InterProcessMultiLock {
-    /// A multi-lock of `locks`, which it acquires in the order of their paths.
+    /// A multi-lock of `locks` (mutexes, read/write lock halves, semaphore mutexes: see
+    /// [`MultiLockPart`]), which it acquires in the order of their paths.
     ///
     /// ```no_run
     /// # fn demo(a: zk_recipes::InterProcessMutex, b: zk_recipes::InterProcessMutex) -> zk_recipes::Result<()> {
@@ -82,8 +157,8 @@ impl InterProcessMultiLock {
     ///
     /// [`Error::InvalidArgument`] when `locks` is empty, or names one path twice (a multi-lock
     /// would wait for itself).
-    pub fn new(locks: impl IntoIterator<Item = InterProcessMutex>) -> Result<Self> {
-        let mut parts: Vec<InterProcessMutex> = locks.into_iter().collect();
+    pub fn new<L: Into<MultiLockPart>>(locks: impl IntoIterator<Item = L>) -> Result<Self> {
+        let mut parts: Vec<MultiLockPart> = locks.into_iter().map(Into::into).collect();
         if parts.is_empty() {
             return Err(Error::InvalidArgument(
                 "a multi-lock needs at least one lock".to_owned(),
@@ -133,17 +208,18 @@ impl InterProcessMultiLock {
     pub fn is_acquired_in_this_process(&self) -> bool {
         self.parts
             .iter()
-            .all(InterProcessMutex::is_acquired_in_this_process)
+            .all(MultiLockPart::is_acquired_in_this_process)
     }
 
     /// The paths of the parts, in the order they are acquired.
     pub fn paths(&self) -> impl Iterator<Item = &str> {
-        self.parts.iter().map(InterProcessMutex::path)
+        self.parts.iter().map(MultiLockPart::path)
     }
 
     /// Acquires every part, in the order of their paths, waiting as long as it takes.
     ///
-    /// Each part is acquired as [`InterProcessMutex::acquire`] does, as a separate holder.
+    /// Each part is acquired as its own `acquire` does ([`InterProcessMutex::acquire`],
+    /// [`InterProcessSemaphoreMutex::acquire`]), as a separate holder.
     ///
     /// If a part taken earlier is lost while a later one is awaited (a suspension, its node
     /// deleted), the parts are given back and the acquire starts again: the guard returned

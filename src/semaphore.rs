@@ -960,6 +960,11 @@ impl Lease {
         self.guard.guarded_set_data(path, data, version).await
     }
 
+    /// The lock guard underneath, for a multi-lock's parts.
+    pub(crate) fn into_guard(self) -> LockGuard {
+        self.guard
+    }
+
     /// Releases the lease: deletes its node.
     ///
     /// # Errors
@@ -1054,6 +1059,12 @@ impl InterProcessSemaphoreMutex {
     /// Cancel safe at every await point.
     pub async fn try_acquire(&self, timeout: Duration) -> Result<Option<Lease>> {
         self.semaphore.try_acquire(timeout).await
+    }
+
+    /// Waits as `wait` says, for a multi-lock's part.
+    pub(crate) async fn acquire_with(&self, wait: Wait) -> Result<Option<Lease>> {
+        let leases = self.semaphore.acquire_with(1, wait).await?;
+        Ok(leases.and_then(|mut leases| leases.pop()))
     }
 
     /// True if a lease granted through this handle (or a clone) has not been released yet

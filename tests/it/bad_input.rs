@@ -625,7 +625,7 @@ async fn requests_over_the_limit(ctx: Ctx) -> CaseResult {
 async fn multi_lock_empty_or_repeated(ctx: Ctx) -> CaseResult {
     expect_err!(
         "a multi-lock of no locks",
-        InterProcessMultiLock::new(Vec::new()),
+        InterProcessMultiLock::new(Vec::<InterProcessMutex>::new()),
         Error::InvalidArgument(_)
     );
     let path = ctx.path("twice");

@@ -8,7 +8,10 @@ use std::time::Duration;
 use crate::common::{connect_with, eventually_children, init_tracing, unique_path, zk_server};
 use zk_recipes::testing::FaultProxy;
 use zk_recipes::zookeeper_client::CreateMode;
-use zk_recipes::{Client, Error, InterProcessMultiLock, InterProcessMutex};
+use zk_recipes::{
+    Client, Error, InterProcessMultiLock, InterProcessMutex, InterProcessReadWriteLock,
+    InterProcessSemaphoreMutex, MultiLockPart,
+};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -275,4 +278,110 @@ async fn release_gives_back_every_part_and_reports_each_failure() {
     for client in [through_proxy, direct, observer] {
         client.close().await;
     }
+}
+
+/// A multi-lock of every kind of lock: a mutex, a read/write lock's write half and a semaphore
+/// mutex. Held, it keeps another client out of each; a guarded write checks every part's node;
+/// a lease deleted from outside makes the whole lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_kind_of_lock_can_be_a_part() {
+    init_tracing();
+    let server = zk_server().await;
+    let base = unique_path("multi-lock-kinds");
+    let (mutex_path, rw_path, semaphore_path) = (
+        format!("{base}/mutex"),
+        format!("{base}/catalog"),
+        format!("{base}/compaction"),
+    );
+    let (holder, other) = (connect(&server).await, connect(&server).await);
+    let catalog = InterProcessReadWriteLock::new(&holder, &rw_path).unwrap();
+    let parts: [MultiLockPart; 3] = [
+        InterProcessSemaphoreMutex::new(&holder, &semaphore_path)
+            .unwrap()
+            .into(),
+        InterProcessMutex::new(&holder, &mutex_path).unwrap().into(),
+        catalog.write_lock().clone().into(),
+    ];
+    let all = InterProcessMultiLock::new(parts).expect("multi-lock");
+    assert_eq!(
+        all.paths().collect::<Vec<_>>(),
+        [
+            rw_path.as_str(),
+            semaphore_path.as_str(),
+            mutex_path.as_str()
+        ]
+    );
+    let guard = all.acquire().await.expect("every part");
+    assert!(all.is_acquired_in_this_process());
+
+    let other_mutex = InterProcessMutex::new(&other, &mutex_path).unwrap();
+    let other_catalog = InterProcessReadWriteLock::new(&other, &rw_path).unwrap();
+    let other_semaphore = InterProcessSemaphoreMutex::new(&other, &semaphore_path).unwrap();
+    assert!(other_mutex
+        .try_acquire(Duration::ZERO)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(other_catalog
+        .read_lock()
+        .try_acquire(Duration::ZERO)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(other_semaphore
+        .try_acquire(Duration::ZERO)
+        .await
+        .unwrap()
+        .is_none());
+
+    let marker = format!("{base}/written");
+    guard
+        .guarded(|writer| {
+            writer.add_create(
+                &marker,
+                b"all",
+                &CreateMode::Persistent.with_acls(zk_recipes::zookeeper_client::Acls::anyone_all()),
+            )
+        })
+        .await
+        .expect("a write guarded by every part");
+    // The semaphore mutex's part is its lease; deleting it loses the whole.
+    let lease = guard
+        .parts()
+        .iter()
+        .find(|part| part.node_name().contains("-lease-"))
+        .expect("the lease part")
+        .node_path()
+        .to_owned();
+    other.delete(&lease, None).await.expect("delete the lease");
+    tokio::time::timeout(DEADLINE, guard.lost())
+        .await
+        .expect("the multi-lock is lost");
+    match guard
+        .guarded(|writer| writer.add_delete(&marker, None))
+        .await
+    {
+        Err(Error::LockLost) => {}
+        other => panic!("a write guarded by a lost lease: {other:?}"),
+    }
+    guard.release().await.expect("release every part");
+    assert!(!all.is_acquired_in_this_process());
+    let taken = other_semaphore
+        .try_acquire(DEADLINE)
+        .await
+        .unwrap()
+        .expect("the semaphore mutex is free again");
+    taken.release().await.unwrap();
+    for path in [&mutex_path, &rw_path] {
+        eventually_children(&other, path, 0, "no lock node left").await;
+    }
+    eventually_children(
+        &other,
+        &format!("{semaphore_path}/leases"),
+        0,
+        "no lease left",
+    )
+    .await;
+    holder.close().await;
+    other.close().await;
 }
