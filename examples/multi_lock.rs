@@ -13,21 +13,12 @@ mod support;
 
 use std::time::Duration;
 
-use support::{zookeeper, BoxError};
+use support::{arg, zookeeper, BoxError};
 use zk_recipes::zookeeper_client::CreateMode;
 use zk_recipes::{Client, InterProcessMultiLock, InterProcessMutex};
 
 const ACCOUNTS: [&str; 3] = ["alice", "bob", "carol"];
 const OPENING_BALANCE: i64 = 100;
-
-fn arg(name: &str, default: u32) -> u32 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
 
 fn balance_path(account: &str) -> String {
     format!("/demo/multi-lock/balances/{account}")

@@ -10,20 +10,11 @@ mod support;
 
 use std::time::Duration;
 
-use support::{zookeeper, BoxError};
+use support::{arg, zookeeper, BoxError};
 use zk_recipes::{Client, InterProcessMutex};
 
 const LOCK: &str = "/demo/mutex/lock";
 const COUNTER: &str = "/demo/mutex/counter";
-
-fn arg(name: &str, default: u32) -> u32 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {

@@ -15,22 +15,13 @@ mod support;
 
 use std::time::Duration;
 
-use support::{zookeeper, BoxError};
+use support::{arg, zookeeper, BoxError};
 use zk_recipes::zookeeper_client::CreateMode;
 use zk_recipes::{Client, InterProcessReadWriteLock};
 
 const LOCK: &str = "/demo/read-write/lock";
 const VERSION: &str = "/demo/read-write/config/version";
 const COPY: &str = "/demo/read-write/config/copy";
-
-fn arg(name: &str, default: u32) -> u32 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
 
 async fn read_number(client: &Client, path: &str) -> Result<u64, BoxError> {
     let (data, _) = client.get_data(path).await?.ok_or("config missing")?;

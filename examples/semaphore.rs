@@ -17,20 +17,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use support::{zookeeper, BoxError};
+use support::{arg, zookeeper, BoxError};
 use zk_recipes::{Client, InterProcessSemaphoreV2};
 
 const PATH: &str = "/demo/semaphore";
 const LEASES: u32 = 3;
-
-fn arg(name: &str, default: u32) -> u32 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
 
 /// How many renderers are inside now, and the most there ever were: in-process counters, for
 /// the demonstration (the workers share this process).

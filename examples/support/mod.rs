@@ -46,6 +46,16 @@ pub fn scale(default: f64) -> f64 {
         .unwrap_or(default)
 }
 
+/// The number after `name` on the command line (`--workers 3`), or `default`.
+pub fn arg(name: &str, default: u32) -> u32 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
 /// `seconds` of the original program, scaled.
 pub fn scaled(seconds: f64, scale: f64) -> Duration {
     Duration::from_secs_f64(seconds * scale)

@@ -175,18 +175,18 @@ impl Client {
         Ok(node)
     }
 
-    /// [`create_protected`](Self::create_protected), with what `with` asks for: a
-    /// listing of `parent` in the same round trip, and a node of ours deleted in the same
-    /// transaction.
-    pub(crate) async fn create_protected_then_list(
-        &self,
+    /// What a protected create of `<parent>/_c_<uuid>-<name>` checks before anything is sent
+    /// (the paths, and the request's size against
+    /// [`max_request_size`](Client::max_request_size)): whether `mode` is sequential, and the
+    /// ACLs to create with (`acls`, or the client's defaults when empty).
+    fn prepare_protected<'a>(
+        &'a self,
         parent: &str,
         name: &str,
         data: &[u8],
         mode: CreateMode,
-        acls: &[Acl],
-        with: WithCreate<'_>,
-    ) -> Result<Created> {
+        acls: &'a [Acl],
+    ) -> Result<(bool, &'a [Acl])> {
         validate_path(parent)?;
         if name.contains('/') {
             return Err(Error::invalid_path(
@@ -214,6 +214,22 @@ impl Client {
         } else {
             acls
         };
+        Ok((sequential, acls))
+    }
+
+    /// [`create_protected`](Self::create_protected), with what `with` asks for: a
+    /// listing of `parent` in the same round trip, and a node of ours deleted in the same
+    /// transaction.
+    pub(crate) async fn create_protected_then_list(
+        &self,
+        parent: &str,
+        name: &str,
+        data: &[u8],
+        mode: CreateMode,
+        acls: &[Acl],
+        with: WithCreate<'_>,
+    ) -> Result<Created> {
+        let (sequential, acls) = self.prepare_protected(parent, name, data, mode, acls)?;
         let options = mode.with_acls(acls_or_default(acls));
         let started = Instant::now();
         let mut retries = 0u32;
@@ -354,22 +370,7 @@ impl Client {
         acls: &[Acl],
     ) -> Result<ProtectedNode> {
         use zookeeper_client::{MultiWriteError, MultiWriteResult};
-        let unprefixed = join(parent, name);
-        validate_path(&unprefixed)?;
-        let sequential = matches!(mode, CreateMode::EphemeralSequential);
-        let digits = if sequential { 10 } else { 0 };
-        self.check_request(
-            "create",
-            &unprefixed,
-            PROTECTION_PREFIX_LEN + digits,
-            data.len(),
-            acls,
-        )?;
-        let acls = if acls.is_empty() {
-            &self.shared.config.default_acls[..]
-        } else {
-            acls
-        };
+        let (sequential, acls) = self.prepare_protected(parent, name, data, mode, acls)?;
         let options = mode.with_acls(acls_or_default(acls));
         let started = Instant::now();
         let mut retries = 0u32;
