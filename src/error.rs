@@ -30,7 +30,10 @@ pub enum Error {
         reason: &'static str,
     },
 
-    /// A bad argument other than a path: a connect string, a participant id, a timeout.
+    /// A bad argument other than a path: a connect string, a participant id, a timeout; a
+    /// request larger than the client's [`max_request_size`](crate::Client::max_request_size);
+    /// a semaphore of 0 leases, `acquire_many(0)` or more leases than a semaphore has, a
+    /// shared count that is not a count; an empty multi-lock, or one naming a path twice.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
 
@@ -68,7 +71,9 @@ pub enum Error {
     #[error("illegal state: {0}")]
     IllegalState(&'static str),
 
-    /// A guarded operation found that the lock node or leadership it depends on is gone.
+    /// A guarded operation found that the lock node or leadership it depends on is gone; a
+    /// downgrade of a write hold that is (or may be) lost; a semaphore acquire whose internal
+    /// lock was lost more often than the retry policy allows.
     #[error("the lock or leadership is lost")]
     LockLost,
 
@@ -198,7 +203,8 @@ impl From<zookeeper_client::Error> for Error {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct PartFailure {
-    /// The part's lock path.
+    /// The path of the part's node: the lock's path, or `<its path>/leases` for a semaphore
+    /// mutex (see [`LockGuard::mutex_path`](crate::LockGuard::mutex_path)).
     pub path: String,
     /// Why it failed.
     pub error: Error,

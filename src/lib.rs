@@ -12,8 +12,9 @@
 //! * [`InterProcessReadWriteLock`]: readers share, a writer holds alone, in queue order; its
 //!   halves are mutexes, and a write hold downgrades to a read hold that no queued writer can
 //!   slip past.
-//! * [`InterProcessMultiLock`]: several mutexes as one, all or none, taken in the order of
-//!   their paths so that multi-locks never deadlock each other.
+//! * [`InterProcessMultiLock`]: several locks (mutexes, read/write lock halves, semaphore
+//!   mutexes: [`MultiLockPart`]) as one, all or none, taken in the order of their paths so
+//!   that multi-locks never deadlock each other.
 //! * [`InterProcessSemaphoreV2`]: at most *n* leases at once, with a fixed limit or a
 //!   [`SharedCount`]; [`InterProcessSemaphoreMutex`] is its one-lease mutex.
 //! * [`LeaderLatch`]: a race for one ephemeral node; simple, unfair, wakes every follower.
@@ -28,7 +29,9 @@
 //! measures the main ones against a floor of the same requests awaited in turn, and against
 //! Apache Curator on the same server in the same run (the figures are in the README).
 //!
-//! **[`InterProcessMutex`]** (and [`LeaderSelector`], on the same queue core):
+//! **[`InterProcessMutex`]** (and everything on the same queue core: the read/write lock's
+//! halves, [`LeaderSelector`], the Curator-layout [`LeaderLatch`], the semaphore's internal
+//! lock):
 //!
 //! * An uncontended acquire is one create with a listing of the parent (`getChildren2`) in the
 //!   same round trip: the listing proves the grant, and names the parent's incarnation. A
@@ -52,8 +55,9 @@
 //! transaction (a check and a create).
 //!
 //! **[`InterProcessMultiLock`]:** its parts are acquired one after another (the order is what
-//! prevents deadlock), so an uncontended acquire of *n* parts costs *n* round trips; the
-//! release and `verify` ask about every part at once, one round trip.
+//! prevents deadlock), so an uncontended acquire costs what its parts' acquires cost in turn:
+//! one round trip for a mutex part, about four for a semaphore mutex (see below); the release
+//! and `verify` ask about every part at once, one round trip.
 //!
 //! **[`InterProcessSemaphoreV2`]:** acquirers take turns on an internal mutex, whose waiters
 //! share one driver as the mutex's do; the acquirer at its head makes its lease (a check and a

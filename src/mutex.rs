@@ -692,8 +692,11 @@ async fn release_held(path: &str, held: Option<Held>) -> Result<()> {
     }
 }
 
-/// A hold of an [`InterProcessMutex`]. Made by [`acquire`](InterProcessMutex::acquire),
-/// [`try_acquire`](InterProcessMutex::try_acquire) and [`reenter`](LockGuard::reenter).
+/// A hold of an [`InterProcessMutex`] (or of a half of an
+/// [`InterProcessReadWriteLock`](crate::InterProcessReadWriteLock)). Made by
+/// [`acquire`](InterProcessMutex::acquire), [`try_acquire`](InterProcessMutex::try_acquire),
+/// [`reenter`](LockGuard::reenter) and [`downgrade`](LockGuard::downgrade); a
+/// [`MultiLockGuard`](crate::MultiLockGuard)'s parts are guards too.
 ///
 /// Release it with [`release`](Self::release), or drop it (the release then runs in the
 /// background); the lock node is deleted when the last guard of the hold goes. The guard owns
@@ -732,12 +735,15 @@ impl LockGuard {
         &self.hold.node_path
     }
 
-    /// The lock node's name, `_c_<uuid>-lock-<seq10>`.
+    /// The lock node's name: `_c_<uuid>-lock-<seq10>` for a mutex,
+    /// `_c_<uuid>-__READ__<seq10>` or `_c_<uuid>-__WRIT__<seq10>` for a read/write lock, and
+    /// `_c_<uuid>-lease-<seq10>` for a semaphore mutex's part of a multi-lock.
     pub fn node_name(&self) -> &str {
         &self.hold.node_name
     }
 
-    /// The mutex path this guard holds a lock on.
+    /// The path this guard's node is under: the mutex's (or the read/write lock's) path, or,
+    /// for a semaphore mutex's part of a multi-lock, `<its path>/leases`.
     pub fn mutex_path(&self) -> &str {
         &self.inner.path
     }
@@ -748,7 +754,8 @@ impl LockGuard {
     }
 
     /// [`Shared`](LockMode::Shared) for a read hold of an
-    /// [`InterProcessReadWriteLock`](crate::InterProcessReadWriteLock), else
+    /// [`InterProcessReadWriteLock`](crate::InterProcessReadWriteLock) and for a semaphore's
+    /// lease (a semaphore mutex's part of a multi-lock), else
     /// [`Exclusive`](LockMode::Exclusive).
     pub fn mode(&self) -> LockMode {
         self.inner.role.mode()

@@ -2,7 +2,7 @@
 //!
 //! An id tells an operator (and [`participants`](crate::InterProcessMutex::participants),
 //! [`LeaderLatch::leader`](crate::LeaderLatch::leader), and Curator's `getParticipants` readers
-//! in Java processes) which process holds, leads or waits. All three recipes treat it alike:
+//! in Java processes) which process holds, leads or waits. Every recipe treats it alike:
 //!
 //! * **Default:** [`default_participant_id`], `hostname/pid`. Curator's default is the empty
 //!   string for the latch and the selector, and the local address for the mutex; a

@@ -68,8 +68,8 @@
 //!
 //! **Curator 5.4 and downgrades.** Curator 5.4 makes a downgrade's read node with a new
 //! sequence, so a writer queued behind the write hold (from either language) is granted while
-//! the read hold lasts (CURATOR-276; Curator 5.5 names the read node after the write node, as
-//! this crate does). Where Java processes on Curator 5.4 downgrade, their downgrades are not
+//! the read hold lasts (CURATOR-276; Curator 5.5, with CURATOR-621, names the read node after
+//! the write node, as this crate does). Where Java processes on Curator 5.4 downgrade, their downgrades are not
 //! exclusive; this crate's are, for Java and Rust writers alike. Curator 5.5 makes its read
 //! node without checking that its write node still exists, so a Java process that has lost
 //! its write hold unawares (its node deleted by someone else) can still place a read node at

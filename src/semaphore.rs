@@ -73,7 +73,8 @@
 //!
 //! A fixed `max_leases` ([`InterProcessSemaphoreV2::new`]) is a convention among the
 //! participants, as in Curator: nothing checks that every process uses the same number. Or the
-//! limit lives in a [`SharedCount`] node that every participant reads and watches
+//! limit lives in a [`SharedCount`] node that every participant uses, and that the acquirer
+//! waiting for a lease reads and watches
 //! ([`InterProcessSemaphoreV2::with_shared_count`], Curator's `SharedCountReader`): a change
 //! takes effect for the acquirer waiting at the time.
 
@@ -157,7 +158,9 @@ impl SharedCount {
     ///
     /// # Errors
     ///
-    /// The errors of [`Client::with_retry`]; [`Error::NoAuth`] if an ACL forbids the write.
+    /// [`Error::InvalidArgument`] for a count above `i32::MAX` (Curator's count is a Java
+    /// `int`); the errors of [`Client::with_retry`]; [`Error::NoAuth`] if an ACL forbids the
+    /// write.
     ///
     /// # Cancel safety
     ///
@@ -335,8 +338,8 @@ impl InterProcessSemaphoreV2 {
     }
 
     /// A semaphore on `path` whose limit is the count in `count` (Curator's
-    /// `SharedCountReader`): every participant reads and watches it, and a change takes
-    /// effect for the acquirer waiting at the time. A missing count node lets nobody in until
+    /// `SharedCountReader`): the acquirer waiting for a lease reads and watches it, so a change
+    /// takes effect for it at once. A missing count node lets nobody in until
     /// it is created.
     ///
     /// ```no_run
@@ -983,9 +986,12 @@ impl Lease {
 /// A non-reentrant mutex on a semaphore of one lease, on Curator's
 /// `InterProcessSemaphoreMutex` layout (`<path>/locks` and `<path>/leases`).
 ///
-/// Unlike [`InterProcessMutex`], it has no [`reenter`](LockGuard::reenter): a second acquire
-/// waits for the first lease to be released, whoever makes it, and `try_acquire` fails while
-/// it is held. Use it where re-entry must not be counted.
+/// Unlike [`InterProcessMutex`], its [`Lease`] has no `reenter`: a second acquire waits for the
+/// first lease to be released, whoever makes it, and `try_acquire` returns `Ok(None)` while it
+/// is held. Use it where re-entry must not be counted. (As a part of an
+/// [`InterProcessMultiLock`](crate::InterProcessMultiLock), its lease is held through a
+/// [`LockGuard`], which can `reenter` like any part: the lease then stays until every guard of
+/// it goes.)
 ///
 /// ```no_run
 /// # async fn demo(client: zk_recipes::Client) -> zk_recipes::Result<()> {
@@ -1029,9 +1035,30 @@ impl InterProcessSemaphoreMutex {
         }
     }
 
+    /// Sets the ACLs of the mutex's nodes and of the parents it creates. A builder method,
+    /// like [`InterProcessSemaphoreV2::with_acls`].
+    ///
+    /// ```no_run
+    /// # fn demo(client: zk_recipes::Client) -> zk_recipes::Result<()> {
+    /// use zk_recipes::zookeeper_client::{Acl, AuthId, Permission};
+    /// let mutex = zk_recipes::InterProcessSemaphoreMutex::new(&client, "/locks/compaction")?
+    ///     .with_acls(vec![Acl::new(Permission::ALL, AuthId::authed())]);
+    /// # Ok(()) }
+    /// ```
+    pub fn with_acls(self, acls: Vec<Acl>) -> Self {
+        Self {
+            semaphore: self.semaphore.with_acls(acls),
+        }
+    }
+
     /// The mutex's path.
     pub fn path(&self) -> &str {
         self.semaphore.path()
+    }
+
+    /// The participant id this handle writes into its nodes.
+    pub fn id(&self) -> &str {
+        self.semaphore.id()
     }
 
     /// Waits for the mutex, as long as it takes. As [`InterProcessSemaphoreV2::acquire`].

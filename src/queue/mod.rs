@@ -1,5 +1,7 @@
-//! The shared core of [`InterProcessMutex`](crate::InterProcessMutex) and
-//! [`LeaderSelector`](crate::LeaderSelector): a FIFO queue of ephemeral-sequential nodes.
+//! The shared core of [`InterProcessMutex`](crate::InterProcessMutex) (and so of the
+//! read/write lock's halves and the semaphore's internal lock),
+//! [`LeaderSelector`](crate::LeaderSelector) and the Curator-layout
+//! [`LeaderLatch`](crate::LeaderLatch): a FIFO queue of ephemeral-sequential nodes.
 //!
 //! Every contender creates `<path>/_c_<uuid>-lock-<seq10>` (Curator's names, so Java and Rust
 //! processes share one queue; `latch-` instead of `lock-` for the latch in Curator's layout).
