@@ -2,7 +2,8 @@
 //! `libcurator-recipes-java`): Java and Rust holders share one semaphore of three leases on
 //! one path (`<path>/locks`, the internal lock, and `<path>/leases`). Under churn, a checker
 //! both languages write to never sees more than three holders inside, and does see three; a
-//! full semaphore of one language keeps the other out until a lease is released.
+//! full semaphore of one language keeps the other out until a lease is released. Curator's
+//! `InterProcessSemaphoreMutex` and this crate's share one mutex.
 //!
 //! The Java side is `tests/java/CuratorSemaphoreWorker.java`, compiled with `javac` on first
 //! use and driven over stdin/stdout. Set `ZK_SKIP_JAVA_INTEROP=1` to skip these tests where
@@ -16,7 +17,7 @@ use crate::common::{
     children_of, eventually_async, eventually_children, init_tracing, unique_path, zk_server,
 };
 use zk_recipes::zookeeper_client::CreateMode;
-use zk_recipes::{Client, InterProcessSemaphoreV2, Lease};
+use zk_recipes::{Client, InterProcessSemaphoreMutex, InterProcessSemaphoreV2, Lease};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 const WORKER: &str = "CuratorSemaphoreWorker";
@@ -482,4 +483,64 @@ async fn a_full_semaphore_keeps_the_other_language_out() {
     )
     .await;
     worker.quit("QUIT", Duration::from_secs(10)).await;
+}
+
+/// Curator's `InterProcessSemaphoreMutex` and this crate's share one mutex on one path: each
+/// keeps the other out while it holds, and a waiter of either language gets in once the other
+/// releases.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn semaphore_mutexes_of_both_languages_share_one_mutex() {
+    if java::skip_requested() {
+        return;
+    }
+    init_tracing();
+    let server = zk_server().await;
+    let path = format!("{}/mutex", unique_path("interop-sem-mutex"));
+    let leases_path = format!("{path}/leases");
+    let mut worker = start_worker(&server, &path, "java", "/unused").await;
+    let client = connect(&server).await;
+    let mutex = InterProcessSemaphoreMutex::new(&client, &path)
+        .unwrap()
+        .with_id("rust");
+
+    worker.send("MUTEX_TRY a 10000").await;
+    worker.expect("MUTEX_ACQUIRED a", DEADLINE).await;
+    assert!(
+        mutex.try_acquire(Duration::ZERO).await.unwrap().is_none(),
+        "Rust got in beside Curator's holder"
+    );
+    let waiting = tokio::spawn({
+        let mutex = mutex.clone();
+        async move { mutex.acquire().await }
+    });
+    // The Rust waiter's lease node waits beside the Java holder's.
+    eventually_children(&client, &leases_path, 2, "the Rust waiter's lease node").await;
+    assert!(!waiting.is_finished());
+    worker.send("MUTEX_RELEASE a").await;
+    worker.expect("MUTEX_RELEASED a", DEADLINE).await;
+    let lease = tokio::time::timeout(DEADLINE, waiting)
+        .await
+        .expect("the Rust waiter gets in once Curator's holder releases")
+        .unwrap()
+        .expect("lease");
+
+    worker.send("MUTEX_TRY b 300").await;
+    worker.expect("MUTEX_TIMEOUT b", DEADLINE).await;
+    worker.send("MUTEX_TRY b 10000").await;
+    // Curator's waiter keeps its lease node while it waits.
+    eventually_children(&client, &leases_path, 2, "the Java waiter's lease node").await;
+    lease.release().await.expect("release");
+    worker.expect("MUTEX_ACQUIRED b", DEADLINE).await;
+    worker.send("MUTEX_RELEASE b").await;
+    worker.expect("MUTEX_RELEASED b", DEADLINE).await;
+    eventually_children(&client, &leases_path, 0, "no lease left").await;
+    eventually_children(
+        &client,
+        &format!("{path}/locks"),
+        0,
+        "no internal lock node left",
+    )
+    .await;
+    worker.quit("QUIT", DEADLINE).await;
+    client.close().await;
 }

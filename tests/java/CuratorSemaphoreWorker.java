@@ -14,6 +14,7 @@ import java.util.concurrent.atomic.AtomicLong;
 
 import org.apache.curator.framework.CuratorFramework;
 import org.apache.curator.framework.CuratorFrameworkFactory;
+import org.apache.curator.framework.recipes.locks.InterProcessSemaphoreMutex;
 import org.apache.curator.framework.recipes.locks.InterProcessSemaphoreV2;
 import org.apache.curator.framework.recipes.locks.Lease;
 import org.apache.curator.retry.ExponentialBackoffRetry;
@@ -45,6 +46,10 @@ import org.apache.zookeeper.KeeperException;
  *   <li>{@code TRY_ACQUIRE <slot> <ms>}: the same, waiting at most ms; {@code ACQUIRED ...},
  *       or {@code ACQUIRE_TIMEOUT <slot>} (both start with {@code ACQUIRE}).</li>
  *   <li>{@code RELEASE <slot>}: closes the slot's lease; {@code RELEASED <slot>}.</li>
+ *   <li>{@code MUTEX_TRY <slot> <ms>}: the slot's Curator {@code InterProcessSemaphoreMutex} on
+ *       the same path (made on first use) acquires, waiting at most ms;
+ *       {@code MUTEX_ACQUIRED <slot>} or {@code MUTEX_TIMEOUT <slot>}.</li>
+ *   <li>{@code MUTEX_RELEASE <slot>}: releases it; {@code MUTEX_RELEASED <slot>}.</li>
  *   <li>{@code CHURN <threads> <n>}: that many churner threads, each n times: acquire, check
  *       as above, release. A listing of more than maxLeases markers is printed at once,
  *       {@code VIOLATION <churner> <count> <markers>}. When all are done,
@@ -122,6 +127,8 @@ public final class CuratorSemaphoreWorker {
         final Thread thread;
         /** The lease this slot holds, or null. */
         Lease held;
+        /** The slot's InterProcessSemaphoreMutex, made on first use. */
+        InterProcessSemaphoreMutex mutex;
 
         Slot(String name) {
             this.name = name;
@@ -147,6 +154,17 @@ public final class CuratorSemaphoreWorker {
                             break;
                         case "TRY_ACQUIRE":
                             acquire(Long.parseLong(command[2]));
+                            break;
+                        case "MUTEX_TRY":
+                            if (mutex == null) {
+                                mutex = new InterProcessSemaphoreMutex(newClient(), semaphorePath);
+                            }
+                            boolean acquired = mutex.acquire(Long.parseLong(command[2]), TimeUnit.MILLISECONDS);
+                            say((acquired ? "MUTEX_ACQUIRED " : "MUTEX_TIMEOUT ") + name);
+                            break;
+                        case "MUTEX_RELEASE":
+                            mutex.release();
+                            say("MUTEX_RELEASED " + name);
                             break;
                         case "RELEASE":
                             if (held == null) {
@@ -291,6 +309,8 @@ public final class CuratorSemaphoreWorker {
                     case "ACQUIRE":
                     case "TRY_ACQUIRE":
                     case "RELEASE":
+                    case "MUTEX_TRY":
+                    case "MUTEX_RELEASE":
                         slot(command[1]).commands.put(command);
                         break;
                     case "CHURN":
