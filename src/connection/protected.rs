@@ -290,17 +290,15 @@ impl Client {
                     // vanishing (a container reaped under us) is bounded by the retry count.
                     orphan.disarm();
                     drop(listing);
-                    match ensure_parents(&zk, &path, acls_or_default(acls)).await {
-                        Ok(()) => {}
-                        Err(e) if is_retryable_zk(&e) => {
-                            self.backoff(e.into(), &mut retries, started).await?
-                        }
-                        Err(e) => return Err(e.into()),
-                    }
-                    parent_rebuilds += 1;
-                    if parent_rebuilds > MAX_PARENT_REBUILDS {
-                        return Err(Error::ZooKeeper(zookeeper_client::Error::NoNode));
-                    }
+                    self.make_parents(
+                        &zk,
+                        &path,
+                        acls,
+                        &mut parent_rebuilds,
+                        &mut retries,
+                        started,
+                    )
+                    .await?;
                 }
                 Err(CreateFailure::Create(e)) if is_retryable_zk(&e) => {
                     drop(listing);
@@ -399,25 +397,13 @@ impl Client {
                         )));
                     };
                     let sequence = sequential.then(|| sequence_suffix(&created)).flatten();
-                    let name = created.rsplit('/').next().unwrap_or_default().to_owned();
-                    let path = join(parent, &name);
-                    // ZOOKEEPER-4026: a server may leave the stat out.
-                    let stat = if stat.czxid > 0 {
-                        stat
-                    } else {
-                        match zk.check_stat(&path).await? {
-                            Some(stat) => stat,
-                            None => return Err(Error::ZooKeeper(zookeeper_client::Error::NoNode)),
-                        }
-                    };
+                    let (mut node, pending_stat) =
+                        created_node(&zk, parent, &prefix, name, sequence, stat, session.clone());
+                    if let Some(read) = pending_stat {
+                        node.stat = read.await?;
+                    }
                     orphan.disarm();
-                    return Ok(ProtectedNode {
-                        path,
-                        name,
-                        stat,
-                        sequence,
-                        session: session.clone(),
-                    });
+                    return Ok(node);
                 }
                 Err(MultiWriteError::OperationFailed { index: 0, .. }) => {
                     orphan.disarm();
@@ -429,17 +415,15 @@ impl Client {
                 }) => {
                     // The parent is missing: nothing was created. Make it and go again.
                     orphan.disarm();
-                    match ensure_parents(&zk, &path, acls_or_default(acls)).await {
-                        Ok(()) => {}
-                        Err(e) if is_retryable_zk(&e) => {
-                            self.backoff(e.into(), &mut retries, started).await?
-                        }
-                        Err(e) => return Err(e.into()),
-                    }
-                    parent_rebuilds += 1;
-                    if parent_rebuilds > MAX_PARENT_REBUILDS {
-                        return Err(Error::ZooKeeper(zookeeper_client::Error::NoNode));
-                    }
+                    self.make_parents(
+                        &zk,
+                        &path,
+                        acls,
+                        &mut parent_rebuilds,
+                        &mut retries,
+                        started,
+                    )
+                    .await?;
                     continue;
                 }
                 Err(MultiWriteError::OperationFailed { source, .. }) => {
@@ -471,6 +455,31 @@ impl Client {
             }
             self.backoff(error.into(), &mut retries, started).await?;
         }
+    }
+
+    /// Makes the missing parents of `path` (containers, with `acls`) after a create found its
+    /// parent gone, and counts the rebuild: a parent that keeps vanishing (a container reaped
+    /// under us) ends in `NoNode` after [`MAX_PARENT_REBUILDS`]. A retryable failure backs off
+    /// as the retry policy allows.
+    async fn make_parents(
+        &self,
+        zk: &zookeeper_client::Client,
+        path: &str,
+        acls: &[Acl],
+        parent_rebuilds: &mut u32,
+        retries: &mut u32,
+        started: Instant,
+    ) -> Result<()> {
+        match ensure_parents(zk, path, acls_or_default(acls)).await {
+            Ok(()) => {}
+            Err(e) if is_retryable_zk(&e) => self.backoff(e.into(), retries, started).await?,
+            Err(e) => return Err(e.into()),
+        }
+        *parent_rebuilds += 1;
+        if *parent_rebuilds > MAX_PARENT_REBUILDS {
+            return Err(Error::ZooKeeper(zookeeper_client::Error::NoNode));
+        }
+        Ok(())
     }
 
     /// Looks for the node a protected create may have made on `session`: `Ok(None)` if it
