@@ -73,10 +73,7 @@ impl LocalHolds {
     /// `None`: the grant must wait (rule 4).
     pub(super) fn try_register(self: &Arc<Self>, node: &QueueNode) -> Option<LocalHold> {
         let mut names = self.names.locked();
-        let conflicting = names
-            .iter()
-            .any(|(held, mode)| *held != node.name && node.mode.waits_for(*mode));
-        if conflicting {
+        if conflict_among(&names, node) {
             return None;
         }
         names.insert(node.name.clone(), node.mode);
@@ -88,10 +85,7 @@ impl LocalHolds {
 
     /// True while a hold other than the one on `node` is in use that `node` must wait for.
     pub(super) fn conflicting_with(&self, node: &QueueNode) -> bool {
-        self.names
-            .locked()
-            .iter()
-            .any(|(held, mode)| *held != node.name && node.mode.waits_for(*mode))
+        conflict_among(&self.names.locked(), node)
     }
 
     /// Resolves when a hold is released. Create (and enable) it before looking, so that a
@@ -99,6 +93,14 @@ impl LocalHolds {
     pub(super) fn released(&self) -> tokio::sync::futures::Notified<'_> {
         self.released.notified()
     }
+}
+
+/// True if a hold among `holds` (node name → mode), other than the one on `node`, is one
+/// `node` must wait for.
+fn conflict_among(holds: &HashMap<String, LockMode>, node: &QueueNode) -> bool {
+    holds
+        .iter()
+        .any(|(held, mode)| *held != node.name && node.mode.waits_for(*mode))
 }
 
 /// A hold's entry in [`LocalHolds`], removed when dropped (a grant that is never taken up
