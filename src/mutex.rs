@@ -406,19 +406,30 @@ impl InterProcessMutex {
         )
     }
 
-    /// Makes `node`, a lease node under a lease holder's path that the semaphore has proven
-    /// to be within its limit, a hold with one guard (see `SequentialQueue::adopt`).
-    pub(crate) fn adopt(
+    /// Makes `node`, a node of ours made outside the queue's acquire and proven held (a
+    /// downgrade's read node, a semaphore's lease), a hold with one guard (see
+    /// `SequentialQueue::adopt`), unless the session was interrupted since
+    /// `interruptions_at_grant`: the hold may be lost already, so it is given back.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LockLost`] in that case; the node is released.
+    pub(crate) async fn adopt(
         &self,
         node: ProtectedNode,
         incarnation: Incarnation,
         interruptions_at_grant: u64,
-    ) -> LockGuard {
+    ) -> Result<LockGuard> {
         let held = self
             .inner
             .queue
             .adopt(node, incarnation, interruptions_at_grant);
-        self.install(held)
+        let guard = self.install(held);
+        if guard.is_lost() {
+            let _ = Box::pin(guard.release()).await;
+            return Err(Error::LockLost);
+        }
+        Ok(guard)
     }
 
     fn build(
@@ -833,17 +844,12 @@ impl LockGuard {
                 &read.inner.acls,
             )
             .await?;
-        let held = read
-            .inner
-            .queue
-            .adopt(node, incarnation, interruptions_at_grant);
-        let downgraded = read.install(held);
-        if downgraded.is_lost() {
-            // The connection dropped since the write hold's grant (during the transaction, say):
-            // the write hold may be lost, and a read hold made under it with it.
-            let _ = downgraded.release().await;
-            return Err(Error::LockLost);
-        }
+        // A connection drop since the write hold's grant (during the transaction, say) may
+        // have lost the write hold, and a read hold made under it with it: `adopt` gives it
+        // back.
+        let downgraded = read
+            .adopt(node, incarnation, interruptions_at_grant)
+            .await?;
         tracing::debug!(path = %self.inner.path, node = %self.hold.node_name, "write hold downgraded");
         Ok(downgraded)
     }

@@ -81,7 +81,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use zookeeper_client::{Acl, CreateMode, MultiWriteResult, Stat};
 
@@ -90,7 +90,7 @@ use crate::error::{Error, Result};
 use crate::mutex::{InterProcessMutex, LockGuard};
 use crate::participant::default_participant_id;
 use crate::path::{join, validate_path, validate_recipe_path};
-use crate::queue::{Incarnation, Wait};
+use crate::queue::{Incarnation, Requeues, Wait};
 
 /// The internal lock's path under the semaphore's (Curator's `locks`).
 const LOCK_PARENT: &str = "locks";
@@ -571,8 +571,7 @@ impl InterProcessSemaphoreV2 {
 
     /// One lease, retrying lost attempts as the retry policy allows.
     async fn acquire_one(&self, wait: Wait) -> Result<Option<Lease>> {
-        let mut retries = 0u32;
-        let mut first_loss: Option<Instant> = None;
+        let mut requeues = Requeues::default();
         loop {
             // The deadline bounds the whole attempt, its creates and reads too; a dropped
             // attempt leaves no node.
@@ -592,37 +591,12 @@ impl InterProcessSemaphoreV2 {
                 Err(Failure::Fail(e)) => return Err(e),
                 Err(Failure::Retry(e)) => e,
                 Err(Failure::Resume(e)) => {
-                    retries = 0;
-                    first_loss = None;
+                    requeues.reset();
                     e
                 }
             };
-            if self.inner.client.is_closed() {
-                return Err(Error::Closed);
-            }
-            if matches!(wait, Wait::Once) {
+            if !Box::pin(requeues.pause(&self.inner.client, &self.inner.path, wait, error)).await? {
                 return Ok(None);
-            }
-            let started = *first_loss.get_or_insert_with(Instant::now);
-            let Some(pause) = self
-                .inner
-                .client
-                .retry_policy()
-                .allow_retry(retries, started.elapsed())
-            else {
-                tracing::warn!(path = %self.inner.path, error = %error, retries, "semaphore attempt lost again; the retry policy allows no more");
-                return Err(error);
-            };
-            retries += 1;
-            tracing::debug!(path = %self.inner.path, error = %error, ?pause, "semaphore attempt lost; trying again");
-            let pause = tokio::time::sleep(pause);
-            match wait {
-                Wait::Until(deadline) => {
-                    if tokio::time::timeout_at(deadline, pause).await.is_err() {
-                        return Ok(None);
-                    }
-                }
-                Wait::Forever | Wait::Once => pause.await,
             }
         }
     }
@@ -748,16 +722,13 @@ impl InterProcessSemaphoreV2 {
             counted = true;
             if children.len() <= max as usize {
                 let node = pending.take();
-                let lease =
-                    inner
-                        .leases
-                        .adopt(node, Incarnation::of_parent(&leases_stat), interruptions);
-                if lease.is_lost() {
-                    // The connection dropped since the count: the lease may be lost already.
-                    // Give it back and count again.
-                    let _ = Box::pin(lease.release()).await;
-                    return Err(Failure::Resume(Error::LockLost));
-                }
+                // A connection drop since the count may have lost the lease already: `adopt`
+                // gives it back, and the attempt counts again.
+                let lease = inner
+                    .leases
+                    .adopt(node, Incarnation::of_parent(&leases_stat), interruptions)
+                    .await
+                    .map_err(Failure::Resume)?;
                 tracing::debug!(path = %inner.path, node = %lease.node_name(), leases = children.len(), max, "lease granted");
                 return Ok(Some(Lease { guard: lease }));
             }

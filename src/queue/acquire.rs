@@ -14,7 +14,7 @@ use super::{
     confirmed_interruptions, DataDelivery, Denied, Grant, OwnWatch, PreWatch, SequentialQueue,
     WaiterKey,
 };
-use crate::connection::{Backoff, Created, PendingStat, ProtectedNode, WithCreate};
+use crate::connection::{Backoff, Client, Created, PendingStat, ProtectedNode, WithCreate};
 use crate::error::{is_retryable_zk, Error, Result};
 use crate::path::join;
 use crate::sync::Locked;
@@ -28,6 +28,70 @@ pub(crate) enum Wait {
     Until(tokio::time::Instant),
     /// One look: granted only if the node is at the head of the queue at once.
     Once,
+}
+
+/// How often a wait may start again after losing its node (or, for a semaphore, its internal
+/// lock) while it waited: as the client's retry policy allows, as Curator bounds its retries of
+/// a `NoNode`. The count starts at the first loss, not at the start of a wait that may have
+/// lasted hours.
+#[derive(Debug, Default)]
+pub(crate) struct Requeues {
+    count: u32,
+    first_loss: Option<Instant>,
+}
+
+impl Requeues {
+    /// Forgets the losses so far: the wait made progress since.
+    pub(crate) fn reset(&mut self) {
+        *self = Self::default();
+    }
+
+    /// After a loss (`error`) of the wait on `path`: pauses as the retry policy says, and
+    /// `Ok(true)` to start again; `Ok(false)` for a single look ([`Wait::Once`]) or when the
+    /// deadline passes first.
+    ///
+    /// # Errors
+    ///
+    /// `error` when the retry policy allows no more; [`Error::Closed`] once the client is
+    /// closed.
+    pub(crate) async fn pause(
+        &mut self,
+        client: &Client,
+        path: &str,
+        wait: Wait,
+        error: Error,
+    ) -> Result<bool> {
+        if client.is_closed() {
+            return Err(Error::Closed);
+        }
+        if matches!(wait, Wait::Once) {
+            // One look, and what it needed was gone before it: not granted.
+            return Ok(false);
+        }
+        let started = *self.first_loss.get_or_insert_with(Instant::now);
+        let Some(pause) = client
+            .retry_policy()
+            .allow_retry(self.count, started.elapsed())
+        else {
+            tracing::warn!(%path, error = %error, losses = self.count, "lost again while waiting; the retry policy allows no more");
+            return Err(error);
+        };
+        self.count += 1;
+        tracing::debug!(%path, error = %error, ?pause, "lost while waiting; starting again");
+        let pause = async {
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => Ok(()),
+                _ = client.closed() => Err(Error::Closed),
+            }
+        };
+        match wait {
+            Wait::Until(deadline) => match tokio::time::timeout_at(deadline, pause).await {
+                Ok(paused) => paused.map(|()| true),
+                Err(_) => Ok(false),
+            },
+            Wait::Forever | Wait::Once => pause.await.map(|()| true),
+        }
+    }
 }
 
 /// A held node to be given up by the create of its successor node: see
@@ -164,8 +228,7 @@ impl SequentialQueue {
         mut replacing: Option<Box<Replacing>>,
         mut joined: Option<oneshot::Sender<()>>,
     ) -> Result<Option<Held>> {
-        let mut rejoins = 0u32;
-        let mut first_loss: Option<Instant> = None;
+        let mut requeues = Requeues::default();
         loop {
             let once = matches!(wait, Wait::Once);
             let attempt = self.acquire_once(mode, data, once, replacing.take(), &mut joined);
@@ -182,40 +245,13 @@ impl SequentialQueue {
                 Err(Denied::Failed(e)) => return Err(e),
                 Err(Denied::NodeGone(e)) => e,
             };
-            if self.client.is_closed() {
-                return Err(Error::Closed);
-            }
-            if matches!(wait, Wait::Once) {
-                // One look, and our node was gone before it: not granted.
+            // A node deleted as soon as it is made (a clean-up job gone wrong) must not turn
+            // into an endless create/delete loop.
+            if !requeues
+                .pause(&self.client, &self.path, wait, error)
+                .await?
+            {
                 return Ok(None);
-            }
-            // Bounded by the retry policy, as Curator bounds its retries of a `NoNode`: a node
-            // deleted as soon as it is made (a clean-up job gone wrong) must not turn into an
-            // endless create/delete loop. The count starts at the first loss, not at the start
-            // of a wait that may have lasted hours.
-            let started = *first_loss.get_or_insert_with(Instant::now);
-            let Some(pause) = self
-                .client
-                .retry_policy()
-                .allow_retry(rejoins, started.elapsed())
-            else {
-                tracing::warn!(path = %self.path, error = %error, rejoins, "queue node lost again; the retry policy allows no more joins");
-                return Err(error);
-            };
-            rejoins += 1;
-            tracing::debug!(path = %self.path, error = %error, ?pause, "queue node lost while waiting; joining again");
-            let pause = async {
-                tokio::select! {
-                    _ = tokio::time::sleep(pause) => Ok(()),
-                    _ = self.client.closed() => Err(Error::Closed),
-                }
-            };
-            match wait {
-                Wait::Until(deadline) => match tokio::time::timeout_at(deadline, pause).await {
-                    Ok(paused) => paused?,
-                    Err(_) => return Ok(None),
-                },
-                Wait::Forever | Wait::Once => pause.await?,
             }
         }
     }

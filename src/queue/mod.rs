@@ -88,7 +88,7 @@ use crate::error::{Error, Result};
 use crate::path::join;
 use crate::sync::Locked;
 
-pub(crate) use self::acquire::Wait;
+pub(crate) use self::acquire::{Requeues, Wait};
 pub(crate) use self::held::{Held, LostSignal};
 use self::held::{LocalHold, LocalHolds};
 pub use self::view::LockMode;
