@@ -12,6 +12,7 @@
 //! the same server, through `benches/java/CuratorBench.java`; they are skipped, with a note,
 //! where Java or Curator is missing (or `ZK_SKIP_JAVA_INTEROP` is set).
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -349,29 +350,86 @@ async fn uncontended(connect: &str, path: &str) -> Result<(), BoxError> {
     Ok(())
 }
 
-/// 8 sessions loop acquire/release for 10 s; an in-process flag counts overlapping holds.
+/// 8 sessions loop acquire/release for 10 s; an in-process count of holders finds overlaps.
 async fn contended(connect: &str, path: &str) -> Result<(), BoxError> {
-    const SESSIONS: usize = 8;
-    let secs = contended_secs();
-    let held = Arc::new(AtomicBool::new(false));
-    let violations = Arc::new(AtomicU64::new(0));
+    let run = contend(connect, 8, |client| InterProcessMutex::new(client, path)).await?;
+    report(
+        "contended_acquisitions_per_s",
+        format!("{:.1}", run.acquisitions_per_s),
+    );
+    report("contended_violations", run.overlaps_over(1));
+    Ok(())
+}
+
+/// A lock the contended scenarios loop on, one per session.
+trait Contender: Send + Sync + 'static {
+    type Guard: Send;
+    fn take(&self) -> impl Future<Output = zk_recipes::Result<Self::Guard>> + Send;
+    fn give_back(guard: Self::Guard) -> impl Future<Output = zk_recipes::Result<()>> + Send;
+}
+
+impl Contender for InterProcessMutex {
+    type Guard = zk_recipes::LockGuard;
+    fn take(&self) -> impl Future<Output = zk_recipes::Result<Self::Guard>> + Send {
+        self.acquire()
+    }
+    fn give_back(guard: Self::Guard) -> impl Future<Output = zk_recipes::Result<()>> + Send {
+        guard.release()
+    }
+}
+
+impl Contender for InterProcessSemaphoreV2 {
+    type Guard = zk_recipes::Lease;
+    fn take(&self) -> impl Future<Output = zk_recipes::Result<Self::Guard>> + Send {
+        self.acquire()
+    }
+    fn give_back(guard: Self::Guard) -> impl Future<Output = zk_recipes::Result<()>> + Send {
+        guard.release()
+    }
+}
+
+/// What one contended run measured.
+struct Contention {
+    acquisitions_per_s: f64,
+    /// The most holders inside at once, counted in this process.
+    most_inside: u64,
+    /// How many holders came in while others were inside, by how many were inside then.
+    entries_beside: Vec<u64>,
+}
+
+impl Contention {
+    /// The entries made while `limit` or more holders were inside: overruns of a limit.
+    fn overlaps_over(&self, limit: usize) -> u64 {
+        self.entries_beside.iter().skip(limit).sum()
+    }
+}
+
+/// `sessions` sessions, each with the lock `make` builds on its client, loop acquire/release
+/// for the contended time; an in-process count of holders inside shows how many overlapped.
+async fn contend<C: Contender>(
+    connect: &str,
+    sessions: usize,
+    make: impl Fn(&Client) -> zk_recipes::Result<C>,
+) -> Result<Contention, BoxError> {
+    let deadline = Instant::now() + Duration::from_secs(contended_secs());
+    let inside = Arc::new(AtomicU64::new(0));
+    let entries_beside: Arc<Vec<AtomicU64>> =
+        Arc::new((0..=sessions).map(|_| AtomicU64::new(0)).collect());
     let acquisitions = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + Duration::from_secs(secs);
     let mut tasks = Vec::new();
-    for _ in 0..SESSIONS {
+    for _ in 0..sessions {
         let client = client(connect).await?;
-        let mutex = InterProcessMutex::new(&client, path)?;
-        let (held, violations, acquisitions) =
-            (held.clone(), violations.clone(), acquisitions.clone());
+        let lock = make(&client)?;
+        let (inside, entries_beside, acquisitions) =
+            (inside.clone(), entries_beside.clone(), acquisitions.clone());
         tasks.push(tokio::spawn(async move {
             while Instant::now() < deadline {
-                let guard = mutex.acquire().await?;
-                if held.swap(true, Ordering::SeqCst) {
-                    violations.fetch_add(1, Ordering::SeqCst);
-                }
+                let guard = lock.take().await?;
+                let already = inside.fetch_add(1, Ordering::SeqCst) as usize;
+                entries_beside[already.min(sessions)].fetch_add(1, Ordering::SeqCst);
                 acquisitions.fetch_add(1, Ordering::SeqCst);
-                held.store(false, Ordering::SeqCst);
-                guard.release().await?;
+                inside.fetch_sub(1, Ordering::SeqCst);
+                C::give_back(guard).await?;
             }
             client.close().await;
             Ok::<_, zk_recipes::Error>(())
@@ -382,15 +440,19 @@ async fn contended(connect: &str, path: &str) -> Result<(), BoxError> {
         task.await??;
     }
     let elapsed = started.elapsed().as_secs_f64();
-    report(
-        "contended_acquisitions_per_s",
-        format!(
-            "{:.1}",
-            acquisitions.load(Ordering::SeqCst) as f64 / elapsed
-        ),
-    );
-    report("contended_violations", violations.load(Ordering::SeqCst));
-    Ok(())
+    let entries_beside: Vec<u64> = entries_beside
+        .iter()
+        .map(|n| n.load(Ordering::SeqCst))
+        .collect();
+    let most_inside = entries_beside
+        .iter()
+        .rposition(|&n| n > 0)
+        .map_or(0, |already| already as u64 + 1);
+    Ok(Contention {
+        acquisitions_per_s: acquisitions.load(Ordering::SeqCst) as f64 / elapsed,
+        most_inside,
+        entries_beside,
+    })
 }
 
 /// How long the contended scenarios run (`BENCH_CONTENDED_SECS`, default 10).
@@ -621,43 +683,17 @@ const WRITER_ROUNDS: usize = 50;
 /// so the figure is the read lock's overhead, not a queue's handoffs. Also reports the most
 /// readers seen inside at once.
 async fn read_contended(connect: &str, path: &str) -> Result<(), BoxError> {
-    let secs = contended_secs();
-    let inside = Arc::new(AtomicU64::new(0));
-    let most_inside = Arc::new(AtomicU64::new(0));
-    let acquisitions = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let mut tasks = Vec::new();
-    for _ in 0..READ_SESSIONS {
-        let client = client(connect).await?;
-        let lock = InterProcessReadWriteLock::new(&client, path)?;
-        let (inside, most_inside, acquisitions) =
-            (inside.clone(), most_inside.clone(), acquisitions.clone());
-        tasks.push(tokio::spawn(async move {
-            while Instant::now() < deadline {
-                let guard = lock.read_lock().acquire().await?;
-                let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
-                most_inside.fetch_max(now, Ordering::SeqCst);
-                acquisitions.fetch_add(1, Ordering::SeqCst);
-                inside.fetch_sub(1, Ordering::SeqCst);
-                guard.release().await?;
-            }
-            client.close().await;
-            Ok::<_, zk_recipes::Error>(())
-        }));
-    }
-    let started = Instant::now();
-    for task in tasks {
-        task.await??;
-    }
-    let elapsed = started.elapsed().as_secs_f64();
+    let run = contend(connect, READ_SESSIONS, |client| {
+        Ok(InterProcessReadWriteLock::new(client, path)?
+            .read_lock()
+            .clone())
+    })
+    .await?;
     report(
         "read_acquisitions_per_s",
-        format!(
-            "{:.1}",
-            acquisitions.load(Ordering::SeqCst) as f64 / elapsed
-        ),
+        format!("{:.1}", run.acquisitions_per_s),
     );
-    report("read_most_inside", most_inside.load(Ordering::SeqCst));
+    report("read_most_inside", run.most_inside);
     Ok(())
 }
 
@@ -718,46 +754,21 @@ const SEMAPHORE_LEASES: u32 = 3;
 /// [`READ_SESSIONS`] sessions loop acquire/release on a semaphore of [`SEMAPHORE_LEASES`] for
 /// the contended time; an in-process count checks that no more than that hold at once.
 async fn semaphore_contended(connect: &str, path: &str) -> Result<(), BoxError> {
-    let secs = contended_secs();
-    let inside = Arc::new(AtomicU64::new(0));
-    let most_inside = Arc::new(AtomicU64::new(0));
-    let acquisitions = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let mut tasks = Vec::new();
-    for _ in 0..READ_SESSIONS {
-        let client = client(connect).await?;
-        let semaphore = InterProcessSemaphoreV2::new(&client, path, SEMAPHORE_LEASES)?;
-        let (inside, most_inside, acquisitions) =
-            (inside.clone(), most_inside.clone(), acquisitions.clone());
-        tasks.push(tokio::spawn(async move {
-            while Instant::now() < deadline {
-                let lease = semaphore.acquire().await?;
-                let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
-                most_inside.fetch_max(now, Ordering::SeqCst);
-                acquisitions.fetch_add(1, Ordering::SeqCst);
-                inside.fetch_sub(1, Ordering::SeqCst);
-                lease.release().await?;
-            }
-            client.close().await;
-            Ok::<_, zk_recipes::Error>(())
-        }));
-    }
-    let started = Instant::now();
-    for task in tasks {
-        task.await??;
-    }
-    let elapsed = started.elapsed().as_secs_f64();
+    let run = contend(connect, READ_SESSIONS, |client| {
+        InterProcessSemaphoreV2::new(client, path, SEMAPHORE_LEASES)
+    })
+    .await?;
     report(
         "semaphore_acquisitions_per_s",
-        format!(
-            "{:.1}",
-            acquisitions.load(Ordering::SeqCst) as f64 / elapsed
-        ),
+        format!("{:.1}", run.acquisitions_per_s),
     );
-    let most = most_inside.load(Ordering::SeqCst);
-    report("semaphore_most_inside", most);
-    if most > u64::from(SEMAPHORE_LEASES) {
-        return Err(format!("{most} leases of {SEMAPHORE_LEASES} held at once").into());
+    report("semaphore_most_inside", run.most_inside);
+    if run.most_inside > u64::from(SEMAPHORE_LEASES) {
+        return Err(format!(
+            "{} leases of {SEMAPHORE_LEASES} held at once",
+            run.most_inside
+        )
+        .into());
     }
     Ok(())
 }
