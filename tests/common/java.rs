@@ -253,6 +253,17 @@ impl JavaProcess {
         process
     }
 
+    /// Starts the test worker `class` (`tests/java/<class>.java`, compiled on first use) with
+    /// `args`, and waits for its `READY` line.
+    ///
+    /// # Panics
+    ///
+    /// If it cannot be compiled or started, or is not ready within a minute.
+    pub async fn worker<S: AsRef<std::ffi::OsStr>>(class: &str, args: &[S]) -> JavaProcess {
+        let classes = compile(format!("tests/java/{class}.java")).await;
+        JavaProcess::start(&classes, class, args, "READY", Duration::from_secs(60)).await
+    }
+
     /// Sends one command line.
     ///
     /// # Panics

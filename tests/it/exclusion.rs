@@ -1,6 +1,7 @@
-//! No grant without proof: the queue core (`InterProcessMutex`, `LeaderSelector`) against the
-//! *state* faults that once let two holders in at once, on a real ZooKeeper and, where a
-//! Curator process fits, with Apache Curator 5.4 as the other holder:
+//! No grant without proof: the queue core (`InterProcessMutex`, `LeaderSelector`, and the
+//! read/write lock's and the semaphore's grant paths) against the *state* faults that once let
+//! two holders in at once, on a real ZooKeeper and, where a Curator process fits, with Apache
+//! Curator 5.4 as the other holder:
 //!
 //! 1. the lock's parent deleted (or reaped as an empty container) and created again, so that
 //!    sequence numbers start again at 0 under a handle that remembers the old ones;
@@ -12,7 +13,6 @@
 //! typed error after the retry policy's re-joins, and a hold of a client that is still in use
 //! (its node deleted by someone) keeps the client's next holder out until it is released.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,8 +23,8 @@ use futures::StreamExt;
 use zk_recipes::retry::RetryNTimes;
 use zk_recipes::testing::{Backend, ServerOptions, TestingServer};
 use zk_recipes::{
-    BoxError, Client, Error, InterProcessMutex, LeaderSelector, LeaderSelectorListener, Leadership,
-    LockGuard,
+    BoxError, Client, Error, InterProcessMutex, InterProcessReadWriteLock, InterProcessSemaphoreV2,
+    LeaderSelector, LeaderSelectorListener, Leadership, LockGuard, LockMode,
 };
 
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -91,15 +91,7 @@ impl BackgroundAcquire {
 }
 
 async fn curator_worker(server: &str, lock: &str) -> JavaProcess {
-    let classes: PathBuf = java::compile("tests/java/CuratorMutexWorker.java").await;
-    JavaProcess::start(
-        &classes,
-        "CuratorMutexWorker",
-        &[server, lock, "java", "/unused"],
-        "READY",
-        Duration::from_secs(60),
-    )
-    .await
+    JavaProcess::worker("CuratorMutexWorker", &[server, lock, "java", "/unused"]).await
 }
 
 /// Deletes the lock's parent (now empty), as ZooKeeper's container reaper does about a
@@ -697,4 +689,227 @@ async fn a_deposed_leader_of_the_same_client_ends_before_the_next_starts() {
     stop_next.notify_one();
     first.close().await.unwrap();
     next.close().await.unwrap();
+}
+
+/// The read/write lock's participants in queue order, as `<id>:<R|W>`.
+async fn read_write_queue(lock: &InterProcessReadWriteLock) -> Vec<String> {
+    lock.participants()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| {
+            let kind = if p.mode == LockMode::Shared { 'R' } else { 'W' };
+            format!("{}:{kind}", p.id)
+        })
+        .collect()
+}
+
+async fn await_read_write_queue(lock: &InterProcessReadWriteLock, expected: &[&str]) {
+    let what = format!("the read/write queue {expected:?}");
+    eventually_async(&what, DEADLINE, || async {
+        read_write_queue(lock).await == expected
+    })
+    .await;
+}
+
+/// Scenario 2 on the read/write lock, through the listing that lets waiting readers in
+/// together: writer W holds; readers R1 and R2 of one client wait, then writer W2. R2's node
+/// is deleted by someone else (R2 is not the waiter the driver serves, so no watch of its own
+/// sees it go); when W releases, the listing that grants R1 must not grant R2, which joins
+/// again behind W2 and waits for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_waiting_reader_is_never_granted() {
+    init_tracing();
+    let server = zk_server().await;
+    let path = format!("{}/lock", unique_path("deleted-reader"));
+    let (w_client, r_client, w2_client, observer) = (
+        connect(&server).await,
+        connect(&server).await,
+        connect(&server).await,
+        connect(&server).await,
+    );
+    let w = InterProcessReadWriteLock::new(&w_client, &path)
+        .unwrap()
+        .with_id("w");
+    let readers = InterProcessReadWriteLock::new(&r_client, &path)
+        .unwrap()
+        .with_id("r");
+    let w2 = InterProcessReadWriteLock::new(&w2_client, &path)
+        .unwrap()
+        .with_id("w2");
+    let write = w.write_lock().acquire().await.unwrap();
+    let r1 = BackgroundAcquire::start(readers.read_lock());
+    await_read_write_queue(&w, &["w:W", "r:R"]).await;
+    let r2 = BackgroundAcquire::start(readers.read_lock());
+    await_read_write_queue(&w, &["w:W", "r:R", "r:R"]).await;
+    let second_writer = BackgroundAcquire::start(w2.write_lock());
+    await_read_write_queue(&w, &["w:W", "r:R", "r:R", "w2:W"]).await;
+
+    let r2_node = w.participants().await.unwrap()[2].node.clone();
+    observer
+        .delete(&format!("{path}/{r2_node}"), None)
+        .await
+        .unwrap();
+    await_read_write_queue(&w, &["w:W", "r:R", "w2:W"]).await;
+
+    write.release().await.unwrap();
+    let (reader_guard, _) = r1.granted("R1's grant").await;
+    // R2 joins again, behind W2, and is not granted beside it.
+    await_read_write_queue(&w, &["r:R", "w2:W", "r:R"]).await;
+    assert!(
+        r2.granted_at().is_none(),
+        "R2 granted from its deleted node, or past a waiting writer"
+    );
+    assert!(
+        second_writer.granted_at().is_none(),
+        "a writer beside a reader"
+    );
+    reader_guard.release().await.unwrap();
+    let (w2_guard, w2_at) = second_writer.granted("the second writer").await;
+    assert!(r2.granted_at().is_none(), "a reader beside a writer");
+    w2_guard.release().await.unwrap();
+    let (last, last_at) = r2.granted("the rejoined reader").await;
+    assert!(last_at > w2_at);
+    assert_ne!(last.node_name(), r2_node, "granted the deleted node");
+    last.release().await.unwrap();
+}
+
+/// Scenario 1 on the read/write lock: a client that used the lock before its parent was
+/// deleted and created again must not trust its old sequences, for its readers or its
+/// writers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recreated_parent_resets_a_read_write_lock() {
+    init_tracing();
+    let server = zk_server().await;
+    let path = format!("{}/lock", unique_path("recreated-read-write"));
+    let (a, b) = (connect(&server).await, connect(&server).await);
+    let lock = InterProcessReadWriteLock::new(&a, &path)
+        .unwrap()
+        .with_id("a");
+    for _ in 0..3 {
+        lock.write_lock()
+            .acquire()
+            .await
+            .unwrap()
+            .release()
+            .await
+            .unwrap();
+        lock.read_lock()
+            .acquire()
+            .await
+            .unwrap()
+            .release()
+            .await
+            .unwrap();
+    }
+    delete_parent(&a, &path).await;
+    let other = InterProcessReadWriteLock::new(&b, &path)
+        .unwrap()
+        .with_id("b");
+    let held = other.write_lock().acquire().await.unwrap();
+    assert!(held.node_name().ends_with("__WRIT__0000000000"));
+    for half in [lock.read_lock(), lock.write_lock()] {
+        assert!(
+            half.try_acquire(Duration::from_secs(1))
+                .await
+                .unwrap()
+                .is_none(),
+            "granted beside the writer of the recreated parent"
+        );
+    }
+    let reader = BackgroundAcquire::start(lock.read_lock());
+    await_read_write_queue(&lock, &["b:W", "a:R"]).await;
+    let token = held.fencing_token();
+    held.release().await.unwrap();
+    let (guard, _) = reader.granted("the reader after b's release").await;
+    assert!(guard.fencing_token() > token);
+    guard.release().await.unwrap();
+}
+
+/// Scenario 3 on the new locks: read and write acquires of one handle polled together in one
+/// task (`join!`, a `select!` loop) never let a writer in beside anyone, and two acquires of a
+/// semaphore of one lease in one task never both hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_writes_and_leases_of_one_task_are_separate_holders() {
+    init_tracing();
+    let server = zk_server().await;
+    let base = unique_path("one-task-read-write");
+    let client = connect(&server).await;
+    let lock = InterProcessReadWriteLock::new(&client, &format!("{base}/lock")).unwrap();
+    let readers = Arc::new(AtomicUsize::new(0));
+    let writers = Arc::new(AtomicUsize::new(0));
+    let overlaps = Arc::new(AtomicUsize::new(0));
+    let job = |write: bool| {
+        let (lock, readers, writers, overlaps) = (
+            lock.clone(),
+            readers.clone(),
+            writers.clone(),
+            overlaps.clone(),
+        );
+        async move {
+            let half = if write {
+                lock.write_lock()
+            } else {
+                lock.read_lock()
+            };
+            let guard = half.acquire().await.unwrap();
+            let (mine, others) = if write {
+                (&writers, &readers)
+            } else {
+                (&readers, &writers)
+            };
+            let before = mine.fetch_add(1, Ordering::SeqCst);
+            if others.load(Ordering::SeqCst) > 0 || (write && before > 0) {
+                overlaps.fetch_add(1, Ordering::SeqCst);
+            }
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            mine.fetch_sub(1, Ordering::SeqCst);
+            guard.release().await.unwrap();
+        }
+    };
+    tokio::time::timeout(DEADLINE, async {
+        tokio::join!(job(false), job(true), job(false), job(true), job(false));
+        let (mut a, mut b, mut c) = (
+            std::pin::pin!(job(true)),
+            std::pin::pin!(job(false)),
+            std::pin::pin!(job(true)),
+        );
+        let (mut a_done, mut b_done, mut c_done) = (false, false, false);
+        while !(a_done && b_done && c_done) {
+            tokio::select! {
+                _ = &mut a, if !a_done => a_done = true,
+                _ = &mut b, if !b_done => b_done = true,
+                _ = &mut c, if !c_done => c_done = true,
+            }
+        }
+    })
+    .await
+    .expect("read and write acquires of one task deadlocked");
+    assert_eq!(
+        overlaps.load(Ordering::SeqCst),
+        0,
+        "a writer beside another holder"
+    );
+
+    let semaphore = InterProcessSemaphoreV2::new(&client, &format!("{base}/semaphore"), 1).unwrap();
+    let inside = Arc::new(AtomicUsize::new(0));
+    let lease_job = || {
+        let (semaphore, inside) = (semaphore.clone(), inside.clone());
+        async move {
+            let lease = semaphore.acquire().await.unwrap();
+            assert_eq!(
+                inside.fetch_add(1, Ordering::SeqCst),
+                0,
+                "two leases of one"
+            );
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            inside.fetch_sub(1, Ordering::SeqCst);
+            lease.release().await.unwrap();
+        }
+    };
+    tokio::time::timeout(DEADLINE, async {
+        tokio::join!(lease_job(), lease_job(), lease_job());
+    })
+    .await
+    .expect("leases of one task deadlocked");
 }

@@ -61,13 +61,9 @@ async fn java_and_rust_latches_share_one_election() {
     init_tracing();
     let server = zk_server().await;
     let path = format!("{}/leader", unique_path("interop-latch"));
-    let classes = java::compile("tests/java/CuratorLatchWorker.java").await;
-    let mut worker = JavaProcess::start(
-        &classes,
+    let mut worker = JavaProcess::worker(
         "CuratorLatchWorker",
         &[server.as_str(), path.as_str(), "java"],
-        "READY",
-        Duration::from_secs(60),
     )
     .await;
     let observer = connect(&server).await;

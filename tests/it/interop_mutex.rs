@@ -6,7 +6,6 @@
 //! and driven over stdin/stdout. Set `ZK_SKIP_JAVA_INTEROP=1` to skip these tests where Java or
 //! Curator is not installed.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::common::java::{self, JavaProcess};
@@ -26,21 +25,9 @@ async fn connect(connect_string: &str) -> Client {
     .await
 }
 
-async fn worker_classes() -> PathBuf {
-    java::compile("tests/java/CuratorMutexWorker.java").await
-}
-
 /// Starts a worker on `lock`; its participants are `<prefix>-<slot>`.
 async fn start_worker(server: &str, lock: &str, prefix: &str, counter: &str) -> JavaProcess {
-    let classes = worker_classes().await;
-    JavaProcess::start(
-        &classes,
-        WORKER,
-        &[server, lock, prefix, counter],
-        "READY",
-        Duration::from_secs(60),
-    )
-    .await
+    JavaProcess::worker(WORKER, &[server, lock, prefix, counter]).await
 }
 
 fn ids(participants: &[Participant]) -> Vec<String> {

@@ -12,7 +12,6 @@
 //! read node while the write lock is held, which is exposed to CURATOR-276.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,22 +33,10 @@ async fn connect(connect_string: &str) -> Client {
     .await
 }
 
-async fn worker_classes() -> PathBuf {
-    java::compile("tests/java/CuratorRwLockWorker.java").await
-}
-
 /// Starts a worker on `lock`; its participants are `<prefix>-<slot>`, and its writers and
 /// readers use the counter and pair under `data`.
 async fn start_worker(server: &str, lock: &str, prefix: &str, data: &str) -> JavaProcess {
-    let classes = worker_classes().await;
-    JavaProcess::start(
-        &classes,
-        WORKER,
-        &[server, lock, prefix, data],
-        "READY",
-        Duration::from_secs(60),
-    )
-    .await
+    JavaProcess::worker(WORKER, &[server, lock, prefix, data]).await
 }
 
 /// `'R'` for a read node (shared), `'W'` for a write node (exclusive): the letters the Java

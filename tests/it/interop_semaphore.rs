@@ -9,7 +9,6 @@
 //! use and driven over stdin/stdout. Set `ZK_SKIP_JAVA_INTEROP=1` to skip these tests where
 //! Java or Curator is not installed.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::common::java::{self, JavaProcess};
@@ -33,23 +32,11 @@ async fn connect(connect_string: &str) -> Client {
     .await
 }
 
-async fn worker_classes() -> PathBuf {
-    java::compile("tests/java/CuratorSemaphoreWorker.java").await
-}
-
 /// Starts a worker on the semaphore `path` (limit [`MAX_LEASES`]); its participants are
 /// `<prefix>-<slot>`, and its churners put their markers under `inside`.
 async fn start_worker(server: &str, path: &str, prefix: &str, inside: &str) -> JavaProcess {
-    let classes = worker_classes().await;
     let max_leases = MAX_LEASES.to_string();
-    JavaProcess::start(
-        &classes,
-        WORKER,
-        &[server, path, max_leases.as_str(), prefix, inside],
-        "READY",
-        Duration::from_secs(60),
-    )
-    .await
+    JavaProcess::worker(WORKER, &[server, path, max_leases.as_str(), prefix, inside]).await
 }
 
 /// Curator's view of the lease nodes, from the worker: their ids in sequence order,
