@@ -8,8 +8,15 @@ use super::TestingError;
 
 /// How long [`expire_session`] keeps trying before it gives up.
 const EXPIRY_DEADLINE: Duration = Duration::from_secs(30);
-/// One attempt's handshake; attempts are retried until [`EXPIRY_DEADLINE`].
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
+/// One attempt's handshake; attempts are retried until [`EXPIRY_DEADLINE`]. Short: an attempt
+/// that loses the session to its owner mid-handshake reconnects at once inside the connector,
+/// and so does the owner, and the two take the session from each other until the attempt
+/// times out (under load, for the whole of a longer timeout).
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
+/// The pause between attempts, drawn at random below this: it lets the owner settle on the
+/// session, so that the next attempt takes it from a still owner, not from one in the middle
+/// of its own reconnection.
+const MAX_PAUSE_BETWEEN_ATTEMPTS: Duration = Duration::from_millis(300);
 /// How long a dropped client may take to send its close request.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -109,6 +116,8 @@ async fn expire(connect_string: &str, session: &SessionInfo) -> Result<(), Testi
             }
         }
         tracing::debug!(session = %session.id(), %last_failure, "checking whether the session expired");
+        let pause = fastrand::u64(..MAX_PAUSE_BETWEEN_ATTEMPTS.as_millis() as u64);
+        tokio::time::sleep(Duration::from_millis(pause)).await;
     }
     Err(TestingError::Timeout {
         what: format!("session {} to expire", session.id()),
