@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::future::BoxFuture;
 use zookeeper_client::SessionState;
 
 use super::{Backoff, Config, ConnectionState, Session, Shared, Snapshot};
@@ -216,6 +217,8 @@ async fn watch_session(
     states: &mut zookeeper_client::StateWatcher,
 ) -> SessionEnd {
     let mut suspended_since: Option<tokio::time::Instant> = None;
+    // The round trip that proves a reconnection, while one is awaited.
+    let mut confirming: Option<BoxFuture<'static, bool>> = None;
     let percent = shared.config.simulated_expiration_percent;
     // A state that changed before the watcher was made is still in `states.state()`.
     let mut next_state = Some(states.state());
@@ -229,6 +232,13 @@ async fn watch_session(
                     biased;
                     _ = shared.closed.cancelled() => return SessionEnd::Closed,
                     state = states.changed() => state,
+                    confirmed = until_answered(&mut confirming) => {
+                        confirming = None;
+                        if confirmed && suspended_since.take().is_some() {
+                            publish(shared, ConnectionState::Reconnected, None);
+                        }
+                        continue;
+                    }
                     _ = sleep_until(lost_at) => {
                         // Curator's simulated expiration: the server has surely expired the
                         // session by now, even if this client cannot hear it say so.
@@ -239,6 +249,8 @@ async fn watch_session(
         };
         match state {
             SessionState::Disconnected => {
+                // An answer still to come would be about a connection that is gone.
+                confirming = None;
                 if suspended_since.is_none() {
                     suspended_since = Some(tokio::time::Instant::now());
                     session.record_interruption();
@@ -246,15 +258,27 @@ async fn watch_session(
                 }
             }
             SessionState::SyncConnected => {
-                if suspended_since.take().is_some() {
+                if suspended_since.is_some() {
                     // A new socket; set before anyone hears of the reconnect and sends on it.
                     set_nodelay(shared);
-                    publish(shared, ConnectionState::Reconnected, None);
+                    // zookeeper-client reports `SyncConnected` on the server's connect
+                    // response, before the rest of its handshake (watches set again, a ping).
+                    // A connection that drops in between is reported `Disconnected` only at
+                    // the next attempt, after its backoff, and that backoff keeps growing
+                    // until a handshake completes. Publishing now would announce a
+                    // connection that may not carry a request, and restart the simulated
+                    // expiration's clock on it. So the reconnection is published once a
+                    // request has made the round trip; until then the client stays
+                    // suspended, and its clock keeps running from the first disconnect.
+                    if confirming.is_none() {
+                        confirming = Some(round_trip(session));
+                    }
                 }
             }
             SessionState::ConnectedReadOnly => {
                 set_nodelay(shared);
                 suspended_since = None;
+                confirming = None;
                 if shared.current.borrow().state != ConnectionState::ReadOnly {
                     publish(shared, ConnectionState::ReadOnly, None);
                 }
@@ -268,6 +292,42 @@ async fn watch_session(
                 return SessionEnd::Lost("the session was closed");
             }
         }
+    }
+}
+
+/// A request through the session, answered only once zookeeper-client has completed a
+/// handshake: it takes requests from its queue only on an established connection. True when
+/// the server answered (whatever the answer); false when the connection or the session failed
+/// first.
+fn round_trip(session: &Session) -> BoxFuture<'static, bool> {
+    let Ok(zk) = session.zookeeper() else {
+        return Box::pin(std::future::ready(false));
+    };
+    Box::pin(async move {
+        // Not ACL-checked by the server, and the root (the chroot's, when there is one)
+        // always exists.
+        match zk.check_stat("/").await {
+            Ok(_) => true,
+            Err(error) => {
+                tracing::debug!(%error, "a reconnection was not confirmed by a round trip");
+                !matches!(
+                    error,
+                    zookeeper_client::Error::ConnectionLoss
+                        | zookeeper_client::Error::SessionExpired
+                        | zookeeper_client::Error::SessionMoved
+                        | zookeeper_client::Error::ClientClosed
+                        | zookeeper_client::Error::Timeout
+                )
+            }
+        }
+    })
+}
+
+/// The pending round trip's outcome; never ready when none is pending.
+async fn until_answered(confirming: &mut Option<BoxFuture<'static, bool>>) -> bool {
+    match confirming {
+        Some(round_trip) => round_trip.await,
+        None => std::future::pending().await,
     }
 }
 

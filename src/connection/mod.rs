@@ -73,8 +73,9 @@ use crate::error::{Error, Result};
 ///   `Suspended` when the connection drops (zookeeper-client's `Disconnected`: at once when the
 ///   socket closes, else after a silence of the connection timeout, or of 2/5 of the session
 ///   timeout when the connection timeout is longer than 3/5 of it), and `Reconnected` when it
-///   is back on the same session: a drop shorter than the session timeout yields exactly
-///   `Suspended`, `Reconnected`. `Lost` comes when the server says the session expired (after
+///   is back on the same session and a request has made the round trip on it (not merely when
+///   the server's connect response arrives: a handshake cut short is no reconnection): a drop
+///   shorter than the session timeout yields exactly `Suspended`, `Reconnected`. `Lost` comes when the server says the session expired (after
 ///   the `Suspended` of the dropped connection), **or** when the client has been `Suspended`
 ///   for the negotiated session timeout × the
 ///   [simulated-expiration percentage](ClientBuilder::simulated_session_expiration_percent)

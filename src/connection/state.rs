@@ -29,6 +29,11 @@ pub enum ConnectionState {
     Suspended,
     /// The connection is back: on the same session after a [`Suspended`](Self::Suspended), or on
     /// a new session after a [`Lost`](Self::Lost).
+    ///
+    /// Published once a request has made the round trip on the new connection, not when the
+    /// server's connect response arrives (zookeeper-client's `SyncConnected`): a connection
+    /// that drops during the rest of the handshake is no reconnection, and the client stays
+    /// suspended through it.
     Reconnected,
     /// The session is gone: the server said it expired, or the client stayed
     /// [`Suspended`](Self::Suspended) for longer than the negotiated session timeout (times the

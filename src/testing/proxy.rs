@@ -1,6 +1,8 @@
 //! A fault-injecting TCP proxy in front of one ZooKeeper server.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -27,6 +29,9 @@ enum Fault {
     Cut,
     /// Keep connections open and drop every byte in both directions.
     Blackhole,
+    /// Close every connection; let each new one carry the server's first frame (its connect
+    /// response) to the client, then close it.
+    ConnectResponseOnly,
 }
 
 /// A TCP proxy on `127.0.0.1` in front of one upstream address that injects network faults,
@@ -39,6 +44,9 @@ enum Fault {
 ///   hears no pings and expires the session after its timeout.
 /// * [`delay`](FaultProxy::delay): traffic flows, each direction `d` later (a round trip takes at
 ///   least `2 × d`).
+/// * [`drop_after_connect_response`](FaultProxy::drop_after_connect_response): every connection
+///   is closed, and each new one is closed right after the server's connect response reaches
+///   the client. A flapping link: the client's handshake starts and never completes.
 /// * [`restore`](FaultProxy::restore): back to plain forwarding. Connections that were
 ///   blackholed are closed on restore, because dropped bytes left their ZooKeeper streams out of
 ///   step; the client reconnects cleanly at once instead of waiting for its own timeout.
@@ -50,6 +58,7 @@ pub struct FaultProxy {
     address: SocketAddr,
     upstream: String,
     fault: watch::Sender<Fault>,
+    accepted: Arc<AtomicU64>,
     shutdown: CancellationToken,
 }
 
@@ -81,10 +90,12 @@ impl FaultProxy {
             .map_err(|err| TestingError::io("reading the fault proxy's address", err))?;
         let (fault, _) = watch::channel(Fault::None);
         let shutdown = CancellationToken::new();
+        let accepted = Arc::new(AtomicU64::new(0));
         tokio::spawn(accept_loop(
             listener,
             upstream.to_owned(),
             fault.subscribe(),
+            accepted.clone(),
             shutdown.clone(),
         ));
         tracing::debug!(%address, %upstream, "fault proxy listening");
@@ -92,6 +103,7 @@ impl FaultProxy {
             address,
             upstream: upstream.to_owned(),
             fault,
+            accepted,
             shutdown,
         })
     }
@@ -129,6 +141,31 @@ impl FaultProxy {
         self.set(Fault::Delay(delay));
     }
 
+    /// Closes every connection, and from now on lets each new connection carry only the
+    /// server's first frame to the client (the answer to its connect request) before closing
+    /// it, until [`restore`](FaultProxy::restore). The client hears that its session is
+    /// re-established, then loses the connection before its handshake is done.
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let server = zk_recipes::testing::TestingServer::start().await?;
+    /// let proxy = zk_recipes::testing::FaultProxy::start(&server.connect_string()).await?;
+    /// let client = zk_recipes::Client::builder(proxy.connect_string()).connect().await?;
+    /// proxy.drop_after_connect_response();
+    /// // The client stays SUSPENDED: it never completes a handshake.
+    /// proxy.restore();
+    /// # Ok(()) }
+    /// ```
+    pub fn drop_after_connect_response(&self) {
+        self.set(Fault::ConnectResponseOnly);
+    }
+
+    /// How many client connections the proxy has accepted so far, refused ones included: each
+    /// is one connection attempt of a client.
+    pub fn connections_accepted(&self) -> u64 {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
     /// Back to plain forwarding. Blackholed connections are closed, so clients reconnect.
     pub fn restore(&self) {
         self.set(Fault::None);
@@ -150,6 +187,7 @@ async fn accept_loop(
     listener: TcpListener,
     upstream: String,
     fault: watch::Receiver<Fault>,
+    accepted_count: Arc<AtomicU64>,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -166,6 +204,7 @@ async fn accept_loop(
                 continue;
             }
         };
+        accepted_count.fetch_add(1, Ordering::SeqCst);
         if *fault.borrow() == Fault::Cut {
             drop(client);
             continue;
@@ -184,7 +223,8 @@ async fn accept_loop(
 /// Serves one client connection until either side closes it, or a fault change ends it.
 async fn proxy_connection(client: TcpStream, upstream: String, mut fault: watch::Receiver<Fault>) {
     let _ = client.set_nodelay(true);
-    let upstream_stream = if *fault.borrow_and_update() == Fault::Blackhole {
+    let at_start = *fault.borrow_and_update();
+    let upstream_stream = if at_start == Fault::Blackhole {
         // A blackholed connection never reaches the server: nothing would get through anyway.
         None
     } else {
@@ -210,8 +250,12 @@ async fn proxy_connection(client: TcpStream, upstream: String, mut fault: watch:
             let (to_client, for_client) = mpsc::unbounded_channel();
             tasks.spawn(read_side(client_read, to_upstream, fault.clone()));
             tasks.spawn(write_side(for_upstream, upstream_write));
-            tasks.spawn(read_side(upstream_read, to_client, fault.clone()));
-            tasks.spawn(write_side(for_client, client_write));
+            if at_start == Fault::ConnectResponseOnly {
+                tasks.spawn(first_frame_only(upstream_read, client_write));
+            } else {
+                tasks.spawn(read_side(upstream_read, to_client, fault.clone()));
+                tasks.spawn(write_side(for_client, client_write));
+            }
         }
         None => {
             let (to_nowhere, _) = mpsc::unbounded_channel();
@@ -227,7 +271,8 @@ async fn proxy_connection(client: TcpStream, upstream: String, mut fault: watch:
         let mut was_blackholed = *fault.borrow_and_update() == Fault::Blackhole;
         while fault.changed().await.is_ok() {
             let now = *fault.borrow_and_update();
-            if now == Fault::Cut || (was_blackholed && now != Fault::Blackhole) {
+            let closes = matches!(now, Fault::Cut | Fault::ConnectResponseOnly);
+            if closes || (was_blackholed && now != Fault::Blackhole) {
                 return;
             }
             was_blackholed = now == Fault::Blackhole;
@@ -236,6 +281,30 @@ async fn proxy_connection(client: TcpStream, upstream: String, mut fault: watch:
     // The first task to end (a side closed, or a fault ended the connection) ends them all;
     // dropping the set aborts the others and closes both sockets.
     let _ = tasks.join_next().await;
+}
+
+/// How long a connection that carried its first frame waits for the client to close it.
+const FIRST_FRAME_LINGER: Duration = Duration::from_secs(5);
+
+/// Copies the server's first frame (ZooKeeper frames are a 4-byte big-endian length and that
+/// many bytes) to the client, then ends the connection.
+async fn first_frame_only(mut from: OwnedReadHalf, mut to: OwnedWriteHalf) {
+    let mut length = [0u8; 4];
+    if from.read_exact(&mut length).await.is_err() {
+        return;
+    }
+    let mut body = vec![0; u32::from_be_bytes(length).min(1 << 20) as usize];
+    if from.read_exact(&mut body).await.is_err() {
+        return;
+    }
+    if to.write_all(&length).await.is_err() || to.write_all(&body).await.is_err() {
+        return;
+    }
+    // A FIN behind the frame, not a reset: a reset could discard the frame before the client
+    // reads it. The connection ends when the client, having read both, closes its side (the
+    // reading task then ends), or after the linger.
+    let _ = to.shutdown().await;
+    tokio::time::sleep(FIRST_FRAME_LINGER).await;
 }
 
 /// A chunk of bytes and when it may be written.
@@ -253,7 +322,7 @@ async fn read_side(
             Ok(read) => read,
         };
         let due = match *fault.borrow() {
-            Fault::None => Instant::now(),
+            Fault::None | Fault::ConnectResponseOnly => Instant::now(),
             Fault::Delay(delay) => Instant::now() + delay,
             Fault::Blackhole => continue,
             Fault::Cut => return,

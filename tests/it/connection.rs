@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::{eventually_async, init_tracing, unique_path, zk_server};
 use futures::future::join_all;
+use futures::FutureExt;
 use zk_recipes::retry::{
     BoundedExponentialBackoffRetry, ExponentialBackoffRetry, RetryNTimes, RetryOneTime,
     RetryPolicy, RetryUntilElapsed,
@@ -126,6 +127,47 @@ async fn cut_then_restore_is_suspended_then_reconnected_on_the_same_session() {
     assert_eq!(now.generation(), 0);
     assert!(!session.is_lost());
     client.exists("/").await.unwrap().expect("the root exists");
+}
+
+/// zookeeper-client reports a connection on the server's connect response, before the rest of
+/// its handshake. A link that drops each connection right after that response gives it
+/// "connected" moments that cannot carry a request; none of them is a reconnection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handshake_that_never_completes_is_no_reconnection() {
+    init_tracing();
+    let server = zk_server().await;
+    let proxy = FaultProxy::start(&server).await.unwrap();
+    let client = builder(&proxy.connect_string())
+        .session_timeout(Duration::from_secs(20))
+        .connect()
+        .await
+        .expect("connect through the proxy");
+    let session = client.session();
+    let mut states = client.connection_states();
+
+    proxy.drop_after_connect_response();
+    expect_state(&mut states, ConnectionState::Suspended, DEADLINE).await;
+    // Three more attempts, each answered by the server and then cut.
+    let attempts = proxy.connections_accepted();
+    eventually_async(
+        "three handshakes that do not complete",
+        DEADLINE,
+        || async { proxy.connections_accepted() >= attempts + 3 },
+    )
+    .await;
+    if let Some(state) = states.next().now_or_never() {
+        panic!("a transition while no handshake could complete: {state:?}");
+    }
+    assert_eq!(client.state(), ConnectionState::Suspended);
+
+    proxy.restore();
+    expect_state(&mut states, ConnectionState::Reconnected, DEADLINE).await;
+    assert_eq!(client.session().id(), session.id(), "the same session");
+    tokio::time::timeout(Duration::from_secs(2), client.exists("/"))
+        .await
+        .expect("a request right after the reconnection is answered at once")
+        .unwrap()
+        .expect("the root exists");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
