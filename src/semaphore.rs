@@ -735,7 +735,7 @@ impl InterProcessSemaphoreV2 {
             if once {
                 return Ok(None);
             }
-            tracing::trace!(path = %inner.path, leases = children.len(), max, "waiting for a lease to go");
+            tracing::trace!(path = %inner.path, node = %pending.node().name, leases = children.len(), max, "waiting for a lease to go");
             // The caller's timeout bounds the attempt too, but it drops it: ending here instead
             // lets `lease_under` give the lease node back before the internal lock goes.
             let deadline_passed = async {

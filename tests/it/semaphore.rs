@@ -5,14 +5,17 @@
 //! under a waiting acquirer lets nobody in beside the holders, cancelled acquires leave no
 //! node, and the semaphore mutex does not re-enter.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::common::{
     children_of, connect_with, eventually_async, eventually_children, init_tracing, unique_path,
     zk_server,
 };
+use tracing::instrument::WithSubscriber;
+use tracing_subscriber::layer::{Context, SubscriberExt};
 use zk_recipes::testing::FaultProxy;
 use zk_recipes::{
     Client, ConnectionState, InterProcessSemaphoreMutex, InterProcessSemaphoreV2, SharedCount,
@@ -33,6 +36,52 @@ fn semaphore(client: &Client, path: &str, max: u32, id: &str) -> InterProcessSem
     InterProcessSemaphoreV2::new(client, path, max)
         .expect("semaphore")
         .with_id(id)
+}
+
+/// Collects the `node` field of the trace events with one message, of the futures its
+/// subscriber is attached to.
+#[derive(Clone)]
+struct EventNodes {
+    message: &'static str,
+    nodes: Arc<Mutex<HashSet<String>>>,
+}
+
+impl EventNodes {
+    fn new(message: &'static str) -> Self {
+        Self {
+            message,
+            nodes: Arc::default(),
+        }
+    }
+
+    /// How many different nodes the events named.
+    fn distinct(&self) -> usize {
+        self.nodes.lock().unwrap().len()
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for EventNodes {
+    fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+        #[derive(Default)]
+        struct Fields {
+            message: String,
+            node: String,
+        }
+        impl tracing::field::Visit for Fields {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                match field.name() {
+                    "message" => self.message = format!("{value:?}"),
+                    "node" => self.node = format!("{value:?}"),
+                    _ => {}
+                }
+            }
+        }
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        if fields.message == self.message {
+            self.nodes.lock().unwrap().insert(fields.node);
+        }
+    }
 }
 
 /// Waits until `path/leases` holds `expected` lease nodes and `path/locks` none.
@@ -322,6 +371,11 @@ async fn a_waiter_whose_internal_lock_is_deleted_starts_again() {
 /// A waiting acquire rides out more connection blips than the retry policy allows retries:
 /// each one starts its attempt again, after it had counted its lease, with the policy's count
 /// afresh (a wait of hours must not fail at its fourth blip).
+///
+/// Each blip comes once the waiter's current attempt has counted the leases and waits, so that
+/// it hits a waiting attempt and not one still starting (a loss before the count is a retry,
+/// and counts against the policy). Nothing on the server shows that moment, so the test counts
+/// the attempts' own trace events for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiting_acquire_outlives_many_connection_blips() {
     init_tracing();
@@ -338,19 +392,26 @@ async fn a_waiting_acquire_outlives_many_connection_blips() {
     let holder = semaphore(&holder_client, &path, 1, "holder");
     let waiter = semaphore(&waiter_client, &path, 1, "waiter");
     let lease = holder.acquire().await.expect("lease");
+    // Each attempt makes its own lease node, and names it when it has counted and waits.
+    let counted = EventNodes::new("waiting for a lease to go");
     let waiting = tokio::spawn({
         let waiter = waiter.clone();
-        async move { waiter.acquire().await }
+        let subscriber = tracing_subscriber::registry().with(counted.clone());
+        async move { waiter.acquire().await }.with_subscriber(subscriber)
     });
     let mut states = waiter_client.connection_states();
     for blip in 0..6 {
-        eventually_children(
-            &holder_client,
-            &format!("{path}/leases"),
-            2,
-            "the waiting lease",
-        )
+        // This round's attempt has counted (each blip ends one attempt).
+        eventually_async("the waiting attempt's count", DEADLINE, || async {
+            counted.distinct() > blip || waiting.is_finished()
+        })
         .await;
+        assert!(
+            !waiting.is_finished(),
+            "blip {} ended the wait: {:?}",
+            blip.saturating_sub(1),
+            waiting.await
+        );
         proxy.cut();
         let suspended = async {
             while let Some(state) = states.next().await {
