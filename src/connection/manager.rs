@@ -234,8 +234,16 @@ async fn watch_session(
                     state = states.changed() => state,
                     confirmed = until_answered(&mut confirming) => {
                         confirming = None;
-                        if confirmed && suspended_since.take().is_some() {
+                        if suspended_since.is_none() {
+                            continue;
+                        }
+                        if confirmed {
+                            suspended_since = None;
                             publish(shared, ConnectionState::Reconnected, None);
+                        } else if states.peek_state() == SessionState::SyncConnected {
+                            // The watcher may have merged a drop and the next connection into
+                            // one `SyncConnected`, already seen: ask on that connection too.
+                            confirming = Some(round_trip(session));
                         }
                         continue;
                     }
@@ -270,9 +278,10 @@ async fn watch_session(
                     // expiration's clock on it. So the reconnection is published once a
                     // request has made the round trip; until then the client stays
                     // suspended, and its clock keeps running from the first disconnect.
-                    if confirming.is_none() {
-                        confirming = Some(round_trip(session));
-                    }
+                    // Every `SyncConnected` is a new connection: a question pending from an
+                    // earlier one is replaced, so that an answer means this one carries
+                    // requests.
+                    confirming = Some(round_trip(session));
                 }
             }
             SessionState::ConnectedReadOnly => {
@@ -297,27 +306,20 @@ async fn watch_session(
 
 /// A request through the session, answered only once zookeeper-client has completed a
 /// handshake: it takes requests from its queue only on an established connection. True when
-/// the server answered (whatever the answer); false when the connection or the session failed
-/// first.
+/// the server answered; false on any error, since a failed connection hands its pending
+/// requests errors of many kinds.
 fn round_trip(session: &Session) -> BoxFuture<'static, bool> {
     let Ok(zk) = session.zookeeper() else {
         return Box::pin(std::future::ready(false));
     };
     Box::pin(async move {
-        // Not ACL-checked by the server, and the root (the chroot's, when there is one)
-        // always exists.
+        // The server does not check ACLs for it, and a missing node is an answer too
+        // (`Ok(None)`), so only a failed connection or session makes it fail.
         match zk.check_stat("/").await {
             Ok(_) => true,
             Err(error) => {
                 tracing::debug!(%error, "a reconnection was not confirmed by a round trip");
-                !matches!(
-                    error,
-                    zookeeper_client::Error::ConnectionLoss
-                        | zookeeper_client::Error::SessionExpired
-                        | zookeeper_client::Error::SessionMoved
-                        | zookeeper_client::Error::ClientClosed
-                        | zookeeper_client::Error::Timeout
-                )
+                false
             }
         }
     })

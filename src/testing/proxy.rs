@@ -144,7 +144,8 @@ impl FaultProxy {
     /// Closes every connection, and from now on lets each new connection carry only the
     /// server's first frame to the client (the answer to its connect request) before closing
     /// it, until [`restore`](FaultProxy::restore). The client hears that its session is
-    /// re-established, then loses the connection before its handshake is done.
+    /// re-established, then loses the connection before its handshake is done. It reads
+    /// ZooKeeper's framing, so it applies to plaintext connections only.
     ///
     /// ```no_run
     /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
@@ -268,14 +269,20 @@ async fn proxy_connection(client: TcpStream, upstream: String, mut fault: watch:
         }
     }
     tasks.spawn(async move {
-        let mut was_blackholed = *fault.borrow_and_update() == Fault::Blackhole;
-        while fault.changed().await.is_ok() {
+        // Compared with the fault this connection was set up under: a change made while the
+        // upstream was being connected counts too.
+        let mut previous = at_start;
+        loop {
             let now = *fault.borrow_and_update();
             let closes = matches!(now, Fault::Cut | Fault::ConnectResponseOnly);
-            if closes || (was_blackholed && now != Fault::Blackhole) {
+            let unblackholed = previous == Fault::Blackhole && now != Fault::Blackhole;
+            if now != previous && (closes || unblackholed) {
                 return;
             }
-            was_blackholed = now == Fault::Blackhole;
+            previous = now;
+            if fault.changed().await.is_err() {
+                return;
+            }
         }
     });
     // The first task to end (a side closed, or a fault ended the connection) ends them all;
