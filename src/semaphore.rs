@@ -89,15 +89,13 @@ use crate::connection::Client;
 use crate::error::{Error, Result};
 use crate::mutex::{InterProcessMutex, LockGuard};
 use crate::participant::default_participant_id;
-use crate::path::{join, validate_path, validate_recipe_path};
-use crate::queue::{Incarnation, Requeues, Wait};
+use crate::path::{join, validate_recipe_path};
+use crate::queue::{Incarnation, Requeues, Wait, LEASE_NAMES};
 
 /// The internal lock's path under the semaphore's (Curator's `locks`).
 const LOCK_PARENT: &str = "locks";
 /// The leases' parent under the semaphore's path (Curator's `leases`).
 const LEASE_PARENT: &str = "leases";
-/// The name of a lease node after the protection prefix (Curator's `lease-`).
-const LEASE_NAME: &str = "lease-";
 
 /// A count shared through one znode, in Curator's `SharedCount` format (the value as 4 bytes,
 /// big-endian): the limit of a semaphore made with
@@ -468,10 +466,11 @@ impl InterProcessSemaphoreV2 {
     /// Cancel safe at every await point: dropping the future leaves no node behind (a lease
     /// node, or the internal lock's node, is deleted in the background).
     pub async fn acquire(&self) -> Result<Lease> {
-        let leases = self.acquire_with(1, Wait::Forever).await?;
-        leases.and_then(|mut l| l.pop()).ok_or(Error::IllegalState(
-            "an unbounded acquire ended without a lease",
-        ))
+        self.acquire_one(Wait::Forever)
+            .await?
+            .ok_or(Error::IllegalState(
+                "an unbounded acquire ended without a lease",
+            ))
     }
 
     /// Waits for `count` leases, as long as it takes. They are taken one after another; a
@@ -504,8 +503,7 @@ impl InterProcessSemaphoreV2 {
     ///
     /// As [`acquire`](Self::acquire).
     pub async fn try_acquire(&self, timeout: Duration) -> Result<Option<Lease>> {
-        let leases = self.acquire_with(1, wait_for(timeout)).await?;
-        Ok(leases.and_then(|mut l| l.pop()))
+        self.acquire_one(wait_for(timeout)).await
     }
 
     /// Waits at most `timeout` for `count` leases: `Ok(None)` if they were not all granted in
@@ -639,7 +637,7 @@ impl InterProcessSemaphoreV2 {
                 lock.session(),
                 lock.node_path(),
                 &inner.leases_path,
-                LEASE_NAME,
+                LEASE_NAMES.exclusive(),
                 inner.id.as_bytes(),
                 CreateMode::EphemeralSequential,
                 &inner.acls,
@@ -932,7 +930,6 @@ impl Lease {
         data: &[u8],
         version: Option<i32>,
     ) -> Result<Stat> {
-        validate_path(path)?;
         self.guard.guarded_set_data(path, data, version).await
     }
 
@@ -1063,8 +1060,7 @@ impl InterProcessSemaphoreMutex {
 
     /// Waits as `wait` says, for a multi-lock's part.
     pub(crate) async fn acquire_with(&self, wait: Wait) -> Result<Option<Lease>> {
-        let leases = self.semaphore.acquire_with(1, wait).await?;
-        Ok(leases.and_then(|mut leases| leases.pop()))
+        self.semaphore.acquire_one(wait).await
     }
 
     /// True if a lease granted through this handle (or a clone) has not been released yet

@@ -233,10 +233,9 @@ async fn watch_session(
                     _ = shared.closed.cancelled() => return SessionEnd::Closed,
                     state = states.changed() => state,
                     confirmed = until_answered(&mut confirming) => {
+                        // Only ever pending while suspended: every way out of `Suspended`
+                        // clears it.
                         confirming = None;
-                        if suspended_since.is_none() {
-                            continue;
-                        }
                         if confirmed {
                             suspended_since = None;
                             publish(shared, ConnectionState::Reconnected, None);

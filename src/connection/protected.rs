@@ -87,7 +87,8 @@ pub(crate) struct Created {
 
 /// Why one create attempt failed.
 enum CreateFailure {
-    /// The delete of the node being replaced failed; nothing was done.
+    /// The transaction's first operation failed (the delete of the node being replaced, or the
+    /// check a create is made under); nothing was done.
     Replace(zookeeper_client::Error),
     /// The create failed (or the whole transaction, for a failure of the request itself).
     Create(zookeeper_client::Error),
@@ -99,9 +100,10 @@ impl From<zookeeper_client::Error> for CreateFailure {
     }
 }
 
-/// Awaits a transaction of a delete followed by a create: the created node's stat (invalid when
-/// the server leaves it out, ZOOKEEPER-4026) and sequence.
-async fn replace_in_transaction(
+/// Awaits a transaction of one guarding operation (a delete of the node replaced, or a check)
+/// followed by a create: the created node's stat (invalid when the server leaves it out,
+/// ZOOKEEPER-4026) and sequence (-1 when its name has none).
+async fn create_in_transaction(
     commit: impl std::future::Future<
         Output = std::result::Result<
             Vec<zookeeper_client::MultiWriteResult>,
@@ -367,7 +369,6 @@ impl Client {
         mode: CreateMode,
         acls: &[Acl],
     ) -> Result<ProtectedNode> {
-        use zookeeper_client::{MultiWriteError, MultiWriteResult};
         let (sequential, acls) = self.prepare_protected(parent, name, data, mode, acls)?;
         let options = mode.with_acls(acls_or_default(acls));
         let started = Instant::now();
@@ -384,19 +385,9 @@ impl Client {
             let mut transaction = zk.new_multi_writer();
             transaction.add_check_version(check, -1)?;
             transaction.add_create(&path, data, &options)?;
-            let error = match transaction.commit().await {
-                Ok(results) => {
-                    let Some(MultiWriteResult::Create {
-                        path: created,
-                        stat,
-                    }) = results.into_iter().nth(1)
-                    else {
-                        // The guard deletes the node, if there is one.
-                        return Err(Error::ZooKeeper(zookeeper_client::Error::UnexpectedError(
-                            "a transaction answered without its create".into(),
-                        )));
-                    };
-                    let sequence = sequential.then(|| sequence_suffix(&created)).flatten();
+            let error = match create_in_transaction(transaction.commit()).await {
+                Ok((stat, sequence)) => {
+                    let sequence = sequential.then_some(sequence);
                     let (mut node, pending_stat) =
                         created_node(&zk, parent, &prefix, name, sequence, stat, session.clone());
                     if let Some(read) = pending_stat {
@@ -405,14 +396,11 @@ impl Client {
                     orphan.disarm();
                     return Ok(node);
                 }
-                Err(MultiWriteError::OperationFailed { index: 0, .. }) => {
+                Err(CreateFailure::Replace(_)) => {
                     orphan.disarm();
                     return Err(Error::LockLost);
                 }
-                Err(MultiWriteError::OperationFailed {
-                    source: zookeeper_client::Error::NoNode,
-                    ..
-                }) => {
+                Err(CreateFailure::Create(zookeeper_client::Error::NoNode)) => {
                     // The parent is missing: nothing was created. Make it and go again.
                     orphan.disarm();
                     self.make_parents(
@@ -426,16 +414,14 @@ impl Client {
                     .await?;
                     continue;
                 }
-                Err(MultiWriteError::OperationFailed { source, .. }) => {
-                    orphan.disarm();
-                    return Err(source.into());
+                Err(CreateFailure::Create(e)) if is_retryable_zk(&e) => e,
+                // An answer without its create: the guard deletes the node, if there is one.
+                Err(CreateFailure::Create(e @ zookeeper_client::Error::UnexpectedError(_))) => {
+                    return Err(e.into());
                 }
-                Err(MultiWriteError::RequestFailed { source }) if is_retryable_zk(&source) => {
-                    source
-                }
-                Err(MultiWriteError::RequestFailed { source }) => {
+                Err(CreateFailure::Create(e)) => {
                     orphan.disarm();
-                    return Err(match Error::from(source) {
+                    return Err(match Error::from(e) {
                         Error::SessionExpired | Error::Closed => Error::LockLost,
                         other => other,
                     });
@@ -559,7 +545,7 @@ fn send_create<'a>(
             let mut transaction = zk.new_multi_writer();
             transaction.add_delete(&old.path, None)?;
             transaction.add_create(path, data, options)?;
-            Either::Left(replace_in_transaction(transaction.commit()))
+            Either::Left(create_in_transaction(transaction.commit()))
         }
         None => {
             let create = zk.create(path, data, options);

@@ -376,8 +376,12 @@ impl SequentialQueue {
                 if let Decision::Grant { incarnation } =
                     decide(&QueueView::of(snapshot), &at_once, other_hold, None)
                 {
+                    // Registered only when the grant is made: a hold dropped unused would wake
+                    // the drivers waiting on this client's holds for nothing.
                     granted = confirmed_interruptions(&session)
-                        .zip(self.local_holds.try_register(&own))
+                        .and_then(|interruptions| {
+                            Some((interruptions, self.local_holds.try_register(&own)?))
+                        })
                         .map(|(interruptions, local_hold)| Grant {
                             interruptions_at_grant: interruptions,
                             incarnation,

@@ -268,12 +268,7 @@ impl SequentialQueue {
     /// Lists the parent on the waiter's session, and places every waiter of that session the
     /// listing covers.
     async fn list(&self, step: &Step<'_>) -> Result<()> {
-        let ticket = self.state.locked().next_ticket;
-        let listing = match step.zk.get_children(&self.path).await {
-            Ok((children, parent)) => Some(Listing::new(children, &parent, self.names)),
-            Err(zookeeper_client::Error::NoNode) => None,
-            Err(e) => return Err(e.into()),
-        };
+        let (ticket, listing) = self.fetch_listing(step).await?;
         self.state.locked().place_waiters(
             listing.as_ref(),
             step.session.generation(),
@@ -283,6 +278,19 @@ impl SequentialQueue {
         Ok(())
     }
 
+    /// Lists the parent on the waiter's session: the ticket taken before the request (see
+    /// `place_waiters`), and the listing, or `None` when the parent is gone.
+    async fn fetch_listing(&self, step: &Step<'_>) -> Result<(u64, Option<Listing>)> {
+        let ticket = self.state.locked().next_ticket;
+        match step.zk.get_children(&self.path).await {
+            Ok((children, parent)) => {
+                Ok((ticket, Some(Listing::new(children, &parent, self.names))))
+            }
+            Err(zookeeper_client::Error::NoNode) => Ok((ticket, None)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Lists the parent on the waiter's session and decides on that listing alone (see
     /// [`Presence::Listed`]): the waiter served is granted if the listing shows it with nothing
     /// before it that it must wait for, and so is every other shared waiter of that session the
@@ -290,12 +298,7 @@ impl SequentialQueue {
     /// read node) is before the waiter served, it waits on that node.
     async fn grant_by_listing(&self, step: &Step<'_>, serving: &mut Serving) -> Result<()> {
         let generation = step.session.generation();
-        let ticket = self.state.locked().next_ticket;
-        let listing = match step.zk.get_children(&self.path).await {
-            Ok((children, parent)) => Some(Listing::new(children, &parent, self.names)),
-            Err(zookeeper_client::Error::NoNode) => None,
-            Err(e) => return Err(e.into()),
-        };
+        let (ticket, listing) = self.fetch_listing(step).await?;
         let Some(interruptions) = confirmed_interruptions(step.session) else {
             return Err(Error::ConnectionLoss);
         };
@@ -489,10 +492,10 @@ impl SequentialQueue {
         let Some((lowest, waiter)) = state.waiters.first_key_value() else {
             return false;
         };
-        let nearest = state.view.live_conflicting_predecessor(&waiter.node, None);
+        // The search for the nearest predecessor last: most wakes fail the cheaper checks.
         *lowest == key
             && state.view.state_of(incarnation, &waiter.node) == Some(super::view::NodeState::Live)
-            && match nearest {
+            && match state.view.live_conflicting_predecessor(&waiter.node, None) {
                 Some(nearest) => nearest == *predecessor,
                 None => listed,
             }

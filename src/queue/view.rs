@@ -70,6 +70,11 @@ impl NodeNames {
         }
     }
 
+    /// The name of this queue's exclusive nodes.
+    pub(crate) fn exclusive(self) -> &'static str {
+        self.exclusive
+    }
+
     /// True for queues with shared nodes. A shared node can then appear at an *old* sequence
     /// while the exclusive node of that sequence is held (a downgrade names its read node after
     /// its write node, so that no writer queued meanwhile gets ahead of it), which is why an
@@ -325,11 +330,15 @@ impl QueueView {
             }
         }
         for node in &listing.nodes {
-            if node.sequence > self.gone_through {
-                self.nodes.entry(node.key()).or_insert_with(|| ViewEntry {
-                    mode: node.mode,
-                    state: NodeState::Live,
-                });
+            // Known nodes are looked up without making a key: that allocates a name.
+            if node.sequence > self.gone_through && self.entry(node).is_none() {
+                self.nodes.insert(
+                    node.key(),
+                    ViewEntry {
+                        mode: node.mode,
+                        state: NodeState::Live,
+                    },
+                );
             }
         }
         self.prune();
@@ -342,7 +351,12 @@ impl QueueView {
         if self.incarnation != Some(incarnation) {
             return;
         }
-        if let Some(entry) = self.nodes.get_mut(&node.key()) {
+        if let Some((_, entry)) = self
+            .nodes
+            .range_mut(first_key_of(node.sequence)..)
+            .take_while(|(key, _)| key.0 == node.sequence)
+            .find(|(key, _)| key.1 == node.name)
+        {
             entry.state = NodeState::Gone;
         }
         self.prune();
@@ -354,7 +368,7 @@ impl QueueView {
         if self.incarnation != Some(incarnation) {
             return None;
         }
-        match self.nodes.get(&node.key()) {
+        match self.entry(node) {
             Some(entry) => Some(entry.state),
             None if node.sequence <= self.gone_through => Some(NodeState::Gone),
             None => None,
@@ -388,6 +402,16 @@ impl QueueView {
                 entry.state == NodeState::Live && (key.0 != except.sequence || key.1 != except.name)
             })
             .map(|(key, entry)| entry.node(key))
+    }
+
+    /// The entry of `node`, found without allocating a key (sequences are almost always
+    /// unique, so this looks at one entry).
+    fn entry(&self, node: &QueueNode) -> Option<&ViewEntry> {
+        self.nodes
+            .range(first_key_of(node.sequence)..)
+            .take_while(|(key, _)| key.0 == node.sequence)
+            .find(|(key, _)| key.1 == node.name)
+            .map(|(_, entry)| entry)
     }
 
     /// Drops gone entries at the front: nothing can ever need them again.

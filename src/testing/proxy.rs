@@ -248,12 +248,12 @@ async fn proxy_connection(client: TcpStream, upstream: String, mut fault: watch:
             let _ = upstream_stream.set_nodelay(true);
             let (upstream_read, upstream_write) = upstream_stream.into_split();
             let (to_upstream, for_upstream) = mpsc::unbounded_channel();
-            let (to_client, for_client) = mpsc::unbounded_channel();
             tasks.spawn(read_side(client_read, to_upstream, fault.clone()));
             tasks.spawn(write_side(for_upstream, upstream_write));
             if at_start == Fault::ConnectResponseOnly {
                 tasks.spawn(first_frame_only(upstream_read, client_write));
             } else {
+                let (to_client, for_client) = mpsc::unbounded_channel();
                 tasks.spawn(read_side(upstream_read, to_client, fault.clone()));
                 tasks.spawn(write_side(for_client, client_write));
             }
