@@ -98,22 +98,31 @@ fn classes_root() -> PathBuf {
 
 static COMPILE_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// Compiles `java_file` (a path relative to the crate root, or absolute) with `javac` against
-/// the Curator class path, and returns the directory holding its classes.
+/// What the workers share (`CuratorWorker`), compiled beside every Java file.
+const WORKER_SUPPORT: &str = "tests/java/CuratorWorker.java";
+
+/// Compiles `java_file` (a path relative to the crate root, or absolute), with the workers'
+/// shared [`WORKER_SUPPORT`] beside it, with `javac` against the Curator class path, and
+/// returns the directory holding their classes.
 ///
-/// The output directory is named after the file and a hash of its content, so an unchanged
-/// file is compiled once per target directory, and concurrent tests (and test binaries)
+/// The output directory is named after the file and a hash of both files' content, so
+/// unchanged files are compiled once per target directory, and concurrent tests (and test binaries)
 /// never see a half-written directory (classes are written to a temporary directory first,
 /// then renamed).
 ///
 /// # Panics
 ///
-/// If the file cannot be read, `javac` cannot be run, or the compilation fails (with
+/// If a file cannot be read, `javac` cannot be run, or the compilation fails (with
 /// `javac`'s output).
 pub async fn compile(java_file: impl AsRef<Path>) -> PathBuf {
     let source = resolve(java_file.as_ref());
-    let content =
-        std::fs::read(&source).unwrap_or_else(|e| panic!("cannot read {}: {e}", source.display()));
+    let support = resolve(Path::new(WORKER_SUPPORT));
+    let mut content = Vec::new();
+    for file in [&source, &support] {
+        let bytes =
+            std::fs::read(file).unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()));
+        content.extend(bytes);
+    }
     let stem = source
         .file_stem()
         .and_then(|s| s.to_str())
@@ -134,6 +143,7 @@ pub async fn compile(java_file: impl AsRef<Path>) -> PathBuf {
         .arg("-d")
         .arg(&staging)
         .arg(&source)
+        .arg(&support)
         .output()
         .await
         .unwrap_or_else(|e| {

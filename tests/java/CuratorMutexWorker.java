@@ -1,21 +1,14 @@
-import java.io.BufferedReader;
-import java.io.InputStreamReader;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.Collection;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.LinkedBlockingQueue;
-import java.util.concurrent.TimeUnit;
 
 import org.apache.curator.framework.CuratorFramework;
-import org.apache.curator.framework.CuratorFrameworkFactory;
 import org.apache.curator.framework.recipes.locks.InterProcessMutex;
 import org.apache.curator.framework.recipes.locks.Revoker;
-import org.apache.curator.retry.ExponentialBackoffRetry;
 import org.apache.zookeeper.KeeperException;
-import org.apache.zookeeper.data.Stat;
 
 /**
  * A Curator 5.x InterProcessMutex driven over stdin/stdout, for zk-recipes' interop tests.
@@ -44,16 +37,7 @@ import org.apache.zookeeper.data.Stat;
  * </ul>
  * Failures print {@code ERROR <slot> <message>}. {@code READY} is printed at start.
  */
-public final class CuratorMutexWorker {
-    private static final Object OUT = new Object();
-
-    private static void say(String line) {
-        synchronized (OUT) {
-            System.out.println(line);
-            System.out.flush();
-        }
-    }
-
+public final class CuratorMutexWorker extends CuratorWorker {
     private final String connectString;
     private final String lockPath;
     private final String idPrefix;
@@ -68,99 +52,53 @@ public final class CuratorMutexWorker {
         this.counterPath = counterPath;
     }
 
-    private CuratorFramework newClient(byte[] defaultData) {
-        CuratorFrameworkFactory.Builder builder = CuratorFrameworkFactory.builder()
-                .connectString(connectString)
-                .sessionTimeoutMs(10000)
-                .connectionTimeoutMs(5000)
-                .retryPolicy(new ExponentialBackoffRetry(100, 10));
-        if (defaultData != null) {
-            builder = builder.defaultData(defaultData);
-        }
-        CuratorFramework client = builder.build();
-        client.start();
-        return client;
-    }
-
     /** One participant: a client, a lock, and the one thread that uses them. */
-    private final class Slot implements Runnable {
-        final String name;
+    private final class Slot extends CuratorWorker.Slot {
         final CuratorFramework client;
         final InterProcessMutex lock;
-        final LinkedBlockingQueue<String[]> commands = new LinkedBlockingQueue<>();
-        final Thread thread;
 
         Slot(String name) {
-            this.name = name;
-            this.client = newClient((idPrefix + "-" + name).getBytes(StandardCharsets.UTF_8));
+            super(name);
+            this.client = startClient(connectString, (idPrefix + "-" + name).getBytes(StandardCharsets.UTF_8));
             // The lock node's data is the client's default data (InterProcessMutex passes no
             // bytes), except for a revocable lock: Curator then writes empty data.
             this.lock = new InterProcessMutex(client, lockPath);
-            this.thread = new Thread(this, "slot-" + name);
-            this.thread.setDaemon(true);
-            this.thread.start();
+            start();
         }
 
         @Override
-        public void run() {
-            while (true) {
-                String[] command;
-                try {
-                    command = commands.take();
-                } catch (InterruptedException e) {
-                    return;
-                }
-                try {
-                    switch (command[0]) {
-                        case "ACQUIRE":
-                            lock.acquire();
-                            say("ACQUIRED " + name + " " + ownNode());
-                            break;
-                        case "REVOCABLE":
-                            lock.makeRevocable(forLock -> say("REVOKE_REQUESTED " + name));
-                            say("REVOCABLE " + name);
-                            break;
-                        case "RELEASE":
+        boolean handle(String[] command) throws Exception {
+            switch (command[0]) {
+                case "ACQUIRE":
+                    lock.acquire();
+                    say("ACQUIRED " + name + " " + ownNode(client, lockPath));
+                    return true;
+                case "REVOCABLE":
+                    lock.makeRevocable(forLock -> say("REVOKE_REQUESTED " + name));
+                    say("REVOCABLE " + name);
+                    return true;
+                case "RELEASE":
+                    lock.release();
+                    say("RELEASED " + name);
+                    return true;
+                case "COUNT":
+                    int n = Integer.parseInt(command[2]);
+                    for (int i = 0; i < n; i++) {
+                        lock.acquire();
+                        try {
+                            byte[] data = client.getData().forPath(counterPath);
+                            long value = Long.parseLong(new String(data, StandardCharsets.UTF_8).trim());
+                            client.setData().forPath(counterPath,
+                                    Long.toString(value + 1).getBytes(StandardCharsets.UTF_8));
+                        } finally {
                             lock.release();
-                            say("RELEASED " + name);
-                            break;
-                        case "COUNT":
-                            int n = Integer.parseInt(command[2]);
-                            for (int i = 0; i < n; i++) {
-                                lock.acquire();
-                                try {
-                                    byte[] data = client.getData().forPath(counterPath);
-                                    long value = Long.parseLong(new String(data, StandardCharsets.UTF_8).trim());
-                                    client.setData().forPath(counterPath,
-                                            Long.toString(value + 1).getBytes(StandardCharsets.UTF_8));
-                                } finally {
-                                    lock.release();
-                                }
-                            }
-                            say("COUNTED " + name + " " + n);
-                            break;
-                        case "STOP":
-                            return;
-                        default:
-                            say("ERROR " + name + " unknown slot command " + command[0]);
+                        }
                     }
-                } catch (Exception e) {
-                    say("ERROR " + name + " " + e.toString().replace('\n', ' '));
-                }
+                    say("COUNTED " + name + " " + n);
+                    return true;
+                default:
+                    return false;
             }
-        }
-
-        /** The node this slot's session owns under the lock path. */
-        private String ownNode() throws Exception {
-            long session = client.getZookeeperClient().getZooKeeper().getSessionId();
-            for (String child : client.getChildren().forPath(lockPath)) {
-                String path = lockPath + "/" + child;
-                Stat stat = client.checkExists().forPath(path);
-                if (stat != null && stat.getEphemeralOwner() == session) {
-                    return path;
-                }
-            }
-            return "?";
         }
     }
 
@@ -169,47 +107,29 @@ public final class CuratorMutexWorker {
     }
 
     private void run() throws Exception {
-        admin = newClient(null);
-        if (!admin.blockUntilConnected(30, TimeUnit.SECONDS)) {
-            say("ERROR - could not connect to " + connectString);
-            return;
+        admin = startClient(connectString, null);
+        serve(admin, connectString);
+    }
+
+    @Override
+    boolean handle(String[] command) throws Exception {
+        switch (command[0]) {
+            case "ACQUIRE":
+            case "RELEASE":
+            case "REVOCABLE":
+            case "COUNT":
+                slot(command[1]).commands.put(command);
+                return true;
+            case "PARTICIPANTS":
+                say("PARTICIPANTS " + participants());
+                return true;
+            case "REVOKE":
+                Revoker.attemptRevoke(admin, command[1]);
+                say("REVOKE_SENT");
+                return true;
+            default:
+                return false;
         }
-        say("READY");
-        BufferedReader in = new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8));
-        String line;
-        while ((line = in.readLine()) != null) {
-            String[] command = line.trim().split("\\s+");
-            if (command.length == 0 || command[0].isEmpty()) {
-                continue;
-            }
-            try {
-                switch (command[0]) {
-                    case "ACQUIRE":
-                    case "RELEASE":
-                    case "REVOCABLE":
-                        slot(command[1]).commands.put(command);
-                        break;
-                    case "COUNT":
-                        slot(command[1]).commands.put(command);
-                        break;
-                    case "PARTICIPANTS":
-                        say("PARTICIPANTS " + participants());
-                        break;
-                    case "REVOKE":
-                        Revoker.attemptRevoke(admin, command[1]);
-                        say("REVOKE_SENT");
-                        break;
-                    case "QUIT":
-                        quit();
-                        return;
-                    default:
-                        say("ERROR - unknown command " + command[0]);
-                }
-            } catch (Exception e) {
-                say("ERROR - " + e.toString().replace('\n', ' '));
-            }
-        }
-        quit();
     }
 
     /** The participant ids in queue order, through Curator's own view of the lock. */
@@ -227,7 +147,8 @@ public final class CuratorMutexWorker {
         return String.join(",", ids);
     }
 
-    private void quit() {
+    @Override
+    void quit() {
         for (Slot slot : slots.values()) {
             slot.thread.interrupt();
             slot.client.close();

@@ -1,5 +1,3 @@
-import java.io.BufferedReader;
-import java.io.InputStreamReader;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.Comparator;
@@ -7,18 +5,14 @@ import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicLong;
 
 import org.apache.curator.framework.CuratorFramework;
-import org.apache.curator.framework.CuratorFrameworkFactory;
 import org.apache.curator.framework.recipes.locks.InterProcessMutex;
 import org.apache.curator.framework.recipes.locks.InterProcessReadWriteLock;
-import org.apache.curator.retry.ExponentialBackoffRetry;
 import org.apache.zookeeper.KeeperException;
-import org.apache.zookeeper.data.Stat;
 
 /**
  * A Curator 5.x InterProcessReadWriteLock driven over stdin/stdout, for zk-recipes' interop
@@ -67,20 +61,7 @@ import org.apache.zookeeper.data.Stat;
  * Curator 5.4 makes a new sequential read node for it, exposed to CURATOR-276, so the tests do
  * not rely on it.
  */
-public final class CuratorRwLockWorker {
-    private static final Object OUT = new Object();
-
-    private static void say(String line) {
-        synchronized (OUT) {
-            System.out.println(line);
-            System.out.flush();
-        }
-    }
-
-    private static String oneLine(Exception e) {
-        return e.toString().replace('\n', ' ');
-    }
-
+public final class CuratorRwLockWorker extends CuratorWorker {
     private final String connectString;
     private final String lockPath;
     private final String idPrefix;
@@ -106,14 +87,9 @@ public final class CuratorRwLockWorker {
         this.pairB = dataPath + "/pair/b";
     }
 
+    /** A started client, closed by {@link #quit}. */
     private CuratorFramework newClient() {
-        CuratorFramework client = CuratorFrameworkFactory.builder()
-                .connectString(connectString)
-                .sessionTimeoutMs(10000)
-                .connectionTimeoutMs(5000)
-                .retryPolicy(new ExponentialBackoffRetry(100, 10))
-                .build();
-        client.start();
+        CuratorFramework client = startClient(connectString, null);
         synchronized (clients) {
             clients.add(client);
         }
@@ -133,62 +109,45 @@ public final class CuratorRwLockWorker {
     }
 
     /** One participant driven by commands: a client, a lock, and the one thread that uses them. */
-    private final class Slot implements Runnable {
-        final String name;
+    private final class Slot extends CuratorWorker.Slot {
         final CuratorFramework client;
         final InterProcessReadWriteLock lock;
-        final LinkedBlockingQueue<String[]> commands = new LinkedBlockingQueue<>();
-        final Thread thread;
         /** The half of the lock this slot holds, or null. */
         InterProcessMutex held;
 
         Slot(String name) {
-            this.name = name;
+            super(name);
             this.client = newClient();
             this.lock = newLock(client, idPrefix + "-" + name);
-            this.thread = new Thread(this, "slot-" + name);
-            this.thread.setDaemon(true);
-            this.thread.start();
+            start();
         }
 
         @Override
-        public void run() {
-            while (true) {
-                String[] command;
-                try {
-                    command = commands.take();
-                } catch (InterruptedException e) {
-                    return;
-                }
-                try {
-                    switch (command[0]) {
-                        case "READ":
-                            acquire(lock.readLock(), "READ", -1);
-                            break;
-                        case "WRITE":
-                            acquire(lock.writeLock(), "WRITE", -1);
-                            break;
-                        case "TRY_READ":
-                            acquire(lock.readLock(), "READ", Long.parseLong(command[2]));
-                            break;
-                        case "TRY_WRITE":
-                            acquire(lock.writeLock(), "WRITE", Long.parseLong(command[2]));
-                            break;
-                        case "RELEASE":
-                            if (held == null) {
-                                say("ERROR " + name + " RELEASE without a hold");
-                                break;
-                            }
-                            held.release();
-                            held = null;
-                            say("RELEASED " + name);
-                            break;
-                        default:
-                            say("ERROR " + name + " unknown slot command " + command[0]);
+        boolean handle(String[] command) throws Exception {
+            switch (command[0]) {
+                case "READ":
+                    acquire(lock.readLock(), "READ", -1);
+                    return true;
+                case "WRITE":
+                    acquire(lock.writeLock(), "WRITE", -1);
+                    return true;
+                case "TRY_READ":
+                    acquire(lock.readLock(), "READ", Long.parseLong(command[2]));
+                    return true;
+                case "TRY_WRITE":
+                    acquire(lock.writeLock(), "WRITE", Long.parseLong(command[2]));
+                    return true;
+                case "RELEASE":
+                    if (held == null) {
+                        say("ERROR " + name + " RELEASE without a hold");
+                        return true;
                     }
-                } catch (Exception e) {
-                    say("ERROR " + name + " " + oneLine(e));
-                }
+                    held.release();
+                    held = null;
+                    say("RELEASED " + name);
+                    return true;
+                default:
+                    return false;
             }
         }
 
@@ -208,23 +167,10 @@ public final class CuratorRwLockWorker {
             }
             if (granted) {
                 held = half;
-                say(mode + "_HELD " + name + " " + ownNode());
+                say(mode + "_HELD " + name + " " + ownNode(client, lockPath));
             } else {
                 say(mode + "_TIMEOUT " + name);
             }
-        }
-
-        /** The node this slot's session owns under the lock path. */
-        private String ownNode() throws Exception {
-            long session = client.getZookeeperClient().getZooKeeper().getSessionId();
-            for (String child : client.getChildren().forPath(lockPath)) {
-                String path = lockPath + "/" + child;
-                Stat stat = client.checkExists().forPath(path);
-                if (stat != null && stat.getEphemeralOwner() == session) {
-                    return path;
-                }
-            }
-            return "?";
         }
     }
 
@@ -262,18 +208,7 @@ public final class CuratorRwLockWorker {
             writer.start();
             writers.add(writer);
         }
-        Thread waiter = new Thread(() -> {
-            for (Thread writer : writers) {
-                try {
-                    writer.join();
-                } catch (InterruptedException e) {
-                    return;
-                }
-            }
-            say("INCREMENTED " + (threads * n));
-        }, "writers-done");
-        waiter.setDaemon(true);
-        waiter.start();
+        whenAllEnd(writers, "writers-done", () -> say("INCREMENTED " + (threads * n)));
     }
 
     /** Starts `threads` readers that check the pair until {@link #readersStopping} is set. */
@@ -346,53 +281,38 @@ public final class CuratorRwLockWorker {
 
     private void run() throws Exception {
         admin = newClient();
-        if (!admin.blockUntilConnected(30, TimeUnit.SECONDS)) {
-            say("ERROR - could not connect to " + connectString);
-            return;
-        }
-        say("READY");
-        BufferedReader in = new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8));
-        String line;
-        while ((line = in.readLine()) != null) {
-            String[] command = line.trim().split("\\s+");
-            if (command.length == 0 || command[0].isEmpty()) {
-                continue;
-            }
-            try {
-                switch (command[0]) {
-                    case "READ":
-                    case "WRITE":
-                    case "TRY_READ":
-                    case "TRY_WRITE":
-                    case "RELEASE":
-                        slot(command[1]).commands.put(command);
-                        break;
-                    case "INCREMENT":
-                        startWriters(Integer.parseInt(command[1]), Integer.parseInt(command[2]));
-                        break;
-                    case "READERS":
-                        startReaders(Integer.parseInt(command[1]));
-                        break;
-                    case "STOP_READERS":
-                        stopReaders();
-                        break;
-                    case "PARTICIPANTS":
-                        say("PARTICIPANTS " + participants());
-                        break;
-                    case "QUIT":
-                        quit();
-                        return;
-                    default:
-                        say("ERROR - unknown command " + command[0]);
-                }
-            } catch (Exception e) {
-                say("ERROR - " + oneLine(e));
-            }
-        }
-        quit();
+        serve(admin, connectString);
     }
 
-    private void quit() {
+    @Override
+    boolean handle(String[] command) throws Exception {
+        switch (command[0]) {
+            case "READ":
+            case "WRITE":
+            case "TRY_READ":
+            case "TRY_WRITE":
+            case "RELEASE":
+                slot(command[1]).commands.put(command);
+                return true;
+            case "INCREMENT":
+                startWriters(Integer.parseInt(command[1]), Integer.parseInt(command[2]));
+                return true;
+            case "READERS":
+                startReaders(Integer.parseInt(command[1]));
+                return true;
+            case "STOP_READERS":
+                stopReaders();
+                return true;
+            case "PARTICIPANTS":
+                say("PARTICIPANTS " + participants());
+                return true;
+            default:
+                return false;
+        }
+    }
+
+    @Override
+    void quit() {
         readersStopping.set(true);
         for (Slot slot : slots.values()) {
             slot.thread.interrupt();

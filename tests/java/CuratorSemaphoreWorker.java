@@ -1,23 +1,17 @@
-import java.io.BufferedReader;
-import java.io.InputStreamReader;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
-import java.util.Collection;
 import java.util.Comparator;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
 
 import org.apache.curator.framework.CuratorFramework;
-import org.apache.curator.framework.CuratorFrameworkFactory;
 import org.apache.curator.framework.recipes.locks.InterProcessSemaphoreMutex;
 import org.apache.curator.framework.recipes.locks.InterProcessSemaphoreV2;
 import org.apache.curator.framework.recipes.locks.Lease;
-import org.apache.curator.retry.ExponentialBackoffRetry;
 import org.apache.zookeeper.CreateMode;
 import org.apache.zookeeper.KeeperException;
 
@@ -62,20 +56,7 @@ import org.apache.zookeeper.KeeperException;
  * </ul>
  * Failures print {@code ERROR <who> <message>}. {@code READY} is printed at start.
  */
-public final class CuratorSemaphoreWorker {
-    private static final Object OUT = new Object();
-
-    private static void say(String line) {
-        synchronized (OUT) {
-            System.out.println(line);
-            System.out.flush();
-        }
-    }
-
-    private static String oneLine(Exception e) {
-        return e.toString().replace('\n', ' ');
-    }
-
+public final class CuratorSemaphoreWorker extends CuratorWorker {
     private final String connectString;
     private final String semaphorePath;
     private final int maxLeases;
@@ -99,14 +80,9 @@ public final class CuratorSemaphoreWorker {
         this.insidePath = insidePath;
     }
 
+    /** A started client, closed by {@link #quit}. */
     private CuratorFramework newClient() {
-        CuratorFramework client = CuratorFrameworkFactory.builder()
-                .connectString(connectString)
-                .sessionTimeoutMs(10000)
-                .connectionTimeoutMs(5000)
-                .retryPolicy(new ExponentialBackoffRetry(100, 10))
-                .build();
-        client.start();
+        CuratorFramework client = startClient(connectString, null);
         synchronized (clients) {
             clients.add(client);
         }
@@ -120,67 +96,50 @@ public final class CuratorSemaphoreWorker {
     }
 
     /** One participant driven by commands: a client, a semaphore, and the thread that uses them. */
-    private final class Slot implements Runnable {
-        final String name;
+    private final class Slot extends CuratorWorker.Slot {
         final InterProcessSemaphoreV2 semaphore;
-        final LinkedBlockingQueue<String[]> commands = new LinkedBlockingQueue<>();
-        final Thread thread;
         /** The lease this slot holds, or null. */
         Lease held;
         /** The slot's InterProcessSemaphoreMutex, made on first use. */
         InterProcessSemaphoreMutex mutex;
 
         Slot(String name) {
-            this.name = name;
+            super(name);
             this.semaphore = newSemaphore(newClient(), idPrefix + "-" + name);
-            this.thread = new Thread(this, "slot-" + name);
-            this.thread.setDaemon(true);
-            this.thread.start();
+            start();
         }
 
         @Override
-        public void run() {
-            while (true) {
-                String[] command;
-                try {
-                    command = commands.take();
-                } catch (InterruptedException e) {
-                    return;
-                }
-                try {
-                    switch (command[0]) {
-                        case "ACQUIRE":
-                            acquire(-1);
-                            break;
-                        case "TRY_ACQUIRE":
-                            acquire(Long.parseLong(command[2]));
-                            break;
-                        case "MUTEX_TRY":
-                            if (mutex == null) {
-                                mutex = new InterProcessSemaphoreMutex(newClient(), semaphorePath);
-                            }
-                            boolean acquired = mutex.acquire(Long.parseLong(command[2]), TimeUnit.MILLISECONDS);
-                            say((acquired ? "MUTEX_ACQUIRED " : "MUTEX_TIMEOUT ") + name);
-                            break;
-                        case "MUTEX_RELEASE":
-                            mutex.release();
-                            say("MUTEX_RELEASED " + name);
-                            break;
-                        case "RELEASE":
-                            if (held == null) {
-                                say("ERROR " + name + " RELEASE without a lease");
-                                break;
-                            }
-                            held.close();
-                            held = null;
-                            say("RELEASED " + name);
-                            break;
-                        default:
-                            say("ERROR " + name + " unknown slot command " + command[0]);
+        boolean handle(String[] command) throws Exception {
+            switch (command[0]) {
+                case "ACQUIRE":
+                    acquire(-1);
+                    return true;
+                case "TRY_ACQUIRE":
+                    acquire(Long.parseLong(command[2]));
+                    return true;
+                case "MUTEX_TRY":
+                    if (mutex == null) {
+                        mutex = new InterProcessSemaphoreMutex(newClient(), semaphorePath);
                     }
-                } catch (Exception e) {
-                    say("ERROR " + name + " " + oneLine(e));
-                }
+                    boolean acquired = mutex.acquire(Long.parseLong(command[2]), TimeUnit.MILLISECONDS);
+                    say((acquired ? "MUTEX_ACQUIRED " : "MUTEX_TIMEOUT ") + name);
+                    return true;
+                case "MUTEX_RELEASE":
+                    mutex.release();
+                    say("MUTEX_RELEASED " + name);
+                    return true;
+                case "RELEASE":
+                    if (held == null) {
+                        say("ERROR " + name + " RELEASE without a lease");
+                        return true;
+                    }
+                    held.close();
+                    held = null;
+                    say("RELEASED " + name);
+                    return true;
+                default:
+                    return false;
             }
         }
 
@@ -233,18 +192,8 @@ public final class CuratorSemaphoreWorker {
             churner.start();
             churners.add(churner);
         }
-        Thread waiter = new Thread(() -> {
-            for (Thread churner : churners) {
-                try {
-                    churner.join();
-                } catch (InterruptedException e) {
-                    return;
-                }
-            }
-            say("CHURNED " + acquisitions.get() + " " + maxSeen.get() + " " + violations.get() + " " + mixed.get());
-        }, "churn-done");
-        waiter.setDaemon(true);
-        waiter.start();
+        whenAllEnd(churners, "churn-done", () -> say(
+                "CHURNED " + acquisitions.get() + " " + maxSeen.get() + " " + violations.get() + " " + mixed.get()));
     }
 
     /** A holder's turn at the checker: marker in, look, work, marker out. */
@@ -292,47 +241,32 @@ public final class CuratorSemaphoreWorker {
 
     private void run() throws Exception {
         admin = newClient();
-        if (!admin.blockUntilConnected(30, TimeUnit.SECONDS)) {
-            say("ERROR - could not connect to " + connectString);
-            return;
-        }
-        say("READY");
-        BufferedReader in = new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8));
-        String line;
-        while ((line = in.readLine()) != null) {
-            String[] command = line.trim().split("\\s+");
-            if (command.length == 0 || command[0].isEmpty()) {
-                continue;
-            }
-            try {
-                switch (command[0]) {
-                    case "ACQUIRE":
-                    case "TRY_ACQUIRE":
-                    case "RELEASE":
-                    case "MUTEX_TRY":
-                    case "MUTEX_RELEASE":
-                        slot(command[1]).commands.put(command);
-                        break;
-                    case "CHURN":
-                        startChurn(Integer.parseInt(command[1]), Integer.parseInt(command[2]));
-                        break;
-                    case "PARTICIPANTS":
-                        say("PARTICIPANTS " + participants());
-                        break;
-                    case "QUIT":
-                        quit();
-                        return;
-                    default:
-                        say("ERROR - unknown command " + command[0]);
-                }
-            } catch (Exception e) {
-                say("ERROR - " + oneLine(e));
-            }
-        }
-        quit();
+        serve(admin, connectString);
     }
 
-    private void quit() {
+    @Override
+    boolean handle(String[] command) throws Exception {
+        switch (command[0]) {
+            case "ACQUIRE":
+            case "TRY_ACQUIRE":
+            case "RELEASE":
+            case "MUTEX_TRY":
+            case "MUTEX_RELEASE":
+                slot(command[1]).commands.put(command);
+                return true;
+            case "CHURN":
+                startChurn(Integer.parseInt(command[1]), Integer.parseInt(command[2]));
+                return true;
+            case "PARTICIPANTS":
+                say("PARTICIPANTS " + participants());
+                return true;
+            default:
+                return false;
+        }
+    }
+
+    @Override
+    void quit() {
         for (Slot slot : slots.values()) {
             slot.thread.interrupt();
         }
