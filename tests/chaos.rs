@@ -266,6 +266,27 @@ impl Shared {
 }
 
 /// Sleeps for `duration`, or less if the run is stopped.
+/// Acquires with `acquire` unless the run stops first: `None` if it stopped, or if the acquire
+/// failed (noted, then a short pause so that a failing acquire does not spin).
+async fn acquire_or_pause<T>(
+    shared: &Shared,
+    what: &str,
+    acquire: impl std::future::Future<Output = Result<T, Error>>,
+) -> Option<T> {
+    let acquired = tokio::select! {
+        _ = shared.stop.cancelled() => return None,
+        acquired = acquire => acquired,
+    };
+    match acquired {
+        Ok(held) => Some(held),
+        Err(e) => {
+            shared.note_error(what, &e);
+            pause(&shared.stop, Duration::from_millis(50)).await;
+            None
+        }
+    }
+}
+
 async fn pause(stop: &CancellationToken, duration: Duration) {
     tokio::select! {
         _ = stop.cancelled() => {}
@@ -380,17 +401,9 @@ async fn mutex_worker(
         .unwrap()
         .with_id(format!("mutex-{participant}"));
     while !shared.stop.is_cancelled() {
-        let acquired = tokio::select! {
-            _ = shared.stop.cancelled() => break,
-            acquired = mutex.acquire() => acquired,
-        };
-        let guard = match acquired {
-            Ok(guard) => guard,
-            Err(e) => {
-                shared.note_error("mutex acquire", &e);
-                pause(&shared.stop, Duration::from_millis(50)).await;
-                continue;
-            }
+        // `None` when the run stops (the loop's condition ends it) or the acquire failed.
+        let Some(guard) = acquire_or_pause(&shared, "mutex acquire", mutex.acquire()).await else {
+            continue;
         };
         if guard.is_lost() {
             shared.note("mutex lost before its critical section");
@@ -440,17 +453,10 @@ async fn read_write_worker(
         } else {
             lock.read_lock()
         };
-        let acquired = tokio::select! {
-            _ = shared.stop.cancelled() => break,
-            acquired = half.acquire() => acquired,
-        };
-        let guard = match acquired {
-            Ok(guard) => guard,
-            Err(e) => {
-                shared.note_error("read/write acquire", &e);
-                pause(&shared.stop, Duration::from_millis(50)).await;
-                continue;
-            }
+        // `None` when the run stops (the loop's condition ends it) or the acquire failed.
+        let Some(guard) = acquire_or_pause(&shared, "read/write acquire", half.acquire()).await
+        else {
+            continue;
         };
         let mut downgraded = None;
         if guard.is_lost() {
@@ -516,17 +522,10 @@ async fn semaphore_worker(
         .unwrap()
         .with_id(format!("semaphore-{participant}"));
     while !shared.stop.is_cancelled() {
-        let acquired = tokio::select! {
-            _ = shared.stop.cancelled() => break,
-            acquired = semaphore.acquire() => acquired,
-        };
-        let lease = match acquired {
-            Ok(lease) => lease,
-            Err(e) => {
-                shared.note_error("semaphore acquire", &e);
-                pause(&shared.stop, Duration::from_millis(50)).await;
-                continue;
-            }
+        // `None` when the run stops (the loop's condition ends it) or the acquire failed.
+        let Some(lease) = acquire_or_pause(&shared, "semaphore acquire", semaphore.acquire()).await
+        else {
+            continue;
         };
         if lease.is_lost() {
             shared.note("lease lost before its critical section");

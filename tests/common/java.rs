@@ -225,6 +225,29 @@ pub fn spawn<S: AsRef<std::ffi::OsStr>>(classes: &Path, class: &str, args: &[S])
         })
 }
 
+/// Word `n` (from 0) of a worker's line, e.g. the node in `ACQUIRED <slot> <node>`.
+///
+/// # Panics
+///
+/// If the line has no such word.
+pub fn word(line: &str, n: usize) -> String {
+    line.split_whitespace()
+        .nth(n)
+        .unwrap_or_else(|| panic!("no word {n} in {line:?}"))
+        .to_owned()
+}
+
+/// The numbers after the first word of a worker's line (`CHURNED 300 3 0 41`), if there are
+/// exactly `N` of them.
+pub fn numbers<const N: usize>(line: &str) -> Option<[u64; N]> {
+    let parsed: Option<Vec<u64>> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|n| n.parse().ok())
+        .collect();
+    parsed?.try_into().ok()
+}
+
 /// A Java program spoken to in lines: commands on its stdin, answers on its stdout.
 ///
 /// Killed when dropped (call [`quit`](Self::quit) for a clean end).
@@ -342,6 +365,26 @@ impl JavaProcess {
     /// Every line read so far.
     pub fn transcript(&self) -> &[String] {
         &self.transcript
+    }
+
+    /// The lines read so far that start with `prefix` (say the workers' `VIOLATION`s).
+    pub fn lines_starting_with(&self, prefix: &str) -> Vec<&String> {
+        self.transcript
+            .iter()
+            .filter(|line| line.starts_with(prefix))
+            .collect()
+    }
+
+    /// Sends `command` and returns the rest of the answer line that starts with it, trimmed
+    /// (say `PARTICIPANTS` → `R:java-j,R:rust-r`); at most `deadline`.
+    ///
+    /// # Panics
+    ///
+    /// As [`expect`](Self::expect).
+    pub async fn query(&mut self, command: &str, deadline: Duration) -> String {
+        self.send(command).await;
+        let line = self.expect(command, deadline).await;
+        line[command.len()..].trim().to_owned()
     }
 
     /// Sends `command` (say `"QUIT"`) and waits, at most `deadline`, for the process to exit.

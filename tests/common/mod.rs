@@ -5,10 +5,11 @@
 //! * [`unique_path`]: a fresh znode path per test, so tests sharing a server do not collide.
 //! * [`init_tracing`]: logs to the test output, filtered by `RUST_LOG`.
 //! * [`eventually`] / [`eventually_async`]: wait for a condition under a deadline, never a
-//!   bare sleep.
-//!
-//! Only raw `zookeeper_client` is used here, so these helpers do not depend on the crate's
-//! connection manager.
+//!   bare sleep; [`eventually_children`] and [`children_of`] look at a parent's children.
+//! * [`connect_with`]: a crate [`Client`] with given timeouts.
+//! * [`join_within`]: a spawned task's result, under a deadline.
+//! * [`mode_letter`]: `R` or `W` for a read/write lock's node, as the Java workers write it.
+//! * [`java`]: Java processes running Apache Curator, for the interop tests.
 #![allow(dead_code)] // Each test binary uses a different subset.
 
 pub mod java;
@@ -17,8 +18,9 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use tokio::sync::OnceCell;
+use tokio::task::JoinHandle;
 use zk_recipes::testing::TestingServer;
-use zk_recipes::Client;
+use zk_recipes::{Client, LockMode};
 
 /// Environment variable with the connect string of an external ZooKeeper to use instead of
 /// starting one.
@@ -170,4 +172,25 @@ pub async fn eventually_children(observer: &Client, path: &str, expected: usize,
         children_of(observer, path).await.len() == expected
     })
     .await;
+}
+
+/// The result of the spawned `task`, which must end within `deadline`.
+///
+/// # Panics
+///
+/// If it does not end in time (`what` says what was awaited), or it panicked.
+pub async fn join_within<T>(task: JoinHandle<T>, deadline: Duration, what: &str) -> T {
+    tokio::time::timeout(deadline, task)
+        .await
+        .unwrap_or_else(|_| panic!("timed out after {deadline:?} waiting for {what}"))
+        .expect("the task panicked")
+}
+
+/// `'R'` for a read node (shared), `'W'` for a write node (exclusive): the letters the Java
+/// read/write lock worker uses.
+pub fn mode_letter(mode: LockMode) -> char {
+    match mode {
+        LockMode::Shared => 'R',
+        LockMode::Exclusive => 'W',
+    }
 }

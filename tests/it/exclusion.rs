@@ -18,13 +18,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::common::java::{self, JavaProcess};
-use crate::common::{eventually, eventually_async, init_tracing, unique_path, zk_server};
+use crate::common::{
+    eventually, eventually_async, init_tracing, mode_letter, unique_path, zk_server,
+};
 use futures::StreamExt;
 use zk_recipes::retry::RetryNTimes;
 use zk_recipes::testing::{Backend, ServerOptions, TestingServer};
 use zk_recipes::{
     BoxError, Client, Error, InterProcessMutex, InterProcessReadWriteLock, InterProcessSemaphoreV2,
-    LeaderSelector, LeaderSelectorListener, Leadership, LockGuard, LockMode,
+    LeaderSelector, LeaderSelectorListener, Leadership, LockGuard,
 };
 
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -697,10 +699,7 @@ async fn read_write_queue(lock: &InterProcessReadWriteLock) -> Vec<String> {
         .await
         .unwrap()
         .into_iter()
-        .map(|p| {
-            let kind = if p.mode == LockMode::Shared { 'R' } else { 'W' };
-            format!("{}:{kind}", p.id)
-        })
+        .map(|p| format!("{}:{}", p.id, mode_letter(p.mode)))
         .collect()
 }
 

@@ -117,7 +117,7 @@ async fn each_side_sees_the_others_participants() {
     // Java holds: Rust sees it first, and cannot get the lock.
     worker.send("ACQUIRE h").await;
     let acquired = worker.expect("ACQUIRED h", DEADLINE).await;
-    let java_node = acquired.split_whitespace().nth(2).unwrap().to_owned();
+    let java_node = java::word(&acquired, 2);
     let participants = mutex.participants().await.unwrap();
     assert_eq!(ids(&participants), ["java-h"]);
     assert!(participants[0].is_leader);
@@ -269,7 +269,7 @@ async fn revocation_works_across_languages() {
     worker.expect("REVOCABLE h", DEADLINE).await;
     worker.send("ACQUIRE h").await;
     let acquired = worker.expect("ACQUIRED h", DEADLINE).await;
-    let java_node = acquired.split_whitespace().nth(2).unwrap().to_owned();
+    let java_node = java::word(&acquired, 2);
     Revoker::attempt_revoke(&client, &java_node).await.unwrap();
     worker.expect("REVOKE_REQUESTED h", DEADLINE).await;
     worker.send("RELEASE h").await;

@@ -17,9 +17,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::common::java::{self, JavaProcess};
-use crate::common::{eventually_async, eventually_children, init_tracing, unique_path, zk_server};
+use crate::common::{
+    eventually_async, eventually_children, init_tracing, join_within, mode_letter, unique_path,
+    zk_server,
+};
 use zk_recipes::zookeeper_client::CreateMode;
-use zk_recipes::{Client, InterProcessReadWriteLock, LockMode, Participant};
+use zk_recipes::{Client, InterProcessReadWriteLock, Participant};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 const WORKER: &str = "CuratorRwLockWorker";
@@ -39,25 +42,12 @@ async fn start_worker(server: &str, lock: &str, prefix: &str, data: &str) -> Jav
     JavaProcess::worker(WORKER, &[server, lock, prefix, data]).await
 }
 
-/// `'R'` for a read node (shared), `'W'` for a write node (exclusive): the letters the Java
-/// worker's `PARTICIPANTS` uses. (`matches!`, so this compiles whether or not `LockMode` is
-/// `#[non_exhaustive]`.)
-fn mode_letter(mode: &LockMode) -> char {
-    if matches!(mode, LockMode::Shared) {
-        'R'
-    } else if matches!(mode, LockMode::Exclusive) {
-        'W'
-    } else {
-        '?'
-    }
-}
-
 /// The queue as the assertions compare it: each participant's id, mode letter, and whether
 /// it holds the lock, in queue order.
 fn queue(participants: &[Participant]) -> Vec<(&str, char, bool)> {
     participants
         .iter()
-        .map(|p| (p.id.as_str(), mode_letter(&p.mode), p.is_leader))
+        .map(|p| (p.id.as_str(), mode_letter(p.mode), p.is_leader))
         .collect()
 }
 
@@ -72,18 +62,7 @@ async fn await_queue(view: &InterProcessReadWriteLock, expected: &[(&str, char, 
 
 /// Curator's view of the queue, from the worker: `R:<id>,W:<id>,...`.
 async fn java_queue(worker: &mut JavaProcess) -> String {
-    worker.send("PARTICIPANTS").await;
-    let line = worker.expect("PARTICIPANTS", DEADLINE).await;
-    line.strip_prefix("PARTICIPANTS").unwrap().trim().to_owned()
-}
-
-/// The full node path at the end of a worker's `READ_HELD <slot> <node>` or
-/// `WRITE_HELD <slot> <node>`.
-fn held_node(line: &str) -> String {
-    line.split_whitespace()
-        .nth(2)
-        .unwrap_or_else(|| panic!("no node in {line:?}"))
-        .to_owned()
+    worker.query("PARTICIPANTS", DEADLINE).await
 }
 
 async fn read_string(client: &Client, path: &str) -> String {
@@ -211,10 +190,7 @@ async fn writers_of_both_languages_exclude_each_other_and_all_readers() {
 
     let mut rust_reads = ReadChecks::default();
     for reader in readers {
-        let (seen, violations) = tokio::time::timeout(DEADLINE, reader)
-            .await
-            .expect("the Rust readers stop")
-            .unwrap();
+        let (seen, violations) = join_within(reader, DEADLINE, "the Rust readers stop").await;
         assert!(
             violations.is_empty(),
             "a Rust reader saw a half-written pair (a, b): {violations:?}"
@@ -224,21 +200,12 @@ async fn writers_of_both_languages_exclude_each_other_and_all_readers() {
     }
     worker.send("STOP_READERS").await;
     let java_reads = worker.expect("READ_CHECKS", DEADLINE).await;
-    let java_violations: Vec<&String> = worker
-        .transcript()
-        .iter()
-        .filter(|line| line.starts_with("VIOLATION"))
-        .collect();
+    let java_violations = worker.lines_starting_with("VIOLATION");
     assert!(
         java_violations.is_empty(),
         "a Java reader saw a half-written pair: {java_violations:?}"
     );
-    let java_counts: Vec<u64> = java_reads
-        .split_whitespace()
-        .skip(1)
-        .map(|n| n.parse().unwrap())
-        .collect();
-    let &[java_checks, java_values, java_violation_count] = java_counts.as_slice() else {
+    let Some([java_checks, java_values, java_violation_count]) = java::numbers(&java_reads) else {
         panic!("READ_CHECKS <checks> <values> <violations>: {java_reads:?}");
     };
     assert_eq!(java_violation_count, 0, "{java_reads}");
@@ -288,7 +255,7 @@ async fn readers_of_both_languages_share_the_lock() {
 
     // Java reads first; Rust reads beside it.
     worker.send("READ j").await;
-    let java_node = held_node(&worker.expect("READ_HELD j", DEADLINE).await);
+    let java_node = java::word(&worker.expect("READ_HELD j", DEADLINE).await, 2);
     let rust_guard = rw
         .read_lock()
         .try_acquire(Duration::from_secs(10))
@@ -355,7 +322,7 @@ async fn a_writer_of_either_language_keeps_the_others_readers_out() {
 
     // Java writes: a Rust reader cannot get in.
     worker.send("WRITE w").await;
-    let java_node = held_node(&worker.expect("WRITE_HELD w", DEADLINE).await);
+    let java_node = java::word(&worker.expect("WRITE_HELD w", DEADLINE).await, 2);
     let participants = view.participants().await.unwrap();
     assert_eq!(queue(&participants), [("java-w", 'W', true)]);
     assert_eq!(format!("{lock}/{}", participants[0].node), java_node);
@@ -399,10 +366,12 @@ async fn a_writer_of_either_language_keeps_the_others_readers_out() {
     );
     worker.send("RELEASE w").await;
     worker.expect("RELEASED w", DEADLINE).await;
-    let (read_guard, java_node_gone) = tokio::time::timeout(DEADLINE, waiter)
-        .await
-        .expect("the Rust reader's grant after the Java writer released")
-        .unwrap();
+    let (read_guard, java_node_gone) = join_within(
+        waiter,
+        DEADLINE,
+        "the Rust reader's grant after the Java writer released",
+    )
+    .await;
     assert!(
         java_node_gone,
         "the Rust reader was granted beside the Java writer"

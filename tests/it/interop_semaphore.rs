@@ -13,8 +13,10 @@ use std::time::Duration;
 
 use crate::common::java::{self, JavaProcess};
 use crate::common::{
-    children_of, eventually_async, eventually_children, init_tracing, unique_path, zk_server,
+    children_of, eventually_async, eventually_children, init_tracing, join_within, unique_path,
+    zk_server,
 };
+use crate::semaphore::await_leases;
 use zk_recipes::zookeeper_client::CreateMode;
 use zk_recipes::{Client, InterProcessSemaphoreMutex, InterProcessSemaphoreV2, Lease};
 
@@ -42,17 +44,12 @@ async fn start_worker(server: &str, path: &str, prefix: &str, inside: &str) -> J
 /// Curator's view of the lease nodes, from the worker: their ids in sequence order,
 /// `<id>,<id>,...`.
 async fn java_participants(worker: &mut JavaProcess) -> String {
-    worker.send("PARTICIPANTS").await;
-    let line = worker.expect("PARTICIPANTS", DEADLINE).await;
-    line.strip_prefix("PARTICIPANTS").unwrap().trim().to_owned()
+    worker.query("PARTICIPANTS", DEADLINE).await
 }
 
 /// The lease node name at the end of a worker's `ACQUIRED <slot> <name>`.
 fn lease_node(line: &str) -> String {
-    line.split_whitespace()
-        .nth(2)
-        .unwrap_or_else(|| panic!("no lease node in {line:?}"))
-        .to_owned()
+    java::word(line, 2)
 }
 
 fn sorted<S: AsRef<str>>(names: &[S]) -> Vec<String> {
@@ -101,8 +98,7 @@ struct Checks {
 
 /// How long a holder works inside: 5 to 15 ms, at random.
 fn work_time() -> Duration {
-    let jitter = (uuid::Uuid::new_v4().as_u128() % 11) as u64;
-    Duration::from_millis(5 + jitter)
+    Duration::from_millis(fastrand::u64(5..=15))
 }
 
 /// A Rust holder's turn at the checker, with its lease granted: marker in, look, work,
@@ -199,10 +195,7 @@ async fn java_and_rust_holders_never_exceed_the_limit() {
 
     let mut rust = Checks::default();
     for task in tasks {
-        let checks = tokio::time::timeout(DEADLINE, task)
-            .await
-            .expect("the Rust holders finish")
-            .unwrap();
+        let checks = join_within(task, DEADLINE, "the Rust holders finish").await;
         rust.acquisitions += checks.acquisitions;
         rust.max_seen = rust.max_seen.max(checks.max_seen);
         rust.mixed += checks.mixed;
@@ -210,11 +203,7 @@ async fn java_and_rust_holders_never_exceed_the_limit() {
         rust.lost += checks.lost;
     }
     let churned = worker.expect("CHURNED", DEADLINE).await;
-    let java_violations: Vec<&String> = worker
-        .transcript()
-        .iter()
-        .filter(|line| line.starts_with("VIOLATION"))
-        .collect();
+    let java_violations = worker.lines_starting_with("VIOLATION");
     assert!(
         java_violations.is_empty(),
         "a Java holder saw more than {MAX_LEASES} holders inside: {java_violations:?}"
@@ -225,13 +214,8 @@ async fn java_and_rust_holders_never_exceed_the_limit() {
         rust.lost,
         rust.violations
     );
-    let java_counts: Vec<u64> = churned
-        .split_whitespace()
-        .skip(1)
-        .map(|n| n.parse().unwrap())
-        .collect();
-    let &[java_acquisitions, java_max_seen, java_violation_count, java_mixed] =
-        java_counts.as_slice()
+    let Some([java_acquisitions, java_max_seen, java_violation_count, java_mixed]) =
+        java::numbers(&churned)
     else {
         panic!("CHURNED <acquisitions> <maxSeen> <violations> <mixed>: {churned:?}");
     };
@@ -263,20 +247,7 @@ async fn java_and_rust_holders_never_exceed_the_limit() {
         "semaphore checks"
     );
 
-    eventually_children(
-        &observer,
-        &format!("{path}/leases"),
-        0,
-        "every lease released",
-    )
-    .await;
-    eventually_children(
-        &observer,
-        &format!("{path}/locks"),
-        0,
-        "every internal lock node released",
-    )
-    .await;
+    await_leases(&observer, &path, 0).await;
     eventually_children(&observer, &inside_path, 0, "every marker deleted").await;
     worker.quit("QUIT", Duration::from_secs(10)).await;
 }
@@ -363,10 +334,12 @@ async fn a_full_semaphore_keeps_the_other_language_out() {
     );
     worker.send("RELEASE a").await;
     worker.expect("RELEASED a", DEADLINE).await;
-    let (first, released_gone) = tokio::time::timeout(DEADLINE, waiter)
-        .await
-        .expect("the Rust acquire's grant after Java released a lease")
-        .unwrap();
+    let (first, released_gone) = join_within(
+        waiter,
+        DEADLINE,
+        "the Rust acquire's grant after Java released a lease",
+    )
+    .await;
     assert!(
         released_gone,
         "the Rust acquire was granted beside Java's three leases"
@@ -461,14 +434,7 @@ async fn a_full_semaphore_keeps_the_other_language_out() {
     }
     worker.send("RELEASE d").await;
     worker.expect("RELEASED d", DEADLINE).await;
-    eventually_children(&observer, &leases_path, 0, "every lease released").await;
-    eventually_children(
-        &observer,
-        &locks_path,
-        0,
-        "every internal lock node released",
-    )
-    .await;
+    await_leases(&observer, &path, 0).await;
     worker.quit("QUIT", Duration::from_secs(10)).await;
 }
 
@@ -505,11 +471,13 @@ async fn semaphore_mutexes_of_both_languages_share_one_mutex() {
     assert!(!waiting.is_finished());
     worker.send("MUTEX_RELEASE a").await;
     worker.expect("MUTEX_RELEASED a", DEADLINE).await;
-    let lease = tokio::time::timeout(DEADLINE, waiting)
-        .await
-        .expect("the Rust waiter gets in once Curator's holder releases")
-        .unwrap()
-        .expect("lease");
+    let lease = join_within(
+        waiting,
+        DEADLINE,
+        "the Rust waiter gets in once Curator's holder releases",
+    )
+    .await
+    .expect("lease");
 
     worker.send("MUTEX_TRY b 300").await;
     worker.expect("MUTEX_TIMEOUT b", DEADLINE).await;
@@ -520,14 +488,7 @@ async fn semaphore_mutexes_of_both_languages_share_one_mutex() {
     worker.expect("MUTEX_ACQUIRED b", DEADLINE).await;
     worker.send("MUTEX_RELEASE b").await;
     worker.expect("MUTEX_RELEASED b", DEADLINE).await;
-    eventually_children(&client, &leases_path, 0, "no lease left").await;
-    eventually_children(
-        &client,
-        &format!("{path}/locks"),
-        0,
-        "no internal lock node left",
-    )
-    .await;
+    await_leases(&client, &path, 0).await;
     worker.quit("QUIT", DEADLINE).await;
     client.close().await;
 }

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::common::{
-    children_of, connect_with, eventually_async, eventually_children, init_tracing, unique_path,
-    zk_server,
+    children_of, connect_with, eventually_async, eventually_children, init_tracing, join_within,
+    mode_letter, unique_path, zk_server,
 };
 use zk_recipes::zookeeper_client::CreateMode;
 use zk_recipes::{Client, Error, InterProcessMutex, InterProcessReadWriteLock, LockMode};
@@ -37,10 +37,7 @@ async fn queue_kinds(lock: &InterProcessReadWriteLock) -> String {
         .await
         .expect("participants")
         .iter()
-        .map(|p| match p.mode {
-            LockMode::Shared => 'R',
-            LockMode::Exclusive => 'W',
-        })
+        .map(|p| mode_letter(p.mode))
         .collect()
 }
 
@@ -174,11 +171,13 @@ async fn a_downgrade_keeps_a_queued_writer_out_until_the_read_hold_goes() {
     );
     assert!(read.verify().await, "the read hold is good");
     read.release().await.expect("release the read hold");
-    let granted = tokio::time::timeout(DEADLINE, queued)
-        .await
-        .expect("the queued writer, once the read hold went")
-        .unwrap()
-        .expect("write");
+    let granted = join_within(
+        queued,
+        DEADLINE,
+        "the queued writer, once the read hold went",
+    )
+    .await
+    .expect("write");
     granted.release().await.expect("release");
     eventually_children(&holder_client, &path, 0, "no node left").await;
     holder_client.close().await;

@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::common::{
-    children_of, connect_with, eventually_async, eventually_children, init_tracing, unique_path,
-    zk_server,
+    children_of, connect_with, eventually_async, eventually_children, init_tracing, join_within,
+    unique_path, zk_server,
 };
 use tracing::instrument::WithSubscriber;
 use tracing_subscriber::layer::{Context, SubscriberExt};
@@ -84,8 +84,26 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for EventNodes {
     }
 }
 
+/// Skips transitions until `wanted` comes, at most [`DEADLINE`]; `blip` names the round.
+async fn until_state(
+    states: &mut zk_recipes::connection::ConnectionStates,
+    wanted: ConnectionState,
+    blip: usize,
+) {
+    let found = async {
+        while let Some(state) = states.next().await {
+            if state == wanted {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(DEADLINE, found)
+        .await
+        .unwrap_or_else(|_| panic!("blip {blip}: no {wanted}"));
+}
+
 /// Waits until `path/leases` holds `expected` lease nodes and `path/locks` none.
-async fn await_leases(observer: &Client, path: &str, expected: usize) {
+pub(crate) async fn await_leases(observer: &Client, path: &str, expected: usize) {
     eventually_children(
         observer,
         &format!("{path}/leases"),
@@ -223,10 +241,8 @@ async fn a_lease_deleted_from_outside_is_lost_and_frees_its_place() {
         .expect("the deleted lease is lost");
     assert!(lease.is_lost());
     assert!(!lease.verify().await);
-    let granted = tokio::time::timeout(DEADLINE, waiting)
+    let granted = join_within(waiting, DEADLINE, "the waiter gets the freed place")
         .await
-        .expect("the waiter gets the freed place")
-        .unwrap()
         .expect("lease");
     lease
         .release()
@@ -269,10 +285,8 @@ async fn a_shared_count_change_reaches_the_waiter() {
     .await;
     assert!(!waiting.is_finished(), "two leases of one");
     count.set(2).await.expect("raise the count");
-    let second_lease = tokio::time::timeout(DEADLINE, waiting)
+    let second_lease = join_within(waiting, DEADLINE, "the raised count lets the waiter in")
         .await
-        .expect("the raised count lets the waiter in")
-        .unwrap()
         .expect("lease");
     assert!(!lease.is_lost(), "both hold now");
     second_lease.release().await.expect("release");
@@ -356,10 +370,8 @@ async fn a_waiter_whose_internal_lock_is_deleted_starts_again() {
     assert!(lease.verify().await, "the holder's lease is untouched");
     lease.release().await.expect("release");
     for task in [first, second] {
-        tokio::time::timeout(DEADLINE, task)
+        join_within(task, DEADLINE, "each waiter gets the lease in turn")
             .await
-            .expect("each waiter gets the lease in turn")
-            .unwrap()
             .expect("lease");
     }
     await_leases(&clients[0], &path, 0).await;
@@ -383,12 +395,12 @@ async fn a_waiting_acquire_outlives_many_connection_blips() {
     let path = unique_path("semaphore-blips");
     let holder_client = connect(&server).await;
     let proxy = FaultProxy::start(&server).await.expect("proxy");
-    let waiter_client = Client::builder(proxy.connect_string())
-        .session_timeout(Duration::from_secs(20))
-        .connection_timeout(Duration::from_secs(2))
-        .connect()
-        .await
-        .expect("connect through the proxy");
+    let waiter_client = connect_with(
+        &proxy.connect_string(),
+        Duration::from_secs(20),
+        Duration::from_secs(2),
+    )
+    .await;
     let holder = semaphore(&holder_client, &path, 1, "holder");
     let waiter = semaphore(&waiter_client, &path, 1, "waiter");
     let lease = holder.acquire().await.expect("lease");
@@ -413,27 +425,9 @@ async fn a_waiting_acquire_outlives_many_connection_blips() {
             waiting.await
         );
         proxy.cut();
-        let suspended = async {
-            while let Some(state) = states.next().await {
-                if state == ConnectionState::Suspended {
-                    return;
-                }
-            }
-        };
-        tokio::time::timeout(DEADLINE, suspended)
-            .await
-            .unwrap_or_else(|_| panic!("blip {blip}: no suspension"));
+        until_state(&mut states, ConnectionState::Suspended, blip).await;
         proxy.restore();
-        let reconnected = async {
-            while let Some(state) = states.next().await {
-                if state == ConnectionState::Reconnected {
-                    return;
-                }
-            }
-        };
-        tokio::time::timeout(DEADLINE, reconnected)
-            .await
-            .unwrap_or_else(|_| panic!("blip {blip}: no reconnection"));
+        until_state(&mut states, ConnectionState::Reconnected, blip).await;
         assert!(
             !waiting.is_finished(),
             "blip {blip} ended the wait: {:?}",
@@ -448,10 +442,8 @@ async fn a_waiting_acquire_outlives_many_connection_blips() {
     )
     .await;
     lease.release().await.expect("release");
-    let granted = tokio::time::timeout(DEADLINE, waiting)
+    let granted = join_within(waiting, DEADLINE, "granted after the blips")
         .await
-        .expect("granted after the blips")
-        .unwrap()
         .expect("lease");
     granted.release().await.expect("release");
     await_leases(&holder_client, &path, 0).await;
@@ -554,10 +546,8 @@ async fn a_shared_count_created_late_lets_the_waiter_in() {
         "a lease under a count that does not exist"
     );
     count.set(1).await.expect("create the count");
-    let lease = tokio::time::timeout(DEADLINE, waiting)
+    let lease = join_within(waiting, DEADLINE, "the count's creation lets the waiter in")
         .await
-        .expect("the count's creation lets the waiter in")
-        .unwrap()
         .expect("lease");
     lease.release().await.expect("release");
     await_leases(&client, &path, 0).await;
