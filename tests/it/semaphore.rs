@@ -14,11 +14,13 @@ use crate::common::{
     children_of, connect_with, eventually_async, eventually_children, init_tracing, join_within,
     unique_path, zk_server,
 };
+use tokio::task::JoinHandle;
 use tracing::instrument::WithSubscriber;
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use zk_recipes::testing::FaultProxy;
 use zk_recipes::{
-    Client, ConnectionState, InterProcessSemaphoreMutex, InterProcessSemaphoreV2, SharedCount,
+    Client, ConnectionState, InterProcessSemaphoreMutex, InterProcessSemaphoreV2, Lease,
+    SharedCount,
 };
 
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -82,6 +84,12 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for EventNodes {
             self.nodes.lock().unwrap().insert(fields.node);
         }
     }
+}
+
+/// An `acquire` of `semaphore` on a task of its own.
+fn spawn_acquire(semaphore: &InterProcessSemaphoreV2) -> JoinHandle<zk_recipes::Result<Lease>> {
+    let semaphore = semaphore.clone();
+    tokio::spawn(async move { semaphore.acquire().await })
 }
 
 /// Skips transitions until `wanted` comes, at most [`DEADLINE`]; `blip` names the round.
@@ -219,10 +227,7 @@ async fn a_lease_deleted_from_outside_is_lost_and_frees_its_place() {
     let holder = semaphore(&first, &path, 1, "holder");
     let waiter = semaphore(&second, &path, 1, "waiter");
     let lease = holder.acquire().await.expect("lease");
-    let waiting = tokio::spawn({
-        let waiter = waiter.clone();
-        async move { waiter.acquire().await }
-    });
+    let waiting = spawn_acquire(&waiter);
     // The waiter's lease node is made while it holds the internal lock.
     eventually_children(
         &first,
@@ -272,10 +277,7 @@ async fn a_shared_count_change_reaches_the_waiter() {
     )
     .unwrap();
     let lease = holder.acquire().await.expect("lease");
-    let waiting = tokio::spawn({
-        let waiter = waiter.clone();
-        async move { waiter.acquire().await }
-    });
+    let waiting = spawn_acquire(&waiter);
     eventually_children(
         &first,
         &format!("{path}/leases"),
@@ -475,12 +477,7 @@ async fn cancelled_acquires_leave_no_node() {
         )
         .await;
         // A second acquirer of the same handle queues behind the first for the internal lock.
-        let behind = (queued_behind == 1).then(|| {
-            tokio::spawn({
-                let waiter = waiter.clone();
-                async move { waiter.acquire().await }
-            })
-        });
+        let behind = (queued_behind == 1).then(|| spawn_acquire(&waiter));
         let locks = 1 + queued_behind;
         eventually_children(
             &first,
@@ -530,10 +527,7 @@ async fn a_shared_count_created_late_lets_the_waiter_in() {
     let count = SharedCount::new(&client, &count_path).expect("count");
     assert_eq!(count.get().await.unwrap(), None);
     let semaphore = InterProcessSemaphoreV2::with_shared_count(&client, &path, &count).unwrap();
-    let waiting = tokio::spawn({
-        let semaphore = semaphore.clone();
-        async move { semaphore.acquire().await }
-    });
+    let waiting = spawn_acquire(&semaphore);
     eventually_children(
         &client,
         &format!("{path}/leases"),
