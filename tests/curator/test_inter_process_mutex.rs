@@ -1,0 +1,1 @@
+//! Placeholder: ported in a following commit.
