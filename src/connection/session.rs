@@ -55,6 +55,11 @@ impl Session {
 
     /// The zookeeper-client handle of this session, for raw operations.
     ///
+    /// zookeeper-client closes a session on the server only when its last handle is
+    /// dropped: keep the handle for the requests at hand, not across a wait, or
+    /// [`Client::close`](crate::Client::close) cannot close the session while it is kept.
+    /// (The crate's own tasks that keep one end when the session is lost or closed.)
+    ///
     /// # Errors
     ///
     /// [`Error::SessionExpired`] once the session is lost, [`Error::Closed`] once the client

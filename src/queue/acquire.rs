@@ -436,8 +436,15 @@ impl SequentialQueue {
         let outcome = if pending.delivery.listener.is_none() {
             grant_rx.await
         } else {
-            // Boxed: only revocable waiters pay for the watch's state.
-            match Box::pin(self.await_grant_watching_data(pending, &mut grant_rx)).await {
+            let session = pending.node().session.clone();
+            // Boxed: only revocable waiters pay for the watch's state. The watch keeps the
+            // session's handle, which would keep the session open after a close: a lost
+            // session ends it, and the driver answers the waiter.
+            let watching = tokio::select! {
+                watching = Box::pin(self.await_grant_watching_data(pending, &mut grant_rx)) => watching,
+                _ = session.lost() => Some(grant_rx.await),
+            };
+            match watching {
                 Some(outcome) => outcome,
                 // The watch saw our node deleted; `pending` withdraws the waiter.
                 None => {

@@ -535,6 +535,7 @@ fn monitor_own_node(
     let czxid = node.stat.czxid as u64;
     let queue_node = queue.queue_node(node);
     let queue_of_node = queue.clone();
+    let session = node.session.clone();
     queue.client.spawn(async move {
         let mut armed = armed;
         if armed.is_none() {
@@ -584,6 +585,10 @@ fn monitor_own_node(
         };
         tokio::select! {
             _ = stop.cancelled() => {}
+            // The task's handle would keep the session open after a close (zookeeper-client
+            // closes it when the last handle goes), and with it the node this hold is about.
+            // A lost session has ended the hold already: its interruption count says so.
+            _ = session.lost() => {}
             _ = watch => {
                 node_deleted.cancel();
                 // A local successor may be waiting on this node without a watch of its own.
