@@ -261,9 +261,10 @@ impl Client {
             let listing = with.list_parent.then(|| zk.get_children(parent));
             match create.await {
                 Ok((stat, sequence)) => {
+                    tracing::trace!(%parent, %prefix, sequence, "protected create answered");
                     let sequence = sequential.then_some(sequence);
                     let (node, pending_stat) =
-                        created_node(&zk, parent, &prefix, name, sequence, stat, session);
+                        created_node(self, &zk, parent, &prefix, name, sequence, stat, session);
                     let children = match listing {
                         Some(listing) => listing
                             .await
@@ -387,11 +388,25 @@ impl Client {
             transaction.add_create(&path, data, &options)?;
             let error = match create_in_transaction(transaction.commit()).await {
                 Ok((stat, sequence)) => {
+                    tracing::trace!(%parent, %prefix, sequence, %check, "checked create answered");
                     let sequence = sequential.then_some(sequence);
-                    let (mut node, pending_stat) =
-                        created_node(&zk, parent, &prefix, name, sequence, stat, session.clone());
+                    let (mut node, pending_stat) = created_node(
+                        self,
+                        &zk,
+                        parent,
+                        &prefix,
+                        name,
+                        sequence,
+                        stat,
+                        session.clone(),
+                    );
                     if let Some(read) = pending_stat {
-                        node.stat = read.await?;
+                        // Read on `session` as the policy allows; a lost session took the
+                        // node, and with it the proof `check` gave.
+                        node.stat = read.await.map_err(|e| match e {
+                            Error::SessionExpired | Error::Closed => Error::LockLost,
+                            other => other,
+                        })?;
                     }
                     orphan.disarm();
                     return Ok(node);
@@ -560,7 +575,9 @@ fn send_create<'a>(
 /// The node a create made: `<parent>/<prefix><name>[<sequence>]`, with its stat, or a read of
 /// the stat (sent now, so that it costs the caller no round trip of its own unless it needs the
 /// stat at once) when the server left it out of a transaction's answer (ZOOKEEPER-4026).
+#[allow(clippy::too_many_arguments)]
 fn created_node(
+    client: &Client,
     zk: &zookeeper_client::Client,
     parent: &str,
     prefix: &str,
@@ -575,14 +592,13 @@ fn created_node(
     };
     let path = join(parent, &name);
     let pending_stat = (stat.czxid <= 0).then(|| {
-        let read = zk.check_stat(&path);
-        Box::pin(async move {
-            match read.await {
-                Ok(Some(stat)) => Ok(stat),
-                Ok(None) => Err(Error::ZooKeeper(zookeeper_client::Error::NoNode)),
-                Err(e) => Err(e.into()),
-            }
-        }) as PendingStat
+        let first_read = zk.check_stat(&path);
+        Box::pin(read_created_stat(
+            client.clone(),
+            session.clone(),
+            path.clone(),
+            first_read,
+        )) as PendingStat
     });
     let node = ProtectedNode {
         path,
@@ -592,6 +608,46 @@ fn created_node(
         session,
     };
     (node, pending_stat)
+}
+
+/// The stat of `path`, a node just created on `session` whose create's answer lacked it
+/// (ZOOKEEPER-4026): the answer to `first_read`, sent right behind the create, or, after a
+/// connection loss, to a read sent again on the same session, as often as the client's retry
+/// policy allows. The create succeeded, so a transient failure of the read that follows it
+/// must not fail the operation (nor leave its node to a background delete).
+///
+/// # Errors
+///
+/// `NoNode` if the node is gone, [`Error::SessionExpired`] if `session` is lost (its ephemeral
+/// nodes with it), and the error the retry policy gives up on.
+async fn read_created_stat(
+    client: Client,
+    session: Arc<Session>,
+    path: String,
+    first_read: impl std::future::Future<
+        Output = std::result::Result<Option<Stat>, zookeeper_client::Error>,
+    >,
+) -> Result<Stat> {
+    let started = Instant::now();
+    let mut retries = 0u32;
+    let mut answer = first_read.await;
+    loop {
+        match answer {
+            Ok(Some(stat)) => return Ok(stat),
+            Ok(None) => return Err(Error::ZooKeeper(zookeeper_client::Error::NoNode)),
+            Err(e) if is_retryable_zk(&e) => {
+                tracing::debug!(%path, error = %e, "reading a created node's stat failed; reading again on its session");
+                client.backoff(e.into(), &mut retries, started).await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        // Read on the node's own session only: on another, an ephemeral node is gone anyway.
+        let read = match session.zookeeper() {
+            Ok(zk) if !session.is_lost() => zk.check_stat(&path),
+            _ => return Err(Error::SessionExpired),
+        };
+        answer = read.await;
+    }
 }
 
 /// The digits ZooKeeper appended to a sequential node's name.
