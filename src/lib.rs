@@ -86,17 +86,13 @@
 
 pub mod connection;
 mod error;
-pub mod latch;
+pub mod leader;
 mod lifecycle;
 pub mod limits;
-pub mod multi_lock;
-pub mod mutex;
+pub mod locks;
 pub mod participant;
 mod path;
 mod queue;
-pub mod rw_lock;
-pub mod selector;
-pub mod semaphore;
 mod sync;
 
 #[cfg(feature = "testing")]
@@ -109,24 +105,25 @@ pub use connection::retry;
 pub use connection::TlsConfig;
 pub use connection::{Client, ClientBuilder, ConnectionState};
 pub use error::{Error, PartFailure, Result};
-pub use latch::{
+pub use leader::{
+    BoxError, LeaderSelector, LeaderSelectorListener, Leadership, SelectorError, SelectorState,
+    StateChangeAction,
+};
+pub use leader::{
     CloseMode, ConnectionErrorPolicy, LatchLayout, LatchLeader, LatchState, LeaderLatch,
     LeaderLatchListener, LeaderLatchMetrics, LeadershipChanges,
 };
 pub use lifecycle::RecipeState;
-pub use multi_lock::{InterProcessMultiLock, MultiLockGuard, MultiLockPart};
-pub use mutex::{
+pub use locks::semaphore::SharedCount;
+pub use locks::InterProcessReadWriteLock;
+pub use locks::{InterProcessMultiLock, MultiLockGuard, MultiLockPart};
+pub use locks::{
     InterProcessMutex, LockGuard, RevocationListener, RevocationRequest, Revoker, REVOKE_MESSAGE,
 };
+pub use locks::{InterProcessSemaphoreMutex, InterProcessSemaphoreV2, Lease};
 pub use participant::default_participant_id;
 pub use path::{validate_path, validate_recipe_path};
 pub use queue::{LockMode, Participant};
-pub use rw_lock::InterProcessReadWriteLock;
-pub use selector::{
-    BoxError, LeaderSelector, LeaderSelectorListener, Leadership, SelectorError, SelectorState,
-    StateChangeAction,
-};
-pub use semaphore::{InterProcessSemaphoreMutex, InterProcessSemaphoreV2, Lease, SharedCount};
 
 /// The zookeeper-client crate this library is built on, for raw operations through
 /// [`Client::zookeeper`].

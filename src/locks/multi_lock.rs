@@ -37,9 +37,9 @@ use zookeeper_client::{MultiWriteResult, MultiWriter};
 
 use crate::connection::Client;
 use crate::error::{Error, PartFailure, Result};
-use crate::mutex::{guarded_by, InterProcessMutex, LockGuard};
+use crate::locks::mutex::{guarded_by, InterProcessMutex, LockGuard};
+use crate::locks::semaphore::InterProcessSemaphoreMutex;
 use crate::queue::Wait;
-use crate::semaphore::InterProcessSemaphoreMutex;
 
 /// A lock that can be a part of an [`InterProcessMultiLock`]: any of the crate's locks. Made
 /// with `From`, so [`InterProcessMultiLock::new`] takes the locks themselves.
@@ -105,7 +105,7 @@ impl MultiLockPart {
             MultiLockPart::SemaphoreMutex(mutex) => Ok(mutex
                 .acquire_with(wait)
                 .await?
-                .map(crate::semaphore::Lease::into_guard)),
+                .map(crate::locks::semaphore::Lease::into_guard)),
         }
     }
 }

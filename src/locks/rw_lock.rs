@@ -49,7 +49,7 @@
 //! As with the mutex, every acquire is a separate holder, whichever task makes it. Two read
 //! holds of one client share the lock; a write hold of a client keeps that client's readers
 //! out until it is released, even if its node was deleted meanwhile (see the mutex's
-//! [lost holds](crate::mutex#what-lost-means-and-what-fencing-protects)).
+//! [lost holds](crate::locks::mutex#what-lost-means-and-what-fencing-protects)).
 //!
 //! # Downgrade, never upgrade
 //!
@@ -78,7 +78,7 @@
 
 use crate::connection::Client;
 use crate::error::Result;
-use crate::mutex::InterProcessMutex;
+use crate::locks::mutex::InterProcessMutex;
 use crate::participant::default_participant_id;
 use crate::path::validate_recipe_path;
 use crate::queue::Participant;

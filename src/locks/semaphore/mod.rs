@@ -87,7 +87,7 @@ use zookeeper_client::{Acl, CreateMode, MultiWriteResult, Stat};
 
 use crate::connection::Client;
 use crate::error::{Error, Result};
-use crate::mutex::{InterProcessMutex, LockGuard};
+use crate::locks::mutex::{InterProcessMutex, LockGuard};
 use crate::participant::default_participant_id;
 use crate::path::{join, validate_recipe_path};
 use crate::queue::{Incarnation, Requeues, Wait, LEASE_NAMES};
@@ -103,7 +103,7 @@ const LEASE_PARENT: &str = "leases";
 ///
 /// ```no_run
 /// # async fn demo(client: zk_recipes::Client) -> zk_recipes::Result<()> {
-/// use zk_recipes::semaphore::SharedCount;
+/// use zk_recipes::locks::semaphore::SharedCount;
 /// let count = SharedCount::new(&client, "/semaphores/render-limit")?;
 /// count.set(5).await?; // every semaphore on it lets five in
 /// assert_eq!(count.get().await?, Some(5));
@@ -342,7 +342,7 @@ impl InterProcessSemaphoreV2 {
     ///
     /// ```no_run
     /// # async fn demo(client: zk_recipes::Client) -> zk_recipes::Result<()> {
-    /// use zk_recipes::semaphore::SharedCount;
+    /// use zk_recipes::locks::semaphore::SharedCount;
     /// let limit = SharedCount::new(&client, "/semaphores/render-limit")?;
     /// limit.set(3).await?;
     /// let semaphore =

@@ -274,7 +274,7 @@ enum Role {
     /// The write lock of an [`InterProcessReadWriteLock`](crate::InterProcessReadWriteLock),
     /// with its read lock, for downgrades.
     Write { read: InterProcessMutex },
-    /// The leases of a [semaphore](crate::semaphore): never acquired through the queue, only
+    /// The leases of a [semaphore](crate::locks::semaphore): never acquired through the queue, only
     /// adopted once the semaphore has proven them (see [`InterProcessMutex::adopt`]).
     Leases,
 }

@@ -1,0 +1,17 @@
+//! The lock recipes: [`InterProcessMutex`], [`InterProcessReadWriteLock`],
+//! [`InterProcessSemaphoreV2`] and its one-lease [`InterProcessSemaphoreMutex`], and
+//! [`InterProcessMultiLock`] (Curator's `org.apache.curator.framework.recipes.locks`).
+
+pub mod multi_lock;
+pub mod mutex;
+pub mod rw_lock;
+pub mod semaphore;
+
+pub use self::multi_lock::{InterProcessMultiLock, MultiLockGuard, MultiLockPart};
+pub use self::mutex::{
+    InterProcessMutex, LockGuard, RevocationListener, RevocationRequest, Revoker, REVOKE_MESSAGE,
+};
+pub use self::rw_lock::InterProcessReadWriteLock;
+pub use self::semaphore::{InterProcessSemaphoreMutex, InterProcessSemaphoreV2, Lease};
+pub use crate::error::PartFailure;
+pub use crate::queue::LockMode;
