@@ -93,6 +93,7 @@ pub mod locks;
 pub mod participant;
 mod path;
 mod queue;
+pub mod shared;
 mod sync;
 
 #[cfg(feature = "testing")]
@@ -114,7 +115,6 @@ pub use leader::{
     LeaderLatchListener, LeaderLatchMetrics, LeadershipChanges,
 };
 pub use lifecycle::RecipeState;
-pub use locks::semaphore::SharedCount;
 pub use locks::InterProcessReadWriteLock;
 pub use locks::{InterProcessMultiLock, MultiLockGuard, MultiLockPart};
 pub use locks::{
@@ -124,6 +124,7 @@ pub use locks::{InterProcessSemaphoreMutex, InterProcessSemaphoreV2, Lease};
 pub use participant::default_participant_id;
 pub use path::{validate_path, validate_recipe_path};
 pub use queue::{LockMode, Participant};
+pub use shared::SharedCount;
 
 /// The zookeeper-client crate this library is built on, for raw operations through
 /// [`Client::zookeeper`].
