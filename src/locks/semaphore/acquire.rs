@@ -1,0 +1,335 @@
+//! The acquire path of an [`InterProcessSemaphoreV2`](super::InterProcessSemaphoreV2): the internal
+//! lock, a lease node under it, and the wait until the leases fit the limit.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use zookeeper_client::CreateMode;
+
+use super::{InterProcessSemaphoreV2, Lease, Limit};
+use crate::connection::Client;
+use crate::error::{Error, Result};
+use crate::locks::mutex::LockGuard;
+use crate::queue::{Incarnation, Requeues, Wait, LEASE_NAMES};
+
+/// Why one attempt at a lease ended without it.
+enum Failure {
+    /// The internal lock or the lease node was lost before the attempt had counted its own
+    /// lease: try again, as the retry policy allows, else fail with this error.
+    Retry(Error),
+    /// Lost while waiting for a lease to go, after the attempt had counted its own lease (a
+    /// suspension, or a deposed internal lock, during a long wait): try again, with the retry
+    /// policy's count started afresh, so that a wait of hours outlives its connection blips.
+    Resume(Error),
+    /// A failure the caller must see.
+    Fail(Error),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::LockLost => Failure::Retry(e),
+            e => Failure::Fail(e),
+        }
+    }
+}
+
+impl InterProcessSemaphoreV2 {
+    pub(super) async fn acquire_with(&self, count: u32, wait: Wait) -> Result<Option<Vec<Lease>>> {
+        if count == 0 {
+            return Err(Error::InvalidArgument(
+                "acquire_many(0): ask for one lease or more".to_owned(),
+            ));
+        }
+        if let Limit::Fixed(max) = self.inner.limit {
+            if count > max {
+                return Err(Error::InvalidArgument(format!(
+                    "{count} leases of a semaphore of {max} can never be granted"
+                )));
+            }
+        }
+        // Dropped part-way (a failure, a timeout, a cancellation), the leases taken go back.
+        let mut leases = Vec::with_capacity(count as usize);
+        for _ in 0..count {
+            match self.acquire_one(wait).await? {
+                Some(lease) => leases.push(lease),
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(leases))
+    }
+
+    /// One lease, retrying lost attempts as the retry policy allows.
+    pub(super) async fn acquire_one(&self, wait: Wait) -> Result<Option<Lease>> {
+        let mut requeues = Requeues::default();
+        loop {
+            // The deadline bounds the whole attempt, its creates and reads too; a dropped
+            // attempt leaves no node.
+            let attempt = self.attempt(wait);
+            let outcome = match wait {
+                // Boxed: the timer would otherwise sit in every waiting acquirer's future.
+                Wait::Until(deadline) => {
+                    match Box::pin(tokio::time::timeout_at(deadline, attempt)).await {
+                        Ok(outcome) => outcome,
+                        Err(_) => return Ok(None),
+                    }
+                }
+                Wait::Forever | Wait::Once => attempt.await,
+            };
+            let error = match outcome {
+                Ok(lease) => return Ok(lease),
+                Err(Failure::Fail(e)) => return Err(e),
+                Err(Failure::Retry(e)) => e,
+                Err(Failure::Resume(e)) => {
+                    requeues.reset();
+                    e
+                }
+            };
+            if !Box::pin(requeues.pause(&self.inner.client, &self.inner.path, wait, error)).await? {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// One attempt: the internal lock, a lease node under it, and a wait until the leases fit
+    /// the limit. The internal lock is released whatever the outcome.
+    async fn attempt(&self, wait: Wait) -> std::result::Result<Option<Lease>, Failure> {
+        let Some(lock) = self.inner.lock.acquire_with(wait).await? else {
+            return Ok(None);
+        };
+        let deadline = match wait {
+            Wait::Until(deadline) => Some(deadline),
+            Wait::Forever | Wait::Once => None,
+        };
+        // Boxed: only the acquirer that holds the internal lock needs this state, and
+        // thousands of acquirers may wait for the lock.
+        let outcome = Box::pin(self.lease_under(&lock, deadline, matches!(wait, Wait::Once))).await;
+        // Boxed, like the lease's wait: a release's state would otherwise be in every waiting
+        // acquirer's future.
+        if let Err(e) = Box::pin(lock.release()).await {
+            tracing::debug!(path = %self.inner.path, error = %e, "releasing the semaphore's internal lock failed; it is deleted in the background");
+        }
+        outcome
+    }
+
+    /// Creates a lease node while `lock` (the internal lock) is held, and waits until the
+    /// leases fit the limit: the lease, or `None` at the deadline (or after one look). A lease
+    /// node not granted is deleted before this returns, when the connection allows, so that
+    /// the next acquirer (which may come the moment the internal lock goes) does not count it.
+    async fn lease_under(
+        &self,
+        lock: &LockGuard,
+        deadline: Option<tokio::time::Instant>,
+        once: bool,
+    ) -> std::result::Result<Option<Lease>, Failure> {
+        let inner = &self.inner;
+        let node = inner
+            .client
+            .create_while(
+                lock.session(),
+                lock.node_path(),
+                &inner.leases_path,
+                LEASE_NAMES.exclusive(),
+                inner.id.as_bytes(),
+                CreateMode::EphemeralSequential,
+                &inner.acls,
+            )
+            .await?;
+        // From here on the node exists: dropped, the guard deletes it.
+        let mut pending = PendingLease {
+            client: inner.client.clone(),
+            node: Some(node),
+        };
+        let outcome = self
+            .count_until_granted(lock, &mut pending, deadline, once)
+            .await;
+        pending.give_back().await;
+        outcome
+    }
+
+    /// Counts the leases until they fit the limit, and then grants `pending`.
+    async fn count_until_granted(
+        &self,
+        lock: &LockGuard,
+        pending: &mut PendingLease,
+        deadline: Option<tokio::time::Instant>,
+        once: bool,
+    ) -> std::result::Result<Option<Lease>, Failure> {
+        let inner = &self.inner;
+        let session = lock.session().clone();
+        // Once the attempt has counted its own lease, a loss is a resumption (see `Failure`).
+        let mut counted = false;
+        let lost = |counted: bool, e: Error| {
+            if counted {
+                Failure::Resume(e)
+            } else {
+                retry_if_transient(e)
+            }
+        };
+        let mut count_changed: Option<Pin<Box<dyn Future<Output = ()> + Send>>> = None;
+        loop {
+            let zk = session
+                .zookeeper()
+                .map_err(|_| lost(counted, Error::LockLost))?;
+            // The interruption count before anything is sent: a drop after it is the lease's
+            // loss too.
+            let interruptions = session.interruption_count();
+            // The leases (with a watch) and then the internal lock's node go out at once, in
+            // that order, on one session: an acquirer deposed meanwhile gives its lease node
+            // back, so that the next acquirer does not wait for it forever. The limit is read
+            // beside them.
+            let listing = zk.get_and_watch_children(&inner.leases_path);
+            let lock_node = zk.check_stat(lock.node_path());
+            let limit = inner.limit.read(&zk, count_changed.is_none());
+            let (listing, lock_node, limit) = futures::join!(listing, lock_node, limit);
+            let (children, leases_stat, leases_changed) = match listing {
+                Ok(listed) => listed,
+                Err(zookeeper_client::Error::NoNode) => {
+                    return Err(Failure::Retry(pending.gone()));
+                }
+                Err(e) => return Err(lost(counted, e.into())),
+            };
+            let lease_name = &pending.node().name;
+            if !children.iter().any(|child| child == lease_name) {
+                return Err(Failure::Retry(pending.gone()));
+            }
+            match lock_node {
+                Ok(Some(_)) => {}
+                // Another acquirer may hold the internal lock now, and make a lease node.
+                Ok(None) => return Err(lost(counted, Error::LockLost)),
+                Err(e) => return Err(lost(counted, e.into())),
+            }
+            let (max, limit_watch) = match limit {
+                Ok(limit) => limit,
+                Err(e) if e.is_retryable() => return Err(lost(counted, e)),
+                Err(e) => return Err(Failure::Fail(e)),
+            };
+            if let Some(watch) = limit_watch {
+                count_changed = Some(Box::pin(async move {
+                    watch.changed().await;
+                }));
+            }
+            counted = true;
+            if children.len() <= max as usize {
+                let node = pending.take();
+                // A connection drop since the count may have lost the lease already: `adopt`
+                // gives it back, and the attempt counts again.
+                let lease = inner
+                    .leases
+                    .adopt(node, Incarnation::of_parent(&leases_stat), interruptions)
+                    .await
+                    .map_err(Failure::Resume)?;
+                tracing::debug!(path = %inner.path, node = %lease.node_name(), leases = children.len(), max, "lease granted");
+                return Ok(Some(Lease { guard: lease }));
+            }
+            if once {
+                return Ok(None);
+            }
+            tracing::trace!(path = %inner.path, node = %pending.node().name, leases = children.len(), max, "waiting for a lease to go");
+            // The caller's timeout bounds the attempt too, but it drops it: ending here instead
+            // lets `lease_under` give the lease node back before the internal lock goes.
+            let deadline_passed = async {
+                match deadline {
+                    Some(deadline) => tokio::time::sleep_until(deadline).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let count_fired = async {
+                match count_changed.as_mut() {
+                    Some(changed) => changed.await,
+                    None => std::future::pending().await,
+                }
+            };
+            let woken = tokio::select! {
+                _ = leases_changed.changed() => Woken::Leases,
+                _ = count_fired => Woken::Count,
+                _ = lock.lost() => return Err(Failure::Resume(Error::LockLost)),
+                _ = deadline_passed => return Ok(None),
+            };
+            if woken == Woken::Count {
+                count_changed = None;
+            }
+        }
+    }
+}
+
+/// What woke a waiting acquirer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Woken {
+    Leases,
+    Count,
+}
+
+/// Retryable failures (a connection loss) start the attempt again; others are the caller's.
+fn retry_if_transient(e: Error) -> Failure {
+    if e.is_retryable() || matches!(e, Error::SessionExpired | Error::LockLost) {
+        Failure::Retry(e)
+    } else {
+        Failure::Fail(e)
+    }
+}
+
+pub(super) fn wait_for(timeout: Duration) -> Wait {
+    if timeout.is_zero() {
+        Wait::Once
+    } else {
+        Wait::Until(tokio::time::Instant::now() + timeout)
+    }
+}
+
+/// A lease node not granted (yet): dropped, it is deleted in the background.
+struct PendingLease {
+    client: Client,
+    node: Option<crate::connection::ProtectedNode>,
+}
+
+impl PendingLease {
+    fn node(&self) -> &crate::connection::ProtectedNode {
+        self.node.as_ref().expect("present until taken")
+    }
+
+    fn take(&mut self) -> crate::connection::ProtectedNode {
+        self.node.take().expect("taken once")
+    }
+
+    /// The error for a lease node that is gone (nothing is left to delete).
+    fn gone(&mut self) -> Error {
+        let node = self.take();
+        Error::NodeDeleted { path: node.path }
+    }
+
+    /// Deletes the node, if still here, with one attempt awaited for at most
+    /// [`GIVE_BACK_BOUND`]; on failure (or if dropped meanwhile) the drop's background delete
+    /// goes on trying.
+    async fn give_back(&mut self) {
+        let Some(node) = &self.node else { return };
+        let Ok(zk) = node.session.zookeeper() else {
+            return;
+        };
+        let deleted = tokio::time::timeout(GIVE_BACK_BOUND, zk.delete(&node.path, None)).await;
+        if let Ok(
+            Ok(()) | Err(zookeeper_client::Error::NoNode | zookeeper_client::Error::SessionExpired),
+        ) = deleted
+        {
+            self.node = None;
+        }
+    }
+}
+
+/// How long a waiting acquirer that gives up waits for its lease node's delete before it
+/// releases the internal lock: long enough for a round trip, short enough not to hold the
+/// lock up on a dropped connection (the delete then goes on in the background).
+const GIVE_BACK_BOUND: Duration = Duration::from_secs(2);
+
+impl Drop for PendingLease {
+    fn drop(&mut self) {
+        let Some(node) = self.node.take() else { return };
+        let client = self.client.clone();
+        self.client.spawn(async move {
+            if let Err(e) = client.guaranteed_delete(&node.session, &node.path).await {
+                tracing::warn!(path = %node.path, error = %e, "deleting an ungranted lease failed; it goes with its session");
+            }
+        });
+    }
+}
