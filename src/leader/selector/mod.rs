@@ -86,34 +86,33 @@
 //! turn across the ensemble) to the resources the leader writes to, and have them refuse tokens
 //! lower than the highest they saw.
 
+mod leadership;
+mod task;
+
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use futures::FutureExt;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use zookeeper_client::Acl;
 
-use crate::connection::{Backoff, Client, ConnectionState, ConnectionStates, Session};
-use crate::error::{panic_message, Error, Result};
+use crate::connection::{Client, ConnectionState};
+use crate::error::{Error, Result};
 use crate::participant::default_participant_id;
-use crate::queue::{Held, Participant, SequentialQueue, Wait, LOCK_NAMES};
+use crate::queue::{Participant, SequentialQueue, LOCK_NAMES};
 use crate::sync::Locked;
+
+pub use self::leadership::Leadership;
+use self::task::SelectorTask;
 
 /// The error type a [`LeaderSelectorListener`] returns.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// The default [`LeaderSelector::cancel_grace`].
 pub const DEFAULT_CANCEL_GRACE: Duration = Duration::from_millis(500);
-
-/// The first pause before requeueing after a failed turn (an error or a panic in
-/// `take_leadership`, or a failure to join the queue); doubled, with jitter, up to
-/// [`MAX_FAILURE_BACKOFF`] (see [`Backoff`]).
-const MIN_FAILURE_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_FAILURE_BACKOFF: Duration = Duration::from_secs(5);
 
 /// What a [`LeaderSelector`] does about a connection state change, as decided by
 /// [`LeaderSelectorListener::state_changed`].
@@ -226,89 +225,6 @@ impl<T: LeaderSelectorListener + ?Sized> LeaderSelectorListener for Arc<T> {
 
     fn state_changed(&self, state: ConnectionState) -> StateChangeAction {
         (**self).state_changed(state)
-    }
-}
-
-/// One turn of leadership, handed to [`LeaderSelectorListener::take_leadership`].
-///
-/// Cheap to clone; clones share the cancellation.
-#[derive(Debug, Clone)]
-pub struct Leadership {
-    client: Client,
-    id: Arc<str>,
-    node_path: Arc<str>,
-    fencing_token: u64,
-    session: Arc<Session>,
-    token: CancellationToken,
-}
-
-impl Leadership {
-    /// The selector's client.
-    pub fn client(&self) -> &Client {
-        &self.client
-    }
-
-    /// The selector's participant id.
-    pub fn id(&self) -> &str {
-        &self.id
-    }
-
-    /// The full path of the leader's node, `<path>/_c_<uuid>-lock-<seq10>`.
-    pub fn node_path(&self) -> &str {
-        &self.node_path
-    }
-
-    /// The fencing token of this turn: the leader node's creation zxid. It is unique and rises
-    /// with every turn across the ensemble, so a resource that refuses tokens lower than the
-    /// highest it saw refuses a deposed leader.
-    pub fn fencing_token(&self) -> u64 {
-        self.fencing_token
-    }
-
-    /// The session that owns the leader's node.
-    pub fn session(&self) -> &Arc<Session> {
-        &self.session
-    }
-
-    /// True once leadership is cancelled (or the turn is over).
-    pub fn is_cancelled(&self) -> bool {
-        self.token.is_cancelled()
-    }
-
-    /// Resolves once leadership is cancelled (or the turn is over).
-    ///
-    /// # Cancel safety
-    ///
-    /// Cancel safe.
-    pub async fn cancelled(&self) {
-        self.token.cancelled().await
-    }
-
-    /// Asks ZooKeeper whether this turn still leads: a `sync`, then a read of the leader's
-    /// node, which must still be this turn's node (its czxid is the fencing token) and owned
-    /// by its session. For a careful leader, right before an irreversible action.
-    ///
-    /// It costs one round trip and a sync. It answers `false` on any doubt: the turn
-    /// cancelled or over, the session lost, the connection down, an error (a trace event says
-    /// why).
-    ///
-    /// # Cancel safety
-    ///
-    /// Cancel safe: it only reads.
-    pub async fn verify(&self) -> bool {
-        if self.token.is_cancelled() {
-            return false;
-        }
-        self.session
-            .verifies_node(&self.node_path, self.fencing_token as i64)
-            .await
-    }
-
-    /// A token cancelled with this leadership: give it to tasks spawned for the turn, so they
-    /// stop when it ends. It is also cancelled when `take_leadership` returns. Cancelling it
-    /// does not cancel the leadership.
-    pub fn cancellation_token(&self) -> CancellationToken {
-        self.token.child_token()
     }
 }
 
@@ -843,273 +759,6 @@ impl Drop for LeaderSelector {
             tracing::debug!(path = %self.inner.path, "leader selector dropped; closing in the background");
             self.inner.closed.cancel();
         }
-    }
-}
-
-/// How one turn ended.
-enum TurnEnd {
-    /// `take_leadership` returned `Ok`, or the turn was cancelled (leading or waiting).
-    Normal,
-    /// `take_leadership` failed or panicked, or joining the queue failed.
-    Failed,
-    /// The client is closed: nothing more can happen.
-    ClientClosed,
-}
-
-/// The selector's background task.
-struct SelectorTask {
-    inner: Arc<Inner>,
-    queue: Arc<SequentialQueue>,
-    settings: Settings,
-}
-
-impl SelectorTask {
-    async fn run(self, states: ConnectionStates) {
-        tokio::select! {
-            _ = self.turns() => {}
-            _ = self.follow_states(states) => {}
-        }
-        {
-            self.inner.status().turn = Turn::Idle;
-        }
-        tracing::debug!("leader selector task ended");
-        self.inner.done.cancel();
-    }
-
-    /// Hands every connection state to the listener, and cancels the turn when it says so.
-    async fn follow_states(&self, mut states: ConnectionStates) {
-        while let Some(state) = states.next().await {
-            let listener = &self.inner.listener;
-            let action = match std::panic::catch_unwind(AssertUnwindSafe(|| {
-                listener.state_changed(state)
-            })) {
-                Ok(action) => action,
-                Err(panic) => {
-                    tracing::error!(%state, panic = %panic_message(&*panic), "state_changed panicked; using the standard policy");
-                    StateChangeAction::standard(state)
-                }
-            };
-            tracing::debug!(%state, ?action, "connection state");
-            if action == StateChangeAction::CancelLeadership {
-                self.inner.cancel_turn("connection state");
-            }
-        }
-        // The client is closed; the turns end by themselves.
-        std::future::pending::<()>().await
-    }
-
-    /// Runs turns until the selector or its client is closed.
-    async fn turns(&self) {
-        let mut failures = 0u32;
-        let mut backoff = Backoff::new(MIN_FAILURE_BACKOFF, MAX_FAILURE_BACKOFF);
-        // The node of the turn that just ended, when the selector requeues at once: it is
-        // deleted in the same transaction as the next turn's node is created, so the server
-        // commits both in one go instead of making the next handoff wait behind our requeue.
-        let mut ended: Option<Held> = None;
-        loop {
-            if !self.wait_queued().await {
-                if let Some(held) = ended.take() {
-                    self.release(held).await;
-                }
-                return;
-            }
-            let token = self.inner.closed.child_token();
-            self.inner.status().turn = Turn::Waiting(token.clone());
-            let id = self.inner.id.as_bytes();
-            let (end, held) = match ended.take() {
-                Some(previous) => {
-                    let (release, acquire) =
-                        self.queue.release_and_acquire(previous, id, Wait::Forever);
-                    tokio::join!(self.record_release(release), self.turn(&token, acquire)).1
-                }
-                None => {
-                    self.turn(&token, self.queue.acquire(id, Wait::Forever))
-                        .await
-                }
-            };
-            token.cancel();
-            let requeue =
-                self.inner.auto_requeue.load(Ordering::SeqCst) && !self.inner.closed.is_cancelled();
-            self.inner.status().turn = if requeue { Turn::Queued } else { Turn::Idle };
-            match (held, &end) {
-                (Some(held), TurnEnd::Normal) if requeue => ended = Some(held),
-                (Some(held), _) => self.release(held).await,
-                (None, _) => {}
-            }
-            match end {
-                TurnEnd::ClientClosed => return,
-                TurnEnd::Normal => {
-                    failures = 0;
-                    backoff.reset();
-                }
-                TurnEnd::Failed => {
-                    failures = failures.saturating_add(1);
-                    if requeue {
-                        let pause = backoff.next_pause();
-                        tracing::debug!(?pause, failures, "requeueing after a failed turn");
-                        tokio::select! {
-                            _ = tokio::time::sleep(pause) => {}
-                            _ = self.inner.closed.cancelled() => return,
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// Waits until the selector is queued; false once it is closed.
-    async fn wait_queued(&self) -> bool {
-        loop {
-            if self.inner.closed.is_cancelled() || self.inner.client.is_closed() {
-                return false;
-            }
-            if self.inner.status().turn.is_queued() {
-                return true;
-            }
-            tokio::select! {
-                _ = self.inner.wake.notified() => {}
-                _ = self.inner.closed.cancelled() => return false,
-                _ = self.inner.client.closed() => return false,
-            }
-        }
-    }
-
-    /// One turn: wait in the queue (`acquire` is the wait) and lead. The node of a turn that
-    /// led is returned for the caller to release (see `turns`); on every other path it is
-    /// released here.
-    async fn turn(
-        &self,
-        token: &CancellationToken,
-        acquire: impl std::future::Future<Output = Result<Option<Held>>>,
-    ) -> (TurnEnd, Option<Held>) {
-        let acquired = tokio::select! {
-            biased;
-            // Dropping the acquire withdraws the waiter and deletes its node.
-            _ = token.cancelled() => {
-                tracing::debug!("turn cancelled while waiting in the queue");
-                self.withdrawn().await;
-                return (TurnEnd::Normal, None);
-            }
-            acquired = acquire => acquired,
-        };
-        let held = match acquired {
-            Ok(Some(held)) => held,
-            Ok(None) => return (TurnEnd::Normal, None),
-            Err(_) if self.inner.client.is_closed() => return (TurnEnd::ClientClosed, None),
-            Err(e) => {
-                self.inner
-                    .report(SelectorError::Queue(e), &self.settings.on_error);
-                return (TurnEnd::Failed, None);
-            }
-        };
-        if token.is_cancelled() {
-            self.release(held).await;
-            return (TurnEnd::Normal, None);
-        }
-        let end = self.lead(&held, token).await;
-        (end, Some(held))
-    }
-
-    /// Waits (at most the connection timeout) for the node of a dropped acquire to be deleted,
-    /// so that a selector that reports itself out of the queue (or closed) has no node left.
-    async fn withdrawn(&self) {
-        let limit = self.inner.client.connection_timeout();
-        if tokio::time::timeout(limit, self.queue.deletes_settled())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                ?limit,
-                "the withdrawn node is not deleted yet; the delete goes on in the background"
-            );
-        }
-    }
-
-    /// Runs `take_leadership` for a held node, until it returns or is cancelled and dropped.
-    async fn lead(&self, held: &Held, token: &CancellationToken) -> TurnEnd {
-        let node = held.node();
-        let leadership = Leadership {
-            client: self.inner.client.clone(),
-            id: self.inner.id.as_str().into(),
-            node_path: node.path.as_str().into(),
-            fencing_token: held.fencing_token(),
-            session: node.session.clone(),
-            token: token.clone(),
-        };
-        tracing::info!(node = %node.name, fencing_token = held.fencing_token(), "took leadership");
-        self.inner.status().turn = Turn::Leading(leadership.clone());
-        let listener = self.inner.listener.clone();
-        // Boxed by async_trait, so `Unpin`: it can be polled by reference and dropped by value.
-        let mut work = AssertUnwindSafe(listener.take_leadership(leadership)).catch_unwind();
-        let gone = held.gone();
-        let outcome = tokio::select! {
-            outcome = &mut work => Some(outcome),
-            _ = token.cancelled() => None,
-            _ = gone => {
-                tracing::warn!(node = %node.name, "leader node or session lost; cancelling leadership");
-                None
-            }
-        };
-        let outcome = match outcome {
-            Some(outcome) => outcome,
-            None => {
-                // Step 1: the token. Step 2: the grace period, then the drop.
-                token.cancel();
-                tracing::debug!(grace = ?self.settings.grace, "leadership cancelled; waiting for take_leadership to return");
-                match tokio::time::timeout(self.settings.grace, &mut work).await {
-                    Ok(outcome) => outcome,
-                    Err(_) => {
-                        tracing::warn!(grace = ?self.settings.grace, "take_leadership did not return within the grace period after cancellation; dropping it");
-                        Ok(Ok(()))
-                    }
-                }
-            }
-        };
-        // The future is dropped (if it has not finished) before the node is released. A panic
-        // in one of its `Drop` impls must not take the selector's task down either.
-        if std::panic::catch_unwind(AssertUnwindSafe(move || drop(work))).is_err() {
-            tracing::error!("dropping take_leadership's future panicked");
-        }
-        token.cancel();
-        self.inner.status().turn = Turn::Waiting(token.clone());
-        tracing::info!(node = %node.name, "gave up leadership");
-        match outcome {
-            Ok(Ok(())) => TurnEnd::Normal,
-            Ok(Err(e)) => {
-                self.inner
-                    .report(SelectorError::Listener(e), &self.settings.on_error);
-                TurnEnd::Failed
-            }
-            Err(panic) => {
-                self.inner.report(
-                    SelectorError::Panicked(panic_message(&*panic)),
-                    &self.settings.on_error,
-                );
-                TurnEnd::Failed
-            }
-        }
-    }
-
-    /// Deletes the node, waiting at most the connection timeout (the delete goes on in the
-    /// background after that: `Held::release` is cancel safe).
-    async fn release(&self, held: Held) {
-        self.record_release(held.release()).await
-    }
-
-    /// Awaits a release, at most the connection timeout, and records its outcome for `close`
-    /// and the error hook.
-    async fn record_release(&self, release: impl std::future::Future<Output = Result<()>>) {
-        let limit = self.inner.client.connection_timeout();
-        let error = match tokio::time::timeout(limit, release).await {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(e),
-            Err(_) => Some(Error::Timeout(limit)),
-        };
-        if let Some(e) = &error {
-            self.inner
-                .report(SelectorError::Release(e.clone()), &self.settings.on_error);
-        }
-        *self.inner.last_release.locked() = error;
     }
 }
 
