@@ -52,7 +52,7 @@ pub(crate) async fn connect_session(
         // A server whose certificate the settings reject will not accept a retry either.
         #[cfg(feature = "tls")]
         if let Some(tls) = &config.tls {
-            let servers = super::builder::endpoints(&config.hosts);
+            let servers = super::endpoint::endpoints(&config.hosts);
             if let Some(refused) = tls.diagnose(servers, config.connection_timeout).await {
                 return Err(refused);
             }

@@ -7,6 +7,7 @@
 
 mod backoff;
 mod builder;
+mod endpoint;
 mod manager;
 mod nodelay;
 mod protected;

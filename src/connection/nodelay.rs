@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::builder::Endpoint;
+use super::endpoint::Endpoint;
 use crate::sync::Locked;
 
 /// How long resolving the connect string's host names may take before the sockets are

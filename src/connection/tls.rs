@@ -15,7 +15,7 @@ use std::time::Duration;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
-use super::builder::Endpoint;
+use super::endpoint::Endpoint;
 use crate::error::{Error, Result};
 
 /// How long the diagnosis may take in all, at most (and each connect and read in it).
