@@ -20,6 +20,24 @@
 //! * [`LeaderLatch`]: a race for one ephemeral node; simple, unfair, wakes every follower.
 //! * [`LeaderSelector`]: fair, queue-ordered leadership with a listener and auto-requeue.
 //!
+//! # Modules
+//!
+//! The recipes are grouped in families, as Curator's packages are. Every public type is also
+//! re-exported here, at the crate root (`zk_recipes::InterProcessMutex`), and each family
+//! re-exports its own (`zk_recipes::locks::InterProcessMutex`):
+//!
+//! * [`locks`]: [`InterProcessMutex`] and its [`LockGuard`], [`InterProcessReadWriteLock`],
+//!   [`InterProcessSemaphoreV2`] and [`InterProcessSemaphoreMutex`] with their [`Lease`],
+//!   [`InterProcessMultiLock`] (Curator's `recipes.locks`).
+//! * [`leader`]: [`LeaderLatch`] and [`LeaderSelector`], with their listeners (Curator's
+//!   `recipes.leader`).
+//! * [`shared`]: [`SharedCount`] (Curator's `recipes.shared`).
+//! * [`connection`]: [`Client`], its builder, connection states and [`retry`] policies.
+//! * [`participant`] (participant ids) and [`limits`] (request size limits), shared by all.
+//!
+//! All the recipes that queue (the locks, the selector, the Curator-layout latch) share one
+//! internal queue core, so they have the same grant rules and costs (see below).
+//!
 //! The `testing` feature adds `zk_recipes::testing`, a kit that runs real ZooKeeper servers
 //! and injects faults, for this crate's tests and for yours.
 //!
@@ -107,20 +125,16 @@ pub use connection::TlsConfig;
 pub use connection::{Client, ClientBuilder, ConnectionState};
 pub use error::{Error, PartFailure, Result};
 pub use leader::{
-    BoxError, LeaderSelector, LeaderSelectorListener, Leadership, SelectorError, SelectorState,
-    StateChangeAction,
-};
-pub use leader::{
-    CloseMode, ConnectionErrorPolicy, LatchLayout, LatchLeader, LatchState, LeaderLatch,
-    LeaderLatchListener, LeaderLatchMetrics, LeadershipChanges,
+    BoxError, CloseMode, ConnectionErrorPolicy, LatchLayout, LatchLeader, LatchState, LeaderLatch,
+    LeaderLatchListener, LeaderLatchMetrics, LeaderSelector, LeaderSelectorListener, Leadership,
+    LeadershipChanges, SelectorError, SelectorState, StateChangeAction,
 };
 pub use lifecycle::RecipeState;
-pub use locks::InterProcessReadWriteLock;
-pub use locks::{InterProcessMultiLock, MultiLockGuard, MultiLockPart};
 pub use locks::{
-    InterProcessMutex, LockGuard, RevocationListener, RevocationRequest, Revoker, REVOKE_MESSAGE,
+    InterProcessMultiLock, InterProcessMutex, InterProcessReadWriteLock,
+    InterProcessSemaphoreMutex, InterProcessSemaphoreV2, Lease, LockGuard, MultiLockGuard,
+    MultiLockPart, RevocationListener, RevocationRequest, Revoker, REVOKE_MESSAGE,
 };
-pub use locks::{InterProcessSemaphoreMutex, InterProcessSemaphoreV2, Lease};
 pub use participant::default_participant_id;
 pub use path::{validate_path, validate_recipe_path};
 pub use queue::{LockMode, Participant};

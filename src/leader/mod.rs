@@ -1,5 +1,8 @@
 //! The leader election recipes: [`LeaderLatch`] and [`LeaderSelector`] (Curator's
 //! `org.apache.curator.framework.recipes.leader`).
+//!
+//! Every public item is re-exported here (and at the crate root); [`latch`] and [`selector`]
+//! document their protocols, and when to choose which.
 
 pub mod latch;
 pub mod selector;

@@ -1,6 +1,10 @@
 //! The lock recipes: [`InterProcessMutex`], [`InterProcessReadWriteLock`],
 //! [`InterProcessSemaphoreV2`] and its one-lease [`InterProcessSemaphoreMutex`], and
 //! [`InterProcessMultiLock`] (Curator's `org.apache.curator.framework.recipes.locks`).
+//!
+//! Every public item is re-exported here (and at the crate root); each recipe's module
+//! ([`mutex`], [`rw_lock`], [`semaphore`], [`multi_lock`]) documents its protocol, what "lost"
+//! means for it, and its differences from Curator.
 
 pub mod multi_lock;
 pub mod mutex;

@@ -26,6 +26,6 @@ mod multi_lock;
 mod mutex;
 mod rw_lock;
 mod selector;
-mod step_faults;
 mod semaphore;
+mod step_faults;
 mod tls;
