@@ -10,8 +10,11 @@
 //!
 //! | Curator test | Why |
 //! |---|---|
-//! | `testChildReaperCleansUpLockNodes` | Ported as [`test_child_reaper_cleans_up_lock_nodes`] with ZooKeeper's own container reaping in place of Curator's `ChildReaper`, which this crate does not have (capability missing: a `Reaper`/`ChildReaper` recipe). |
-//! | `TestInterProcessSemaphoreReadWrite` (whole class: `TestInterProcessReadWriteLockBase` run on `InterProcessSemaphoreReadWrite`) | Capability missing: this crate has no read/write lock built on semaphores (Curator's `InterProcessSemaphoreReadWrite`, whose read and write halves are `InterProcessSemaphoreMutex`es). Its read/write lock is `InterProcessReadWriteLock`, ported in `test_inter_process_read_write_lock`. |
+//! | `TestInterProcessSemaphoreReadWrite` (whole class: `TestInterProcessReadWriteLockBase` run on `InterProcessSemaphoreReadWrite`) | Capability missing: this crate has no non-reentrant read/write lock on a semaphore's layout (Curator's `InterProcessSemaphoreReadWrite`: one `InterProcessSemaphoreV2` of `Integer.MAX_VALUE` leases whose `read-lease-`/`write-lease-` nodes are granted by a custom lease predicate, which this crate's semaphore does not expose). Its read/write lock is `InterProcessReadWriteLock`, ported in `test_inter_process_read_write_lock`. |
+//!
+//! `testChildReaperCleansUpLockNodes` is ported with ZooKeeper's own container reaping in
+//! place of Curator's `ChildReaper`, which this crate does not have (capability missing: a
+//! `Reaper`/`ChildReaper` recipe); see [`test_child_reaper_cleans_up_lock_nodes`].
 //!
 //! `testAcquireAfterLostServer` drives Curator's `debugAcquireLatch`/`debugFailedGetChildrenLatch`
 //! test hooks (a Java-only mechanism: static latches inside the recipe) to make one acquirer
