@@ -598,7 +598,8 @@ impl LeaderLatchListener for Counting {
 
 /// Curator: TestLeaderLatch.testResettingOfLeadershipAfterConcurrentLeadershipChange.
 ///
-/// Curator's layout only: the test is about queue order (who leads after whom). Curator
+/// Curator's layout: the test is about queue order (who leads after whom; the race layout's
+/// variant is `test_resetting_of_leadership_after_concurrent_leadership_change_race`). Curator
 /// resets both latches concurrently and orders their steps with `debugResetWait*Latch` hooks
 /// (Java-only); the observable sequence is: the leader `id0` gives its node up and joins
 /// again, so `id1` leads; then `id1` gives its node up and joins again, so `id0` leads; in the
@@ -647,6 +648,80 @@ async fn test_resetting_of_leadership_after_concurrent_leadership_change() {
     assert!(latch0.is_leader() && !latch1.is_leader());
     latch0.close().await.expect("close");
     latch1.close().await.expect("close");
+}
+
+/// Curator: TestLeaderLatch.testResettingOfLeadershipAfterConcurrentLeadershipChange, in the
+/// race layout.
+///
+/// The race layout is unfair by design (a documented difference): after the leader's node
+/// goes, whoever's create lands first leads, so Curator's order (`id1`, then `id0`) cannot be
+/// asserted. What both layouts share is checked: the leader's node is deleted twice (the
+/// "resets"), and each time exactly one latch ends up leading on a node it owns, and every
+/// latch's listener calls end in agreement with its flag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_resetting_of_leadership_after_concurrent_leadership_change_race() {
+    init_tracing();
+    let server = zk_server().await;
+    let observer = client(&server).await;
+    let layout = LatchLayout::Race;
+    let path = unique_path("latch-concurrent-reset-race");
+    let calls: Vec<Arc<[AtomicUsize; 2]>> = (0..2).map(|_| Arc::default()).collect();
+    let mut clients = Vec::new();
+    let mut latches = Vec::new();
+    for (i, calls) in calls.iter().enumerate() {
+        let client = client(&server).await;
+        let latch = Arc::new(latch(&client, &path, &format!("id{i}"), layout));
+        latch.add_listener(Counting(calls.clone()));
+        latch.start().await.expect("start");
+        clients.push(client);
+        latches.push(latch);
+    }
+    assert_eq!(leaders(&latches), [0]);
+    for reset in 0..2 {
+        let leader = one_leader("a leader", &latches).await;
+        let (node, stat) = node_of(&observer, &path, layout, &format!("id{leader}"))
+            .await
+            .expect("the leader's node");
+        observer
+            .delete(&node, Some(stat.version))
+            .await
+            .expect("delete");
+        eventually_async("one leader on a new node it owns", DEADLINE, || {
+            let (latches, clients, observer, path) = (&latches, &clients, &observer, &path);
+            async move {
+                let before = leaders(latches);
+                if before.len() != 1 {
+                    return false;
+                }
+                let i = before[0];
+                node_of(observer, path, layout, &format!("id{i}"))
+                    .await
+                    .is_some_and(|(_, now)| {
+                        now.czxid != stat.czxid
+                            && now.ephemeral_owner == clients[i].session().id().0
+                    })
+                    && leaders(latches) == before
+            }
+        })
+        .await;
+        eventually(
+            &format!("reset {reset}: listeners agree with the flags"),
+            DEADLINE,
+            || {
+                latches.iter().zip(&calls).all(|(latch, calls)| {
+                    let (up, down) = (
+                        calls[0].load(Ordering::SeqCst),
+                        calls[1].load(Ordering::SeqCst),
+                    );
+                    latch.is_leader() == (up == down + 1)
+                })
+            },
+        )
+        .await;
+    }
+    for latch in &latches {
+        latch.close().await.expect("close");
+    }
 }
 
 /// Curator: TestLeaderLatch.testLeadershipElectionWhenNodeDisappearsAfterChildrenAreRetrieved.
