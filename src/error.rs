@@ -125,6 +125,16 @@ pub enum Error {
     #[error("authentication failed")]
     AuthFailed,
 
+    /// The server does not support what was asked (for example persistent watches, which
+    /// need ZooKeeper 3.6 or later).
+    #[error("{feature} are not supported by the server: {reason}")]
+    Unsupported {
+        /// What is missing.
+        feature: &'static str,
+        /// Why, and what would support it.
+        reason: String,
+    },
+
     /// Any other error reported by ZooKeeper or by the underlying client.
     #[error("ZooKeeper error: {0}")]
     ZooKeeper(#[source] zookeeper_client::Error),

@@ -102,6 +102,7 @@
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod cache;
 pub mod connection;
 mod error;
 pub mod leader;

@@ -12,6 +12,7 @@
 mod common;
 
 mod bad_input;
+mod cache;
 mod close;
 mod connection;
 mod examples;
