@@ -194,3 +194,23 @@ async fn lost_lock_example_sees_the_lock_lost() {
         assert!(out.contains(expected), "missing {expected:?}:\n{out}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_watch_example_prints_the_tree_then_every_change() {
+    init_tracing();
+    let out = run_example("config_watch", &["--changes", "6"]).await;
+    for expected in [
+        "Configuration under /demo/config",
+        "  /demo/config/database/pool = 10",
+        "  /demo/config/http/port = 8080",
+        "changed /demo/config/database/pool = 20 (was 10)",
+        "created /demo/config/features/dark-mode = on",
+        "deleted /demo/config/features/dark-mode",
+        "changed /demo/config/database/pool = 23 (was 20)",
+        "Done.",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?}:\n{out}");
+    }
+    assert_eq!(lines_with(&out, "created ").len(), 2, "{out}");
+    assert_eq!(lines_with(&out, "deleted ").len(), 2, "{out}");
+}
