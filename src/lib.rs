@@ -19,6 +19,9 @@
 //!   [`SharedCount`]; [`InterProcessSemaphoreMutex`] is its one-lease mutex.
 //! * [`LeaderLatch`]: a race for one ephemeral node; simple, unfair, wakes every follower.
 //! * [`LeaderSelector`]: fair, queue-ordered leadership with a listener and auto-requeue.
+//! * [`CuratorCache`]: the nodes under a path (one node, its children, or the tree) kept in
+//!   memory over one persistent watch, with a stream of every change, converged again after
+//!   every fault; [`PersistentWatcher`] is the watch it stands on.
 //!
 //! # Modules
 //!
@@ -32,6 +35,8 @@
 //! * [`leader`]: [`LeaderLatch`] and [`LeaderSelector`], with their listeners (Curator's
 //!   `recipes.leader`).
 //! * [`shared`]: [`SharedCount`] (Curator's `recipes.shared`).
+//! * [`cache`]: [`CuratorCache`] and [`PersistentWatcher`] (Curator's `recipes.cache` and
+//!   `recipes.watch`); its docs state what a reader of the cache may see, and when.
 //! * [`connection`]: [`Client`], its builder, connection states and [`retry`] policies.
 //! * [`participant`] (participant ids) and [`limits`] (request size limits), shared by all.
 //!
@@ -95,6 +100,13 @@
 //! change for *n* followers); latches of one client on one path share one create turn. With
 //! [`LatchLayout::Curator`], the latch is a queue like the mutex's, with its costs.
 //!
+//! **[`CuratorCache`]:** one persistent watch (`addWatch`) for the whole tree, set again after
+//! every reconnection and on every new session. Each watch event costs one read of its node
+//! (`getData`, or `exists` with [`stat_only`](CuratorCacheBuilder::stat_only)); reading the
+//! contents costs nothing. A load or a resynchronisation reads each node's data and children
+//! back to back, and a node's children as soon as its listing has answered, all at once: one
+//! round trip per level of depth, whatever the number of nodes in a level.
+//!
 //! **[`Client`]:** requests sent back to back leave at once: the client sets `TCP_NODELAY`
 //! on its connection (zookeeper-client does not), so Nagle's algorithm does not hold a request
 //! until the one before it is answered, which would cost every pipelined request a round trip.
@@ -119,6 +131,10 @@ mod sync;
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 
+pub use cache::{
+    CacheEvent, CacheEvents, CacheMode, CacheState, CachedNode, CuratorCache,
+    CuratorCacheBuilder, PersistentWatcher, WatcherEvent, WatcherEvents,
+};
 pub use connection::retry;
 #[cfg(feature = "tls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
