@@ -20,9 +20,14 @@
 //! listeners and streams, the [`ConnectionErrorPolicy`], the verified
 //! [`has_leadership`](LeaderLatch::has_leadership), and no leaked node. The Curator layout
 //! stands on the crate's queue core (the one under the mutex and the selector), so a leader
-//! is only ever granted from proof of the server's current state; as in Curator, a leader
-//! that gives leadership up on a suspension (the standard policy), or whose node is deleted,
-//! queues again at the back once reconnected. Its [`watch_events_received`](LeaderLatch::watch_events_received)
+//! is only ever granted from proof of the server's current state. A leader whose node is
+//! deleted queues again at the back, as in Curator. A leader that gives leadership up on a
+//! suspension (the standard policy) also queues again at the back, with a new node, once
+//! reconnected: **unlike Curator 5.4+**, which keeps its node through a reconnection on the
+//! same session (CURATOR-644) and leads again if it is still first. In an election shared
+//! with Java latches, a Rust leader therefore loses its place after a connection blip where
+//! a Java one would keep it; [`ConnectionErrorPolicy::SessionOnly`] keeps leadership (and
+//! the node) through suspensions instead. Its [`watch_events_received`](LeaderLatch::watch_events_received)
 //! stays 0: the queue core does not count them.
 //!
 //! # Latch or `LeaderSelector`?
