@@ -132,8 +132,8 @@ mod sync;
 pub mod testing;
 
 pub use cache::{
-    CacheEvent, CacheEvents, CacheMode, CacheState, CachedNode, CuratorCache,
-    CuratorCacheBuilder, PersistentWatcher, WatcherEvent, WatcherEvents,
+    CacheEvent, CacheEvents, CacheMode, CacheState, CachedNode, CuratorCache, CuratorCacheBuilder,
+    PersistentWatcher, WatcherEvent, WatcherEvents,
 };
 pub use connection::retry;
 #[cfg(feature = "tls")]
@@ -148,9 +148,9 @@ pub use leader::{
 };
 pub use lifecycle::RecipeState;
 pub use locks::{
-    InterProcessMultiLock, InterProcessMutex, InterProcessReadWriteLock,
-    InterProcessSemaphoreMutex, InterProcessSemaphoreV2, Lease, LockGuard, MultiLockGuard,
-    MultiLockPart, RevocationListener, RevocationRequest, Revoker, REVOKE_MESSAGE,
+    InterProcessLock, InterProcessMultiLock, InterProcessMutex, InterProcessReadWriteLock,
+    InterProcessSemaphoreMutex, InterProcessSemaphoreV2, Lease, LockGuard, LockHold,
+    MultiLockGuard, MultiLockPart, RevocationListener, RevocationRequest, Revoker, REVOKE_MESSAGE,
 };
 pub use participant::default_participant_id;
 pub use path::{validate_path, validate_recipe_path};

@@ -23,6 +23,7 @@ mod interop_rw_lock;
 mod interop_selector;
 mod interop_semaphore;
 mod latch;
+mod lock_trait;
 mod multi_lock;
 mod mutex;
 mod rw_lock;
