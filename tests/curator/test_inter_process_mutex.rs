@@ -98,9 +98,8 @@ async fn test_locker() {
 /// it stops the server, waits until the client reports it is no longer connected, and restarts
 /// the server, then releases. Both tasks must finish. A server of its own, since it is stopped.
 /// The session (10 s) outlives the outage, so the holder's node survives and the release
-/// deletes it; Curator tolerates a `SessionExpiredException` from that release, and the port
-/// tolerates the errors a release after an outage may report (the node is then deleted in the
-/// background, as `LockGuard::release` documents).
+/// deletes it; Curator tolerates a `SessionExpiredException` from that release, and so does
+/// the port (any other error fails the test).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_waiting_process_killed_server() {
     init_tracing();
@@ -139,12 +138,8 @@ async fn test_waiting_process_killed_server() {
                 server.restart().await.expect("restart the server");
             }
             match guard.release().await {
-                Ok(()) => {}
-                Err(
-                    zk_recipes::Error::SessionExpired
-                    | zk_recipes::Error::ConnectionLoss
-                    | zk_recipes::Error::LockLost,
-                ) => {}
+                // Curator ignores a SessionExpiredException here.
+                Ok(()) | Err(zk_recipes::Error::SessionExpired) => {}
                 Err(other) => panic!("release failed: {other}"),
             }
         }));
