@@ -9,10 +9,11 @@
 //! Curator's reentrant acquire does.
 //!
 //! Curator's two own tests build a part from an anonymous `InterProcessLock` whose `acquire`
-//! or `release` throws. This crate's parts are a closed set (`MultiLockPart`: mutexes,
-//! read/write lock halves, semaphore mutexes) with no lock trait to implement, so the ports
-//! make a real part fail: a release on a client whose connection is cut, an acquire on a lock
-//! path that is an ephemeral node. Each doc says what was kept.
+//! or `release` throws. This crate's multi-lock takes the crate's own locks only
+//! (`MultiLockPart`: mutexes, read/write lock halves, semaphore mutexes), not any
+//! `InterProcessLock` (a documented difference, in the README's Curator table), so the ports
+//! make a real part fail: a release refused by the lock path's ACL, an acquire on a lock path
+//! that is an ephemeral node. Each doc says what was kept.
 //!
 //! Not ported: none.
 
