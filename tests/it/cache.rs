@@ -782,3 +782,40 @@ async fn closing_the_client_ends_the_cache() {
     })
     .await;
 }
+
+/// A node whose data is as large as a request may carry (ZooKeeper's default
+/// `jute.maxbuffer`, less the request's overhead) is cached whole, and the cache goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_at_the_size_limit_is_cached_whole() {
+    init_tracing();
+    let server = zk_server().await;
+    let writer = connect(&server).await;
+    let root = unique_path("cache-large");
+    make(&writer, &root, b"").await;
+    let large = vec![7u8; zk_recipes::limits::DEFAULT_MAX_REQUEST_SIZE - 1024];
+    make(&writer, &format!("{root}/large"), &large).await;
+    let client = connect(&server).await;
+    let cache = CuratorCache::new(&client, &root).unwrap();
+    let mut events = cache.events();
+    cache.start().await.unwrap();
+    cache.initialized().await.unwrap();
+    next_events(&mut events, 3).await;
+    assert_eq!(
+        cache
+            .get(&format!("{root}/large"))
+            .unwrap()
+            .data()
+            .map(<[u8]>::len),
+        Some(large.len())
+    );
+    writer
+        .set_data(&format!("{root}/large"), b"small", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        next_events(&mut events, 1).await,
+        [format!("changed {root}/large")]
+    );
+    cache.close().await;
+    client.close().await;
+}
