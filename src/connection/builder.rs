@@ -232,7 +232,8 @@ impl ClientBuilder {
     }
 
     /// ACLs for the nodes the client and its recipes create when a recipe is given none
-    /// (default: open to anyone, `world:anyone` with all permissions).
+    /// (default: open to anyone, `world:anyone` with all permissions). Parents made on the way
+    /// to a node get the node's ACLs (see [`Client::create`]).
     ///
     /// ```
     /// use zk_recipes::zookeeper_client::Acls;

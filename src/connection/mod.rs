@@ -413,6 +413,12 @@ impl Client {
     /// Creates `path` with `data` (and its missing parents, as container nodes), retried.
     /// `acls` empty means the client's [default ACLs](ClientBuilder::default_acls).
     ///
+    /// The parents made on the way get the same ACLs as the node. Curator differs: its
+    /// `ACLProvider` gives each parent the ACL for the parent's own path (open to anyone by
+    /// default), unless `withACL(acl, true)` applies the node's to them. This crate has no
+    /// per-path provider: to give parents other ACLs, make them first (with
+    /// [`create`](Self::create) or [`ensure_path`](Self::ensure_path)).
+    ///
     /// # Errors
     ///
     /// [`Error::InvalidPath`]; [`Error::InvalidArgument`] if the request would exceed
