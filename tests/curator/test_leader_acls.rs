@@ -3,11 +3,14 @@
 //!
 //! Curator's test gives the client an `ACLProvider` that answers a digest ACL for `/base`
 //! only, and open ACLs for every other path. This crate has no per-path ACL provider: a
-//! client has [default ACLs](zk_recipes::ClientBuilder::default_acls), which the nodes made
-//! on the way (missing parents) get, and a recipe has the ACLs of its own nodes
-//! ([`LeaderLatch::with_acls`]). The same ACLs as Curator's result from a client whose default
-//! is the creator's digest (so `/base`, made on the way, gets `digest:test:…` with every
-//! permission) and a latch whose nodes are open, as Curator's default ACL makes them.
+//! client has [default ACLs](zk_recipes::ClientBuilder::default_acls), and a recipe has the
+//! ACLs of its own nodes ([`LeaderLatch::with_acls`]), whose docs say that the latch's missing
+//! parents get the client's default ACLs. The same ACLs as Curator's result from a client
+//! whose default is the creator's digest (so `/base`, made on the way, gets `digest:test:…`
+//! with every permission) and a latch whose nodes are open, as Curator's default ACL makes
+//! them. (`Client::create` documents another rule for its own creates: parents made on the way
+//! get the node's ACLs. The Curator-layout latch follows that one, against its own docs: see
+//! the ignored test.)
 //!
 //! Curator's latch reports the refused create through the client's `UnhandledErrorListener`;
 //! here [`LeaderLatch::start`] returns it (a create an ACL forbids is not retried), and a
@@ -55,7 +58,7 @@ impl LeaderSelectorListener for NeverLeads {
 /// of path reports the refusal too (an addition). The test's root is made first by the
 /// unauthenticated client, so that the parents above it stay open to every other test.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "defect: a Curator-layout latch makes missing parents with its own ACLs, not the client's default ACLs its docs promise"]
+#[ignore = "defect: a Curator-layout latch makes missing parents with the latch node's ACLs; LeaderLatch::with_acls promises the client's default ACLs (the race layout keeps it)"]
 async fn test_acl_error_with_leader() {
     acl_error_with_leader(LatchLayout::Curator, "").await;
 }
