@@ -12,11 +12,14 @@
 //! the same server, through `benches/java/CuratorBench.java`; they are skipped, with a note,
 //! where Java or Curator is missing (or `ZK_SKIP_JAVA_INTEROP` is set).
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
+use zk_recipes::cache::{CacheEvent, CacheEvents, CachedNode, CuratorCache};
 use zk_recipes::zookeeper_client::{self, CreateMode, EventType};
 use zk_recipes::{
     Client, InterProcessMutex, InterProcessReadWriteLock, InterProcessSemaphoreV2, LeaderLatch,
@@ -27,6 +30,71 @@ use zk_recipes::{
 mod java;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The system allocator, counting the bytes allocated and not yet freed (and their peak), for
+/// the memory scenarios' heap figures: two relaxed atomic operations per allocation.
+struct CountingAllocator;
+
+static HEAP_LIVE: AtomicIsize = AtomicIsize::new(0);
+static HEAP_PEAK: AtomicIsize = AtomicIsize::new(0);
+
+impl CountingAllocator {
+    fn grew(by: usize) {
+        let live = HEAP_LIVE.fetch_add(by as isize, Ordering::Relaxed) + by as isize;
+        HEAP_PEAK.fetch_max(live, Ordering::Relaxed);
+    }
+}
+
+// SAFETY: every call is passed on to the system allocator unchanged; only counts are added.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let ptr = System.alloc(layout);
+        if !ptr.is_null() {
+            Self::grew(layout.size());
+        }
+        ptr
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let ptr = System.alloc_zeroed(layout);
+        if !ptr.is_null() {
+            Self::grew(layout.size());
+        }
+        ptr
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout);
+        HEAP_LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let moved = System.realloc(ptr, layout, new_size);
+        if !moved.is_null() {
+            HEAP_LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+            Self::grew(new_size);
+        }
+        moved
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+/// The heap in use now, in MB, by the [`CountingAllocator`]'s count.
+fn heap_mb() -> f64 {
+    HEAP_LIVE.load(Ordering::Relaxed) as f64 / (1024.0 * 1024.0)
+}
+
+/// Starts a new peak of the heap in use, from what is in use now.
+fn reset_peak_heap() {
+    HEAP_PEAK.store(HEAP_LIVE.load(Ordering::Relaxed), Ordering::Relaxed);
+}
+
+/// The peak of the heap in use since [`reset_peak_heap`], in MB.
+fn peak_heap_mb() -> f64 {
+    HEAP_PEAK.load(Ordering::Relaxed) as f64 / (1024.0 * 1024.0)
+}
 
 const SCENARIOS: &[&str] = &[
     "floor",
@@ -46,6 +114,12 @@ const SCENARIOS: &[&str] = &[
     "semaphore-contended",
     "curator-semaphore-contended",
     "semaphore-waiters",
+    "cache-load",
+    "curator-cache-load",
+    "cache-latency",
+    "curator-cache-latency",
+    "cache-memory",
+    "cache-resync",
 ];
 
 fn main() -> Result<(), BoxError> {
@@ -107,6 +181,12 @@ fn main() -> Result<(), BoxError> {
                     curator(&connect, &path, &args).await?
                 }
                 "semaphore-waiters" => semaphore_waiters(&connect, &path).await?,
+                "cache-load" => cache_load(&connect, &path).await?,
+                "curator-cache-load" => curator_cache_load(&connect, &path).await?,
+                "cache-latency" => cache_latency(&connect, &path).await?,
+                "curator-cache-latency" => curator_cache_latency(&connect, &path).await?,
+                "cache-memory" => cache_memory(&connect, &path).await?,
+                "cache-resync" => cache_resync(&connect, &path).await?,
                 _ => unreachable!("checked above"),
             }
         }
@@ -210,6 +290,33 @@ fn report_ratios() {
             "curator_writer_wait_behind_readers_median_us",
             false,
         ),
+        // Below 1 is faster than Curator (the goal: 0.5 or less).
+        (
+            "ratio_cache_load_to_curator",
+            "cache_load_ms",
+            "curator_cache_load_ms",
+            false,
+        ),
+        // Above 1 is slower than the pipelined reads of every node.
+        (
+            "ratio_cache_load_to_floor",
+            "cache_load_ms",
+            "cache_load_floor_ms",
+            false,
+        ),
+        // Below 1 is faster than Curator.
+        (
+            "ratio_cache_latency_to_curator",
+            "cache_latency_median_us",
+            "curator_cache_latency_median_us",
+            false,
+        ),
+        (
+            "ratio_cache_latency_p99_to_curator",
+            "cache_latency_p99_us",
+            "curator_cache_latency_p99_us",
+            false,
+        ),
     ];
     for (name, numerator, denominator, per_second) in ratios {
         if let (Some(n), Some(d)) = (figure(numerator), figure(denominator)) {
@@ -219,11 +326,16 @@ fn report_ratios() {
     }
 }
 
+/// Whether the `curator-*` scenarios can run: Curator is installed and not skipped.
+fn curator_installed() -> bool {
+    let curator_jar = std::path::Path::new(java::JAVA_DIR).join("curator-recipes.jar");
+    !java::skip_requested() && curator_jar.exists()
+}
+
 /// Runs `benches/java/CuratorBench.java` with `args` against the same server, and reports
 /// its figures.
 async fn curator(connect: &str, path: &str, args: &[&str]) -> Result<(), BoxError> {
-    let curator_jar = std::path::Path::new(java::JAVA_DIR).join("curator-recipes.jar");
-    if java::skip_requested() || !curator_jar.exists() {
+    if !curator_installed() {
         eprintln!("# skipped: Curator is not installed (apt-get install libcurator-recipes-java)");
         return Ok(());
     }
@@ -835,6 +947,466 @@ async fn semaphore_waiters(connect: &str, path: &str) -> Result<(), BoxError> {
     client.close().await;
     observer.close().await;
     Ok(())
+}
+
+/// Requests the cache scenarios send before awaiting their answers, to build and remove their
+/// trees quickly.
+const PIPELINE: usize = 500;
+
+/// The tree of the load and resync scenarios: 100 children of 100 children each (10,101 nodes
+/// with the root), 16 bytes of data each.
+const CACHE_TREE: (usize, usize, usize) = (100, 100, 16);
+/// The tree of the memory scenario: 100 children of 1,000 children each, 8 bytes of data.
+const CACHE_MEMORY_TREE: (usize, usize, usize) = (100, 1000, 8);
+/// Timed loads of the load scenarios, after one untimed (the median is reported).
+const CACHE_LOAD_RUNS: usize = 3;
+/// Changes timed by the latency scenarios, after [`CACHE_LATENCY_WARMUP`] untimed.
+const CACHE_LATENCY_SAMPLES: usize = 500;
+const CACHE_LATENCY_WARMUP: usize = 50;
+/// Nodes changed while the resync scenario's connection is cut.
+const CACHE_RESYNC_CHANGES: usize = 100;
+
+/// A tree a cache scenario made: its root, the root's children, and theirs.
+struct BenchTree {
+    root: String,
+    /// The paths below the root, by level: the children, then the grandchildren.
+    levels: [Vec<String>; 2],
+}
+
+impl BenchTree {
+    /// Makes `root` with `children` children of `grandchildren` children each, every node
+    /// below the root with `data_len` bytes of data; the creates of a level are pipelined.
+    async fn make(
+        client: &Client,
+        root: &str,
+        shape: (usize, usize, usize),
+    ) -> Result<Self, BoxError> {
+        let (children, grandchildren, data_len) = shape;
+        client.ensure_path(root, false).await?;
+        let parents: Vec<String> = (0..children).map(|c| format!("{root}/c{c:03}")).collect();
+        let leaves: Vec<String> = parents
+            .iter()
+            .flat_map(|parent| (0..grandchildren).map(move |g| format!("{parent}/g{g:04}")))
+            .collect();
+        let zk = client.zookeeper()?;
+        let data = vec![b'x'; data_len];
+        let options = CreateMode::Persistent.with_acls(zookeeper_client::Acls::anyone_all());
+        for level in [&parents, &leaves] {
+            for chunk in level.chunks(PIPELINE) {
+                let created = futures::future::join_all(
+                    chunk.iter().map(|path| zk.create(path, &data, &options)),
+                )
+                .await;
+                for result in created {
+                    result?;
+                }
+            }
+        }
+        Ok(Self {
+            root: root.to_owned(),
+            levels: [parents, leaves],
+        })
+    }
+
+    /// Its nodes, the root included.
+    fn nodes(&self) -> usize {
+        1 + self.levels.iter().map(Vec::len).sum::<usize>()
+    }
+
+    /// Deletes the tree, a level at a time, the deletes of a level pipelined.
+    async fn remove(self, client: &Client) -> Result<(), BoxError> {
+        let zk = client.zookeeper()?;
+        for level in self.levels.iter().rev() {
+            for chunk in level.chunks(PIPELINE) {
+                let deleted =
+                    futures::future::join_all(chunk.iter().map(|path| zk.delete(path, None))).await;
+                for result in deleted {
+                    result?;
+                }
+            }
+        }
+        client.delete(&self.root, None).await?;
+        Ok(())
+    }
+}
+
+/// The next event of a cache's stream, within two minutes.
+async fn next_cache_event(events: &mut CacheEvents) -> Result<CacheEvent, BoxError> {
+    tokio::time::timeout(Duration::from_secs(120), events.next())
+        .await?
+        .ok_or_else(|| BoxError::from("the cache's event stream ended"))
+}
+
+/// The first load of a 10,101-node tree (100 × 100 below the root, pipelined creates made
+/// beforehand): the time from `start` to `initialized`, on one client, a new cache each run.
+async fn cache_load(connect: &str, path: &str) -> Result<(), BoxError> {
+    let writer = client(connect).await?;
+    let tree = BenchTree::make(&writer, path, CACHE_TREE).await?;
+    let reader = client(connect).await?;
+    let mut samples = Vec::with_capacity(CACHE_LOAD_RUNS);
+    for run in 0..=CACHE_LOAD_RUNS {
+        let cache = CuratorCache::new(&reader, path)?;
+        let started = Instant::now();
+        cache.start().await?;
+        tokio::time::timeout(Duration::from_secs(300), cache.initialized()).await??;
+        let elapsed = started.elapsed();
+        let held = cache.len();
+        cache.close().await;
+        if held != tree.nodes() {
+            return Err(format!("the cache holds {held} nodes of {}", tree.nodes()).into());
+        }
+        if run == 0 {
+            report("cache_load_first_ms", ms(elapsed));
+        } else {
+            samples.push(elapsed);
+        }
+    }
+    report("cache_load_nodes", tree.nodes());
+    report("cache_load_ms", median_ms(&mut samples));
+    // The floors: the same reads with every path known, all sent before any is awaited
+    // (getData and getChildren of every node, as a cache that cannot tell a leaf must send),
+    // then getData alone.
+    let zk = reader.zookeeper()?;
+    let paths: Vec<&String> = std::iter::once(&tree.root)
+        .chain(tree.levels.iter().flatten())
+        .collect();
+    for (key, list) in [
+        ("cache_load_floor_ms", true),
+        ("cache_load_data_floor_ms", false),
+    ] {
+        let mut floors = Vec::with_capacity(CACHE_LOAD_RUNS);
+        for _ in 0..CACHE_LOAD_RUNS {
+            let started = Instant::now();
+            let mut data = Vec::with_capacity(paths.len());
+            let mut children = Vec::with_capacity(paths.len());
+            for path in &paths {
+                data.push(zk.get_data(path));
+                if list {
+                    children.push(zk.get_children(path));
+                }
+            }
+            for result in futures::future::join_all(data).await {
+                result?;
+            }
+            for result in futures::future::join_all(children).await {
+                result?;
+            }
+            floors.push(started.elapsed());
+        }
+        report(key, median_ms(&mut floors));
+    }
+    reader.close().await;
+    tree.remove(&writer).await?;
+    writer.close().await;
+    Ok(())
+}
+
+/// Curator's `CuratorCache` loading the same tree as `cache-load` (made here, read by Java).
+async fn curator_cache_load(connect: &str, path: &str) -> Result<(), BoxError> {
+    if !curator_installed() {
+        return curator(connect, path, &["cache-load"]).await;
+    }
+    let writer = client(connect).await?;
+    let tree = BenchTree::make(&writer, path, CACHE_TREE).await?;
+    let (runs, nodes) = (CACHE_LOAD_RUNS.to_string(), tree.nodes().to_string());
+    curator(connect, path, &["cache-load", &runs, &nodes]).await?;
+    tree.remove(&writer).await?;
+    writer.close().await;
+    Ok(())
+}
+
+/// A cache over 10 nodes; another session sets one node's data, and the time from sending
+/// the setData to the `Changed` event in the cache's stream is measured, one at a time.
+async fn cache_latency(connect: &str, path: &str) -> Result<(), BoxError> {
+    let writer = client(connect).await?;
+    let tree = BenchTree::make(&writer, path, (10, 0, 16)).await?;
+    let target = tree.levels[0][0].clone();
+    let reader = client(connect).await?;
+    let cache = CuratorCache::new(&reader, path)?;
+    let mut changes = cache.events().changes_only();
+    cache.start().await?;
+    cache.initialized().await?;
+    let zk = writer.zookeeper()?;
+    let mut samples = Vec::with_capacity(CACHE_LATENCY_SAMPLES);
+    for i in 0..CACHE_LATENCY_WARMUP + CACHE_LATENCY_SAMPLES {
+        let data = (i as u64).to_be_bytes();
+        let started = Instant::now();
+        let set = zk.set_data(&target, &data, None);
+        loop {
+            if let CacheEvent::Changed { new, .. } = next_cache_event(&mut changes).await? {
+                if new.path() == target && new.data() == Some(&data[..]) {
+                    break;
+                }
+            }
+        }
+        let elapsed = started.elapsed();
+        set.await?;
+        if i >= CACHE_LATENCY_WARMUP {
+            samples.push(elapsed);
+        }
+    }
+    report("cache_latency_median_us", median_us(&mut samples));
+    report("cache_latency_p99_us", percentile_us(&mut samples, 0.99));
+    cache.close().await;
+    reader.close().await;
+    tree.remove(&writer).await?;
+    writer.close().await;
+    Ok(())
+}
+
+/// Curator's `CuratorCache` over the same 10 nodes as `cache-latency`: Java sets the data
+/// with a second client and times to the listener's change callback.
+async fn curator_cache_latency(connect: &str, path: &str) -> Result<(), BoxError> {
+    if !curator_installed() {
+        return curator(connect, path, &["cache-latency"]).await;
+    }
+    let writer = client(connect).await?;
+    let tree = BenchTree::make(&writer, path, (10, 0, 16)).await?;
+    let target = tree.levels[0][0].clone();
+    let (samples, warmup) = (
+        CACHE_LATENCY_SAMPLES.to_string(),
+        CACHE_LATENCY_WARMUP.to_string(),
+    );
+    curator(
+        connect,
+        path,
+        &["cache-latency", &target, &samples, &warmup],
+    )
+    .await?;
+    tree.remove(&writer).await?;
+    writer.close().await;
+    Ok(())
+}
+
+/// What a cached node costs: the sizes of the per-node structures, and the growth of the
+/// process's resident set for 100,101 nodes (100 × 1,000 below the root, 8 bytes of data)
+/// loaded into one cache, with data and then stats only. The allocator's free memory is
+/// given back before each reading, so the growth is what the cache holds (and the client's
+/// buffers) with the allocator's fragmentation, not the load's passing peak; the heap in use,
+/// counted by the [`CountingAllocator`], is reported beside it.
+async fn cache_memory(connect: &str, path: &str) -> Result<(), BoxError> {
+    report("cache_node_struct_bytes", std::mem::size_of::<CachedNode>());
+    report(
+        "cache_node_stat_bytes",
+        std::mem::size_of::<zookeeper_client::Stat>(),
+    );
+    report("cache_event_bytes", std::mem::size_of::<CacheEvent>());
+    let writer = client(connect).await?;
+    let tree = BenchTree::make(&writer, path, CACHE_MEMORY_TREE).await?;
+    let heap_without_reader = heap_mb();
+    let reader = client(connect).await?;
+    for stat_only in [false, true] {
+        let prefix = if stat_only {
+            "cache_stat_only"
+        } else {
+            "cache"
+        };
+        trim_heap();
+        let before = rss_mb();
+        let heap_before = heap_mb();
+        reset_peak_heap();
+        let builder = CuratorCache::builder(&reader, path);
+        let cache = if stat_only {
+            builder.stat_only()
+        } else {
+            builder
+        }
+        .build()?;
+        cache.start().await?;
+        tokio::time::timeout(Duration::from_secs(600), cache.initialized()).await??;
+        trim_heap();
+        let grown = rss_mb() - before;
+        let heap_grown = heap_mb() - heap_before;
+        let load_peak = peak_heap_mb() - heap_before;
+        let snapshot = cache.snapshot();
+        let nodes = snapshot.len();
+        let payload: usize = snapshot
+            .iter()
+            .map(|node| node.path().len() + node.data().map_or(0, <[u8]>::len))
+            .sum();
+        drop(snapshot);
+        if nodes != tree.nodes() {
+            return Err(format!("the cache holds {nodes} nodes of {}", tree.nodes()).into());
+        }
+        let per_node = grown * 1024.0 * 1024.0 / nodes as f64;
+        let payload_per_node = payload as f64 / nodes as f64;
+        report(&format!("{prefix}_nodes"), nodes);
+        report(&format!("{prefix}_rss_growth_mb"), format!("{grown:.1}"));
+        report(
+            &format!("{prefix}_bytes_per_node"),
+            format!("{per_node:.0}"),
+        );
+        report(
+            &format!("{prefix}_path_data_bytes_per_node"),
+            format!("{payload_per_node:.1}"),
+        );
+        report(
+            &format!("{prefix}_overhead_bytes_per_node"),
+            format!("{:.0}", per_node - payload_per_node),
+        );
+        // The heap in use (no allocator overhead, no fragmentation), and its peak during the
+        // load (the reads in flight).
+        report(
+            &format!("{prefix}_heap_bytes_per_node"),
+            format!("{:.0}", heap_grown * 1024.0 * 1024.0 / nodes as f64),
+        );
+        report(
+            &format!("{prefix}_load_peak_heap_mb"),
+            format!("{load_peak:.1}"),
+        );
+        cache.close().await;
+        drop(cache);
+        trim_heap();
+        report(
+            &format!("{prefix}_rss_retained_after_close_mb"),
+            format!("{:.1}", rss_mb() - before),
+        );
+        report(
+            &format!("{prefix}_heap_retained_after_close_mb"),
+            format!("{:.1}", heap_mb() - heap_before),
+        );
+    }
+    reader.close().await;
+    drop(reader);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // What the caches left behind that closing their client did not free.
+    report(
+        "cache_heap_retained_after_client_close_mb",
+        format!("{:.1}", heap_mb() - heap_without_reader),
+    );
+    tree.remove(&writer).await?;
+    writer.close().await;
+    Ok(())
+}
+
+/// A cache of 10,101 nodes (the `cache-load` tree) on a client behind a `FaultProxy`: the
+/// connection is cut, another session changes 100 leaves, the connection is restored. The
+/// time from the restore to the `Initialized` that ends the resync, and the events emitted in
+/// between, which must be exactly the 100 `Changed`.
+async fn cache_resync(connect: &str, path: &str) -> Result<(), BoxError> {
+    let writer = client(connect).await?;
+    let tree = BenchTree::make(&writer, path, CACHE_TREE).await?;
+    // A proxy forwards to one server.
+    let upstream = connect.split(',').next().unwrap_or(connect);
+    let proxy = zk_recipes::testing::FaultProxy::start(upstream).await?;
+    let reader = Client::builder(proxy.connect_string())
+        .session_timeout(Duration::from_secs(30))
+        .connection_timeout(Duration::from_secs(2))
+        .connect()
+        .await?;
+    let cache = CuratorCache::new(&reader, path)?;
+    let mut events = cache.events();
+    cache.start().await?;
+    let mut loaded = 0;
+    while !matches!(
+        next_cache_event(&mut events).await?,
+        CacheEvent::Initialized
+    ) {
+        loaded += 1;
+    }
+    if loaded != tree.nodes() {
+        return Err(format!(
+            "the first load emitted {loaded} events for {} nodes",
+            tree.nodes()
+        )
+        .into());
+    }
+
+    let mut states = reader.connection_states();
+    proxy.cut();
+    // The client has seen the cut before the changes are made.
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(state) = states.next().await {
+            if !state.is_connected() {
+                return;
+            }
+        }
+    })
+    .await?;
+    let leaves = &tree.levels[1];
+    let changed: Vec<&String> = leaves
+        .iter()
+        .step_by(leaves.len() / CACHE_RESYNC_CHANGES)
+        .take(CACHE_RESYNC_CHANGES)
+        .collect();
+    let data = b"changed while cut";
+    let zk = writer.zookeeper()?;
+    for result in
+        futures::future::join_all(changed.iter().map(|path| zk.set_data(path, data, None))).await
+    {
+        result?;
+    }
+    let mut during_cut = 0;
+    while let Some(Some(_)) = futures::FutureExt::now_or_never(events.next()) {
+        during_cut += 1;
+    }
+
+    proxy.restore();
+    let restored = Instant::now();
+    let reconnected = tokio::spawn(async move {
+        while let Some(state) = states.next().await {
+            if state.is_connected() {
+                return Some(Instant::now());
+            }
+        }
+        None
+    });
+    let (mut changes, mut others) = (0usize, 0usize);
+    loop {
+        match next_cache_event(&mut events).await? {
+            CacheEvent::Initialized => break,
+            CacheEvent::Changed { new, .. } if new.data() == Some(&data[..]) => changes += 1,
+            other => {
+                eprintln!("# cache-resync: an unexpected event {other:?}");
+                others += 1;
+            }
+        }
+    }
+    let elapsed = restored.elapsed();
+    report("cache_resync_nodes", tree.nodes());
+    report("cache_resync_ms", ms(elapsed));
+    if let Some(at) = reconnected.await? {
+        report("cache_resync_reconnect_ms", ms(at - restored));
+    }
+    report("cache_resync_events", changes + others);
+    cache.close().await;
+    reader.close().await;
+    drop(proxy);
+    if changes != CACHE_RESYNC_CHANGES || others != 0 || during_cut != 0 {
+        return Err(format!(
+            "cache-resync: {changes} Changed and {others} other events between the restore and \
+             Initialized ({during_cut} during the cut); expected exactly {CACHE_RESYNC_CHANGES} \
+             Changed and nothing else"
+        )
+        .into());
+    }
+    tree.remove(&writer).await?;
+    writer.close().await;
+    Ok(())
+}
+
+/// Gives the allocator's free memory back to the kernel (glibc's `malloc_trim`), so that the
+/// resident set shows the memory in use.
+fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn malloc_trim(pad: usize) -> std::ffi::c_int;
+        }
+        // SAFETY: malloc_trim has no preconditions; it only returns free pages.
+        unsafe {
+            malloc_trim(0);
+        }
+    }
+}
+
+fn ms(elapsed: Duration) -> String {
+    format!("{:.1}", elapsed.as_secs_f64() * 1e3)
+}
+
+fn median_ms(samples: &mut [Duration]) -> String {
+    samples.sort_unstable();
+    ms(samples[(samples.len() - 1) / 2])
 }
 
 fn per_op_us(elapsed: Duration, ops: u32) -> String {

@@ -1,13 +1,17 @@
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.List;
+import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicLong;
 
 import org.apache.curator.framework.CuratorFramework;
 import org.apache.curator.framework.CuratorFrameworkFactory;
+import org.apache.curator.framework.recipes.cache.CuratorCache;
+import org.apache.curator.framework.recipes.cache.CuratorCacheListener;
 import org.apache.curator.framework.recipes.leader.LeaderSelector;
 import org.apache.curator.framework.recipes.leader.LeaderSelectorListenerAdapter;
 import org.apache.curator.framework.recipes.locks.InterProcessMutex;
@@ -23,7 +27,8 @@ import org.apache.curator.retry.ExponentialBackoffRetry;
  * <p>Usage: {@code CuratorBench <connectString> <scenario> <path> [args]}, where scenario is
  * {@code contended <sessions> <seconds>}, {@code selector-handoff <handoffs>},
  * {@code read-contended <sessions> <seconds>}, {@code writer-behind-readers <sessions>
- * <rounds>} or {@code semaphore-contended <sessions> <leases> <seconds>}. Prints
+ * <rounds>}, {@code semaphore-contended <sessions> <leases> <seconds>},
+ * {@code cache-load <runs> <nodes>} or {@code cache-latency <node> <samples> <warm-up>}. Prints
  * {@code KEY VALUE} lines, as the Rust benchmark does.
  */
 public final class CuratorBench {
@@ -262,6 +267,88 @@ public final class CuratorBench {
         }
     }
 
+    /**
+     * The first load of the tree at {@code path} (made by the Rust side) by a CuratorCache:
+     * the time from {@code start()} to the {@code initialized} callback, one untimed run, then
+     * {@code runs} timed ones on the same client, a new cache each.
+     */
+    private static void cacheLoad(String connectString, String path, int runs, int nodes)
+            throws Exception {
+        CuratorFramework client = client(connectString);
+        List<Long> samples = new ArrayList<>();
+        for (int run = 0; run <= runs; run++) {
+            CountDownLatch initialized = new CountDownLatch(1);
+            CuratorCache cache = CuratorCache.build(client, path);
+            cache.listenable().addListener(CuratorCacheListener.builder()
+                    .forInitialized(initialized::countDown)
+                    .build());
+            long started = System.nanoTime();
+            cache.start();
+            if (!initialized.await(300, TimeUnit.SECONDS)) {
+                throw new IllegalStateException("the cache was not initialized in time");
+            }
+            long elapsed = System.nanoTime() - started;
+            int held = cache.size();
+            cache.close();
+            if (held != nodes) {
+                throw new IllegalStateException("the cache holds " + held + " nodes of " + nodes);
+            }
+            if (run == 0) {
+                System.out.printf("curator_cache_load_first_ms %.1f%n", elapsed / 1e6);
+            } else {
+                samples.add(elapsed);
+            }
+        }
+        client.close();
+        Collections.sort(samples);
+        System.out.printf("curator_cache_load_ms %.1f%n", samples.get((samples.size() - 1) / 2) / 1e6);
+    }
+
+    /**
+     * A CuratorCache over the tree at {@code path}; a second client sets {@code node}'s data,
+     * and the time from sending the setData to the cache's change callback is measured, one
+     * change at a time.
+     */
+    private static void cacheLatency(String connectString, String path, String node, int samples,
+            int warmUp) throws Exception {
+        CuratorFramework cacheClient = client(connectString);
+        CuratorFramework writer = client(connectString);
+        CountDownLatch initialized = new CountDownLatch(1);
+        BlockingQueue<Long> changed = new LinkedBlockingQueue<>();
+        CuratorCache cache = CuratorCache.build(cacheClient, path);
+        cache.listenable().addListener(CuratorCacheListener.builder()
+                .forInitialized(initialized::countDown)
+                .forChanges((before, after) -> {
+                    if (after.getPath().equals(node)) {
+                        changed.add(System.nanoTime());
+                    }
+                })
+                .build());
+        cache.start();
+        if (!initialized.await(60, TimeUnit.SECONDS)) {
+            throw new IllegalStateException("the cache was not initialized in time");
+        }
+        List<Long> latencies = new ArrayList<>();
+        for (int i = 0; i < warmUp + samples; i++) {
+            byte[] data = Long.toString(i).getBytes();
+            long started = System.nanoTime();
+            writer.setData().forPath(node, data);
+            Long at = changed.poll(10, TimeUnit.SECONDS);
+            if (at == null) {
+                throw new IllegalStateException("no change callback in time");
+            }
+            if (i >= warmUp) {
+                latencies.add(at - started);
+            }
+        }
+        cache.close();
+        writer.close();
+        cacheClient.close();
+        Collections.sort(latencies);
+        System.out.printf("curator_cache_latency_median_us %.1f%n", percentile(latencies, 0.5) / 1e3);
+        System.out.printf("curator_cache_latency_p99_us %.1f%n", percentile(latencies, 0.99) / 1e3);
+    }
+
     private static double percentile(List<Long> sorted, double q) {
         int i = (int) Math.round((sorted.size() - 1) * q);
         return sorted.get(i);
@@ -288,6 +375,12 @@ public final class CuratorBench {
                 break;
             case "writer-behind-readers":
                 writerBehindReaders(args[0], args[2], Integer.parseInt(args[3]), Integer.parseInt(args[4]));
+                break;
+            case "cache-load":
+                cacheLoad(args[0], args[2], Integer.parseInt(args[3]), Integer.parseInt(args[4]));
+                break;
+            case "cache-latency":
+                cacheLatency(args[0], args[2], args[3], Integer.parseInt(args[4]), Integer.parseInt(args[5]));
                 break;
             default:
                 System.err.println("unknown scenario " + args[1]);
