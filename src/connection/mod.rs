@@ -356,7 +356,9 @@ impl Client {
     /// # Errors
     ///
     /// The last error, converted to [`Error`], when it is not retryable or the policy gives up;
-    /// [`Error::ConnectionLoss`] when no connection comes back within the connection timeout;
+    /// [`Error::ConnectionLoss`] when no connection comes back within the connection timeout
+    /// (an attempt sent while the connection is down counts as failed once it has been down
+    /// that long: zookeeper-client would hold it until the connection comes back);
     /// [`Error::Closed`] when the client is closed.
     ///
     /// # Cancel safety
@@ -374,7 +376,14 @@ impl Client {
         loop {
             let outcome = match self.connected_session().await {
                 Ok(session) => match session.zookeeper() {
-                    Ok(zk) => operation(zk).await.map_err(Into::into),
+                    Ok(zk) => {
+                        let attempt = operation(zk.clone());
+                        unless_down_for(&zk, self.shared.config.connection_timeout, attempt)
+                            .await
+                            .map_or(Err(Error::ConnectionLoss), |outcome| {
+                                outcome.map_err(Into::into)
+                            })
+                    }
                     Err(e) => Err(e),
                 },
                 Err(e) => Err(e),
@@ -632,6 +641,55 @@ impl Client {
         F::Output: Send + 'static,
     {
         self.shared.runtime.spawn(future)
+    }
+}
+
+/// `attempt`, or `None` once `zk`'s connection has been down for `within` without coming back.
+///
+/// zookeeper-client keeps a request made while it is disconnected in its queue until the next
+/// connection, however long that takes, where Curator's operations fail with a connection
+/// loss once the connection timeout has passed. An attempt that gave up here is not
+/// withdrawn: a write may still be applied once the connection is back (as one whose answer
+/// was lost may be), which is why protected creates look for their node after it.
+pub(crate) async fn unless_down_for<F: Future>(
+    zk: &zookeeper_client::Client,
+    within: Duration,
+    attempt: F,
+) -> Option<F::Output> {
+    let down_too_long = async {
+        let mut states = zk.state_watcher();
+        loop {
+            let state = states.state();
+            if matches!(
+                state,
+                zookeeper_client::SessionState::SyncConnected
+                    | zookeeper_client::SessionState::ConnectedReadOnly
+            ) {
+                states.changed().await;
+                continue;
+            }
+            if state.is_terminated() {
+                // The attempt fails on its own with the session's end.
+                return std::future::pending::<()>().await;
+            }
+            // Down: give it `within` to come back.
+            let back = async {
+                loop {
+                    let state = states.changed().await;
+                    if !matches!(state, zookeeper_client::SessionState::Disconnected) {
+                        return;
+                    }
+                }
+            };
+            if tokio::time::timeout(within, back).await.is_err() {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        biased;
+        outcome = attempt => Some(outcome),
+        _ = down_too_long => None,
     }
 }
 

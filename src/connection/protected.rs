@@ -14,7 +14,7 @@ use futures::future::Either;
 use uuid::Uuid;
 use zookeeper_client::{Acl, CreateMode, Stat};
 
-use super::{acls_or_default, ensure_parents, Client, Session};
+use super::{acls_or_default, ensure_parents, unless_down_for, Client, Session};
 use crate::error::{is_retryable_zk, Error, Result};
 use crate::path::{join, validate_path};
 
@@ -259,7 +259,10 @@ impl Client {
             // Every request is on the wire before any is awaited: the listing follows the create.
             let create = send_create(&zk, &path, data, &options, replaced)?;
             let listing = with.list_parent.then(|| zk.get_children(parent));
-            match create.await {
+            let create = unless_down_for(&zk, self.connection_timeout(), create);
+            match create.await.unwrap_or(Err(CreateFailure::Create(
+                zookeeper_client::Error::ConnectionLoss,
+            ))) {
                 Ok((stat, sequence)) => {
                     tracing::trace!(%parent, %prefix, sequence, "protected create answered");
                     let sequence = sequential.then_some(sequence);
@@ -386,7 +389,14 @@ impl Client {
             let mut transaction = zk.new_multi_writer();
             transaction.add_check_version(check, -1)?;
             transaction.add_create(&path, data, &options)?;
-            let error = match create_in_transaction(transaction.commit()).await {
+            let create = unless_down_for(
+                &zk,
+                self.connection_timeout(),
+                create_in_transaction(transaction.commit()),
+            );
+            let error = match create.await.unwrap_or(Err(CreateFailure::Create(
+                zookeeper_client::Error::ConnectionLoss,
+            ))) {
                 Ok((stat, sequence)) => {
                     tracing::trace!(%parent, %prefix, sequence, %check, "checked create answered");
                     let sequence = sequential.then_some(sequence);
@@ -497,7 +507,9 @@ impl Client {
             return Ok(None);
         }
         let zk = session.zookeeper()?;
-        let children = match zk.list_children(parent).await {
+        let within = self.connection_timeout();
+        let listed = unless_down_for(&zk, within, zk.list_children(parent)).await;
+        let children = match listed.ok_or(Error::ConnectionLoss)? {
             Ok(children) => children,
             Err(zookeeper_client::Error::NoNode) => return Ok(None),
             Err(e) => return Err(e.into()),
@@ -506,7 +518,8 @@ impl Client {
             return Ok(None);
         };
         let path = join(parent, &name);
-        let Some(stat) = zk.check_stat(&path).await? else {
+        let read = unless_down_for(&zk, within, zk.check_stat(&path)).await;
+        let Some(stat) = read.ok_or(Error::ConnectionLoss)?? else {
             return Ok(None);
         };
         // CURATOR-498: only a node owned by this very session is ours.

@@ -16,12 +16,12 @@
 //! afterwards is a leak, not a node waiting for its session to expire (the tests check that
 //! the session did not change).
 //!
-//! Not ported: none. All three tests are ignored for a defect: they fail in about one run in
-//! three because an operation whose connection drops can wait for the reconnection (past the
-//! connection timeout and the retry policy): the protected create's lookup after the loss, or
-//! a request sent in the instant before the client notices the drop, is queued by
-//! zookeeper-client until it reconnects, here until the lockout ends. The create then returns
-//! the node it recovered, and the selector leads, where Curator's fail within the lockout.
+//! Not ported: none. These tests found a defect, fixed since: an operation whose connection
+//! dropped could wait for the reconnection, past the connection timeout and the retry policy
+//! (the protected create's lookup after the loss, or a request sent in the instant before the
+//! client noticed the drop, was queued by zookeeper-client until it reconnected, here until
+//! the lockout ended), and the create then returned the node it recovered, and the selector
+//! led, where Curator's fail within the lockout. They failed in about one run in three.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -115,7 +115,6 @@ async fn next<T>(rx: &mut mpsc::UnboundedReceiver<T>, what: &str) -> T {
 /// path (the node whose answer was lost is deleted), and a new selector on the same path and
 /// client leads (Curator: within 1 s; here within the deadline). Closing both selectors
 /// succeeds (Curator: no `IllegalStateException`).
-#[ignore = "defect: an operation cut by a connection drop can wait for the reconnection, past the connection timeout and the retry policy (about 1 run in 3)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flapping_test() {
     init_tracing();
@@ -244,7 +243,6 @@ async fn protected_create_in_background(name: &str, retries: u32) {
 /// See [`protected_create_in_background`]; two retries, 1 ms apart (Curator's
 /// `RetryNTimes(2, 1)`). Curator's connection timeout of 100 ms is 1 s here: the proxy's
 /// delay makes a round trip take 500 ms.
-#[ignore = "defect: an operation cut by a connection drop can wait for the reconnection, past the connection timeout and the retry policy (about 1 run in 3)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_protected_node_in_background_test() {
     protected_create_in_background("selector-edges-protected", 2).await;
@@ -253,7 +251,6 @@ async fn create_protected_node_in_background_test() {
 /// Curator: TestLeaderSelectorEdges.createProtectedNodeInBackgroundTestNoRetry.
 ///
 /// As above, without retries (Curator's `RetryNTimes(0, 0)`).
-#[ignore = "defect: an operation cut by a connection drop can wait for the reconnection, past the connection timeout and the retry policy (about 1 run in 3)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_protected_node_in_background_test_no_retry() {
     protected_create_in_background("selector-edges-protected-no-retry", 0).await;
