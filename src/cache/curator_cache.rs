@@ -336,6 +336,8 @@ impl CuratorCache {
         let task = CacheTask {
             inner: self.inner.clone(),
             reads: FuturesUnordered::new(),
+            reads_out: 0,
+            queued: std::collections::VecDeque::new(),
             epoch: 0,
             resync: None,
             backoff: Backoff::new(Duration::from_millis(20), Duration::from_secs(1)),
@@ -474,25 +476,44 @@ enum Purpose {
     Resync { epoch: u64, depth: usize },
 }
 
-/// A read's answer: what it found and, for a resynchronisation's read of a node above the
-/// mode's depth, the node's children.
-type Answer = std::result::Result<(ReadOutcome, Vec<String>), zookeeper_client::Error>;
+/// What a read asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ask {
+    /// The node: its data (or its stat alone), applied to the tree.
+    Node,
+    /// The names of its children, for a resynchronisation that goes below it (their reads
+    /// follow).
+    Children,
+}
+
+/// How many reads may be out at once. The server answers them at its own pace whatever the
+/// number queued, and each read out holds its answer's buffers: past a few thousand, more
+/// only grow the memory a load of a large tree peaks at.
+const READS_OUT_MAX: usize = 2048;
+
+/// A read's answer: what it found about the node (`None` for [`Ask::Children`]), and the
+/// children it listed, if it listed them.
+type Answer = std::result::Result<(Option<ReadOutcome>, Vec<String>), zookeeper_client::Error>;
 
 /// What the task's pending futures resolve to.
 enum Done {
     Read {
-        path: String,
-        ticket: Ticket,
-        epoch: u64,
-        purpose: Purpose,
+        read: Read,
+        /// The tree's ticket, for an [`Ask::Node`].
+        ticket: Option<Ticket>,
         answer: Answer,
     },
     /// A failed read's pause is over: send it again.
-    Retry {
-        path: String,
-        epoch: u64,
-        purpose: Purpose,
-    },
+    Retry(Read),
+}
+
+/// A read to send, or sent.
+#[derive(Debug)]
+struct Read {
+    path: String,
+    epoch: u64,
+    purpose: Purpose,
+    ask: Ask,
 }
 
 /// The resynchronisation under way.
@@ -501,7 +522,7 @@ struct Resync {
     epoch: u64,
     /// The first ticket of its reads: nodes not read since are gone.
     since: Ticket,
-    /// Its reads not yet answered.
+    /// Its reads not yet answered (or not yet sent).
     outstanding: usize,
 }
 
@@ -509,6 +530,10 @@ struct Resync {
 struct CacheTask {
     inner: Arc<Inner>,
     reads: FuturesUnordered<BoxFuture<'static, Done>>,
+    /// Reads sent and not yet answered (the pauses before retries in `reads` do not count).
+    reads_out: usize,
+    /// Reads waiting for room under [`READS_OUT_MAX`], in the order they were asked for.
+    queued: std::collections::VecDeque<Read>,
     /// One more at every [`WatcherEvent::Reset`]: reads of an earlier epoch that fail are not
     /// sent again (the new resynchronisation covers them).
     epoch: u64,
@@ -527,7 +552,9 @@ impl CacheTask {
                         WatcherEvent::Created(path)
                         | WatcherEvent::DataChanged(path)
                         | WatcherEvent::Deleted(path),
-                    ) if self.inner.covers(&path) => self.send_read(path, Purpose::Event),
+                    ) if self.inner.covers(&path) => {
+                        self.request(path, Purpose::Event, Ask::Node);
+                    }
                     Some(_) => {}
                     // The client is closed.
                     None => break,
@@ -557,162 +584,234 @@ impl CacheTask {
             };
         });
         let path = self.inner.path.clone();
-        self.send_read(
-            path,
-            Purpose::Resync {
-                epoch: self.epoch,
-                depth: 0,
-            },
-        );
+        let purpose = Purpose::Resync {
+            epoch: self.epoch,
+            depth: 0,
+        };
+        self.request(path, purpose, Ask::Node);
     }
 
-    /// Sends the read of `path` now: its data (or stat) and, when a resynchronisation must
-    /// go below it, its children, back to back.
-    fn send_read(&mut self, path: String, purpose: Purpose) {
-        let ticket = self.inner.contents.locked().tree.issue();
-        let list =
-            matches!(purpose, Purpose::Resync { depth, .. } if depth < self.inner.mode.max_depth());
-        let epoch = self.epoch;
+    /// Sends a read now, or queues it until fewer than [`READS_OUT_MAX`] are out. Its ticket
+    /// is taken when it is sent: tickets follow the order reads reach the server.
+    fn request(&mut self, path: String, purpose: Purpose, ask: Ask) {
+        let read = Read {
+            path,
+            epoch: self.epoch,
+            purpose,
+            ask,
+        };
+        if self.reads_out < READS_OUT_MAX {
+            self.send(read);
+        } else {
+            self.queued.push_back(read);
+        }
+    }
+
+    /// Sends queued reads while there is room.
+    fn send_queued(&mut self) {
+        while self.reads_out < READS_OUT_MAX {
+            let Some(read) = self.queued.pop_front() else {
+                return;
+            };
+            // An earlier resynchronisation's reads are moot: the current one reads again.
+            if matches!(read.purpose, Purpose::Resync { epoch, .. } if epoch != self.epoch) {
+                continue;
+            }
+            self.send(read);
+        }
+    }
+
+    /// Whether a resynchronisation's read at `depth` must go below the node.
+    fn goes_below(&self, purpose: Purpose) -> bool {
+        matches!(purpose, Purpose::Resync { depth, .. } if depth < self.inner.mode.max_depth())
+    }
+
+    /// Sends `read`: one request, whose answer the pushed future awaits.
+    ///
+    /// * A node with data: `getData`; a resynchronisation lists its children afterwards, only
+    ///   if its stat says it has some (most nodes of a large tree are leaves).
+    /// * A node without data: `exists`, or, when a resynchronisation must go below it,
+    ///   `getChildren2`, whose answer is the node's stat and its children at once.
+    fn send(&mut self, read: Read) {
+        let ticket = (read.ask == Ask::Node).then(|| self.inner.contents.locked().tree.issue());
+        self.reads_out += 1;
         let session = self.inner.client.session();
         let zk = match session.zookeeper() {
             Ok(zk) if !session.is_lost() => zk,
             _ => {
                 self.reads.push(Box::pin(std::future::ready(Done::Read {
-                    path,
+                    read,
                     ticket,
-                    epoch,
-                    purpose,
                     answer: Err(zookeeper_client::Error::SessionExpired),
                 })));
                 return;
             }
         };
-        // Each request is sent here, in order; the futures only await their answers.
-        let data = self.inner.with_data.then(|| zk.get_data(&path));
-        let stat = (!self.inner.with_data).then(|| zk.check_stat(&path));
-        let children = list.then(|| zk.get_children(&path));
+        let path = read.path.as_str();
+        // The request is sent here; the future only awaits its answer.
+        let answer: BoxFuture<'static, Answer> = match read.ask {
+            Ask::Children => {
+                let listing = zk.get_children(path);
+                Box::pin(async move {
+                    match listing.await {
+                        Ok((children, _)) => Ok((None, children)),
+                        // Deleted since its read: its deletion's event follows.
+                        Err(zookeeper_client::Error::NoNode) => Ok((None, Vec::new())),
+                        Err(e) => Err(e),
+                    }
+                })
+            }
+            Ask::Node if self.inner.with_data => {
+                let data = zk.get_data(path);
+                Box::pin(async move {
+                    match data.await {
+                        Ok((data, stat)) => Ok((
+                            Some(ReadOutcome::Present {
+                                stat,
+                                data: Some(data),
+                            }),
+                            Vec::new(),
+                        )),
+                        Err(zookeeper_client::Error::NoNode) => {
+                            Ok((Some(ReadOutcome::Absent), Vec::new()))
+                        }
+                        Err(e) => Err(e),
+                    }
+                })
+            }
+            Ask::Node if self.goes_below(read.purpose) => {
+                let listing = zk.get_children(path);
+                Box::pin(async move {
+                    match listing.await {
+                        Ok((children, stat)) => {
+                            Ok((Some(ReadOutcome::Present { stat, data: None }), children))
+                        }
+                        Err(zookeeper_client::Error::NoNode) => {
+                            Ok((Some(ReadOutcome::Absent), Vec::new()))
+                        }
+                        Err(e) => Err(e),
+                    }
+                })
+            }
+            Ask::Node => {
+                let stat = zk.check_stat(path);
+                Box::pin(async move {
+                    match stat.await {
+                        Ok(Some(stat)) => {
+                            Ok((Some(ReadOutcome::Present { stat, data: None }), Vec::new()))
+                        }
+                        Ok(None) => Ok((Some(ReadOutcome::Absent), Vec::new())),
+                        Err(e) => Err(e),
+                    }
+                })
+            }
+        };
         drop(zk);
         self.reads.push(Box::pin(async move {
-            let found = match (data, stat) {
-                (Some(data), _) => match data.await {
-                    Ok((data, stat)) => Ok(ReadOutcome::Present {
-                        stat,
-                        data: Some(data),
-                    }),
-                    Err(zookeeper_client::Error::NoNode) => Ok(ReadOutcome::Absent),
-                    Err(e) => Err(e),
-                },
-                (None, Some(stat)) => match stat.await {
-                    Ok(Some(stat)) => Ok(ReadOutcome::Present { stat, data: None }),
-                    Ok(None) => Ok(ReadOutcome::Absent),
-                    Err(e) => Err(e),
-                },
-                (None, None) => unreachable!("a read asks for data or a stat"),
-            };
-            let listed = match children {
-                Some(children) => match children.await {
-                    Ok((children, _)) => Ok(children),
-                    // Deleted between the two reads: its deletion's event follows.
-                    Err(zookeeper_client::Error::NoNode) => Ok(Vec::new()),
-                    Err(e) => Err(e),
-                },
-                None => Ok(Vec::new()),
-            };
-            let answer = match (found, listed) {
-                (Ok(found), Ok(children)) => Ok((found, children)),
-                (Err(e), _) | (_, Err(e)) => Err(e),
-            };
             Done::Read {
-                path,
+                read,
                 ticket,
-                epoch,
-                purpose,
-                answer,
+                answer: answer.await,
             }
         }));
     }
 
     fn take(&mut self, done: Done) {
         match done {
-            Done::Retry {
-                path,
-                epoch,
-                purpose,
-            } => {
-                if epoch == self.epoch {
-                    self.send_read(path, purpose);
+            Done::Retry(read) => {
+                if read.epoch == self.epoch {
+                    self.request(read.path, read.purpose, read.ask);
+                } else {
+                    self.resync_read_done(&read, Vec::new(), false);
                 }
             }
             Done::Read {
-                path,
+                read,
                 ticket,
-                epoch,
-                purpose,
                 answer,
-            } => match answer {
-                Ok((found, children)) => {
-                    self.backoff.reset();
-                    let mut events = Vec::new();
-                    self.inner
-                        .contents
-                        .locked()
-                        .tree
-                        .apply(&path, ticket, found, &mut events);
-                    self.inner.publish(events);
-                    if let Purpose::Resync { epoch, depth } = purpose {
-                        self.resync_read_done(&path, epoch, depth, children);
+            } => {
+                self.reads_out -= 1;
+                match answer {
+                    Ok((found, children)) => {
+                        self.backoff.reset();
+                        let mut has_children = false;
+                        if let (Some(found), Some(ticket)) = (found, ticket) {
+                            has_children = matches!(&found, ReadOutcome::Present { stat, .. } if stat.num_children > 0);
+                            let mut events = Vec::new();
+                            self.inner.contents.locked().tree.apply(
+                                &read.path,
+                                ticket,
+                                found,
+                                &mut events,
+                            );
+                            self.inner.publish(events);
+                        }
+                        // A node read with its data: list its children next, if it has some.
+                        let list_next = read.ask == Ask::Node
+                            && self.inner.with_data
+                            && has_children
+                            && self.goes_below(read.purpose);
+                        self.resync_read_done(&read, children, list_next);
+                    }
+                    Err(error) => {
+                        if let Some(ticket) = ticket {
+                            self.inner.contents.locked().tree.abandon(ticket);
+                        }
+                        self.failed(read, error);
                     }
                 }
-                Err(error) => {
-                    self.inner.contents.locked().tree.abandon(ticket);
-                    if is_retryable_zk(&error)
-                        || matches!(error, zookeeper_client::Error::ClientClosed)
-                    {
-                        // A new connection or session brings a Reset, whose resynchronisation
-                        // covers this read; until then, send it again after a pause.
-                        if epoch == self.epoch {
-                            let pause = self.backoff.next_pause();
-                            self.reads.push(Box::pin(async move {
-                                tokio::time::sleep(pause).await;
-                                Done::Retry {
-                                    path,
-                                    epoch,
-                                    purpose,
-                                }
-                            }));
-                        }
-                    } else {
-                        // Not readable (an ACL, a node too large): the cache keeps what it
-                        // had of it, and a resynchronisation does not count it as gone.
-                        tracing::warn!(%path, %error, "cannot read a cached node; keeping what the cache had of it");
-                        let mut contents = self.inner.contents.locked();
-                        let ticket = contents.tree.issue();
-                        contents.tree.confirm(&path, ticket);
-                        drop(contents);
-                        if let Purpose::Resync { epoch, depth } = purpose {
-                            self.resync_read_done(&path, epoch, depth, Vec::new());
-                        }
-                    }
-                }
-            },
+                self.send_queued();
+            }
         }
     }
 
-    /// Counts a resynchronisation's read of `path` as answered, sends the reads of the
-    /// children it found, and ends the resynchronisation when nothing is left to read.
-    fn resync_read_done(&mut self, path: &str, epoch: u64, depth: usize, children: Vec<String>) {
+    /// A read failed: sent again after a pause, or, if it cannot succeed, the node kept as the
+    /// cache had it.
+    fn failed(&mut self, read: Read, error: zookeeper_client::Error) {
+        if is_retryable_zk(&error) || matches!(error, zookeeper_client::Error::ClientClosed) {
+            // A new connection or session brings a Reset, whose resynchronisation covers this
+            // read; until then, send it again after a pause.
+            if read.epoch == self.epoch {
+                let pause = self.backoff.next_pause();
+                self.reads.push(Box::pin(async move {
+                    tokio::time::sleep(pause).await;
+                    Done::Retry(read)
+                }));
+            } else {
+                self.resync_read_done(&read, Vec::new(), false);
+            }
+            return;
+        }
+        // Not readable (an ACL, say): the cache keeps what it had of it, and a
+        // resynchronisation does not count it as gone.
+        tracing::warn!(path = %read.path, %error, "cannot read a cached node; keeping what the cache had of it");
+        let mut contents = self.inner.contents.locked();
+        let ticket = contents.tree.issue();
+        contents.tree.confirm(&read.path, ticket);
+        drop(contents);
+        self.resync_read_done(&read, Vec::new(), false);
+    }
+
+    /// Counts a resynchronisation's read as answered, asks for what it calls for next (the
+    /// node's children, or the reads of the children it listed), and ends the
+    /// resynchronisation when nothing is left to read.
+    fn resync_read_done(&mut self, read: &Read, children: Vec<String>, list_next: bool) {
+        let Purpose::Resync { epoch, depth } = read.purpose else {
+            return;
+        };
         let Some(resync) = self.resync.as_mut().filter(|resync| resync.epoch == epoch) else {
             return;
         };
-        resync.outstanding = resync.outstanding - 1 + children.len();
+        resync.outstanding = resync.outstanding - 1 + children.len() + usize::from(list_next);
+        if list_next {
+            self.request(read.path.clone(), read.purpose, Ask::Children);
+        }
+        let below = Purpose::Resync {
+            epoch,
+            depth: depth + 1,
+        };
         for child in children {
-            self.send_read(
-                join(path, &child),
-                Purpose::Resync {
-                    epoch,
-                    depth: depth + 1,
-                },
-            );
+            self.request(join(&read.path, &child), below, Ask::Node);
         }
         if self
             .resync

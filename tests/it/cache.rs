@@ -560,7 +560,11 @@ async fn bad_input_is_a_typed_error() {
     assert!(matches!(cache.start().await, Err(Error::IllegalState(_))));
     cache.close().await;
     assert!(matches!(cache.start().await, Err(Error::IllegalState(_))));
-    assert!(matches!(cache.initialized().await, Err(Error::Closed)));
+    // Closed before its first load ended: never initialized.
+    let never = CuratorCache::new(&client, &unique_path("cache-bad")).unwrap();
+    never.close().await;
+    assert!(matches!(never.initialized().await, Err(Error::Closed)));
+    assert!(matches!(never.start().await, Err(Error::IllegalState(_))));
     client.close().await;
 }
 
@@ -605,16 +609,27 @@ async fn a_persistent_watcher_resets_after_a_cut_and_on_a_new_session() {
         WatcherEvent::Deleted(format!("{root}/a"))
     );
 
-    let info = client.session().zookeeper().unwrap().session().clone();
+    let old = client.session();
+    let info = old.zookeeper().unwrap().session().clone();
     expire_session(&server, &info).await.unwrap();
-    loop {
-        if next_watched(&mut events).await == WatcherEvent::Reset {
-            break;
-        }
-    }
+    eventually_async("a new session", DEADLINE, || async {
+        let session = client.session();
+        session.generation() > old.generation() && !session.is_lost()
+    })
+    .await;
+    // A reset for the new session (and maybe one before, for a reconnection of the old one
+    // before the server expired it); then the watch reports what happens on the new session.
     make(&writer, &format!("{root}/b"), b"").await;
+    let mut resets = 0;
+    let event = loop {
+        match next_watched(&mut events).await {
+            WatcherEvent::Reset => resets += 1,
+            other => break other,
+        }
+    };
+    assert!(resets >= 1, "a reset on the new session");
     assert_eq!(
-        next_watched(&mut events).await,
+        event,
         WatcherEvent::Created(format!("{root}/b")),
         "the watch is set on the new session"
     );
