@@ -23,13 +23,36 @@
 //! * 5 [`InterProcessSemaphoreV2`] participants on a fifth path, a semaphore of
 //!   [`SEMAPHORE_LEASES`] leases: each takes a lease, works, and releases it.
 //!
+//! And a cache group, under a sixth path (the cache root):
+//!
+//! * A writer makes a seeded random stream of creates (with their missing parents), setDatas
+//!   and deletes under the cache root, up to [`CACHE_DEPTH`] levels deep, a few a second; a
+//!   delete of a node with children deletes its whole subtree one time in three. Its client is
+//!   connected straight to the ensemble, not through proxies: the check compares the caches
+//!   with the server's tree, not with what the writer believes, so a fault on the writer would
+//!   only slow the stream down, while a writer that goes on writing while the caches are cut
+//!   off makes the changes they must catch up with (a persistent watch's events during a
+//!   disconnection are lost). Server faults still hit it; its writes of unknown outcome do not
+//!   matter, for the same reason.
+//! * Three [`CuratorCache`]s, each on a client of its own behind its own proxies (named
+//!   `cache-tree`, `cache-stats`, `cache-children`): a tree cache of the root with data; a
+//!   [`stat_only`](zk_recipes::cache::CuratorCacheBuilder::stat_only) tree cache of the root
+//!   limited to 3 levels (the writer's fourth level is below it); and a
+//!   [`Children`](zk_recipes::cache::CacheMode::Children) cache of `n0`, a node of the first
+//!   level that the writer's subtree deletes remove and its creates make again. Each cache's
+//!   events are replayed, as they come, on the snapshot of its
+//!   [`subscribe`](CuratorCache::subscribe).
+//!
 //! # Faults
 //!
 //! A seeded RNG (`CHAOS_SEED` replays a schedule; the seed is printed at the start) draws the
 //! faults, one at a time, each healed before the next, a few seconds apart. The first nine are
 //! the nine kinds in a shuffled order, so every run of at least 60 s sees all of them. A client
 //! fault hits, at once, the current holder of each recipe (or a participant drawn at random
-//! when a recipe has no holder at that moment), through every proxy of each:
+//! when a recipe has no holder at that moment), and each cache's client with a chance of two
+//! in three (at least one of them; drawn by an RNG of its own, seeded from the run's seed as
+//! the writer's is, so the cache group leaves the recipes' schedule of a seed as it was),
+//! through every proxy of each:
 //!
 //! * **cut**: the proxies close their connections, for less than the session timeout;
 //! * **blackhole**: the proxies drop all traffic, for longer than the session timeout (the
@@ -71,10 +94,25 @@
 //! * **Clean close.** Once every recipe is closed, no node is left under the recipe paths
 //!   (checked with the participants' clients still open, then after they are closed with a
 //!   fresh client).
+//! * **Caches converge.** Once warmed up, and after every healed fault (while the recipes'
+//!   progress is awaited), the writer is paused (its write in flight, if any, finishes first),
+//!   then within [`PROGRESS_BOUND`] of the heal each cache must hold exactly the server's tree
+//!   at its path and depth (read in full by the observer after a `sync`; compared by path,
+//!   `mzxid` and data), its replayed events must equal its contents, and it must be
+//!   [`Synced`](CacheState::Synced); a cache whose client a cut, a blackhole or an expiry hit
+//!   must also have loaded its tree again since the fault (an `Initialized` more), so that it
+//!   is checked after its resynchronisation, not before it noticed the fault. Then the writer
+//!   resumes. A cache that does not is a violation, reported with the paths missing, extra
+//!   and stale.
+//! * **No phantom cache events.** A replayed event that does not fit (the creation of a node
+//!   held, a change from a state not held, the deletion of a node not held) is a violation;
+//!   the replay then starts again from a new subscription.
 //! * **No failures.** No panic, and every task ends (each is joined under a deadline).
 //!
 //! The run ends with one line: `chaos: seed=S secs=T acquisitions=N faults=M kinds=K
-//! violations=0 stale_writes=0 leaked=0`. `CHAOS_SECS` lengthens the run (default 60 s).
+//! violations=0 stale_writes=0 leaked=0 cache_checks=C cache_violations=0` (a cache check is
+//! one cache's convergence, once warmed up or after one fault). `CHAOS_SECS` lengthens the run
+//! (default 60 s).
 
 mod common;
 
@@ -85,11 +123,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::init_tracing;
+use futures::StreamExt;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use zk_recipes::cache::{CacheEvent, CacheEvents, CacheState, CachedNode, CuratorCache};
 use zk_recipes::testing::{expire_session, four_letter_word, FaultProxy, TestingCluster};
-use zk_recipes::zookeeper_client;
+use zk_recipes::zookeeper_client::{self, CreateMode};
 use zk_recipes::{
     BoxError, Client, Error, InterProcessMutex, InterProcessReadWriteLock, InterProcessSemaphoreV2,
     LeaderLatch, LeaderSelector, LeaderSelectorListener, Leadership, LockGuard,
@@ -666,6 +706,506 @@ async fn latch_worker(
     }
 }
 
+/// How many levels below the cache root the writer goes.
+const CACHE_DEPTH: usize = 4;
+/// The names the writer uses at every level: `n0`, `n1`, `n2`.
+const CACHE_FANOUT: usize = 3;
+/// The writer's pause between two writes, in milliseconds.
+const CACHE_WRITE_PAUSE: std::ops::Range<u64> = 100..400;
+/// Salts the run's seed for the cache group's RNGs (the writer's, and the one that draws the
+/// caches a client fault hits).
+const CACHE_SEED_SALT: u64 = 0xcac4_e5ee_d000_0000;
+
+/// What a tree is, for comparison: each node's path, `mzxid` and data (`None` for a cache of
+/// stats only).
+type TreeContents = BTreeMap<String, NodeState>;
+type NodeState = (i64, Option<Vec<u8>>);
+
+fn node_state(node: &CachedNode) -> NodeState {
+    (node.stat().mzxid, node.data().map(<[u8]>::to_vec))
+}
+
+fn contents_of(nodes: &[Arc<CachedNode>]) -> TreeContents {
+    nodes
+        .iter()
+        .map(|node| (node.path().to_owned(), node_state(node)))
+        .collect()
+}
+
+/// A cache event, as the replay sees it.
+#[derive(Debug)]
+enum Change {
+    Created(String, NodeState),
+    Changed(String, NodeState, NodeState),
+    Deleted(String, NodeState),
+    Initialized,
+    /// An event this checker does not know (the enum is non-exhaustive).
+    Unknown(String),
+}
+
+impl From<&CacheEvent> for Change {
+    fn from(event: &CacheEvent) -> Self {
+        match event {
+            CacheEvent::Created(node) => Change::Created(node.path().to_owned(), node_state(node)),
+            CacheEvent::Changed { old, new } => {
+                Change::Changed(new.path().to_owned(), node_state(old), node_state(new))
+            }
+            CacheEvent::Deleted(node) => Change::Deleted(node.path().to_owned(), node_state(node)),
+            CacheEvent::Initialized => Change::Initialized,
+            other => Change::Unknown(format!("{other:?}")),
+        }
+    }
+}
+
+/// Applies `change` to `replayed`; `Err` for a change that does not fit (the creation of a
+/// node held, a change from a state not held, the deletion of a node not held): a phantom.
+fn replay_change(replayed: &mut TreeContents, change: Change) -> Result<(), String> {
+    let mzxid = |state: &Option<NodeState>| state.as_ref().map(|s| s.0);
+    match change {
+        Change::Created(path, state) => match replayed.insert(path.clone(), state) {
+            None => Ok(()),
+            Some(before) => Err(format!("created {path}, held already (mzxid {})", before.0)),
+        },
+        Change::Changed(path, old, new) => {
+            let before = replayed.insert(path.clone(), new);
+            if before.as_ref() == Some(&old) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "changed {path} from mzxid {}, held at {:?}",
+                    old.0,
+                    mzxid(&before)
+                ))
+            }
+        }
+        Change::Deleted(path, state) => {
+            let before = replayed.remove(&path);
+            if before.as_ref() == Some(&state) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "deleted {path} at mzxid {}, held at {:?}",
+                    state.0,
+                    mzxid(&before)
+                ))
+            }
+        }
+        Change::Initialized => Ok(()),
+        Change::Unknown(what) => Err(format!("an event the checker does not know: {what}")),
+    }
+}
+
+/// How `actual` differs from `expected`: the paths missing from it, extra in it, and held in
+/// another state; `None` if they are equal.
+fn tree_diff(expected: &TreeContents, actual: &TreeContents) -> Option<String> {
+    if expected == actual {
+        return None;
+    }
+    let missing: Vec<&String> = expected
+        .keys()
+        .filter(|k| !actual.contains_key(*k))
+        .collect();
+    let extra: Vec<&String> = actual
+        .keys()
+        .filter(|k| !expected.contains_key(*k))
+        .collect();
+    let stale: Vec<String> = actual
+        .iter()
+        .filter_map(|(k, v)| {
+            let e = expected.get(k).filter(|e| *e != v)?;
+            Some(format!("{k} (mzxid {} for {})", v.0, e.0))
+        })
+        .collect();
+    Some(format!(
+        "missing {missing:?}, extra {extra:?}, stale {stale:?}"
+    ))
+}
+
+fn join_path(parent: &str, child: &str) -> String {
+    if parent == "/" {
+        format!("/{child}")
+    } else {
+        format!("{parent}/{child}")
+    }
+}
+
+/// The server's tree at `root`, down to `max_depth` levels below it, read in full by
+/// `observer` after a `sync` (so no older than any write acknowledged before). Reads again
+/// when a read races a delete.
+async fn server_tree(
+    observer: &Client,
+    root: &str,
+    max_depth: usize,
+    with_data: bool,
+) -> Result<TreeContents, Error> {
+    if let Ok(zk) = observer.zookeeper() {
+        let _ = tokio::time::timeout(Duration::from_secs(2), zk.sync("/")).await;
+    }
+    'again: loop {
+        let mut tree = TreeContents::new();
+        let mut level = vec![root.to_owned()];
+        for depth in 0..=max_depth {
+            if level.is_empty() {
+                break;
+            }
+            let mut next = Vec::new();
+            for path in level {
+                let Some((data, stat)) = observer.get_data(&path).await? else {
+                    if depth == 0 {
+                        return Ok(tree);
+                    }
+                    continue 'again;
+                };
+                tree.insert(path.clone(), (stat.mzxid, with_data.then_some(data)));
+                if depth < max_depth {
+                    let Some(children) = observer.children(&path).await? else {
+                        continue 'again;
+                    };
+                    next.extend(children.iter().map(|child| join_path(&path, child)));
+                }
+            }
+            level = next;
+        }
+        return Ok(tree);
+    }
+}
+
+/// A cache's events replayed on the snapshot they came with.
+#[derive(Default)]
+struct Replay {
+    contents: TreeContents,
+    events: usize,
+    initialized: usize,
+    phantoms: Vec<String>,
+}
+
+/// Replays the events of `cache` as they come, until its stream ends (the cache is closed).
+/// After a phantom, the replay starts again from a new subscription.
+async fn replay_cache(
+    cache: CuratorCache,
+    name: String,
+    mut events: CacheEvents,
+    replay: Arc<Mutex<Replay>>,
+) {
+    while let Some(event) = events.next().await {
+        let mut replay = replay.lock().unwrap();
+        replay.events += 1;
+        if event == CacheEvent::Initialized {
+            replay.initialized += 1;
+        }
+        if let Err(phantom) = replay_change(&mut replay.contents, Change::from(&event)) {
+            tracing::error!(cache = %name, %phantom, "a cache event that does not fit");
+            replay.phantoms.push(format!("{name}: {phantom}"));
+            let (snapshot, again) = cache.subscribe();
+            replay.contents = contents_of(&snapshot);
+            events = again;
+        }
+    }
+}
+
+/// One cache of the group, on a participant's client.
+struct WatchedCache {
+    participant: Participant,
+    cache: CuratorCache,
+    /// How many levels below its path it holds, and whether with data.
+    max_depth: usize,
+    with_data: bool,
+    replay: Arc<Mutex<Replay>>,
+    replayer: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// The writer and the caches that follow it.
+struct CacheGroup {
+    caches: Vec<WatchedCache>,
+    /// Held by the writer for each write, and by the check while it runs: the writer's pause.
+    gate: Arc<tokio::sync::Mutex<()>>,
+    /// Draws the caches a client fault hits.
+    rng: Mutex<fastrand::Rng>,
+    /// Writes the server acknowledged.
+    writes: Arc<AtomicUsize>,
+    /// Cache checks made, and those that found a divergence.
+    checks: AtomicUsize,
+    divergences: Mutex<Vec<String>>,
+}
+
+impl CacheGroup {
+    /// Starts the three caches of `root`, each on a participant of its own.
+    async fn start(cluster: &TestingCluster, root: &str, seed: u64) -> CacheGroup {
+        let specs = [
+            ("cache-tree", root.to_owned(), usize::MAX, true),
+            ("cache-stats", root.to_owned(), 3, false),
+            ("cache-children", format!("{root}/n0"), 1, true),
+        ];
+        let mut caches = Vec::new();
+        for (name, path, max_depth, with_data) in specs {
+            let participant = Participant::connect(name.to_owned(), cluster).await;
+            let mut builder = CuratorCache::builder(&participant.client, &path);
+            builder = match max_depth {
+                1 => builder.children(),
+                usize::MAX => builder,
+                depth => builder.max_depth(depth),
+            };
+            if !with_data {
+                builder = builder.stat_only();
+            }
+            let cache = builder.build().expect("build a cache");
+            // Subscribed before the start: the replay sees the first load too.
+            let (snapshot, events) = cache.subscribe();
+            let replay = Arc::new(Mutex::new(Replay {
+                contents: contents_of(&snapshot),
+                ..Replay::default()
+            }));
+            let replayer = tokio::spawn(replay_cache(
+                cache.clone(),
+                name.to_owned(),
+                events,
+                replay.clone(),
+            ));
+            cache.start().await.expect("start a cache");
+            caches.push(WatchedCache {
+                participant,
+                cache,
+                max_depth,
+                with_data,
+                replay,
+                replayer: Mutex::new(Some(replayer)),
+            });
+        }
+        CacheGroup {
+            caches,
+            gate: Arc::new(tokio::sync::Mutex::new(())),
+            rng: Mutex::new(fastrand::Rng::with_seed(seed ^ CACHE_SEED_SALT)),
+            writes: Arc::new(AtomicUsize::new(0)),
+            checks: AtomicUsize::new(0),
+            divergences: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The caches' participants a client fault hits: each with a chance of two in three, at
+    /// least one.
+    fn targets(&self) -> Vec<&Participant> {
+        let mut rng = self.rng.lock().unwrap();
+        let mut hit: Vec<&Participant> = self
+            .caches
+            .iter()
+            .filter(|_| rng.usize(0..3) != 0)
+            .map(|c| &c.participant)
+            .collect();
+        if hit.is_empty() {
+            hit.push(&self.caches[rng.usize(0..self.caches.len())].participant);
+        }
+        hit
+    }
+
+    /// How many times each cache has loaded its tree (its `Initialized` events so far).
+    fn loads(&self) -> Vec<usize> {
+        self.caches
+            .iter()
+            .map(|c| c.replay.lock().unwrap().initialized)
+            .collect()
+    }
+
+    /// The caches that a fault described by `what` hit with a disconnection or a new session
+    /// (a cut, a blackhole, an expiry: each names its targets), with their loads before it:
+    /// each must load its tree again before it counts as converged, so that the check sees
+    /// the cache after its resynchronisation, not before it noticed the fault.
+    fn reloads(&self, kind: FaultKind, what: &str, loads: &[usize]) -> Vec<(usize, usize)> {
+        if !matches!(
+            kind,
+            FaultKind::Cut | FaultKind::Blackhole | FaultKind::Expire
+        ) {
+            return Vec::new();
+        }
+        self.caches
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| what.contains(c.participant.name.as_str()))
+            .map(|(i, _)| (i, loads[i]))
+            .collect()
+    }
+
+    /// Pauses the writer, then waits until every cache holds the server's tree, its replay
+    /// equals its contents, it is synced and, for those in `reload` (index, loads before the
+    /// fault), it has loaded its tree again, within `bound` of `healed`; then resumes the
+    /// writer. How long the caches took, or what diverged.
+    async fn check(
+        &self,
+        observer: &Client,
+        healed: Instant,
+        bound: Duration,
+        when: &str,
+        reload: &[(usize, usize)],
+    ) -> Result<Duration, String> {
+        let deadline = healed + bound;
+        let _paused = self.gate.lock().await;
+        let mut diverged = Vec::new();
+        for (i, c) in self.caches.iter().enumerate() {
+            self.checks.fetch_add(1, Ordering::Relaxed);
+            let loads_before = reload.iter().find(|(r, _)| *r == i).map(|(_, n)| *n);
+            loop {
+                let server = server_tree(observer, c.cache.path(), c.max_depth, c.with_data).await;
+                let cached = contents_of(&c.cache.snapshot());
+                let (replayed, loads) = {
+                    let replay = c.replay.lock().unwrap();
+                    (replay.contents.clone(), replay.initialized)
+                };
+                let reloaded = loads_before.is_none_or(|before| loads > before);
+                let state = c.cache.state();
+                let against_server = match &server {
+                    Ok(server) => tree_diff(server, &cached),
+                    Err(e) => Some(format!("the server's tree could not be read: {e}")),
+                };
+                let against_replay = tree_diff(&cached, &replayed);
+                if against_server.is_none()
+                    && against_replay.is_none()
+                    && state == CacheState::Synced
+                    && reloaded
+                {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    diverged.push(format!(
+                        "{} {when}: not converged within {bound:?} of the heal (state \
+                         {state:?}; {} nodes held; {}); against the server: {}; replay against \
+                         the cache: {}",
+                        c.participant.name,
+                        cached.len(),
+                        if reloaded {
+                            "loaded again".to_owned()
+                        } else {
+                            format!("no new load since the fault: {loads} loads")
+                        },
+                        against_server.as_deref().unwrap_or("equal"),
+                        against_replay.as_deref().unwrap_or("equal"),
+                    ));
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        if diverged.is_empty() {
+            Ok(healed.elapsed())
+        } else {
+            let summary = diverged.join("; ");
+            self.divergences.lock().unwrap().extend(diverged);
+            Err(summary)
+        }
+    }
+
+    /// Closes the caches and joins their replays; what failed.
+    async fn close(&self) -> Vec<String> {
+        let mut failures = Vec::new();
+        for c in &self.caches {
+            if tokio::time::timeout(JOIN_DEADLINE, c.cache.close())
+                .await
+                .is_err()
+            {
+                failures.push(format!(
+                    "{} did not close in {JOIN_DEADLINE:?}",
+                    c.participant.name
+                ));
+            }
+            let replayer = c.replayer.lock().unwrap().take();
+            if let Some(replayer) = replayer {
+                match tokio::time::timeout(JOIN_DEADLINE, replayer).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        failures.push(format!("{} replay failed: {e}", c.participant.name))
+                    }
+                    Err(_) => failures.push(format!(
+                        "{} replay still running after {JOIN_DEADLINE:?}",
+                        c.participant.name
+                    )),
+                }
+            }
+        }
+        failures
+    }
+
+    /// The phantoms every replay found.
+    fn phantoms(&self) -> Vec<String> {
+        self.caches
+            .iter()
+            .flat_map(|c| c.replay.lock().unwrap().phantoms.clone())
+            .collect()
+    }
+}
+
+/// The cache group's writer, until stopped: a seeded stream of creates, setDatas and deletes
+/// under `root`, each made while holding `gate` (the check's pause).
+async fn cache_writer(
+    shared: Arc<Shared>,
+    client: Client,
+    root: String,
+    gate: Arc<tokio::sync::Mutex<()>>,
+    writes: Arc<AtomicUsize>,
+    seed: u64,
+) {
+    let mut rng = fastrand::Rng::with_seed(seed ^ CACHE_SEED_SALT);
+    let is = |e: &Error, code: zookeeper_client::Error| e.as_zookeeper() == Some(&code);
+    let mut n = 0u64;
+    while !shared.stop.is_cancelled() {
+        pause(
+            &shared.stop,
+            Duration::from_millis(rng.u64(CACHE_WRITE_PAUSE)),
+        )
+        .await;
+        let _turn = tokio::select! {
+            _ = shared.stop.cancelled() => break,
+            turn = gate.lock() => turn,
+        };
+        n += 1;
+        let op = rng.usize(0..10);
+        // A setData may hit the root itself; creates and deletes go below it.
+        let depth = rng.usize(if (4..7).contains(&op) { 0 } else { 1 }..=CACHE_DEPTH);
+        let mut path = root.clone();
+        for _ in 0..depth {
+            path = format!("{path}/n{}", rng.usize(0..CACHE_FANOUT));
+        }
+        let data = format!("{n}:{}", rng.u32(..));
+        let done = match op {
+            0..=3 => match client
+                .create(&path, data.as_bytes(), CreateMode::Persistent, &[])
+                .await
+            {
+                Ok(_) => true,
+                Err(e) if is(&e, zookeeper_client::Error::NodeExists) => false,
+                Err(e) => {
+                    shared.note_error("cache writer create", &e);
+                    false
+                }
+            },
+            4..=6 => match client.set_data(&path, data.as_bytes(), None).await {
+                Ok(_) => true,
+                Err(e) if is(&e, zookeeper_client::Error::NoNode) => false,
+                Err(e) => {
+                    shared.note_error("cache writer setData", &e);
+                    false
+                }
+            },
+            _ => match client.delete(&path, None).await {
+                Ok(deleted) => deleted,
+                Err(e) if is(&e, zookeeper_client::Error::NotEmpty) => {
+                    if rng.usize(0..3) == 0 {
+                        delete_tree(&client, &path).await;
+                        shared.note("cache writer: a subtree deleted");
+                        true
+                    } else {
+                        false
+                    }
+                }
+                Err(e) => {
+                    shared.note_error("cache writer delete", &e);
+                    false
+                }
+            },
+        };
+        if done {
+            writes.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
 /// The member serving `session` (found with `cons`), so that the expiry goes through the server
 /// the owner is connected to: that server drops the owner's connection before it reopens the
 /// session, as a real expiry is preceded by the owner's silence.
@@ -706,6 +1246,8 @@ struct Chaos {
     /// The queue paths of the mutex, the selector and the read/write lock, and the semaphore's
     /// leases.
     queues: [String; 4],
+    /// The cache group: its caches are targets of the client faults too.
+    caches: CacheGroup,
 }
 
 /// The lock nodes of `queue` in queue order (full paths): a mutex's and a selector's, a
@@ -758,17 +1300,19 @@ async fn recreate_parent(client: &Client, queue: &str) -> Result<usize, String> 
 }
 
 impl Chaos {
-    /// For each recipe, its current holder, or one of its participants at random: the targets
-    /// of a client fault, which hits them all at once.
+    /// For each recipe, its current holder, or one of its participants at random, and some of
+    /// the caches' participants: the targets of a client fault, which hits them all at once.
     fn targets(&self, rng: &mut fastrand::Rng) -> Vec<&Participant> {
         let holders = *self.shared.holders.lock().unwrap();
-        Recipe::ALL
+        let mut targets: Vec<&Participant> = Recipe::ALL
             .into_iter()
             .map(|recipe| {
                 let drawn = recipe.participants().start + rng.usize(0..PER_RECIPE);
                 &self.participants[holders[recipe.index()].unwrap_or(drawn)]
             })
-            .collect()
+            .collect();
+        targets.extend(self.caches.targets());
+        targets
     }
 
     /// Injects one fault and heals it. `Err` if it could not be injected (nothing was done).
@@ -1096,14 +1640,20 @@ struct FaultLog {
     kind: FaultKind,
     what: String,
     resumed: Result<Duration, String>,
+    /// How long after the heal the caches had converged, or what diverged.
+    caches: Result<Duration, String>,
 }
 
 impl fmt::Display for FaultLog {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:7.2}s {:?}: {}", self.at, self.kind, self.what)?;
         match &self.resumed {
-            Ok(took) => write!(f, "; resumed in {:.2}s", took.as_secs_f64()),
-            Err(why) => write!(f, "; NO PROGRESS: {why}"),
+            Ok(took) => write!(f, "; resumed in {:.2}s", took.as_secs_f64())?,
+            Err(why) => write!(f, "; NO PROGRESS: {why}")?,
+        }
+        match &self.caches {
+            Ok(took) => write!(f, "; caches converged in {:.2}s", took.as_secs_f64()),
+            Err(why) => write!(f, "; CACHES DIVERGED: {why}"),
         }
     }
 }
@@ -1126,6 +1676,7 @@ async fn recipes_stay_exclusive_and_live_under_faults() {
     let read_write_path = format!("{base}/read-write");
     let semaphore_path = format!("{base}/semaphore");
     let fence = format!("{base}/fence");
+    let cache_root = format!("{base}/cache");
 
     let observer = Client::builder(cluster.connect_string())
         .session_timeout(Duration::from_secs(20))
@@ -1134,6 +1685,7 @@ async fn recipes_stay_exclusive_and_live_under_faults() {
         .await
         .expect("connect the observer");
     observer.ensure_path(&fence, false).await.unwrap();
+    observer.ensure_path(&cache_root, false).await.unwrap();
 
     let shared = Arc::new(Shared::new());
     let mut participants = Vec::new();
@@ -1210,6 +1762,27 @@ async fn recipes_stay_exclusive_and_live_under_faults() {
         tasks.push((format!("semaphore worker {p}"), task));
     }
 
+    // The cache group: the caches first (their first load sees the writer's first writes or
+    // not), then the writer, straight to the ensemble.
+    let caches = CacheGroup::start(&cluster, &cache_root, seed).await;
+    let cache_writer_client = Client::builder(cluster.connect_string())
+        .session_timeout(Duration::from_secs(20))
+        .connection_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .expect("connect the cache writer");
+    tasks.push((
+        "cache writer".to_owned(),
+        tokio::spawn(cache_writer(
+            shared.clone(),
+            cache_writer_client.clone(),
+            cache_root.clone(),
+            caches.gate.clone(),
+            caches.writes.clone(),
+            seed,
+        )),
+    ));
+
     let chaos = Chaos {
         cluster: cluster.clone(),
         participants,
@@ -1221,9 +1794,20 @@ async fn recipes_stay_exclusive_and_live_under_faults() {
             read_write_path.clone(),
             format!("{semaphore_path}/leases"),
         ],
+        caches,
     };
-    if let Err(e) = chaos.progress([0; RECIPES], WARM_UP_BOUND).await {
+    let warmed = Instant::now();
+    let (progress, cache_warm_up) = tokio::join!(
+        chaos.progress([0; RECIPES], WARM_UP_BOUND),
+        chaos
+            .caches
+            .check(&observer, warmed, WARM_UP_BOUND, "once warmed up", &[]),
+    );
+    if let Err(e) = progress {
         panic!("warm-up: {e}");
+    }
+    if let Err(e) = &cache_warm_up {
+        tracing::error!("warm-up: the caches diverged: {e}");
     }
 
     // The schedule: one fault at a time, each healed, a few seconds apart; the first nine are
@@ -1246,16 +1830,26 @@ async fn recipes_stay_exclusive_and_live_under_faults() {
         let kind = pending.remove(0);
         tokio::time::sleep(Duration::from_millis(rng.u64(1000..2500))).await;
         let at = shared.at(Instant::now());
+        let loads = chaos.caches.loads();
         match chaos.inject(kind, &mut rng).await {
             Ok(what) => {
+                let healed = Instant::now();
+                let reload = chaos.caches.reloads(kind, &what, &loads);
                 let since = *shared.acquired.borrow();
                 kinds.insert(kind);
-                let resumed = chaos.progress(since, PROGRESS_BOUND).await;
+                let when = format!("after {kind:?} at {at:.2}s");
+                let (resumed, caches) = tokio::join!(
+                    chaos.progress(since, PROGRESS_BOUND),
+                    chaos
+                        .caches
+                        .check(&observer, healed, PROGRESS_BOUND, &when, &reload),
+                );
                 let entry = FaultLog {
                     at,
                     kind,
                     what,
                     resumed,
+                    caches,
                 };
                 tracing::info!("chaos fault {entry}");
                 log.push(entry);
@@ -1280,6 +1874,7 @@ async fn recipes_stay_exclusive_and_live_under_faults() {
             Err(_) => failures.push(format!("selector {i} did not close in {JOIN_DEADLINE:?}")),
         }
     }
+    failures.extend(chaos.caches.close().await);
     let join_deadline = Instant::now() + JOIN_DEADLINE;
     for (name, task) in tasks {
         match tokio::time::timeout_at(join_deadline.into(), task).await {
@@ -1304,6 +1899,10 @@ async fn recipes_stay_exclusive_and_live_under_faults() {
     for p in &chaos.participants {
         p.client.close().await;
     }
+    for c in &chaos.caches.caches {
+        c.participant.client.close().await;
+    }
+    cache_writer_client.close().await;
     let checker = Client::builder(cluster.connect_string())
         .session_timeout(Duration::from_secs(20))
         .connection_timeout(Duration::from_secs(5))
@@ -1323,6 +1922,30 @@ async fn recipes_stay_exclusive_and_live_under_faults() {
         .iter()
         .map(|&r| history.iter().filter(|h| h.recipe == r && h.obeyed).count())
         .collect();
+    let mut cache_violations = chaos.caches.divergences.lock().unwrap().clone();
+    cache_violations.extend(chaos.caches.phantoms());
+    let cache_checks = chaos.caches.checks.load(Ordering::Relaxed);
+    let cache_writes = chaos.caches.writes.load(Ordering::Relaxed);
+    // Per cache: its events replayed, and its Initialized events (one per load).
+    let cache_events: Vec<(String, usize, usize)> = chaos
+        .caches
+        .caches
+        .iter()
+        .map(|c| {
+            let replay = c.replay.lock().unwrap();
+            (
+                c.participant.name.clone(),
+                replay.events,
+                replay.initialized,
+            )
+        })
+        .collect();
+    let max_converge = log
+        .iter()
+        .filter_map(|f| f.caches.as_ref().ok())
+        .max()
+        .copied()
+        .unwrap_or_default();
 
     delete_tree(&checker, &base).await;
     checker.close().await;
@@ -1332,7 +1955,8 @@ async fn recipes_stay_exclusive_and_live_under_faults() {
         || !stale.is_empty()
         || !leaked.is_empty()
         || !progress_failures.is_empty()
-        || !failures.is_empty();
+        || !failures.is_empty()
+        || !cache_violations.is_empty();
     let max_resume = log
         .iter()
         .filter_map(|f| f.resumed.as_ref().ok())
@@ -1341,8 +1965,11 @@ async fn recipes_stay_exclusive_and_live_under_faults() {
         .unwrap_or_default();
     let diagnostics = format!(
         "faults:\n{}\nobeying intervals per recipe {obeyed:?}; acknowledged guarded writes {}; \
-         unknown outcome {}; slowest resumption {:.2}s\nnotes: {:#?}\nviolations: {violations:#?}\n\
-         stale writes: {stale:#?}\nleaked: {leaked:#?}\ntask failures: {failures:#?}",
+         unknown outcome {}; slowest resumption {:.2}s\ncache writes acknowledged {cache_writes}; \
+         events replayed and loads per cache {cache_events:?}; slowest cache convergence \
+         {:.2}s\nnotes: {:#?}\nviolations: {violations:#?}\nstale writes: {stale:#?}\n\
+         leaked: {leaked:#?}\ncache violations: {cache_violations:#?}\n\
+         task failures: {failures:#?}",
         log.iter()
             .map(|f| format!("  {f}"))
             .collect::<Vec<_>>()
@@ -1350,6 +1977,7 @@ async fn recipes_stay_exclusive_and_live_under_faults() {
         writes.len(),
         shared.unknown_writes.load(Ordering::Relaxed),
         max_resume.as_secs_f64(),
+        max_converge.as_secs_f64(),
         shared.notes.lock().unwrap(),
     );
     if problems || std::env::var_os("CHAOS_VERBOSE").is_some() {
@@ -1357,18 +1985,24 @@ async fn recipes_stay_exclusive_and_live_under_faults() {
     }
     announce(&format!(
         "chaos: seed={seed} secs={run_secs} acquisitions={acquisitions} faults={} kinds={} \
-         violations={} stale_writes={} leaked={}",
+         violations={} stale_writes={} leaked={} cache_checks={cache_checks} \
+         cache_violations={}",
         log.len(),
         kinds.len(),
         violations.len(),
         stale.len(),
-        leaked.len()
+        leaked.len(),
+        cache_violations.len()
     ));
 
     assert!(failures.is_empty(), "tasks failed: {failures:#?}");
     assert!(violations.is_empty(), "violations: {violations:#?}");
     assert!(stale.is_empty(), "stale guarded writes: {stale:#?}");
     assert!(leaked.is_empty(), "leaked nodes: {leaked:#?}");
+    assert!(
+        cache_violations.is_empty(),
+        "cache violations: {cache_violations:#?}"
+    );
     assert!(
         progress_failures.is_empty(),
         "no progress after a healed fault: {}",
@@ -1387,6 +2021,15 @@ async fn recipes_stay_exclusive_and_live_under_faults() {
         "some recipe never completed an obeying critical section: {obeyed:?}"
     );
     assert!(!writes.is_empty(), "no guarded write was acknowledged");
+    assert!(cache_writes > 0, "the cache writer made no write");
+    assert!(
+        cache_checks > chaos.caches.caches.len(),
+        "the caches were checked only {cache_checks} times"
+    );
+    assert!(
+        cache_events.iter().all(|(_, events, _)| *events > 1),
+        "some cache replayed no change: {cache_events:?}"
+    );
 }
 
 /// A hold whose session the server expired while its owner was cut off: releasing it once the
@@ -1629,6 +2272,61 @@ fn the_checker_finds_overlaps_tokens_out_of_order_and_stale_writes() {
         1
     );
     assert_eq!(stale_writes(&[write(1, 10), write(1, 20)]).len(), 1);
+}
+
+/// The cache checker: a replay that does not fit is a phantom, and a diff names what differs.
+#[test]
+fn the_cache_checker_finds_phantoms_and_divergence() {
+    let state = |mzxid, data: &str| (mzxid, Some(data.as_bytes().to_vec()));
+    let mut tree = TreeContents::new();
+    let fitting = [
+        Change::Created("/r".into(), state(1, "a")),
+        Change::Created("/r/x".into(), state(2, "b")),
+        Change::Changed("/r/x".into(), state(2, "b"), state(3, "c")),
+        Change::Initialized,
+        Change::Deleted("/r/x".into(), state(3, "c")),
+    ];
+    for change in fitting {
+        replay_change(&mut tree, change).unwrap();
+    }
+    assert_eq!(tree, TreeContents::from([("/r".to_owned(), state(1, "a"))]));
+    // A creation of a node held, a change from a state not held (or of a node not held), a
+    // deletion of a node not held or held in another state.
+    let phantoms = [
+        Change::Created("/r".into(), state(4, "d")),
+        Change::Changed("/r".into(), state(0, "z"), state(5, "e")),
+        Change::Changed("/r/y".into(), state(6, "f"), state(7, "g")),
+        Change::Deleted("/r/gone".into(), state(8, "h")),
+        Change::Deleted("/r".into(), state(1, "a")),
+        Change::Unknown("something new".into()),
+    ];
+    for change in phantoms {
+        let what = format!("{change:?}");
+        assert!(
+            replay_change(&mut tree, change).is_err(),
+            "not found: {what}"
+        );
+    }
+
+    let server = TreeContents::from([
+        ("/r".to_owned(), state(1, "a")),
+        ("/r/a".to_owned(), state(2, "b")),
+        ("/r/b".to_owned(), state(3, "c")),
+    ]);
+    assert_eq!(tree_diff(&server, &server.clone()), None);
+    let cached = TreeContents::from([
+        ("/r".to_owned(), state(1, "a")),
+        ("/r/b".to_owned(), state(2, "old")),
+        ("/r/c".to_owned(), state(4, "d")),
+    ]);
+    let diff = tree_diff(&server, &cached).unwrap();
+    assert!(diff.contains(r#"missing ["/r/a"]"#), "{diff}");
+    assert!(diff.contains(r#"extra ["/r/c"]"#), "{diff}");
+    assert!(diff.contains("stale [\"/r/b (mzxid 2 for 3)\"]"), "{diff}");
+    // Same mzxid, other data: stale too.
+    let other_data = TreeContents::from([("/r".to_owned(), state(1, "x"))]);
+    let only_root = TreeContents::from([("/r".to_owned(), state(1, "a"))]);
+    assert!(tree_diff(&only_root, &other_data).is_some());
 }
 
 /// Writes `line` to the process's stderr directly, past the test harness's output capture, so
