@@ -103,9 +103,11 @@
 //! **[`CuratorCache`]:** one persistent watch (`addWatch`) for the whole tree, set again after
 //! every reconnection and on every new session. Each watch event costs one read of its node
 //! (`getData`, or `exists` with [`stat_only`](CuratorCacheBuilder::stat_only)); reading the
-//! contents costs nothing. A load or a resynchronisation reads each node's data and children
-//! back to back, and a node's children as soon as its listing has answered, all at once: one
-//! round trip per level of depth, whatever the number of nodes in a level.
+//! contents costs nothing. A load or a resynchronisation reads the nodes' data 64 at a time in
+//! one `multiRead` request (the server's cost is per request far more than per node), lists a
+//! node's children only when its stat says it has some, and reads them as soon as the listing
+//! has answered: two round trips per level of depth, whatever the number of nodes in a level,
+//! with at most 2,048 reads out at once.
 //!
 //! **[`Client`]:** requests sent back to back leave at once: the client sets `TCP_NODELAY`
 //! on its connection (zookeeper-client does not), so Nagle's algorithm does not hold a request

@@ -13,6 +13,8 @@ use tokio_util::sync::CancellationToken;
 use super::node::{CacheEvent, CacheEvents, CachedNode};
 use super::tree::{depth_of, ReadOutcome, Ticket, Tree};
 use super::watcher::{PersistentWatcher, WatcherEvent, WatcherEvents};
+use zookeeper_client::MultiReadResult;
+
 use crate::connection::{Backoff, Client};
 use crate::error::{is_retryable_zk, Error, Result};
 use crate::path::join;
@@ -197,8 +199,9 @@ impl CuratorCacheBuilder {
 ///   reads show, applied per path in the order they were sent (see the module docs of
 ///   [`cache`](super) for the consistency this gives).
 /// * After a disconnection, a new session or a server switch, events may have been missed, so
-///   the cache reads the whole tree again (the reads of a level are sent together: one round
-///   trip per level) and emits exactly the differences, then `Initialized` again.
+///   the cache reads the whole tree again (a level's reads are sent together, 64 nodes' data
+///   per `multiRead` request: see the crate docs' Performance section) and emits exactly the
+///   differences, then `Initialized` again.
 /// * It ends when [closed](Self::close), when every handle is dropped, or when its client is
 ///   closed.
 ///
@@ -338,6 +341,7 @@ impl CuratorCache {
             reads: FuturesUnordered::new(),
             reads_out: 0,
             queued: std::collections::VecDeque::new(),
+            batching: true,
             epoch: 0,
             resync: None,
             backoff: Backoff::new(Duration::from_millis(20), Duration::from_secs(1)),
@@ -505,7 +509,34 @@ enum Done {
     },
     /// A failed read's pause is over: send it again.
     Retry(Read),
+    /// The answer to a read of several nodes' data in one request.
+    Batch {
+        batch: Batch,
+        ticket: Ticket,
+        answer: std::result::Result<Vec<MultiReadResult>, zookeeper_client::Error>,
+    },
 }
+
+/// The data of several nodes of one resynchronisation, read in one `multiRead` request.
+#[derive(Debug)]
+struct Batch {
+    paths: Vec<String>,
+    epoch: u64,
+    purpose: Purpose,
+}
+
+/// What waits to be sent.
+#[derive(Debug)]
+enum Queued {
+    One(Read),
+    Many(Batch),
+}
+
+/// How many nodes' data a resynchronisation reads in one request. The server handles one
+/// request for them all instead of one each (its cost per request, not per byte, bounds a
+/// load), and a multi-read applies at one point of the server's order, so one ticket covers
+/// it.
+const NODES_PER_BATCH: usize = 64;
 
 /// A read to send, or sent.
 #[derive(Debug)]
@@ -533,7 +564,10 @@ struct CacheTask {
     /// Reads sent and not yet answered (the pauses before retries in `reads` do not count).
     reads_out: usize,
     /// Reads waiting for room under [`READS_OUT_MAX`], in the order they were asked for.
-    queued: std::collections::VecDeque<Read>,
+    queued: std::collections::VecDeque<Queued>,
+    /// False once a batched read failed as a whole for a reason a retry does not cure: the
+    /// tree is read node by node from then on.
+    batching: bool,
     /// One more at every [`WatcherEvent::Reset`]: reads of an earlier epoch that fail are not
     /// sent again (the new resynchronisation covers them).
     epoch: u64,
@@ -603,21 +637,96 @@ impl CacheTask {
         if self.reads_out < READS_OUT_MAX {
             self.send(read);
         } else {
-            self.queued.push_back(read);
+            self.queued.push_back(Queued::One(read));
         }
+    }
+
+    /// Asks for the nodes at `paths`, of a resynchronisation at `purpose`: their data in
+    /// batches when the cache keeps data, else one read each.
+    fn request_nodes(&mut self, paths: Vec<String>, purpose: Purpose) {
+        if !self.inner.with_data || !self.batching || paths.len() < 2 {
+            for path in paths {
+                self.request(path, purpose, Ask::Node);
+            }
+            return;
+        }
+        let mut paths = paths.into_iter().peekable();
+        while paths.peek().is_some() {
+            let batch = Batch {
+                paths: paths.by_ref().take(NODES_PER_BATCH).collect(),
+                epoch: self.epoch,
+                purpose,
+            };
+            if self.reads_out < READS_OUT_MAX {
+                self.send_batch(batch);
+            } else {
+                self.queued.push_back(Queued::Many(batch));
+            }
+        }
+    }
+
+    /// Sends `batch`'s `multiRead` now (its first poll writes the request), with one ticket.
+    fn send_batch(&mut self, batch: Batch) {
+        let ticket = self.inner.contents.locked().tree.issue();
+        self.reads_out += batch.paths.len();
+        let session = self.inner.client.session();
+        let zk = match session.zookeeper() {
+            Ok(zk) if !session.is_lost() => zk,
+            _ => {
+                self.reads.push(Box::pin(std::future::ready(Done::Batch {
+                    batch,
+                    ticket,
+                    answer: Err(zookeeper_client::Error::SessionExpired),
+                })));
+                return;
+            }
+        };
+        let paths = batch.paths.clone();
+        let mut answer: BoxFuture<'static, _> = Box::pin(async move {
+            let mut reader = zk.new_multi_reader();
+            for path in &paths {
+                reader.add_get_data(path)?;
+            }
+            reader.commit().await
+        });
+        // Polled once here, so that the request is sent now, in the order of the tickets;
+        // the task polls it again when its answer comes.
+        let mut cx = std::task::Context::from_waker(futures::task::noop_waker_ref());
+        let ready = match answer.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(answer) => Some(answer),
+            std::task::Poll::Pending => None,
+        };
+        self.reads.push(Box::pin(async move {
+            let answer = match ready {
+                Some(answer) => answer,
+                None => answer.await,
+            };
+            Done::Batch {
+                batch,
+                ticket,
+                answer,
+            }
+        }));
     }
 
     /// Sends queued reads while there is room.
     fn send_queued(&mut self) {
         while self.reads_out < READS_OUT_MAX {
-            let Some(read) = self.queued.pop_front() else {
+            let Some(queued) = self.queued.pop_front() else {
                 return;
             };
+            let purpose = match &queued {
+                Queued::One(read) => read.purpose,
+                Queued::Many(batch) => batch.purpose,
+            };
             // An earlier resynchronisation's reads are moot: the current one reads again.
-            if matches!(read.purpose, Purpose::Resync { epoch, .. } if epoch != self.epoch) {
+            if matches!(purpose, Purpose::Resync { epoch, .. } if epoch != self.epoch) {
                 continue;
             }
-            self.send(read);
+            match queued {
+                Queued::One(read) => self.send(read),
+                Queued::Many(batch) => self.send_batch(batch),
+            }
         }
     }
 
@@ -718,6 +827,15 @@ impl CacheTask {
 
     fn take(&mut self, done: Done) {
         match done {
+            Done::Batch {
+                batch,
+                ticket,
+                answer,
+            } => {
+                self.reads_out -= batch.paths.len();
+                self.take_batch(batch, ticket, answer);
+                self.send_queued();
+            }
             Done::Retry(read) => {
                 if read.epoch == self.epoch {
                     self.request(read.path, read.purpose, read.ask);
@@ -761,6 +879,89 @@ impl CacheTask {
                     }
                 }
                 self.send_queued();
+            }
+        }
+    }
+
+    /// Applies a batch's answer: each node as a read of its own would be, under the batch's
+    /// one ticket. A batch that failed as a whole is read again node by node.
+    fn take_batch(
+        &mut self,
+        batch: Batch,
+        ticket: Ticket,
+        answer: std::result::Result<Vec<MultiReadResult>, zookeeper_client::Error>,
+    ) {
+        let results = match answer {
+            Ok(results) if results.len() == batch.paths.len() => results,
+            other => {
+                let error = match other {
+                    Err(error) => error,
+                    Ok(_) => zookeeper_client::Error::UnexpectedError(
+                        "a multi-read answered another number of reads".into(),
+                    ),
+                };
+                tracing::debug!(%error, nodes = batch.paths.len(), "a batched read failed; reading its nodes one by one");
+                self.inner.contents.locked().tree.abandon(ticket);
+                if !is_retryable_zk(&error) {
+                    self.batching = false;
+                }
+                for path in batch.paths {
+                    if batch.epoch == self.epoch {
+                        self.request(path, batch.purpose, Ask::Node);
+                    }
+                }
+                return;
+            }
+        };
+        self.backoff.reset();
+        let mut events = Vec::new();
+        let mut follow_ups = Vec::new();
+        {
+            let mut contents = self.inner.contents.locked();
+            for (path, result) in batch.paths.iter().zip(results) {
+                let found = match result {
+                    MultiReadResult::Data { data, stat } => ReadOutcome::Present {
+                        stat,
+                        data: Some(data),
+                    },
+                    MultiReadResult::Error {
+                        err: zookeeper_client::Error::NoNode,
+                    } => ReadOutcome::Absent,
+                    MultiReadResult::Error { err } => {
+                        follow_ups.push((path.clone(), Err(err)));
+                        continue;
+                    }
+                    other => {
+                        let err = zookeeper_client::Error::UnexpectedError(format!(
+                            "a multi-read of data answered {other:?}"
+                        ));
+                        follow_ups.push((path.clone(), Err(err)));
+                        continue;
+                    }
+                };
+                let has_children =
+                    matches!(&found, ReadOutcome::Present { stat, .. } if stat.num_children > 0);
+                contents
+                    .tree
+                    .apply_unanswered(path, ticket, found, &mut events);
+                follow_ups.push((path.clone(), Ok(has_children)));
+            }
+            contents.tree.answered(ticket);
+        }
+        self.inner.publish(events);
+        for (path, outcome) in follow_ups {
+            let read = Read {
+                path,
+                epoch: batch.epoch,
+                purpose: batch.purpose,
+                ask: Ask::Node,
+            };
+            match outcome {
+                Ok(has_children) => {
+                    let list_next = has_children && self.goes_below(read.purpose);
+                    self.resync_read_done(&read, Vec::new(), list_next);
+                }
+                Err(error) => self.failed(read, error),
             }
         }
     }
@@ -810,9 +1011,11 @@ impl CacheTask {
             epoch,
             depth: depth + 1,
         };
-        for child in children {
-            self.request(join(&read.path, &child), below, Ask::Node);
-        }
+        let children = children
+            .iter()
+            .map(|child| join(&read.path, child))
+            .collect();
+        self.request_nodes(children, below);
         if self
             .resync
             .as_ref()

@@ -92,14 +92,32 @@ impl Tree {
         outcome: ReadOutcome,
         events: &mut Vec<CacheEvent>,
     ) {
+        self.apply_unanswered(path, ticket, outcome, events);
+        self.answered(ticket);
+    }
+
+    /// The read of `ticket` is answered: every node it read has been applied.
+    pub(super) fn answered(&mut self, ticket: Ticket) {
         self.in_flight.remove(&ticket);
+        self.prune_absent();
+    }
+
+    /// Applies one node of a read that read several (one request, one ticket), leaving the
+    /// ticket out until [`answered`](Self::answered): an absent path that a later read found
+    /// must not be forgotten while the read's other nodes are still to be applied.
+    pub(super) fn apply_unanswered(
+        &mut self,
+        path: &str,
+        ticket: Ticket,
+        outcome: ReadOutcome,
+        events: &mut Vec<CacheEvent>,
+    ) {
         let last = match self.nodes.get(path) {
             Some(entry) => Some(entry.ticket),
             None => self.absent.get(path).copied(),
         };
         if last.is_some_and(|last| last > ticket) {
             // A later read of this path was applied already: this answer is older news.
-            self.prune_absent();
             return;
         }
         match outcome {
@@ -139,7 +157,6 @@ impl Tree {
                 self.absent.insert(path.to_owned(), ticket);
             }
         }
-        self.prune_absent();
     }
 
     /// Removes `path` and its descendants that no read at or after `ticket` confirmed (one
@@ -385,6 +402,26 @@ mod tests {
                 .collect::<Vec<_>>(),
             ["/b"]
         );
+    }
+
+    #[test]
+    fn a_read_of_several_nodes_keeps_its_ticket_out_until_all_are_applied() {
+        let mut tree = Tree::default();
+        let batch = tree.issue();
+        let mut events = Vec::new();
+        // A later read found /b absent before the batch's answer came.
+        let later = tree.issue();
+        tree.apply("/b", later, ReadOutcome::Absent, &mut events);
+        tree.apply_unanswered("/a", batch, present(1, 1), &mut events);
+        tree.apply_unanswered("/b", batch, present(2, 2), &mut events);
+        tree.answered(batch);
+        assert_eq!(
+            kinds(&events),
+            ["created /a"],
+            "the batch's older /b is not applied"
+        );
+        assert!(tree.get("/b").is_none());
+        assert_eq!(tree.remembered_absent(), 0, "nothing older is out any more");
     }
 
     #[test]
