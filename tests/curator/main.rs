@@ -27,6 +27,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod mutex_base;
 mod test_inter_process_multi_mutex;
 mod test_inter_process_mutex;
 mod test_inter_process_read_write_lock;

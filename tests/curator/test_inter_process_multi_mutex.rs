@@ -451,62 +451,7 @@ async fn test_2_clients() {
     let client1 = client(&server).await;
     let client2 = client(&server).await;
     let base = unique_path("multi-2-clients");
-    let lock1 = make_lock(&client1, &base);
-    let lock2 = make_lock(&client2, &base);
-
-    let spawn_holder = |lock: InterProcessMultiLock| {
-        let (acquired_tx, acquired_rx) = tokio::sync::oneshot::channel::<()>();
-        let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let guard = lock
-                .try_acquire(Duration::from_secs(10))
-                .await
-                .expect("try_acquire")
-                .expect("the multi-lock within 10 s");
-            let _ = acquired_tx.send(());
-            let _ = tokio::time::timeout(Duration::from_secs(10), release_rx).await;
-            guard.release().await.expect("release");
-        });
-        (task, acquired_rx, release_tx)
-    };
-    let (task1, acquired1, release1) = spawn_holder(lock1.clone());
-    let (task2, acquired2, release2) = spawn_holder(lock2.clone());
-
-    eventually("one of the two to hold the multi-lock", DEADLINE, || {
-        lock1.is_acquired_in_this_process() || lock2.is_acquired_in_this_process()
-    })
-    .await;
-    assert_ne!(
-        lock1.is_acquired_in_this_process(),
-        lock2.is_acquired_in_this_process()
-    );
-    tokio::time::sleep(QUIET).await;
-    assert_ne!(
-        lock1.is_acquired_in_this_process(),
-        lock2.is_acquired_in_this_process(),
-        "still exactly one holder"
-    );
-    if lock1.is_acquired_in_this_process() {
-        drop(release1);
-        tokio::time::timeout(DEADLINE, acquired2)
-            .await
-            .expect("client 2 gets the multi-lock")
-            .expect("task 2 alive");
-        assert!(lock2.is_acquired_in_this_process());
-        drop(release2);
-        drop(acquired1);
-    } else {
-        drop(release2);
-        tokio::time::timeout(DEADLINE, acquired1)
-            .await
-            .expect("client 1 gets the multi-lock")
-            .expect("task 1 alive");
-        assert!(lock1.is_acquired_in_this_process());
-        drop(release1);
-        drop(acquired2);
-    }
-    join_within(task1, DEADLINE, "task 1").await;
-    join_within(task2, DEADLINE, "task 2").await;
+    crate::mutex_base::two_clients(make_lock(&client1, &base), make_lock(&client2, &base)).await;
     client1.close().await;
     client2.close().await;
 }
