@@ -6,9 +6,9 @@
 
 use std::time::Duration;
 
-use zk_recipes::{InterProcessLock, LockHold};
+use zk_recipes::{Client, InterProcessLock, LockHold};
 
-use crate::common::{eventually, join_within};
+use crate::common::{eventually, eventually_async, join_within};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 /// How long "still exactly one holder" is watched (Curator: 1 s).
@@ -78,4 +78,32 @@ where
     drop(release_next);
     join_within(task1, DEADLINE, "task 1").await;
     join_within(task2, DEADLINE, "task 2").await;
+}
+
+/// `testContainerCleanup`: ten tasks, each with a handle `make_lock` makes, acquire and release
+/// the lock once; then `reaped`, a container made on the way to the lock's nodes, is reaped
+/// by the server (whose container check interval the test has made short). Curator sleeps and
+/// looks once; this waits for it under a deadline.
+pub async fn container_cleanup<L>(client: &Client, make_lock: impl Fn() -> L, reaped: &str)
+where
+    L: InterProcessLock + 'static,
+{
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let lock = make_lock();
+        tasks.push(tokio::spawn(async move {
+            let hold = lock.acquire().await.expect("acquire");
+            tokio::task::yield_now().await;
+            hold.release().await.expect("release");
+        }));
+    }
+    for task in tasks {
+        join_within(task, DEADLINE, "every acquirer").await;
+    }
+    eventually_async(
+        "the lock's container parents to be reaped",
+        DEADLINE,
+        || async { client.exists(reaped).await.expect("exists").is_none() },
+    )
+    .await;
 }

@@ -246,24 +246,7 @@ async fn test_container_cleanup() {
             .expect("a server of its own");
     let client = client(&server.connect_string()).await;
     let base = unique_path("multi-containers");
-    let mut tasks = Vec::new();
-    for _ in 0..10 {
-        let lock = make_lock(&client, &base);
-        tasks.push(tokio::spawn(async move {
-            let guard = lock.acquire().await.expect("acquire");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            guard.release().await.expect("release");
-        }));
-    }
-    for task in tasks {
-        join_within(task, DEADLINE, "every acquirer").await;
-    }
-    eventually_async(
-        "the locks' container parents to be reaped",
-        DEADLINE,
-        || async { client.exists(&base).await.expect("exists").is_none() },
-    )
-    .await;
+    crate::mutex_base::container_cleanup(&client, || make_lock(&client, &base), &base).await;
     client.close().await;
 }
 

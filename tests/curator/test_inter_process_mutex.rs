@@ -35,9 +35,7 @@ use zk_recipes::{
     Client, ConnectionState, InterProcessMutex, InterProcessSemaphoreV2, LockGuard, Revoker,
 };
 
-use crate::common::{
-    children_of, eventually, eventually_async, init_tracing, join_within, unique_path, zk_server,
-};
+use crate::common::{children_of, eventually, init_tracing, join_within, unique_path, zk_server};
 
 /// Every wait of these tests ends by this deadline (Curator's `timing.forWaiting()`).
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -227,25 +225,7 @@ async fn test_container_cleanup() {
             .expect("a server of its own");
     let client = client(&server.connect_string()).await;
     let base = unique_path("mutex-containers");
-
-    let mut tasks = Vec::new();
-    for _ in 0..10 {
-        let lock = make_lock(&client, &base);
-        tasks.push(tokio::spawn(async move {
-            let guard = lock.acquire().await.expect("acquire");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            guard.release().await.expect("release");
-        }));
-    }
-    for task in tasks {
-        join_within(task, DEADLINE, "every acquirer").await;
-    }
-    eventually_async(
-        "the lock's container parents to be reaped",
-        DEADLINE,
-        || async { client.exists(&base).await.expect("exists").is_none() },
-    )
-    .await;
+    crate::mutex_base::container_cleanup(&client, || make_lock(&client, &base), &base).await;
     client.close().await;
 }
 

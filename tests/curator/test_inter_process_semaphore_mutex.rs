@@ -18,9 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::common::{
-    eventually, eventually_async, init_tracing, join_within, unique_path, zk_server,
-};
+use crate::common::{eventually, init_tracing, join_within, unique_path, zk_server};
 use tokio::sync::Semaphore;
 use zk_recipes::retry::ExponentialBackoffRetry;
 use zk_recipes::testing::{expire_session, Backend, ServerOptions, TestingServer};
@@ -155,27 +153,12 @@ async fn test_killed_session() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_container_cleanup() {
     init_tracing();
-    const THREAD_QTY: usize = 10;
     let options = ServerOptions::default().container_check_interval(Duration::from_millis(100));
     let server = TestingServer::start_with_options(Backend::from_env().await.unwrap(), options)
         .await
         .expect("a server that reaps containers quickly");
     let client = client(&server.connect_string(), Duration::from_secs(10)).await;
-    let mut tasks = Vec::new();
-    for _ in 0..THREAD_QTY {
-        let lock = make_lock(&client, "");
-        tasks.push(tokio::spawn(async move {
-            let lease = lock.acquire().await.expect("acquire");
-            lease.release().await.expect("release");
-        }));
-    }
-    for task in tasks {
-        join_within(task, DEADLINE, "a task's turn").await;
-    }
-    eventually_async("/locks reaped", DEADLINE, || async {
-        client.exists("/locks").await.unwrap().is_none()
-    })
-    .await;
+    crate::mutex_base::container_cleanup(&client, || make_lock(&client, ""), "/locks").await;
     client.close().await;
 }
 
