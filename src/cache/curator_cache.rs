@@ -669,17 +669,13 @@ impl CacheTask {
     fn send_batch(&mut self, batch: Batch) {
         let ticket = self.inner.contents.locked().tree.issue();
         self.reads_out += batch.paths.len();
-        let session = self.inner.client.session();
-        let zk = match session.zookeeper() {
-            Ok(zk) if !session.is_lost() => zk,
-            _ => {
-                self.reads.push(Box::pin(std::future::ready(Done::Batch {
-                    batch,
-                    ticket,
-                    answer: Err(zookeeper_client::Error::SessionExpired),
-                })));
-                return;
-            }
+        let Some(zk) = self.live_zookeeper() else {
+            self.reads.push(Box::pin(std::future::ready(Done::Batch {
+                batch,
+                ticket,
+                answer: Err(zookeeper_client::Error::SessionExpired),
+            })));
+            return;
         };
         let paths = batch.paths.clone();
         let mut answer: BoxFuture<'static, _> = Box::pin(async move {
@@ -730,6 +726,12 @@ impl CacheTask {
         }
     }
 
+    /// The current session's handle, for requests sent now; `None` once it is lost.
+    fn live_zookeeper(&self) -> Option<zookeeper_client::Client> {
+        let session = self.inner.client.session();
+        session.zookeeper().ok().filter(|_| !session.is_lost())
+    }
+
     /// Whether a resynchronisation's read at `depth` must go below the node.
     fn goes_below(&self, purpose: Purpose) -> bool {
         matches!(purpose, Purpose::Resync { depth, .. } if depth < self.inner.mode.max_depth())
@@ -744,17 +746,13 @@ impl CacheTask {
     fn send(&mut self, read: Read) {
         let ticket = (read.ask == Ask::Node).then(|| self.inner.contents.locked().tree.issue());
         self.reads_out += 1;
-        let session = self.inner.client.session();
-        let zk = match session.zookeeper() {
-            Ok(zk) if !session.is_lost() => zk,
-            _ => {
-                self.reads.push(Box::pin(std::future::ready(Done::Read {
-                    read,
-                    ticket,
-                    answer: Err(zookeeper_client::Error::SessionExpired),
-                })));
-                return;
-            }
+        let Some(zk) = self.live_zookeeper() else {
+            self.reads.push(Box::pin(std::future::ready(Done::Read {
+                read,
+                ticket,
+                answer: Err(zookeeper_client::Error::SessionExpired),
+            })));
+            return;
         };
         let path = read.path.as_str();
         // The request is sent here; the future only awaits its answer.
@@ -836,11 +834,10 @@ impl CacheTask {
                 self.take_batch(batch, ticket, answer);
                 self.send_queued();
             }
+            // A read of an earlier epoch is covered by the current resynchronisation.
             Done::Retry(read) => {
                 if read.epoch == self.epoch {
                     self.request(read.path, read.purpose, read.ask);
-                } else {
-                    self.resync_read_done(&read, Vec::new(), false);
                 }
             }
             Done::Read {
@@ -978,8 +975,6 @@ impl CacheTask {
                     tokio::time::sleep(pause).await;
                     Done::Retry(read)
                 }));
-            } else {
-                self.resync_read_done(&read, Vec::new(), false);
             }
             return;
         }

@@ -101,6 +101,25 @@ impl Session {
         self.lost.cancelled().await
     }
 
+    /// `work`'s outcome, or `None` if the session is lost (or the client closed) first.
+    ///
+    /// For work that keeps this session's zookeeper-client handle while it waits (a watch, a
+    /// queue step): a handle kept keeps the session open after
+    /// [`Client::close`](crate::Client::close), and with it every ephemeral node of the
+    /// session (see [`zookeeper`](Self::zookeeper)). Once the session is lost, such work is
+    /// moot: its nodes went with it.
+    ///
+    /// # Cancel safety
+    ///
+    /// As cancel safe as `work`.
+    pub(crate) async fn unless_lost<F: Future>(&self, work: F) -> Option<F::Output> {
+        tokio::select! {
+            biased;
+            outcome = work => Some(outcome),
+            _ = self.lost() => None,
+        }
+    }
+
     /// True if `stat` is of a node whose ephemeral owner is this session.
     pub fn owns(&self, stat: &Stat) -> bool {
         stat.ephemeral_owner == self.id.0

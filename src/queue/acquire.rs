@@ -438,11 +438,15 @@ impl SequentialQueue {
         } else {
             let session = pending.node().session.clone();
             // Boxed: only revocable waiters pay for the watch's state. The watch keeps the
-            // session's handle, which would keep the session open after a close: a lost
-            // session ends it, and the driver answers the waiter.
-            let watching = tokio::select! {
-                watching = Box::pin(self.await_grant_watching_data(pending, &mut grant_rx)) => watching,
-                _ = session.lost() => Some(grant_rx.await),
+            // session's handle: a lost session ends it, and the driver answers the waiter.
+            let watching = session
+                .unless_lost(Box::pin(
+                    self.await_grant_watching_data(pending, &mut grant_rx),
+                ))
+                .await;
+            let watching = match watching {
+                Some(watching) => watching,
+                None => Some(grant_rx.await),
             };
             match watching {
                 Some(outcome) => outcome,

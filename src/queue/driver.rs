@@ -140,14 +140,10 @@ impl SequentialQueue {
                 Some(s) if s.key == key => s,
                 slot => slot.insert(Serving::new(key)),
             };
-            // A step keeps the session's handle while it waits, and a handle kept would keep
-            // the session open after a close: a lost session ends the step, and the next
-            // look at the waiters tells that session's waiters to join again.
-            let served = tokio::select! {
-                served = self.serve(&session, serving) => served,
-                _ = session.lost() => Ok(()),
-            };
-            match served {
+            // A step keeps the session's handle while it waits: a lost session ends it, and
+            // the next look at the waiters tells that session's waiters to join again.
+            let served = session.unless_lost(self.serve(&session, serving)).await;
+            match served.unwrap_or(Ok(())) {
                 Ok(()) => backoff.reset(),
                 Err(e) if e.is_retryable() => {
                     tracing::debug!(path = %self.path, error = %e, "queue driver backing off");

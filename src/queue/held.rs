@@ -585,15 +585,15 @@ fn monitor_own_node(
         };
         tokio::select! {
             _ = stop.cancelled() => {}
-            // The task's handle would keep the session open after a close (zookeeper-client
-            // closes it when the last handle goes), and with it the node this hold is about.
-            // A lost session has ended the hold already: its interruption count says so.
-            _ = session.lost() => {}
-            _ = watch => {
-                node_deleted.cancel();
-                // A local successor may be waiting on this node without a watch of its own.
-                if let Some(queue_node) = &queue_node {
-                    queue_of_node.note_deleted(Some(incarnation), queue_node);
+            // The task keeps the session's handle: a lost session ends it (the hold ended
+            // with the session already: its interruption count says so).
+            watched = session.unless_lost(watch) => {
+                if watched.is_some() {
+                    node_deleted.cancel();
+                    // A local successor may be waiting on this node without a watch of its own.
+                    if let Some(queue_node) = &queue_node {
+                        queue_of_node.note_deleted(Some(incarnation), queue_node);
+                    }
                 }
             }
         }
