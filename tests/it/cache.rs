@@ -20,9 +20,9 @@ use zk_recipes::testing::{expire_session, FaultProxy};
 use zk_recipes::zookeeper_client::CreateMode;
 use zk_recipes::{Client, Error};
 
-const DEADLINE: Duration = Duration::from_secs(20);
+pub(crate) const DEADLINE: Duration = Duration::from_secs(20);
 
-async fn connect(connect_string: &str) -> Client {
+pub(crate) async fn connect(connect_string: &str) -> Client {
     crate::common::connect_with(
         connect_string,
         Duration::from_secs(10),
@@ -32,9 +32,9 @@ async fn connect(connect_string: &str) -> Client {
 }
 
 /// What a tree is, for comparison: each node's path, `mzxid` and data.
-type Contents = BTreeMap<String, (i64, Option<Vec<u8>>)>;
+pub(crate) type Contents = BTreeMap<String, (i64, Option<Vec<u8>>)>;
 
-fn contents_of(nodes: &[std::sync::Arc<CachedNode>]) -> Contents {
+pub(crate) fn contents_of(nodes: &[std::sync::Arc<CachedNode>]) -> Contents {
     nodes
         .iter()
         .map(|node| {
@@ -48,7 +48,12 @@ fn contents_of(nodes: &[std::sync::Arc<CachedNode>]) -> Contents {
 
 /// The server's tree at `root`, down to `max_depth` levels below it, read in full by
 /// `observer` (`None` data when `with_data` is false). Retries a read that races a delete.
-async fn server_tree(observer: &Client, root: &str, max_depth: usize, with_data: bool) -> Contents {
+pub(crate) async fn server_tree(
+    observer: &Client,
+    root: &str,
+    max_depth: usize,
+    with_data: bool,
+) -> Contents {
     'again: loop {
         let mut tree = Contents::new();
         let mut level = vec![root.to_owned()];
@@ -117,14 +122,14 @@ fn replay(replayed: &mut Contents, event: &CacheEvent) {
 }
 
 /// A cache's snapshot and events, replayed as they come.
-struct Replayer {
+pub(crate) struct Replayer {
     replayed: Contents,
     events: CacheEvents,
     initialized: usize,
 }
 
 impl Replayer {
-    fn of(cache: &CuratorCache) -> Self {
+    pub(crate) fn of(cache: &CuratorCache) -> Self {
         let (snapshot, events) = cache.subscribe();
         Self {
             replayed: contents_of(&snapshot),
@@ -147,7 +152,7 @@ impl Replayer {
 use futures::FutureExt;
 
 /// Waits until the cache equals the server's tree and the replayed events equal the cache.
-async fn converged(
+pub(crate) async fn converged(
     what: &str,
     cache: &CuratorCache,
     replayer: &mut Replayer,
@@ -183,7 +188,7 @@ async fn converged(
 }
 
 /// The next event, within [`DEADLINE`].
-async fn next_event(events: &mut CacheEvents) -> CacheEvent {
+pub(crate) async fn next_event(events: &mut CacheEvents) -> CacheEvent {
     tokio::time::timeout(DEADLINE, events.next())
         .await
         .expect("an event in time")
@@ -209,7 +214,7 @@ async fn next_events(events: &mut CacheEvents, n: usize) -> Vec<String> {
     described
 }
 
-async fn make(client: &Client, path: &str, data: &[u8]) {
+pub(crate) async fn make(client: &Client, path: &str, data: &[u8]) {
     client
         .create(path, data, CreateMode::Persistent, &[])
         .await
@@ -653,7 +658,7 @@ async fn next_watched(events: &mut zk_recipes::cache::WatcherEvents) -> WatcherE
 
 /// Changes made by `writer` under `root` from `seed`: creates, sets and deletes up to 4
 /// levels deep, `n` of them.
-async fn random_changes(writer: &Client, root: &str, seed: u64, n: usize) {
+pub(crate) async fn random_changes(writer: &Client, root: &str, seed: u64, n: usize) {
     let mut rng = fastrand::Rng::with_seed(seed);
     for i in 0..n {
         let depth = rng.usize(1..=4);

@@ -17,6 +17,7 @@ mod close;
 mod connection;
 mod examples;
 mod exclusion;
+mod interop_cache;
 mod interop_latch;
 mod interop_mutex;
 mod interop_rw_lock;
