@@ -123,6 +123,7 @@ pub mod leader;
 mod lifecycle;
 pub mod limits;
 pub mod locks;
+pub mod nodes;
 pub mod participant;
 mod path;
 mod queue;
@@ -153,6 +154,10 @@ pub use locks::{
     InterProcessLock, InterProcessMultiLock, InterProcessMutex, InterProcessReadWriteLock,
     InterProcessSemaphoreMutex, InterProcessSemaphoreV2, Lease, LockGuard, LockHold,
     MultiLockGuard, MultiLockPart, RevocationListener, RevocationRequest, Revoker, REVOKE_MESSAGE,
+};
+pub use nodes::{
+    GroupMember, MembershipEvent, MembershipEvents, NodeEvent, NodeEvents, PersistentNode,
+    PersistentNodeBuilder, PersistentTtlNode, PersistentTtlNodeBuilder,
 };
 pub use participant::default_participant_id;
 pub use path::{validate_path, validate_recipe_path};

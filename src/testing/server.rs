@@ -191,6 +191,7 @@ impl TestingServer {
 #[non_exhaustive]
 pub struct ServerOptions {
     container_check_interval: Option<Duration>,
+    extended_types: bool,
     tls: Option<ServerTls>,
 }
 
@@ -208,6 +209,20 @@ impl ServerOptions {
     /// ```
     pub fn container_check_interval(mut self, interval: Duration) -> Self {
         self.container_check_interval = Some(interval);
+        self
+    }
+
+    /// Enables ZooKeeper's extended node types (`zookeeper.extendedTypesEnabled`): TTL nodes,
+    /// which [`PersistentTtlNode`](crate::PersistentTtlNode) and
+    /// [`PersistentNodeBuilder::ttl`](crate::PersistentNodeBuilder::ttl) need. The server then
+    /// deletes expired TTL nodes on the container check interval.
+    ///
+    /// ```
+    /// let options = zk_recipes::testing::ServerOptions::default().extended_types(true);
+    /// # drop(options);
+    /// ```
+    pub fn extended_types(mut self, enabled: bool) -> Self {
+        self.extended_types = enabled;
         self
     }
 
@@ -233,6 +248,9 @@ impl ServerOptions {
         if let Some(interval) = self.container_check_interval {
             let millis = interval.as_millis().max(1);
             properties.push(format!("-Dznode.container.checkIntervalMs={millis}"));
+        }
+        if self.extended_types {
+            properties.push("-Dzookeeper.extendedTypesEnabled=true".to_owned());
         }
         properties
     }

@@ -27,6 +27,7 @@ mod latch;
 mod lock_trait;
 mod multi_lock;
 mod mutex;
+mod nodes;
 mod rw_lock;
 mod selector;
 mod semaphore;
