@@ -18,6 +18,7 @@ mod connection;
 mod examples;
 mod exclusion;
 mod interop_cache;
+mod interop_group;
 mod interop_latch;
 mod interop_mutex;
 mod interop_rw_lock;
