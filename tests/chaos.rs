@@ -43,14 +43,20 @@
 //!   events are replayed, as they come, on the snapshot of its
 //!   [`subscribe`](CuratorCache::subscribe).
 //!
+//! And a node group (`tests/chaos/nodes.rs`), under a seventh path: three participants behind
+//! proxies, each keeping a [`PersistentNode`](zk_recipes::PersistentNode) (a protected
+//! ephemeral-sequential node, a persistent node, an ephemeral node, each under a parent of its
+//! own) and a [`GroupMember`](zk_recipes::GroupMember) of one group, while an updater gives
+//! them new data a few times a second.
+//!
 //! # Faults
 //!
 //! A seeded RNG (`CHAOS_SEED` replays a schedule; the seed is printed at the start) draws the
 //! faults, one at a time, each healed before the next, a few seconds apart. The first nine are
 //! the nine kinds in a shuffled order, so every run of at least 60 s sees all of them. A client
 //! fault hits, at once, the current holder of each recipe (or a participant drawn at random
-//! when a recipe has no holder at that moment), and each cache's client with a chance of two
-//! in three (at least one of them; drawn by an RNG of its own, seeded from the run's seed as
+//! when a recipe has no holder at that moment), and each cache's client and each node
+//! group participant with a chance of two in three (at least one of them; drawn by an RNG of its own, seeded from the run's seed as
 //! the writer's is, so the cache group leaves the recipes' schedule of a seed as it was),
 //! through every proxy of each:
 //!
@@ -74,6 +80,9 @@
 //! * **recreate the parent**: every node of one queue is deleted, then its parent, which is
 //!   created again at once (as ZooKeeper's container reaper and a recipe starting again would),
 //!   so sequence numbers start again at 0.
+//!
+//! The two delete faults also delete one kept node or member node of the node group, and the
+//! parent fault one kept node with its parent.
 //!
 //! # Checks
 //!
@@ -107,14 +116,23 @@
 //! * **No phantom cache events.** A replayed event that does not fit (the creation of a node
 //!   held, a change from a state not held, the deletion of a node not held) is a violation;
 //!   the replay then starts again from a new subscription.
+//! * **Nodes are kept.** Once warmed up, and after every healed fault, with the updater paused,
+//!   within [`PROGRESS_BOUND`] of the heal: each kept node and member node exists exactly once
+//!   under its parent, with the latest data it was given, owned (if ephemeral) by its client's
+//!   current session, and each member's view of the group is the group on the server. Each
+//!   node's events must read as a node's life (`Created`, then `Deleted` and `Recreated` in
+//!   turn), and once the group is closed none of its nodes may be left.
 //! * **No failures.** No panic, and every task ends (each is joined under a deadline).
 //!
 //! The run ends with one line: `chaos: seed=S secs=T acquisitions=N faults=M kinds=K
-//! violations=0 stale_writes=0 leaked=0 cache_checks=C cache_violations=0` (a cache check is
-//! one cache's convergence, once warmed up or after one fault). `CHAOS_SECS` lengthens the run
+//! violations=0 stale_writes=0 leaked=0 cache_checks=C cache_violations=0 node_checks=K
+//! node_violations=0` (a cache check is one cache's convergence, once warmed up or after one
+//! fault; a node check one participant's node, member and view). `CHAOS_SECS` lengthens the run
 //! (default 60 s).
 
 mod common;
+#[path = "chaos/nodes.rs"]
+mod nodes;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -1248,6 +1266,9 @@ struct Chaos {
     queues: [String; 4],
     /// The cache group: its caches are targets of the client faults too.
     caches: CacheGroup,
+    /// The node group: its participants are targets of the client faults, and its nodes of
+    /// the state faults.
+    nodes: Arc<nodes::NodeGroup>,
 }
 
 /// The lock nodes of `queue` in queue order (full paths): a mutex's and a selector's, a
@@ -1312,6 +1333,7 @@ impl Chaos {
             })
             .collect();
         targets.extend(self.caches.targets());
+        targets.extend(self.nodes.targets());
         targets
     }
 
@@ -1435,6 +1457,9 @@ impl Chaos {
                         }
                     }
                 }
+                if let Some(path) = self.nodes.delete_one(&self.operator, false).await {
+                    deleted.push(format!("kept node {path}"));
+                }
                 if deleted.is_empty() {
                     return Err("no node to delete".into());
                 }
@@ -1448,8 +1473,12 @@ impl Chaos {
             FaultKind::RecreateParent => {
                 let queue = &self.queues[rng.usize(0..self.queues.len())];
                 let deleted = recreate_parent(&self.operator, queue).await?;
+                let kept = match self.nodes.delete_one(&self.operator, true).await {
+                    Some(path) => format!("; deleted the kept node {path}"),
+                    None => String::new(),
+                };
                 Ok(format!(
-                    "deleted {queue} with its {deleted} nodes and created it again"
+                    "deleted {queue} with its {deleted} nodes and created it again{kept}"
                 ))
             }
         }
@@ -1642,6 +1671,8 @@ struct FaultLog {
     resumed: Result<Duration, String>,
     /// How long after the heal the caches had converged, or what diverged.
     caches: Result<Duration, String>,
+    /// How long after the heal every kept node was back with its latest data, or what was not.
+    nodes: Result<Duration, String>,
 }
 
 impl fmt::Display for FaultLog {
@@ -1652,8 +1683,12 @@ impl fmt::Display for FaultLog {
             Err(why) => write!(f, "; NO PROGRESS: {why}")?,
         }
         match &self.caches {
-            Ok(took) => write!(f, "; caches converged in {:.2}s", took.as_secs_f64()),
-            Err(why) => write!(f, "; CACHES DIVERGED: {why}"),
+            Ok(took) => write!(f, "; caches converged in {:.2}s", took.as_secs_f64())?,
+            Err(why) => write!(f, "; CACHES DIVERGED: {why}")?,
+        }
+        match &self.nodes {
+            Ok(took) => write!(f, "; nodes kept in {:.2}s", took.as_secs_f64()),
+            Err(why) => write!(f, "; NODES NOT KEPT: {why}"),
         }
     }
 }
@@ -1783,6 +1818,10 @@ async fn recipes_stay_exclusive_and_live_under_faults() {
         )),
     ));
 
+    // The node group: its nodes and members, then its updater.
+    let nodes = Arc::new(nodes::NodeGroup::start(&cluster, &format!("{base}/nodes"), seed).await);
+    let node_updater = nodes.spawn_updater(shared.stop.clone(), seed);
+
     let chaos = Chaos {
         cluster: cluster.clone(),
         participants,
@@ -1795,19 +1834,26 @@ async fn recipes_stay_exclusive_and_live_under_faults() {
             format!("{semaphore_path}/leases"),
         ],
         caches,
+        nodes,
     };
     let warmed = Instant::now();
-    let (progress, cache_warm_up) = tokio::join!(
+    let (progress, cache_warm_up, nodes_warm_up) = tokio::join!(
         chaos.progress([0; RECIPES], WARM_UP_BOUND),
         chaos
             .caches
             .check(&observer, warmed, WARM_UP_BOUND, "once warmed up", &[]),
+        chaos
+            .nodes
+            .check(&observer, warmed, WARM_UP_BOUND, "once warmed up"),
     );
     if let Err(e) = progress {
         panic!("warm-up: {e}");
     }
     if let Err(e) = &cache_warm_up {
         tracing::error!("warm-up: the caches diverged: {e}");
+    }
+    if let Err(e) = &nodes_warm_up {
+        tracing::error!("warm-up: the nodes were not kept: {e}");
     }
 
     // The schedule: one fault at a time, each healed, a few seconds apart; the first nine are
@@ -1838,11 +1884,12 @@ async fn recipes_stay_exclusive_and_live_under_faults() {
                 let since = *shared.acquired.borrow();
                 kinds.insert(kind);
                 let when = format!("after {kind:?} at {at:.2}s");
-                let (resumed, caches) = tokio::join!(
+                let (resumed, caches, nodes) = tokio::join!(
                     chaos.progress(since, PROGRESS_BOUND),
                     chaos
                         .caches
                         .check(&observer, healed, PROGRESS_BOUND, &when, &reload),
+                    chaos.nodes.check(&observer, healed, PROGRESS_BOUND, &when),
                 );
                 let entry = FaultLog {
                     at,
@@ -1850,6 +1897,7 @@ async fn recipes_stay_exclusive_and_live_under_faults() {
                     what,
                     resumed,
                     caches,
+                    nodes,
                 };
                 tracing::info!("chaos fault {entry}");
                 log.push(entry);
@@ -1875,6 +1923,15 @@ async fn recipes_stay_exclusive_and_live_under_faults() {
         }
     }
     failures.extend(chaos.caches.close().await);
+    if tokio::time::timeout(JOIN_DEADLINE, node_updater)
+        .await
+        .is_err()
+    {
+        failures.push("the node updater did not end".to_owned());
+    }
+    failures.extend(chaos.nodes.close(JOIN_DEADLINE).await);
+    // A closed node deletes its node before its close returns.
+    let nodes_left = chaos.nodes.leftovers(&observer).await;
     let join_deadline = Instant::now() + JOIN_DEADLINE;
     for (name, task) in tasks {
         match tokio::time::timeout_at(join_deadline.into(), task).await {
@@ -1902,6 +1959,9 @@ async fn recipes_stay_exclusive_and_live_under_faults() {
     for c in &chaos.caches.caches {
         c.participant.client.close().await;
     }
+    for k in &chaos.nodes.kept {
+        k.participant.client.close().await;
+    }
     cache_writer_client.close().await;
     let checker = Client::builder(cluster.connect_string())
         .session_timeout(Duration::from_secs(20))
@@ -1922,6 +1982,12 @@ async fn recipes_stay_exclusive_and_live_under_faults() {
         .iter()
         .map(|&r| history.iter().filter(|h| h.recipe == r && h.obeyed).count())
         .collect();
+    leaked.extend(nodes_left);
+    leaked.extend(chaos.nodes.leftovers(&checker).await);
+    let mut node_violations = chaos.nodes.divergences.lock().unwrap().clone();
+    node_violations.extend(chaos.nodes.lifecycle_errors());
+    let node_checks = chaos.nodes.checks.load(Ordering::Relaxed);
+    let node_updates = chaos.nodes.updates.load(Ordering::Relaxed);
     let mut cache_violations = chaos.caches.divergences.lock().unwrap().clone();
     cache_violations.extend(chaos.caches.phantoms());
     let cache_checks = chaos.caches.checks.load(Ordering::Relaxed);
@@ -1956,7 +2022,8 @@ async fn recipes_stay_exclusive_and_live_under_faults() {
         || !leaked.is_empty()
         || !progress_failures.is_empty()
         || !failures.is_empty()
-        || !cache_violations.is_empty();
+        || !cache_violations.is_empty()
+        || !node_violations.is_empty();
     let max_resume = log
         .iter()
         .filter_map(|f| f.resumed.as_ref().ok())
@@ -1969,6 +2036,7 @@ async fn recipes_stay_exclusive_and_live_under_faults() {
          events replayed and loads per cache {cache_events:?}; slowest cache convergence \
          {:.2}s\nnotes: {:#?}\nviolations: {violations:#?}\nstale writes: {stale:#?}\n\
          leaked: {leaked:#?}\ncache violations: {cache_violations:#?}\n\
+         node updates {node_updates}; node violations: {node_violations:#?}\n\
          task failures: {failures:#?}",
         log.iter()
             .map(|f| format!("  {f}"))
@@ -1986,13 +2054,14 @@ async fn recipes_stay_exclusive_and_live_under_faults() {
     announce(&format!(
         "chaos: seed={seed} secs={run_secs} acquisitions={acquisitions} faults={} kinds={} \
          violations={} stale_writes={} leaked={} cache_checks={cache_checks} \
-         cache_violations={}",
+         cache_violations={} node_checks={node_checks} node_violations={}",
         log.len(),
         kinds.len(),
         violations.len(),
         stale.len(),
         leaked.len(),
-        cache_violations.len()
+        cache_violations.len(),
+        node_violations.len()
     ));
 
     assert!(failures.is_empty(), "tasks failed: {failures:#?}");
@@ -2002,6 +2071,10 @@ async fn recipes_stay_exclusive_and_live_under_faults() {
     assert!(
         cache_violations.is_empty(),
         "cache violations: {cache_violations:#?}"
+    );
+    assert!(
+        node_violations.is_empty(),
+        "node violations: {node_violations:#?}"
     );
     assert!(
         progress_failures.is_empty(),
@@ -2022,6 +2095,11 @@ async fn recipes_stay_exclusive_and_live_under_faults() {
     );
     assert!(!writes.is_empty(), "no guarded write was acknowledged");
     assert!(cache_writes > 0, "the cache writer made no write");
+    assert!(node_updates > 0, "the node updater gave no data");
+    assert!(
+        node_checks > chaos.nodes.kept.len(),
+        "the nodes were checked only {node_checks} times"
+    );
     assert!(
         cache_checks > chaos.caches.caches.len(),
         "the caches were checked only {cache_checks} times"
