@@ -214,3 +214,24 @@ async fn config_watch_example_prints_the_tree_then_every_change() {
     assert_eq!(lines_with(&out, "created ").len(), 2, "{out}");
     assert_eq!(lines_with(&out, "deleted ").len(), 2, "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_registry_example_prints_workers_as_they_come_and_go() {
+    init_tracing();
+    let out = run_example("worker_registry", &["--demo", "3"]).await;
+    for expected in [
+        "Watching...",
+        "joined worker-1 at 10.0.0.1:8080",
+        "joined worker-2 at 10.0.0.2:8080",
+        "joined worker-3 at 10.0.0.3:8080",
+        "moved worker-2 from 10.0.0.2:8080 to 10.0.0.2:9090",
+        "left worker-3 (was at 10.0.0.3:8080)",
+        "Workers now: {\"worker-1\": \"10.0.0.1:8080\", \"worker-2\": \"10.0.0.2:9090\"}",
+        "Done.",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?}:\n{out}");
+    }
+    let joined = out.find("joined worker-3").expect("worker-3 joined");
+    let left = out.find("left worker-3").expect("worker-3 left");
+    assert!(joined < left, "{out}");
+}
