@@ -252,3 +252,39 @@ async fn close_ends_the_session_of_a_leading_selector() {
     let _ = within("the second selector's close", second.close()).await;
     assert!(!first.is_leader() && !second.is_leader());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_ends_the_session_of_kept_nodes_and_a_group_member() {
+    init_tracing();
+    let server = zk_server().await;
+    let observer = connect(&server).await;
+    let client = connect(&server).await;
+    let path = unique_path("close-nodes");
+    let group = format!("{path}/group");
+    let kept = format!("{path}/kept");
+    let node = zk_recipes::PersistentNode::builder(
+        &client,
+        &format!("{kept}/n-"),
+        zk_recipes::zookeeper_client::CreateMode::EphemeralSequential,
+    )
+    .protected(true)
+    .build()
+    .unwrap();
+    node.start().unwrap();
+    assert!(node.wait_for_initial_create(DEADLINE).await.unwrap());
+    let member = zk_recipes::GroupMember::new(&client, &group, "m", &b"p"[..]).unwrap();
+    member.start().await.unwrap();
+    assert!(member.wait_for_join(DEADLINE).await.unwrap());
+    // The member's view has seen itself: its cache's watch and reads are under way too.
+    crate::common::eventually("the member in its view", DEADLINE, || {
+        member.members().len() == 1
+    })
+    .await;
+
+    close_and_expect_no_nodes(&client, &observer, &[&kept, &group]).await;
+
+    within("the node's close", node.close()).await.unwrap();
+    within("the member's close", member.close()).await.unwrap();
+    assert_eq!(node.state(), zk_recipes::RecipeState::Closed);
+    assert!(member.members().is_empty());
+}
