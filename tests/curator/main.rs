@@ -28,6 +28,8 @@
 mod common;
 
 mod mutex_base;
+mod nodes_base;
+mod test_group_member;
 mod test_inter_process_multi_mutex;
 mod test_inter_process_mutex;
 mod test_inter_process_read_write_lock;
@@ -43,3 +45,7 @@ mod test_leader_selector_edges;
 mod test_leader_selector_participants;
 mod test_lock_acls;
 mod test_lock_cleanliness_with_faults;
+mod test_persistent_ephemeral_node;
+mod test_persistent_ephemeral_node_listener;
+mod test_persistent_node;
+mod test_persistent_ttl_node;
