@@ -22,8 +22,9 @@ use futures::StreamExt;
 use zk_recipes::cache::{CacheEvent, CacheEvents, CachedNode, CuratorCache};
 use zk_recipes::zookeeper_client::{self, CreateMode, EventType};
 use zk_recipes::{
-    Client, InterProcessMutex, InterProcessReadWriteLock, InterProcessSemaphoreV2, LeaderLatch,
-    LeaderSelector, LeaderSelectorListener, Leadership,
+    Client, GroupMember, InterProcessMutex, InterProcessReadWriteLock, InterProcessSemaphoreV2,
+    LeaderLatch, LeaderSelector, LeaderSelectorListener, Leadership, MembershipEvent,
+    MembershipEvents, PersistentNode,
 };
 
 #[path = "../tests/common/java.rs"]
@@ -120,6 +121,10 @@ const SCENARIOS: &[&str] = &[
     "curator-cache-latency",
     "cache-memory",
     "cache-resync",
+    "node-recreate",
+    "curator-node-recreate",
+    "group-join",
+    "curator-group-join",
 ];
 
 fn main() -> Result<(), BoxError> {
@@ -187,6 +192,10 @@ fn main() -> Result<(), BoxError> {
                 "curator-cache-latency" => curator_cache_latency(&connect, &path).await?,
                 "cache-memory" => cache_memory(&connect, &path).await?,
                 "cache-resync" => cache_resync(&connect, &path).await?,
+                "node-recreate" => node_recreate(&connect, &path).await?,
+                "curator-node-recreate" => curator_node_recreate(&connect, &path).await?,
+                "group-join" => group_join(&connect, &path).await?,
+                "curator-group-join" => curator_group_join(&connect, &path).await?,
                 _ => unreachable!("checked above"),
             }
         }
@@ -315,6 +324,32 @@ fn report_ratios() {
             "ratio_cache_latency_p99_to_curator",
             "cache_latency_p99_us",
             "curator_cache_latency_p99_us",
+            false,
+        ),
+        // Below 1 is faster than Curator.
+        (
+            "ratio_node_recreate_to_curator",
+            "node_recreate_median_us",
+            "curator_node_recreate_median_us",
+            false,
+        ),
+        (
+            "ratio_node_recreate_p99_to_curator",
+            "node_recreate_p99_us",
+            "curator_node_recreate_p99_us",
+            false,
+        ),
+        // Below 1 is faster than Curator (whose figure includes up to one poll interval).
+        (
+            "ratio_group_join_to_curator",
+            "group_join_median_us",
+            "curator_group_join_median_us",
+            false,
+        ),
+        (
+            "ratio_group_join_p99_to_curator",
+            "group_join_p99_us",
+            "curator_group_join_p99_us",
             false,
         ),
     ];
@@ -1382,6 +1417,187 @@ async fn cache_resync(connect: &str, path: &str) -> Result<(), BoxError> {
     }
     tree.remove(&writer).await?;
     writer.close().await;
+    Ok(())
+}
+
+/// Deletes timed by the node-recreate scenarios, after [`NODE_RECREATE_WARMUP`] untimed.
+const NODE_RECREATE_SAMPLES: usize = 200;
+const NODE_RECREATE_WARMUP: usize = 20;
+/// The pause after each recreation, so that the next delete finds the node's keeper settled
+/// (its existence watch set again), on both sides.
+const NODE_RECREATE_PAUSE: Duration = Duration::from_millis(5);
+
+/// An ephemeral [`PersistentNode`] at `<path>/node` on its own session (Curator's
+/// `new PersistentNode(client, CreateMode.EPHEMERAL, false, path, data)`); another session,
+/// the bench's, deletes it, and the time from sending the delete to the node existing again
+/// is measured, one deletion at a time. The deleting session sees the node again through an
+/// exists watch sent right behind the delete (both sent before either answer is read, so the
+/// server answers the exists after the delete): the watch's `NodeCreated`, or the exists
+/// itself should it already find the new node.
+async fn node_recreate(connect: &str, path: &str) -> Result<(), BoxError> {
+    let deleter = client(connect).await?;
+    // A persistent parent, made beforehand: not a container the server could reap while
+    // its only child is gone.
+    deleter.ensure_path(path, false).await?;
+    let holder = client(connect).await?;
+    let target = format!("{path}/node");
+    let node = PersistentNode::new(&holder, &target, CreateMode::Ephemeral, &b"bench"[..])?;
+    node.start()?;
+    if !node
+        .wait_for_initial_create(Duration::from_secs(30))
+        .await?
+    {
+        return Err("the persistent node was not made within 30 s".into());
+    }
+    let zk = deleter.zookeeper()?;
+    let mut samples = Vec::with_capacity(NODE_RECREATE_SAMPLES);
+    for i in 0..NODE_RECREATE_WARMUP + NODE_RECREATE_SAMPLES {
+        let elapsed = tokio::time::timeout(Duration::from_secs(30), async {
+            let started = Instant::now();
+            let deleted = zk.delete(&target, None);
+            let watched = zk.check_and_watch_stat(&target);
+            deleted.await?;
+            let (stat, watcher) = watched.await?;
+            if stat.is_none() {
+                let event = watcher.changed().await;
+                if event.event_type != EventType::NodeCreated {
+                    return Err(BoxError::from(format!(
+                        "node-recreate: the exists watch fired with {event:?}"
+                    )));
+                }
+            }
+            Ok::<_, BoxError>(started.elapsed())
+        })
+        .await??;
+        if i >= NODE_RECREATE_WARMUP {
+            samples.push(elapsed);
+        }
+        tokio::time::sleep(NODE_RECREATE_PAUSE).await;
+    }
+    drop(zk);
+    report("node_recreate_median_us", median_us(&mut samples));
+    report("node_recreate_p99_us", percentile_us(&mut samples, 0.99));
+    node.close().await?;
+    holder.close().await;
+    deleter.delete(path, None).await?;
+    deleter.close().await;
+    Ok(())
+}
+
+/// Curator's `PersistentNode` in the same scenario as `node-recreate`: Java keeps it with one
+/// client and deletes it with another, through the raw ZooKeeper handle (an async delete
+/// and an async exists with a watcher, sent back to back), timing to the watcher's
+/// `NodeCreated` (or to the exists' answer, should it already find the node).
+async fn curator_node_recreate(connect: &str, path: &str) -> Result<(), BoxError> {
+    if !curator_installed() {
+        return curator(connect, path, &["node-recreate"]).await;
+    }
+    let bench = client(connect).await?;
+    bench.ensure_path(path, false).await?;
+    let (samples, warmup, pause) = (
+        NODE_RECREATE_SAMPLES.to_string(),
+        NODE_RECREATE_WARMUP.to_string(),
+        NODE_RECREATE_PAUSE.as_millis().to_string(),
+    );
+    curator(connect, path, &["node-recreate", &samples, &warmup, &pause]).await?;
+    bench.delete(path, None).await?;
+    bench.close().await;
+    Ok(())
+}
+
+/// Joins timed by the group-join scenarios, after [`GROUP_JOIN_WARMUP`] untimed.
+const GROUP_JOIN_SAMPLES: usize = 100;
+const GROUP_JOIN_WARMUP: usize = 10;
+
+/// An observing [`GroupMember`] (id `observer`, on its own session) on the group at `path`;
+/// a new member (`member-<i>`, on a second session made before any timing and shared by
+/// the members one after another) is made and started, and the time from its `start` to the
+/// observer's [`MembershipEvent::Joined`] for it, in the observer's `events()` stream, is
+/// measured. The member then closes, and the next one is made once the observer has seen it
+/// leave ([`MembershipEvent::Left`]).
+///
+/// Curator's side (`curator-group-join`) cannot be timed the same way: Curator 5.4's
+/// `GroupMember` has no listener, so the Java side polls the observer's `getCurrentMembers()`
+/// every few tens of microseconds (a `parkNanos` of 10 µs; Linux's timer slack makes it
+/// about 60 µs) until the member is in it. Its figures therefore include up to one poll
+/// interval (half of one on average) that ours do not, and the polling thread competes with
+/// Curator's threads for the CPU.
+async fn group_join(connect: &str, path: &str) -> Result<(), BoxError> {
+    let bench = client(connect).await?;
+    bench.ensure_path(path, false).await?;
+    let observer_client = client(connect).await?;
+    let observer = GroupMember::new(&observer_client, path, "observer", &b"observer"[..])?;
+    let mut events = observer.events();
+    observer.start().await?;
+    if !observer.wait_for_join(Duration::from_secs(30)).await? {
+        return Err("the observer did not join within 30 s".into());
+    }
+    let member_client = client(connect).await?;
+    let mut samples = Vec::with_capacity(GROUP_JOIN_SAMPLES);
+    for i in 0..GROUP_JOIN_WARMUP + GROUP_JOIN_SAMPLES {
+        let id = format!("member-{i}");
+        let member = GroupMember::new(&member_client, path, &id, &b"bench"[..])?;
+        let started = Instant::now();
+        let (joined, seen) = tokio::join!(
+            member.start(),
+            next_membership(&mut events, |event| {
+                matches!(event, MembershipEvent::Joined { id: new, .. } if *new == id)
+            })
+        );
+        joined?;
+        let seen = seen?;
+        if i >= GROUP_JOIN_WARMUP {
+            samples.push(seen - started);
+        }
+        member.close().await?;
+        next_membership(
+            &mut events,
+            |event| matches!(event, MembershipEvent::Left { id: left } if *left == id),
+        )
+        .await?;
+    }
+    report("group_join_median_us", median_us(&mut samples));
+    report("group_join_p99_us", percentile_us(&mut samples, 0.99));
+    member_client.close().await;
+    observer.close().await?;
+    observer_client.close().await;
+    bench.delete(path, None).await?;
+    bench.close().await;
+    Ok(())
+}
+
+/// When the first event of a group's stream that `wanted` accepts came, within 30 seconds.
+async fn next_membership(
+    events: &mut MembershipEvents,
+    wanted: impl Fn(&MembershipEvent) -> bool,
+) -> Result<Instant, BoxError> {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(event) = events.next().await {
+            if wanted(&event) {
+                return Ok(Instant::now());
+            }
+        }
+        Err(BoxError::from("the observer's event stream ended"))
+    })
+    .await?
+}
+
+/// Curator's `GroupMember` in the same scenario as `group-join`, in Java: an observer on one
+/// client, members one after another on a second, the join seen by polling the observer's
+/// `getCurrentMembers()` (see [`group_join`] for that asymmetry).
+async fn curator_group_join(connect: &str, path: &str) -> Result<(), BoxError> {
+    if !curator_installed() {
+        return curator(connect, path, &["group-join"]).await;
+    }
+    let bench = client(connect).await?;
+    bench.ensure_path(path, false).await?;
+    let (samples, warmup) = (
+        GROUP_JOIN_SAMPLES.to_string(),
+        GROUP_JOIN_WARMUP.to_string(),
+    );
+    curator(connect, path, &["group-join", &samples, &warmup]).await?;
+    bench.delete(path, None).await?;
+    bench.close().await;
     Ok(())
 }
 

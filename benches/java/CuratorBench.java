@@ -2,11 +2,13 @@ import java.util.ArrayList;
 import java.util.Collections;
 import java.util.List;
 import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.locks.LockSupport;
 
 import org.apache.curator.framework.CuratorFramework;
 import org.apache.curator.framework.CuratorFrameworkFactory;
@@ -18,7 +20,13 @@ import org.apache.curator.framework.recipes.locks.InterProcessMutex;
 import org.apache.curator.framework.recipes.locks.InterProcessReadWriteLock;
 import org.apache.curator.framework.recipes.locks.InterProcessSemaphoreV2;
 import org.apache.curator.framework.recipes.locks.Lease;
+import org.apache.curator.framework.recipes.nodes.GroupMember;
+import org.apache.curator.framework.recipes.nodes.PersistentNode;
 import org.apache.curator.retry.ExponentialBackoffRetry;
+import org.apache.zookeeper.CreateMode;
+import org.apache.zookeeper.KeeperException;
+import org.apache.zookeeper.Watcher;
+import org.apache.zookeeper.ZooKeeper;
 
 /**
  * Apache Curator 5.x running the same scenarios as zk-recipes' benches/recipes.rs, so that
@@ -28,8 +36,9 @@ import org.apache.curator.retry.ExponentialBackoffRetry;
  * {@code contended <sessions> <seconds>}, {@code selector-handoff <handoffs>},
  * {@code read-contended <sessions> <seconds>}, {@code writer-behind-readers <sessions>
  * <rounds>}, {@code semaphore-contended <sessions> <leases> <seconds>},
- * {@code cache-load <runs> <nodes>} or {@code cache-latency <node> <samples> <warm-up>}. Prints
- * {@code KEY VALUE} lines, as the Rust benchmark does.
+ * {@code cache-load <runs> <nodes>}, {@code cache-latency <node> <samples> <warm-up>},
+ * {@code node-recreate <samples> <warm-up> <pause-ms>} or {@code group-join <samples>
+ * <warm-up>}. Prints {@code KEY VALUE} lines, as the Rust benchmark does.
  */
 public final class CuratorBench {
     private static CuratorFramework client(String connectString) throws InterruptedException {
@@ -349,6 +358,118 @@ public final class CuratorBench {
         System.out.printf("curator_cache_latency_p99_us %.1f%n", percentile(latencies, 0.99) / 1e3);
     }
 
+    /**
+     * An ephemeral Curator PersistentNode at {@code <path>/node} kept by one client; a second
+     * client deletes it through its raw ZooKeeper handle, an async delete and an async exists
+     * with a watcher sent back to back, and the time from sending the delete to the node
+     * existing again (the watcher's NodeCreated, or the exists' answer should it already find
+     * the node) is measured, one deletion at a time, {@code pauseMs} apart.
+     */
+    private static void nodeRecreate(String connectString, String path, int samples, int warmUp,
+            long pauseMs) throws Exception {
+        CuratorFramework holder = client(connectString);
+        CuratorFramework deleter = client(connectString);
+        String node = path + "/node";
+        PersistentNode persistent = new PersistentNode(holder, CreateMode.EPHEMERAL, false, node,
+                "bench".getBytes());
+        persistent.start();
+        if (!persistent.waitForInitialCreate(30, TimeUnit.SECONDS)) {
+            throw new IllegalStateException("the persistent node was not made within 30 s");
+        }
+        ZooKeeper zk = deleter.getZookeeperClient().getZooKeeper();
+        List<Long> latencies = new ArrayList<>();
+        for (int i = 0; i < warmUp + samples; i++) {
+            CompletableFuture<Integer> deleted = new CompletableFuture<>();
+            CompletableFuture<Long> again = new CompletableFuture<>();
+            Watcher watcher = event -> {
+                if (event.getType() == Watcher.Event.EventType.NodeCreated) {
+                    again.complete(System.nanoTime());
+                } else if (event.getType() != Watcher.Event.EventType.None) {
+                    again.completeExceptionally(
+                            new IllegalStateException("the exists watch fired with " + event));
+                }
+            };
+            long started = System.nanoTime();
+            zk.delete(node, -1, (rc, p, ctx) -> deleted.complete(rc), null);
+            zk.exists(node, watcher, (rc, p, ctx, stat) -> {
+                if (rc == KeeperException.Code.OK.intValue() && stat != null) {
+                    again.complete(System.nanoTime());
+                } else if (rc != KeeperException.Code.NONODE.intValue()) {
+                    again.completeExceptionally(KeeperException.create(KeeperException.Code.get(rc), p));
+                }
+            }, null);
+            long at = again.get(30, TimeUnit.SECONDS);
+            int rc = deleted.get(30, TimeUnit.SECONDS);
+            if (rc != KeeperException.Code.OK.intValue()) {
+                throw KeeperException.create(KeeperException.Code.get(rc), node);
+            }
+            if (i >= warmUp) {
+                latencies.add(at - started);
+            }
+            Thread.sleep(pauseMs);
+        }
+        persistent.close();
+        deleter.close();
+        holder.close();
+        Collections.sort(latencies);
+        System.out.printf("curator_node_recreate_median_us %.1f%n", percentile(latencies, 0.5) / 1e3);
+        System.out.printf("curator_node_recreate_p99_us %.1f%n", percentile(latencies, 0.99) / 1e3);
+    }
+
+    /** How long the group-join poll parks between two reads of the observer's view. */
+    private static final long GROUP_POLL_NANOS = 10_000;
+
+    /**
+     * An observing Curator GroupMember ({@code observer}) on one client; members
+     * ({@code member-<i>}) one after another on a second client made beforehand, each timed
+     * from its {@code start()} to the observer's view holding it, then closed, the next made
+     * once the observer's view has lost it. Curator 5.4's GroupMember has no listener, so the
+     * view is polled: {@code getCurrentMembers()} every {@link #GROUP_POLL_NANOS} of
+     * {@code parkNanos} (about 60 µs with Linux's timer slack), which the figures include up
+     * to one interval of (the Rust side waits for its view's Joined event instead).
+     */
+    private static void groupJoin(String connectString, String path, int samples, int warmUp)
+            throws Exception {
+        CuratorFramework observerClient = client(connectString);
+        CuratorFramework memberClient = client(connectString);
+        GroupMember observer = new GroupMember(observerClient, path, "observer", "observer".getBytes());
+        observer.start();
+        List<Long> latencies = new ArrayList<>();
+        for (int i = 0; i < warmUp + samples; i++) {
+            String id = "member-" + i;
+            GroupMember member = new GroupMember(memberClient, path, id, "bench".getBytes());
+            long started = System.nanoTime();
+            member.start();
+            long seen = awaitMembership(observer, id, true);
+            if (i >= warmUp) {
+                latencies.add(seen - started);
+            }
+            member.close();
+            awaitMembership(observer, id, false);
+        }
+        observer.close();
+        memberClient.close();
+        observerClient.close();
+        Collections.sort(latencies);
+        System.out.printf("curator_group_join_median_us %.1f%n", percentile(latencies, 0.5) / 1e3);
+        System.out.printf("curator_group_join_p99_us %.1f%n", percentile(latencies, 0.99) / 1e3);
+    }
+
+    /** Polls the observer's view until {@code id} is in it ({@code present}) or not; when. */
+    private static long awaitMembership(GroupMember observer, String id, boolean present) {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+        while (true) {
+            if (observer.getCurrentMembers().containsKey(id) == present) {
+                return System.nanoTime();
+            }
+            if (System.nanoTime() > deadline) {
+                throw new IllegalStateException("the observer's view did not " + (present ? "gain " : "lose ")
+                        + id + " within 30 s");
+            }
+            LockSupport.parkNanos(GROUP_POLL_NANOS);
+        }
+    }
+
     private static double percentile(List<Long> sorted, double q) {
         int i = (int) Math.round((sorted.size() - 1) * q);
         return sorted.get(i);
@@ -381,6 +502,13 @@ public final class CuratorBench {
                 break;
             case "cache-latency":
                 cacheLatency(args[0], args[2], args[3], Integer.parseInt(args[4]), Integer.parseInt(args[5]));
+                break;
+            case "node-recreate":
+                nodeRecreate(args[0], args[2], Integer.parseInt(args[3]), Integer.parseInt(args[4]),
+                        Long.parseLong(args[5]));
+                break;
+            case "group-join":
+                groupJoin(args[0], args[2], Integer.parseInt(args[3]), Integer.parseInt(args[4]));
                 break;
             default:
                 System.err.println("unknown scenario " + args[1]);
