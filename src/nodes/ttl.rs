@@ -12,6 +12,7 @@ use crate::connection::Client;
 use crate::error::{Error, Result};
 use crate::lifecycle::RecipeState;
 use crate::path::join;
+use crate::sync::Locked;
 
 /// Curator's `PersistentTtlNode.DEFAULT_CHILD_NODE_NAME`.
 pub const DEFAULT_TOUCH_CHILD: &str = "touch";
@@ -33,7 +34,8 @@ pub const DEFAULT_TOUCH_SCHEDULE_FACTOR: u32 = 2;
 /// TTL nodes need a server with `zookeeper.extendedTypesEnabled=true`. Elsewhere the first
 /// write of the child fails: the node deletes its container and stops, and
 /// [`wait_for_initial_create`](Self::wait_for_initial_create) returns
-/// [`Error::Unsupported`].
+/// [`Error::Unsupported`]. A child refused for another reason no retry cures (an ACL: `NoAuth`)
+/// stops the node the same way, with that error.
 ///
 /// [`close`](Self::close) stops the writes and leaves the node to its TTL, as Curator does.
 ///
@@ -58,6 +60,7 @@ pub struct PersistentTtlNode {
     touch_every: Duration,
     stop: CancellationToken,
     touched: Arc<watch::Sender<Touched>>,
+    touch_task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// What [`PersistentTtlNode`] is to make: set with [`PersistentTtlNode::builder`].
@@ -154,6 +157,7 @@ impl PersistentTtlNodeBuilder {
             touch_every: self.ttl / self.touch_schedule_factor,
             stop: CancellationToken::new(),
             touched: Arc::new(touched),
+            touch_task: std::sync::Mutex::new(None),
         })
     }
 }
@@ -222,7 +226,8 @@ impl PersistentTtlNode {
             touched: self.touched.clone(),
             node: self.node.control(),
         };
-        self.client.spawn(task.run());
+        let handle = self.client.spawn(task.run());
+        *self.touch_task.locked() = Some(handle);
         Ok(())
     }
 
@@ -231,7 +236,8 @@ impl PersistentTtlNode {
     ///
     /// # Errors
     ///
-    /// * [`Error::Unsupported`] if the server makes no TTL nodes;
+    /// * [`Error::Unsupported`] if the server makes no TTL nodes, [`Error::NoAuth`] if an ACL
+    ///   refuses the child;
     /// * as [`PersistentNode::wait_for_initial_create`].
     ///
     /// # Cancel safety
@@ -302,6 +308,11 @@ impl PersistentTtlNode {
     /// Cancel safe.
     pub async fn close(&self) -> Result<()> {
         self.stop.cancel();
+        // A touch under way ends first, so that none is made after the close.
+        let touch_task = self.touch_task.locked().take();
+        if let Some(task) = touch_task {
+            let _ = task.await;
+        }
         self.node.close().await?;
         if !self.touched.borrow().once {
             // A container that never had a child is never reaped by the server
@@ -320,6 +331,15 @@ impl PersistentTtlNode {
 impl Drop for PersistentTtlNode {
     fn drop(&mut self) {
         self.stop.cancel();
+    }
+}
+
+/// Whether a touch's failure is one no retry cures: the server makes no TTL nodes, or an ACL
+/// refuses the child (a missing node is the node being made again).
+fn stops_touching(error: &Error) -> bool {
+    match error {
+        Error::ZooKeeper(zookeeper_client::Error::NoNode) => false,
+        error => !error.is_retryable(),
     }
 }
 
@@ -349,8 +369,8 @@ impl TouchTask {
         loop {
             match self.touch().await {
                 Ok(()) => self.touched.send_modify(|touched| touched.once = true),
-                Err(error @ Error::Unsupported { .. }) => {
-                    tracing::warn!(path = %self.parent, %error, "TTL node: the server makes no TTL nodes");
+                Err(error) if stops_touching(&error) => {
+                    tracing::warn!(path = %self.child_path, %error, "TTL node: the child cannot be written");
                     // Nothing of ours may stay behind: the container never had a child, so
                     // the server would keep it. The node stops first, or it would make it again.
                     self.node.stop().await;

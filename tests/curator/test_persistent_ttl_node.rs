@@ -18,8 +18,9 @@
 //! Curator 5.9 (#1260) made the node itself a TTL node (`PERSISTENT_WITH_TTL`), so that a
 //! node closed before its child was first written is still deleted by the server (a container
 //! that never had a child is never reaped: ZOOKEEPER-3546). This crate keeps Curator 5.4's
-//! container, and deletes such a node when it is closed instead (see
-//! [`PersistentTtlNode::close`]); `test_touch_node_not_created` checks the outcome both share.
+//! container, and deletes such a node itself instead: when it is closed (see
+//! [`PersistentTtlNode::close`]), or when its child is refused for good (an ACL, a server
+//! without TTL nodes); `test_touch_node_not_created` checks the outcome both share.
 //!
 //! Not ported, beyond what each test's doc says was adapted: none.
 //! `testRecreationOfParentNodeWithParentCreationOff`, `testInternalExecutorClose` and
@@ -332,9 +333,10 @@ async fn expect_no_change(changes: &mut mpsc::UnboundedReceiver<WatchedEvent>, w
 /// instead: the node's client gives the nodes it makes an ACL without `CREATE` (the node's
 /// parent is made open first), so the node is made but its child cannot be. A recursive
 /// persistent watch on the node (Curator's `PersistentWatcher`) sees it made; the node never
-/// finishes its initial create (its child is never written: a bounded look); `close()`; the
-/// child never existed; the node is deleted within 3 TTLs (Curator 5.9: by its own TTL; here by
-/// `close()`, see the module docs), and no event was ever about the child.
+/// finishes its initial create: here it stops with `NoAuth` (Curator keeps trying);
+/// `close()`; the child never existed; the node is deleted within 3 TTLs (Curator 5.9: by its
+/// own TTL; here by the node itself, which deletes its container when the child is refused,
+/// see the module docs), and no event was ever about the child.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_touch_node_not_created() {
     init_tracing();
@@ -385,11 +387,12 @@ async fn test_touch_node_not_created() {
         (created.event_type, created.path.as_str()),
         (EventType::NodeCreated, main.as_str())
     );
-    // A bounded look: the child cannot be written, so the initial create never completes.
-    assert!(!node
-        .wait_for_initial_create(ttl * 2)
-        .await
-        .expect("wait_for_initial_create"));
+    // The child cannot be written: the node stops with the ACL's refusal (Curator keeps
+    // trying, and its initial create never completes).
+    assert!(matches!(
+        node.wait_for_initial_create(DEADLINE).await,
+        Err(zk_recipes::Error::NoAuth)
+    ));
     node.close().await.expect("close");
     assert!(stat_of(&observer, &touch).await.is_none());
     let deleted = tokio::time::timeout(ttl * 3, seen.recv())
