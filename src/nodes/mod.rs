@@ -35,4 +35,6 @@ mod ttl;
 
 pub use group::{GroupMember, MembershipEvent, MembershipEvents};
 pub use persistent::{NodeEvent, NodeEvents, PersistentNode, PersistentNodeBuilder};
-pub use ttl::{PersistentTtlNode, PersistentTtlNodeBuilder};
+pub use ttl::{
+    PersistentTtlNode, PersistentTtlNodeBuilder, DEFAULT_TOUCH_CHILD, DEFAULT_TOUCH_SCHEDULE_FACTOR,
+};

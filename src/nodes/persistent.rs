@@ -517,7 +517,7 @@ impl PersistentNode {
         NodeEvents { rx }
     }
 
-    /// Stops keeping the node and deletes it (except a [`PersistentTtlNode`]'s parent, left to
+    /// Stops keeping the node and deletes it (except a [`PersistentTtlNode`](crate::PersistentTtlNode)'s parent, left to
     /// its TTL), then returns. Closing twice, or a node never started, is fine.
     ///
     /// # Errors
