@@ -135,6 +135,11 @@ pub enum Error {
         reason: String,
     },
 
+    /// A node holds data this recipe cannot read: a service instance that is not JSON, or
+    /// whose payload is not of the expected type. The data is left as it is.
+    #[error("malformed data: {0}")]
+    MalformedData(String),
+
     /// Any other error reported by ZooKeeper or by the underlying client.
     #[error("ZooKeeper error: {0}")]
     ZooKeeper(#[source] zookeeper_client::Error),

@@ -118,6 +118,7 @@
 
 pub mod cache;
 pub mod connection;
+pub mod discovery;
 mod error;
 pub mod leader;
 mod lifecycle;
@@ -143,6 +144,9 @@ pub use connection::retry;
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub use connection::TlsConfig;
 pub use connection::{Client, ClientBuilder, ConnectionState};
+pub use discovery::{
+    ServiceCache, ServiceDiscovery, ServiceInstance, ServiceProvider, ServiceType,
+};
 pub use error::{Error, PartFailure, Result};
 pub use leader::{
     BoxError, CloseMode, ConnectionErrorPolicy, LatchLayout, LatchLeader, LatchState, LeaderLatch,
