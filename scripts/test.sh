@@ -2,7 +2,7 @@
 # Runs zk-recipes' tests against real ZooKeeper servers.
 #
 #  1. Installs what a fresh Debian/Ubuntu machine lacks (apt): ZooKeeper's jars and a JRE (the
-#     process backend), Curator's jars (Java interoperability tests), debootstrap (the image).
+#     process backend), Curator's jars, recipes and discovery (Java interoperability tests), debootstrap (the image).
 #  2. When a Docker daemon answers, builds the local ZooKeeper image without any registry
 #     (scripts/zookeeper-image.sh; skipped when it exists) unless ZK_TEST_IMAGE names another.
 #  3. Runs the testing kit's own tests on both backends, docker and process.
@@ -34,6 +34,7 @@ install_missing_packages() {
     [[ -f /usr/share/java/zookeeper.jar || -n ${ZOOKEEPER_HOME:-} ]] || missing+=(zookeeper)
     command -v java >/dev/null || missing+=(default-jre-headless)
     [[ -f /usr/share/java/curator-recipes.jar ]] || missing+=(libcurator-recipes-java)
+    [[ -f /usr/share/java/curator-x-discovery.jar ]] || missing+=(libcurator-discovery-java)
     command -v debootstrap >/dev/null || [[ -x /usr/sbin/debootstrap ]] || missing+=(debootstrap)
     if [[ ${#missing[@]} -eq 0 ]]; then
         log "system packages present"

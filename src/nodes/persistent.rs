@@ -152,10 +152,10 @@ impl PersistentNodeBuilder {
     ///
     /// ```no_run
     /// # fn demo(client: zk_recipes::Client) -> zk_recipes::Result<()> {
-    /// use zk_recipes::zookeeper_client::{Acl, CreateMode};
+    /// use zk_recipes::zookeeper_client::{Acl, AuthId, CreateMode, Permission};
     /// use zk_recipes::PersistentNode;
     /// let node = PersistentNode::builder(&client, "/public/a", CreateMode::Ephemeral)
-    ///     .acls(vec![Acl::new(zk_recipes::zookeeper_client::Permission::ALL, "world", "anyone")])
+    ///     .acls(vec![Acl::new(Permission::ALL, AuthId::anyone())])
     ///     .build()?;
     /// # drop(node); Ok(()) }
     /// ```

@@ -28,6 +28,7 @@ pub const JAVA_DIR: &str = "/usr/share/java";
 /// that are not installed are left out; the three Curator jars and ZooKeeper's are required.
 pub const CURATOR_JARS: &[&str] = &[
     "curator-recipes.jar",
+    "curator-x-discovery.jar",
     "curator-framework.jar",
     "curator-client.jar",
     "zookeeper.jar",

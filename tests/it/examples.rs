@@ -235,3 +235,21 @@ async fn worker_registry_example_prints_workers_as_they_come_and_go() {
     let left = out.find("left worker-3").expect("worker-3 left");
     assert!(joined < left, "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_example_calls_two_instances_round_robin() {
+    init_tracing();
+    let out = run_example("discovery", &["--calls", "4"]).await;
+    for expected in [
+        "registered greeter-1 at http://127.0.0.1:8081/greet",
+        "registered greeter-2 at http://127.0.0.1:8082/greet",
+        "2 instances of greeter: [\"greeter-1\", \"greeter-2\"]",
+        "call 1: picked greeter-1 (http://127.0.0.1:8081/greet): Hello from greeter-1",
+        "call 2: picked greeter-2 (http://127.0.0.1:8082/greet): Hello from greeter-2",
+        "call 3: picked greeter-1",
+        "call 4: picked greeter-2",
+        "Done.",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?}:\n{out}");
+    }
+}
