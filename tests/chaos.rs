@@ -46,8 +46,9 @@
 //! And a node group (`tests/chaos/nodes.rs`), under a seventh path: three participants behind
 //! proxies, each keeping a [`PersistentNode`](zk_recipes::PersistentNode) (a protected
 //! ephemeral-sequential node, a persistent node, an ephemeral node, each under a parent of its
-//! own) and a [`GroupMember`](zk_recipes::GroupMember) of one group, while an updater gives
-//! them new data a few times a second.
+//! own), a [`GroupMember`](zk_recipes::GroupMember) of one group and a service instance
+//! registered with a [`ServiceDiscovery`](zk_recipes::ServiceDiscovery), while an updater
+//! gives the nodes and members new data a few times a second.
 //!
 //! # Faults
 //!
@@ -81,8 +82,8 @@
 //!   created again at once (as ZooKeeper's container reaper and a recipe starting again would),
 //!   so sequence numbers start again at 0.
 //!
-//! The two delete faults also delete one kept node or member node of the node group, and the
-//! parent fault one kept node with its parent.
+//! The two delete faults also delete one kept node, member node or registered instance of the
+//! node group, and the parent fault one kept node with its parent.
 //!
 //! # Checks
 //!
@@ -119,7 +120,8 @@
 //! * **Nodes are kept.** Once warmed up, and after every healed fault, with the updater paused,
 //!   within [`PROGRESS_BOUND`] of the heal: each kept node and member node exists exactly once
 //!   under its parent, with the latest data it was given, owned (if ephemeral) by its client's
-//!   current session, and each member's view of the group is the group on the server. Each
+//!   current session, each member's view of the group is the group on the server, and each
+//!   registered instance's node holds its JSON, owned by its client's current session. Each
 //!   node's events must read as a node's life (`Created`, then `Deleted` and `Recreated` in
 //!   turn), and once the group is closed none of its nodes may be left.
 //! * **No failures.** No panic, and every task ends (each is joined under a deadline).

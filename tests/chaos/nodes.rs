@@ -5,7 +5,9 @@
 //!
 //! * a [`PersistentNode`] under a parent of its own (`<root>/k<i>`): a protected
 //!   ephemeral-sequential node, a persistent node and an ephemeral node;
-//! * a [`GroupMember`] of one group (`<root>/group`), its id the participant's name.
+//! * a [`GroupMember`] of one group (`<root>/group`), its id the participant's name;
+//! * a service instance registered with a [`ServiceDiscovery`] (`<root>/services/svc/<name>`,
+//!   dynamic: an ephemeral node holding its JSON).
 //!
 //! An updater gives a node or a member new data a few times a second (the call is cut short
 //! after a second: the data is kept at once, and written by the node's task).
@@ -13,7 +15,8 @@
 //! After every healed fault, and once warmed up, with the updater paused, within the bound:
 //! each node exists exactly once under its parent, with the latest data it was given, owned
 //! (if ephemeral) by its client's current session; each member's node likewise; and each
-//! member's view of the group equals the group on the server. Each node's event stream must
+//! member's view of the group equals the group on the server; each registered instance's node
+//! holds the instance's JSON, owned by its client's current session. Each node's event stream must
 //! read as a node's life (`Created`, then `Deleted` and `Recreated` in turn). After the run,
 //! once everything is closed, no node of theirs is left.
 
@@ -26,6 +29,7 @@ use futures::StreamExt;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use zk_recipes::discovery::{JsonInstanceSerializer, ServiceDiscovery, ServiceInstance};
 use zk_recipes::testing::TestingCluster;
 use zk_recipes::zookeeper_client::CreateMode;
 use zk_recipes::{Client, GroupMember, NodeEvent, PersistentNode};
@@ -43,6 +47,9 @@ pub(crate) struct KeptNode {
     pub(crate) participant: Participant,
     node: PersistentNode,
     member: GroupMember,
+    discovery: ServiceDiscovery<String>,
+    /// The registered instance's path and JSON.
+    instance: (String, Vec<u8>),
     /// The node's parent, which holds it alone.
     parent: String,
     /// What its events said that does not read as a node's life.
@@ -53,6 +60,7 @@ pub(crate) struct KeptNode {
 /// The node group.
 pub(crate) struct NodeGroup {
     pub(crate) kept: Vec<KeptNode>,
+    services: String,
     group: String,
     /// True while a check runs: the updater makes no new update.
     paused: watch::Sender<bool>,
@@ -119,10 +127,30 @@ impl NodeGroup {
             let member = GroupMember::new(&participant.client, &group, &name, &b"0"[..])
                 .expect("build a member");
             member.start().await.expect("start a member");
+            let services = format!("{root}/services");
+            let discovery = ServiceDiscovery::<String>::builder(&participant.client, &services)
+                .build()
+                .expect("build a discovery");
+            let registered = ServiceInstance::builder("svc")
+                .id(name.clone())
+                .address("10.0.0.1")
+                .port(8000 + i as u16)
+                .payload(name.clone())
+                .build()
+                .expect("an instance");
+            discovery.register(&registered).await.expect("register");
+            let instance = (
+                format!("{services}/svc/{name}"),
+                JsonInstanceSerializer::new()
+                    .serialize(&registered)
+                    .expect("serialize"),
+            );
             kept.push(KeptNode {
                 participant,
                 node,
                 member,
+                discovery,
+                instance,
                 parent,
                 lifecycle_errors,
                 events_task: Mutex::new(Some(events_task)),
@@ -130,6 +158,7 @@ impl NodeGroup {
         }
         NodeGroup {
             kept,
+            services: format!("{root}/services"),
             group,
             paused: watch::channel(false).0,
             rng: Mutex::new(fastrand::Rng::with_seed(seed ^ NODE_SEED_SALT)),
@@ -154,16 +183,21 @@ impl NodeGroup {
         hit
     }
 
-    /// A state fault: `operator` deletes one kept node (or member node) drawn at random, as
-    /// someone else would; with `parent_too`, its parent as well. What it deleted.
+    /// A state fault: `operator` deletes one kept node, member node or registered instance
+    /// drawn at random, as someone else would; with `parent_too`, a kept node and its parent.
+    /// What it deleted.
     pub(crate) async fn delete_one(&self, operator: &Client, parent_too: bool) -> Option<String> {
-        let (i, member) = {
+        let (i, which) = {
             let mut rng = self.rng.lock().unwrap();
-            (rng.usize(0..self.kept.len()), rng.bool())
+            (rng.usize(0..self.kept.len()), rng.usize(0..3))
         };
         let kept = &self.kept[i];
-        if member && !parent_too {
-            let path = format!("{}/{}", self.group, kept.participant.name);
+        if !parent_too && which < 2 {
+            // A member's node, or a registered instance's.
+            let path = match which {
+                0 => format!("{}/{}", self.group, kept.participant.name),
+                _ => kept.instance.0.clone(),
+            };
             return matches!(operator.delete(&path, None).await, Ok(true)).then_some(path);
         }
         let path = kept.node.actual_path()?;
@@ -264,6 +298,21 @@ impl NodeGroup {
                 ))
             }
         }
+        let (instance_path, json) = &kept.instance;
+        match observer.get_data(instance_path).await {
+            Ok(Some((data, stat))) if data == *json && session.owns(&stat) => {}
+            Ok(Some(_)) => {
+                return Some(format!(
+                    "{name}: {instance_path} is not its instance, or not its session's"
+                ))
+            }
+            Ok(None) => {
+                return Some(format!(
+                    "{name}: its instance {instance_path} is not registered"
+                ))
+            }
+            Err(e) => return Some(format!("{name}: reading {instance_path}: {e}")),
+        }
         if kept.member.members() != *server_group {
             return Some(format!(
                 "{name}: its view of the group {:?} is not the server's {:?}",
@@ -351,6 +400,13 @@ impl NodeGroup {
                 Ok(Err(e)) => failures.push(format!("{name}'s member closed with {e}")),
                 Err(_) => failures.push(format!("{name}'s member did not close in {deadline:?}")),
             }
+            match tokio::time::timeout(deadline, kept.discovery.close()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => failures.push(format!("{name}'s discovery closed with {e}")),
+                Err(_) => {
+                    failures.push(format!("{name}'s discovery did not close in {deadline:?}"))
+                }
+            }
             let follower = kept.events_task.lock().unwrap().take();
             if let Some(follower) = follower {
                 if tokio::time::timeout(deadline, follower).await.is_err() {
@@ -376,7 +432,7 @@ impl NodeGroup {
             .kept
             .iter()
             .map(|k| k.parent.clone())
-            .chain([self.group.clone()]);
+            .chain([self.group.clone(), format!("{}/svc", self.services)]);
         for parent in parents {
             if let Ok(Some(children)) = checker.children(&parent).await {
                 left.extend(children.into_iter().map(|c| format!("{parent}/{c}")));
