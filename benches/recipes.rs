@@ -8,9 +8,10 @@
 //! `KEY VALUE` lines; compare figures only within one run (these machines are noisy). The run
 //! ends with the ratios the README reports, each of two figures of this run.
 //!
-//! The `curator-*` scenarios run Apache Curator 5.x (Debian's `libcurator-recipes-java`) on
-//! the same server, through `benches/java/CuratorBench.java`; they are skipped, with a note,
-//! where Java or Curator is missing (or `ZK_SKIP_JAVA_INTEROP` is set).
+//! The `curator-*` scenarios run Apache Curator 5.x (Debian's `libcurator-recipes-java`, and
+//! `libcurator-discovery-java` for service discovery) on the same server, through
+//! `benches/java/CuratorBench.java`; they are skipped, with a note, where Java or either
+//! Curator package is missing (or `ZK_SKIP_JAVA_INTEROP` is set).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::future::Future;
@@ -20,6 +21,10 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use zk_recipes::cache::{CacheEvent, CacheEvents, CachedNode, CuratorCache};
+use zk_recipes::discovery::{
+    RoundRobinStrategy, ServiceCacheEvent, ServiceCacheEvents, ServiceDiscovery, ServiceInstance,
+    ServiceProvider,
+};
 use zk_recipes::zookeeper_client::{self, CreateMode, EventType};
 use zk_recipes::{
     Client, GroupMember, InterProcessMutex, InterProcessReadWriteLock, InterProcessSemaphoreV2,
@@ -125,6 +130,10 @@ const SCENARIOS: &[&str] = &[
     "curator-node-recreate",
     "group-join",
     "curator-group-join",
+    "discovery-visible",
+    "curator-discovery-visible",
+    "provider-pick",
+    "curator-provider-pick",
 ];
 
 fn main() -> Result<(), BoxError> {
@@ -196,6 +205,10 @@ fn main() -> Result<(), BoxError> {
                 "curator-node-recreate" => curator_node_recreate(&connect, &path).await?,
                 "group-join" => group_join(&connect, &path).await?,
                 "curator-group-join" => curator_group_join(&connect, &path).await?,
+                "discovery-visible" => discovery_visible(&connect, &path).await?,
+                "curator-discovery-visible" => curator_discovery_visible(&connect, &path).await?,
+                "provider-pick" => provider_pick(&connect, &path).await?,
+                "curator-provider-pick" => curator_provider_pick(&connect, &path).await?,
                 _ => unreachable!("checked above"),
             }
         }
@@ -352,6 +365,26 @@ fn report_ratios() {
             "curator_group_join_p99_us",
             false,
         ),
+        // Below 1 is faster than Curator.
+        (
+            "ratio_discovery_visible_to_curator",
+            "discovery_visible_median_us",
+            "curator_discovery_visible_median_us",
+            false,
+        ),
+        (
+            "ratio_discovery_visible_p99_to_curator",
+            "discovery_visible_p99_us",
+            "curator_discovery_visible_p99_us",
+            false,
+        ),
+        // Above 1 is faster than Curator.
+        (
+            "ratio_provider_pick_to_curator",
+            "provider_picks_per_s",
+            "curator_provider_picks_per_s",
+            false,
+        ),
     ];
     for (name, numerator, denominator, per_second) in ratios {
         if let (Some(n), Some(d)) = (figure(numerator), figure(denominator)) {
@@ -361,17 +394,29 @@ fn report_ratios() {
     }
 }
 
-/// Whether the `curator-*` scenarios can run: Curator is installed and not skipped.
+/// The jars `CuratorBench.java` needs beyond Java's own: it is compiled as one file, so
+/// without any of them none of the `curator-*` scenarios can run. (The class path,
+/// [`java::curator_classpath`], holds these and what they depend on: jackson-databind, -core
+/// and -annotations for the discovery's JSON.)
+const CURATOR_BENCH_JARS: &[&str] = &["curator-recipes.jar", "curator-x-discovery.jar"];
+
+/// Whether the `curator-*` scenarios can run: Curator (recipes and discovery) is installed and
+/// not skipped.
 fn curator_installed() -> bool {
-    let curator_jar = std::path::Path::new(java::JAVA_DIR).join("curator-recipes.jar");
-    !java::skip_requested() && curator_jar.exists()
+    !java::skip_requested()
+        && CURATOR_BENCH_JARS
+            .iter()
+            .all(|jar| std::path::Path::new(java::JAVA_DIR).join(jar).exists())
 }
 
 /// Runs `benches/java/CuratorBench.java` with `args` against the same server, and reports
 /// its figures.
 async fn curator(connect: &str, path: &str, args: &[&str]) -> Result<(), BoxError> {
     if !curator_installed() {
-        eprintln!("# skipped: Curator is not installed (apt-get install libcurator-recipes-java)");
+        eprintln!(
+            "# skipped: Curator is not installed \
+             (apt-get install libcurator-recipes-java libcurator-discovery-java)"
+        );
         return Ok(());
     }
     let classes = java::compile("benches/java/CuratorBench.java").await;
@@ -1597,6 +1642,237 @@ async fn curator_group_join(connect: &str, path: &str) -> Result<(), BoxError> {
     );
     curator(connect, path, &["group-join", &samples, &warmup]).await?;
     bench.delete(path, None).await?;
+    bench.close().await;
+    Ok(())
+}
+
+/// The service the discovery scenarios register their instances under.
+const DISCOVERY_SERVICE: &str = "bench";
+/// Registrations timed by the discovery-visible scenarios, after
+/// [`DISCOVERY_VISIBLE_WARMUP`] untimed.
+const DISCOVERY_VISIBLE_SAMPLES: usize = 100;
+const DISCOVERY_VISIBLE_WARMUP: usize = 10;
+
+/// A DYNAMIC instance `id` of [`DISCOVERY_SERVICE`] with a String payload, as both sides make
+/// them (the same fields, so the same JSON but for the registration time).
+fn discovery_instance(id: &str) -> Result<ServiceInstance<String>, BoxError> {
+    Ok(ServiceInstance::builder(DISCOVERY_SERVICE)
+        .id(id)
+        .address("127.0.0.1")
+        .port(8080)
+        .payload("bench".to_owned())
+        .build()?)
+}
+
+/// A started [`ServiceCache`](zk_recipes::discovery::ServiceCache) of [`DISCOVERY_SERVICE`] in
+/// the registry at `path`, on its own session (a `ServiceDiscovery<String>`); a registering
+/// `ServiceDiscovery<String>` on a second session, made before any timing, registers a new
+/// DYNAMIC instance (`instance-<i>`), and the time from calling `register` to the cache's
+/// [`ServiceCacheEvent::Added`] for it, in the cache's `events()` stream, is measured. The
+/// instance is then unregistered, and the next one registered once the cache has seen it go
+/// ([`ServiceCacheEvent::Removed`]).
+async fn discovery_visible(connect: &str, path: &str) -> Result<(), BoxError> {
+    let bench = client(connect).await?;
+    bench.ensure_path(path, false).await?;
+    let observer_client = client(connect).await?;
+    let observer = ServiceDiscovery::<String>::builder(&observer_client, path).build()?;
+    let cache = observer.service_cache(DISCOVERY_SERVICE)?;
+    let mut events = cache.events();
+    cache.start().await?;
+    let registrar_client = client(connect).await?;
+    let registrar = ServiceDiscovery::<String>::builder(&registrar_client, path).build()?;
+    registrar.start().await?;
+    let mut samples = Vec::with_capacity(DISCOVERY_VISIBLE_SAMPLES);
+    for i in 0..DISCOVERY_VISIBLE_WARMUP + DISCOVERY_VISIBLE_SAMPLES {
+        let instance = discovery_instance(&format!("instance-{i}"))?;
+        let started = Instant::now();
+        let (registered, seen) = tokio::join!(
+            registrar.register(&instance),
+            next_service_event(&mut events, |event| {
+                matches!(event, ServiceCacheEvent::Added(new) if new.id == instance.id)
+            })
+        );
+        registered?;
+        let seen = seen?;
+        if i >= DISCOVERY_VISIBLE_WARMUP {
+            samples.push(seen - started);
+        }
+        registrar.unregister(&instance).await?;
+        next_service_event(
+            &mut events,
+            |event| matches!(event, ServiceCacheEvent::Removed(old) if old.id == instance.id),
+        )
+        .await?;
+    }
+    report("discovery_visible_median_us", median_us(&mut samples));
+    report(
+        "discovery_visible_p99_us",
+        percentile_us(&mut samples, 0.99),
+    );
+    cache.close().await;
+    registrar.close().await?;
+    registrar_client.close().await;
+    observer.close().await?;
+    observer_client.close().await;
+    remove_registry(&bench, path).await?;
+    bench.close().await;
+    Ok(())
+}
+
+/// When the first event of a service cache's stream that `wanted` accepts came, within 30
+/// seconds.
+async fn next_service_event(
+    events: &mut ServiceCacheEvents<String>,
+    wanted: impl Fn(&ServiceCacheEvent<String>) -> bool,
+) -> Result<Instant, BoxError> {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(event) = events.next().await {
+            if wanted(&event) {
+                return Ok(Instant::now());
+            }
+        }
+        Err(BoxError::from("the service cache's event stream ended"))
+    })
+    .await?
+}
+
+/// Deletes the discovery scenarios' registry at `path`, once its instances are gone (its
+/// nodes may be containers the server has reaped already).
+async fn remove_registry(bench: &Client, path: &str) -> Result<(), BoxError> {
+    bench
+        .delete(&format!("{path}/{DISCOVERY_SERVICE}"), None)
+        .await?;
+    bench.delete(path, None).await?;
+    Ok(())
+}
+
+/// Curator's curator-x-discovery in the same scenario as `discovery-visible`, in Java: a
+/// `ServiceCache` on one client, instances registered one after another by a
+/// `ServiceDiscovery` on a second, each timed from `registerService` to the cache listener's
+/// `cacheChanged` call whose `getInstances()` holds it (the check included).
+async fn curator_discovery_visible(connect: &str, path: &str) -> Result<(), BoxError> {
+    if !curator_installed() {
+        return curator(connect, path, &["discovery-visible"]).await;
+    }
+    let bench = client(connect).await?;
+    bench.ensure_path(path, false).await?;
+    let (samples, warmup) = (
+        DISCOVERY_VISIBLE_SAMPLES.to_string(),
+        DISCOVERY_VISIBLE_WARMUP.to_string(),
+    );
+    curator(connect, path, &["discovery-visible", &samples, &warmup]).await?;
+    remove_registry(&bench, path).await?;
+    bench.close().await;
+    Ok(())
+}
+
+/// The instances the provider-pick scenarios pick among.
+const PROVIDER_INSTANCES: usize = 10;
+/// How long the provider-pick scenarios pick untimed (for Java's JIT; the same on both
+/// sides), then timed.
+const PROVIDER_PICK_WARMUP_SECS: f64 = 1.0;
+const PROVIDER_PICK_SECS: f64 = 2.0;
+/// Picks between two readings of the clock.
+const PROVIDER_PICK_BATCH: u64 = 1000;
+
+/// [`PROVIDER_INSTANCES`] DYNAMIC instances of [`DISCOVERY_SERVICE`] registered on one
+/// session; on another, a started [`ServiceProvider`] with a [`RoundRobinStrategy`] (and no
+/// filter but the default ones: not down, enabled). `get_instance()` is called in a loop on
+/// one thread for [`PROVIDER_PICK_WARMUP_SECS`] untimed, then for [`PROVIDER_PICK_SECS`]
+/// timed: the picks per second.
+async fn provider_pick(connect: &str, path: &str) -> Result<(), BoxError> {
+    let bench = client(connect).await?;
+    bench.ensure_path(path, false).await?;
+    let registrar_client = client(connect).await?;
+    let registrar = ServiceDiscovery::<String>::builder(&registrar_client, path).build()?;
+    for i in 0..PROVIDER_INSTANCES {
+        registrar
+            .register(&discovery_instance(&format!("instance-{i}"))?)
+            .await?;
+    }
+    let picker_client = client(connect).await?;
+    let picker = ServiceDiscovery::<String>::builder(&picker_client, path).build()?;
+    let provider = picker
+        .service_provider(DISCOVERY_SERVICE)
+        .strategy(RoundRobinStrategy::new())
+        .build()?;
+    provider.start().await?;
+    let held = provider.all_instances().len();
+    if held != PROVIDER_INSTANCES {
+        return Err(format!("the provider holds {held} instances of {PROVIDER_INSTANCES}").into());
+    }
+    // Round robin: one turn gives every instance once.
+    let mut turn: Vec<String> = (0..PROVIDER_INSTANCES)
+        .filter_map(|_| provider.get_instance().map(|i| i.id.clone()))
+        .collect();
+    turn.sort();
+    turn.dedup();
+    if turn.len() != PROVIDER_INSTANCES {
+        return Err(format!(
+            "one round-robin turn gave {} distinct instances",
+            turn.len()
+        )
+        .into());
+    }
+    // One thread, the runtime's others left to the clients.
+    let picks_per_s = tokio::task::block_in_place(|| {
+        pick_for(&provider, PROVIDER_PICK_WARMUP_SECS)?;
+        let started = Instant::now();
+        let picks = pick_for(&provider, PROVIDER_PICK_SECS)?;
+        Ok::<_, BoxError>(picks as f64 / started.elapsed().as_secs_f64())
+    })?;
+    report("provider_picks_per_s", format!("{picks_per_s:.0}"));
+    provider.close().await;
+    picker.close().await?;
+    picker_client.close().await;
+    registrar.close().await?;
+    registrar_client.close().await;
+    remove_registry(&bench, path).await?;
+    bench.close().await;
+    Ok(())
+}
+
+/// Calls `provider.get_instance()` in batches of [`PROVIDER_PICK_BATCH`] until `secs` have
+/// passed; how many calls, each of which must have given an instance.
+fn pick_for(provider: &ServiceProvider<String>, secs: f64) -> Result<u64, BoxError> {
+    let deadline = Instant::now() + Duration::from_secs_f64(secs);
+    let (mut picks, mut missed) = (0u64, 0u64);
+    loop {
+        for _ in 0..PROVIDER_PICK_BATCH {
+            if std::hint::black_box(provider.get_instance()).is_none() {
+                missed += 1;
+            }
+        }
+        picks += PROVIDER_PICK_BATCH;
+        if Instant::now() >= deadline {
+            break;
+        }
+    }
+    if missed > 0 {
+        return Err(format!("{missed} of {picks} picks gave no instance").into());
+    }
+    Ok(picks)
+}
+
+/// Curator's `ServiceProvider` in the same scenario as `provider-pick`, in Java: the instances
+/// registered on one client, a started provider with a `RoundRobinStrategy` on a second,
+/// `getInstance()` called in a loop on the main thread.
+async fn curator_provider_pick(connect: &str, path: &str) -> Result<(), BoxError> {
+    if !curator_installed() {
+        return curator(connect, path, &["provider-pick"]).await;
+    }
+    let bench = client(connect).await?;
+    bench.ensure_path(path, false).await?;
+    let args = [
+        "provider-pick".to_owned(),
+        PROVIDER_INSTANCES.to_string(),
+        PROVIDER_PICK_WARMUP_SECS.to_string(),
+        PROVIDER_PICK_SECS.to_string(),
+        PROVIDER_PICK_BATCH.to_string(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    curator(connect, path, &args).await?;
+    remove_registry(&bench, path).await?;
     bench.close().await;
     Ok(())
 }

@@ -1,6 +1,8 @@
 import java.util.ArrayList;
 import java.util.Collections;
+import java.util.HashSet;
 import java.util.List;
+import java.util.Set;
 import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CountDownLatch;
@@ -8,6 +10,7 @@ import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.atomic.AtomicReference;
 import java.util.concurrent.locks.LockSupport;
 
 import org.apache.curator.framework.CuratorFramework;
@@ -22,7 +25,16 @@ import org.apache.curator.framework.recipes.locks.InterProcessSemaphoreV2;
 import org.apache.curator.framework.recipes.locks.Lease;
 import org.apache.curator.framework.recipes.nodes.GroupMember;
 import org.apache.curator.framework.recipes.nodes.PersistentNode;
+import org.apache.curator.framework.state.ConnectionState;
 import org.apache.curator.retry.ExponentialBackoffRetry;
+import org.apache.curator.x.discovery.ServiceCache;
+import org.apache.curator.x.discovery.ServiceDiscovery;
+import org.apache.curator.x.discovery.ServiceDiscoveryBuilder;
+import org.apache.curator.x.discovery.ServiceInstance;
+import org.apache.curator.x.discovery.ServiceProvider;
+import org.apache.curator.x.discovery.details.JsonInstanceSerializer;
+import org.apache.curator.x.discovery.details.ServiceCacheListener;
+import org.apache.curator.x.discovery.strategies.RoundRobinStrategy;
 import org.apache.zookeeper.CreateMode;
 import org.apache.zookeeper.KeeperException;
 import org.apache.zookeeper.Watcher;
@@ -37,8 +49,10 @@ import org.apache.zookeeper.ZooKeeper;
  * {@code read-contended <sessions> <seconds>}, {@code writer-behind-readers <sessions>
  * <rounds>}, {@code semaphore-contended <sessions> <leases> <seconds>},
  * {@code cache-load <runs> <nodes>}, {@code cache-latency <node> <samples> <warm-up>},
- * {@code node-recreate <samples> <warm-up> <pause-ms>} or {@code group-join <samples>
- * <warm-up>}. Prints {@code KEY VALUE} lines, as the Rust benchmark does.
+ * {@code node-recreate <samples> <warm-up> <pause-ms>}, {@code group-join <samples>
+ * <warm-up>}, {@code discovery-visible <samples> <warm-up>} or {@code provider-pick
+ * <instances> <warm-up-seconds> <seconds> <batch>}. Prints {@code KEY VALUE} lines, as the
+ * Rust benchmark does.
  */
 public final class CuratorBench {
     private static CuratorFramework client(String connectString) throws InterruptedException {
@@ -470,6 +484,179 @@ public final class CuratorBench {
         }
     }
 
+    /** The service the discovery scenarios register their instances under. */
+    private static final String DISCOVERY_SERVICE = "bench";
+
+    /** A started {@code ServiceDiscovery<String>} of the registry at {@code path}. */
+    private static ServiceDiscovery<String> discovery(CuratorFramework client, String path) throws Exception {
+        ServiceDiscovery<String> discovery = ServiceDiscoveryBuilder.builder(String.class)
+                .client(client)
+                .basePath(path)
+                .serializer(new JsonInstanceSerializer<>(String.class))
+                .build();
+        discovery.start();
+        return discovery;
+    }
+
+    /**
+     * A DYNAMIC instance {@code id} of {@link #DISCOVERY_SERVICE} with a String payload, as the
+     * Rust side makes them. ({@code ServiceInstance.builder()} looks up the local addresses,
+     * so it is called before any timing.)
+     */
+    private static ServiceInstance<String> discoveryInstance(String id) throws Exception {
+        return ServiceInstance.<String>builder()
+                .name(DISCOVERY_SERVICE)
+                .id(id)
+                .address("127.0.0.1")
+                .port(8080)
+                .payload("bench")
+                .build();
+    }
+
+    /** Whether the cache's instances hold one of id {@code id}. */
+    private static boolean holds(ServiceCache<String> cache, String id) {
+        for (ServiceInstance<String> instance : cache.getInstances()) {
+            if (instance.getId().equals(id)) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /**
+     * A started ServiceCache of {@link #DISCOVERY_SERVICE} on one client; a ServiceDiscovery
+     * on a second client, made beforehand, registers instances ({@code instance-<i>}) one
+     * after another, each timed from {@code registerService} to the cache listener's
+     * {@code cacheChanged} call that finds it in {@code getInstances()}, then unregistered, the
+     * next registered once a {@code cacheChanged} call finds it gone.
+     */
+    private static void discoveryVisible(String connectString, String path, int samples, int warmUp)
+            throws Exception {
+        CuratorFramework observerClient = client(connectString);
+        CuratorFramework registrarClient = client(connectString);
+        ServiceDiscovery<String> observer = discovery(observerClient, path);
+        ServiceDiscovery<String> registrar = discovery(registrarClient, path);
+        ServiceCache<String> cache = observer.serviceCacheBuilder().name(DISCOVERY_SERVICE).build();
+        // The id awaited (null: none), whether it is awaited present or gone, and when the
+        // listener saw it so.
+        AtomicReference<String> awaited = new AtomicReference<>();
+        AtomicBoolean present = new AtomicBoolean();
+        BlockingQueue<Long> seen = new LinkedBlockingQueue<>();
+        cache.addListener(new ServiceCacheListener() {
+            @Override
+            public void cacheChanged() {
+                String id = awaited.get();
+                if (id != null && holds(cache, id) == present.get()) {
+                    long at = System.nanoTime();
+                    if (awaited.compareAndSet(id, null)) {
+                        seen.add(at);
+                    }
+                }
+            }
+
+            @Override
+            public void stateChanged(CuratorFramework client, ConnectionState state) {
+            }
+        });
+        cache.start();
+        List<Long> latencies = new ArrayList<>();
+        for (int i = 0; i < warmUp + samples; i++) {
+            String id = "instance-" + i;
+            ServiceInstance<String> instance = discoveryInstance(id);
+            present.set(true);
+            awaited.set(id);
+            long started = System.nanoTime();
+            registrar.registerService(instance);
+            Long at = seen.poll(30, TimeUnit.SECONDS);
+            if (at == null) {
+                throw new IllegalStateException("the cache did not see " + id + " within 30 s");
+            }
+            if (i >= warmUp) {
+                latencies.add(at - started);
+            }
+            present.set(false);
+            awaited.set(id);
+            registrar.unregisterService(instance);
+            if (seen.poll(30, TimeUnit.SECONDS) == null) {
+                throw new IllegalStateException("the cache did not see " + id + " go within 30 s");
+            }
+        }
+        cache.close();
+        registrar.close();
+        observer.close();
+        registrarClient.close();
+        observerClient.close();
+        Collections.sort(latencies);
+        System.out.printf("curator_discovery_visible_median_us %.1f%n", percentile(latencies, 0.5) / 1e3);
+        System.out.printf("curator_discovery_visible_p99_us %.1f%n", percentile(latencies, 0.99) / 1e3);
+    }
+
+    /**
+     * {@code instances} instances of {@link #DISCOVERY_SERVICE} registered on one client; on a
+     * second, a started ServiceProvider with a RoundRobinStrategy, whose {@code getInstance()}
+     * is called in a loop on this thread for {@code warmUpSeconds} untimed, then for
+     * {@code seconds} timed, the clock read every {@code batch} calls: the picks per second.
+     */
+    private static void providerPick(String connectString, String path, int instances, double warmUpSeconds,
+            double seconds, int batch) throws Exception {
+        CuratorFramework registrarClient = client(connectString);
+        CuratorFramework pickerClient = client(connectString);
+        ServiceDiscovery<String> registrar = discovery(registrarClient, path);
+        for (int i = 0; i < instances; i++) {
+            registrar.registerService(discoveryInstance("instance-" + i));
+        }
+        ServiceDiscovery<String> picker = discovery(pickerClient, path);
+        ServiceProvider<String> provider = picker.serviceProviderBuilder()
+                .serviceName(DISCOVERY_SERVICE)
+                .providerStrategy(new RoundRobinStrategy<>())
+                .build();
+        provider.start();
+        int held = provider.getAllInstances().size();
+        if (held != instances) {
+            throw new IllegalStateException("the provider holds " + held + " instances of " + instances);
+        }
+        // Round robin: one turn gives every instance once.
+        Set<String> turn = new HashSet<>();
+        for (int i = 0; i < instances; i++) {
+            ServiceInstance<String> instance = provider.getInstance();
+            if (instance != null) {
+                turn.add(instance.getId());
+            }
+        }
+        if (turn.size() != instances) {
+            throw new IllegalStateException("one round-robin turn gave " + turn.size() + " distinct instances");
+        }
+        pickFor(provider, warmUpSeconds, batch);
+        long started = System.nanoTime();
+        long picks = pickFor(provider, seconds, batch);
+        double elapsed = (System.nanoTime() - started) / 1e9;
+        System.out.printf("curator_provider_picks_per_s %.0f%n", picks / elapsed);
+        provider.close();
+        picker.close();
+        registrar.close();
+        pickerClient.close();
+        registrarClient.close();
+    }
+
+    /** Calls {@code getInstance()} in batches until {@code seconds} have passed; how many. */
+    private static long pickFor(ServiceProvider<String> provider, double seconds, int batch) throws Exception {
+        long deadline = System.nanoTime() + (long) (seconds * 1e9);
+        long picks = 0;
+        long missed = 0;
+        do {
+            for (int j = 0; j < batch; j++) {
+                if (provider.getInstance() == null) {
+                    missed++;
+                }
+            }
+            picks += batch;
+        } while (System.nanoTime() < deadline);
+        if (missed > 0) {
+            throw new IllegalStateException(missed + " of " + picks + " picks gave no instance");
+        }
+        return picks;
+    }
+
     private static double percentile(List<Long> sorted, double q) {
         int i = (int) Math.round((sorted.size() - 1) * q);
         return sorted.get(i);
@@ -509,6 +696,13 @@ public final class CuratorBench {
                 break;
             case "group-join":
                 groupJoin(args[0], args[2], Integer.parseInt(args[3]), Integer.parseInt(args[4]));
+                break;
+            case "discovery-visible":
+                discoveryVisible(args[0], args[2], Integer.parseInt(args[3]), Integer.parseInt(args[4]));
+                break;
+            case "provider-pick":
+                providerPick(args[0], args[2], Integer.parseInt(args[3]), Double.parseDouble(args[4]),
+                        Double.parseDouble(args[5]), Integer.parseInt(args[6]));
                 break;
             default:
                 System.err.println("unknown scenario " + args[1]);
