@@ -133,35 +133,39 @@ impl Default for DownInstancePolicy {
     }
 }
 
-/// The errors reported per instance (Curator's `DownInstanceManager`).
+/// The errors reported per instance of one service (Curator's `DownInstanceManager`).
 #[derive(Debug)]
 struct DownInstances {
     policy: DownInstancePolicy,
-    /// (name, id) → errors and the first one's time.
-    errors: Mutex<HashMap<(String, String), (usize, Instant)>>,
+    /// Instance id → errors and the first one's time.
+    errors: Mutex<HashMap<String, (usize, Instant)>>,
 }
 
 impl DownInstances {
     fn note_error<P>(&self, instance: &ServiceInstance<P>) {
         let now = Instant::now();
         let mut errors = self.errors.locked();
-        let entry = errors
-            .entry((instance.name.clone(), instance.id.clone()))
-            .or_insert((0, now));
+        let entry = errors.entry(instance.id.clone()).or_insert((0, now));
         if now.duration_since(entry.1) >= self.policy.timeout {
             *entry = (0, now);
         }
         entry.0 += 1;
     }
 
-    /// True unless the instance is down; forgets errors older than the timeout.
-    fn is_up<P>(&self, instance: &ServiceInstance<P>) -> bool {
+    /// Keeps the instances that are not down; forgets errors older than the timeout. With no
+    /// error reported (the usual case) it costs one uncontended lock.
+    fn keep_up<P>(&self, instances: &mut Vec<Arc<ServiceInstance<P>>>) {
         let mut errors = self.errors.locked();
+        if errors.is_empty() {
+            return;
+        }
         let now = Instant::now();
         errors.retain(|_, (_, first)| now.duration_since(*first) < self.policy.timeout);
-        errors
-            .get(&(instance.name.clone(), instance.id.clone()))
-            .is_none_or(|(count, _)| *count < self.policy.error_threshold)
+        instances.retain(|instance| {
+            errors
+                .get(instance.id.as_str())
+                .is_none_or(|(count, _)| *count < self.policy.error_threshold)
+        });
     }
 }
 
@@ -308,15 +312,12 @@ impl<P: Payload> ServiceProvider<P> {
 
     /// Every instance it may give now: the cache's, filtered.
     pub fn all_instances(&self) -> Vec<Arc<ServiceInstance<P>>> {
-        self.cache
-            .instances()
-            .into_iter()
-            .filter(|instance| {
-                self.filters.iter().all(|keep| keep(instance))
-                    && self.down.is_up(instance)
-                    && instance.enabled
-            })
-            .collect()
+        let mut instances = self.cache.instances();
+        instances.retain(|instance| {
+            instance.enabled && self.filters.iter().all(|keep| keep(instance))
+        });
+        self.down.keep_up(&mut instances);
+        instances
     }
 
     /// An instance, as the strategy picks it; `None` when there is none to give.
