@@ -32,8 +32,8 @@ pub enum Error {
 
     /// A bad argument other than a path: a connect string, a participant id, a timeout; a
     /// request larger than the client's [`max_request_size`](crate::Client::max_request_size);
-    /// a semaphore of 0 leases, `acquire_many(0)` or more leases than a semaphore has, a
-    /// shared count that is not a count; an empty multi-lock, or one naming a path twice.
+    /// a semaphore of 0 leases, `acquire_many(0)` or more leases than a semaphore has; an
+    /// empty multi-lock, or one naming a path twice.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
 
@@ -136,7 +136,8 @@ pub enum Error {
     },
 
     /// A node holds data this recipe cannot read: a service instance that is not JSON, or
-    /// whose payload is not of the expected type. The data is left as it is.
+    /// whose payload is not of the expected type; a shared count that is not 4 bytes, a
+    /// counter that is not 8. The data is left as it is.
     #[error("malformed data: {0}")]
     MalformedData(String),
 

@@ -116,6 +116,7 @@
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod barriers;
 pub mod cache;
 pub mod connection;
 pub mod discovery;
@@ -135,6 +136,7 @@ mod sync;
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 
+pub use barriers::{DistributedBarrier, DistributedDoubleBarrier};
 pub use cache::{
     CacheEvent, CacheEvents, CacheMode, CacheState, CachedNode, CuratorCache, CuratorCacheBuilder,
     PersistentWatcher, WatcherEvent, WatcherEvents,
@@ -166,7 +168,7 @@ pub use nodes::{
 pub use participant::default_participant_id;
 pub use path::{validate_path, validate_recipe_path};
 pub use queue::{LockMode, Participant};
-pub use shared::SharedCount;
+pub use shared::{AtomicValue, DistributedAtomicLong, SharedCount};
 
 /// The zookeeper-client crate this library is built on, for raw operations through
 /// [`Client::zookeeper`].

@@ -728,7 +728,7 @@ async fn semaphore_bad_counts_and_paths(ctx: Ctx) -> CaseResult {
     expect_err!(
         "a one-byte count",
         count.get().await,
-        Error::InvalidArgument(_)
+        Error::MalformedData(_)
     );
     let counted =
         InterProcessSemaphoreV2::with_shared_count(&ctx.client, &ctx.path("counted"), &count)
@@ -736,7 +736,7 @@ async fn semaphore_bad_counts_and_paths(ctx: Ctx) -> CaseResult {
     expect_err!(
         "an acquire under a one-byte count",
         counted.try_acquire(Duration::from_secs(5)).await,
-        Error::InvalidArgument(_)
+        Error::MalformedData(_)
     );
     Ok(())
 }

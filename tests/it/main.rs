@@ -15,6 +15,7 @@ mod bad_input;
 mod cache;
 mod close;
 mod connection;
+mod counters;
 mod discovery;
 mod examples;
 mod exclusion;

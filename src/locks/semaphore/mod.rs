@@ -321,8 +321,8 @@ impl InterProcessSemaphoreV2 {
     /// # Errors
     ///
     /// * [`Error::InvalidArgument`] if a node's create would exceed the client's
-    ///   [`max_request_size`](Client::max_request_size) (a long path or id), or a shared count
-    ///   holds something else than a 4-byte count;
+    ///   [`max_request_size`](Client::max_request_size) (a long path or id);
+    /// * [`Error::MalformedData`] if a shared count holds something else than a 4-byte count;
     /// * [`Error::NoAuth`] if an ACL forbids a create;
     /// * [`Error::LockLost`], [`Error::NodeDeleted`] or [`Error::SessionExpired`] when nodes
     ///   were lost more often than the retry policy allows trying again;
