@@ -313,9 +313,8 @@ impl<P: Payload> ServiceProvider<P> {
     /// Every instance it may give now: the cache's, filtered.
     pub fn all_instances(&self) -> Vec<Arc<ServiceInstance<P>>> {
         let mut instances = self.cache.instances();
-        instances.retain(|instance| {
-            instance.enabled && self.filters.iter().all(|keep| keep(instance))
-        });
+        instances
+            .retain(|instance| instance.enabled && self.filters.iter().all(|keep| keep(instance)));
         self.down.keep_up(&mut instances);
         instances
     }
