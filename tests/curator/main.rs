@@ -27,8 +27,10 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod discovery_base;
 mod mutex_base;
 mod nodes_base;
+mod test_down_instance_manager;
 mod test_group_member;
 mod test_inter_process_multi_mutex;
 mod test_inter_process_mutex;
@@ -36,6 +38,8 @@ mod test_inter_process_read_write_lock;
 mod test_inter_process_semaphore;
 mod test_inter_process_semaphore_cluster;
 mod test_inter_process_semaphore_mutex;
+mod test_json_instance_serializer;
+mod test_json_instance_serializer_compatibility;
 mod test_leader_acls;
 mod test_leader_latch;
 mod test_leader_latch_cluster;
@@ -43,9 +47,18 @@ mod test_leader_selector;
 mod test_leader_selector_cluster;
 mod test_leader_selector_edges;
 mod test_leader_selector_participants;
+mod test_local_ip_filter;
 mod test_lock_acls;
 mod test_lock_cleanliness_with_faults;
 mod test_persistent_ephemeral_node;
 mod test_persistent_ephemeral_node_listener;
 mod test_persistent_node;
 mod test_persistent_ttl_node;
+mod test_service_cache;
+mod test_service_cache_race;
+mod test_service_discovery;
+mod test_service_discovery_builder;
+mod test_service_provider;
+mod test_strategies;
+mod test_uri_spec;
+mod test_watched_instances;
