@@ -22,6 +22,9 @@
 //! * Nodes that hold no instance are skipped, with a trace event, by queries and caches alike;
 //!   Curator's `queryForInstances` fails as a whole. `query_for_names` of a registry that does
 //!   not exist yet is empty (Curator: `NoNode`).
+//! * A [`ServiceCache`]'s events, asked for before it starts, report its first load too (an
+//!   `Added` per instance, then `Synced`); Curator's `cacheChanged` is not called for the first
+//!   load.
 //! * The builder gives an instance no address by default (Curator's picks a local IP
 //!   address).
 //! * Curator's `watchInstances` (adopting data that someone else writes to a registered
