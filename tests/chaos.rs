@@ -50,16 +50,19 @@
 //! registered with a [`ServiceDiscovery`](zk_recipes::ServiceDiscovery), while an updater
 //! gives the nodes and members new data a few times a second.
 //!
+//! And a counter group (`tests/chaos/counters.rs`): three participants behind proxies
+//! increment one [`DistributedAtomicLong`](zk_recipes::DistributedAtomicLong) all the time.
+//!
 //! # Faults
 //!
 //! A seeded RNG (`CHAOS_SEED` replays a schedule; the seed is printed at the start) draws the
 //! faults, one at a time, each healed before the next, a few seconds apart. The first nine are
 //! the nine kinds in a shuffled order, so every run of at least 60 s sees all of them. A client
 //! fault hits, at once, the current holder of each recipe (or a participant drawn at random
-//! when a recipe has no holder at that moment), and each cache's client and each node
-//! group participant with a chance of two in three (at least one of them; drawn by an RNG of its own, seeded from the run's seed as
-//! the writer's is, so the cache group leaves the recipes' schedule of a seed as it was),
-//! through every proxy of each:
+//! when a recipe has no holder at that moment), and each cache's client, each node group
+//! participant and each counter participant with a chance of two in three (at least one of
+//! each group; drawn by RNGs of their own, seeded from the run's seed as the writer's is, so
+//! the groups leave the recipes' schedule of a seed as it was), through every proxy of each:
 //!
 //! * **cut**: the proxies close their connections, for less than the session timeout;
 //! * **blackhole**: the proxies drop all traffic, for longer than the session timeout (the
@@ -124,15 +127,21 @@
 //!   registered instance's node holds its JSON, owned by its client's current session. Each
 //!   node's events must read as a node's life (`Created`, then `Deleted` and `Recreated` in
 //!   turn), and once the group is closed none of its nodes may be left.
+//! * **The counter is exact.** Once every task has ended: no value was claimed by two
+//!   successful increments, and the counter is at least the number of successes and at most
+//!   that plus the increments that failed with an unknown outcome (an increment is applied at
+//!   most once, whatever the faults).
 //! * **No failures.** No panic, and every task ends (each is joined under a deadline).
 //!
 //! The run ends with one line: `chaos: seed=S secs=T acquisitions=N faults=M kinds=K
 //! violations=0 stale_writes=0 leaked=0 cache_checks=C cache_violations=0 node_checks=K
-//! node_violations=0` (a cache check is one cache's convergence, once warmed up or after one
+//! node_violations=0 counter_increments=I counter_violations=0` (a cache check is one cache's convergence, once warmed up or after one
 //! fault; a node check one participant's node, member and view). `CHAOS_SECS` lengthens the run
 //! (default 60 s).
 
 mod common;
+#[path = "chaos/counters.rs"]
+mod counters;
 #[path = "chaos/nodes.rs"]
 mod nodes;
 
@@ -1271,6 +1280,8 @@ struct Chaos {
     /// The node group: its participants are targets of the client faults, and its nodes of
     /// the state faults.
     nodes: Arc<nodes::NodeGroup>,
+    /// The counter group: its participants are targets of the client faults.
+    counters: counters::CounterGroup,
 }
 
 /// The lock nodes of `queue` in queue order (full paths): a mutex's and a selector's, a
@@ -1336,6 +1347,7 @@ impl Chaos {
             .collect();
         targets.extend(self.caches.targets());
         targets.extend(self.nodes.targets());
+        targets.extend(self.counters.targets());
         targets
     }
 
@@ -1823,6 +1835,10 @@ async fn recipes_stay_exclusive_and_live_under_faults() {
     // The node group: its nodes and members, then its updater.
     let nodes = Arc::new(nodes::NodeGroup::start(&cluster, &format!("{base}/nodes"), seed).await);
     let node_updater = nodes.spawn_updater(shared.stop.clone(), seed);
+    // The counter group: three sessions incrementing one counter.
+    let counter_group =
+        counters::CounterGroup::start(&cluster, &format!("{base}/counter"), seed).await;
+    tasks.extend(counter_group.spawn_workers(shared.stop.clone()));
 
     let chaos = Chaos {
         cluster: cluster.clone(),
@@ -1837,6 +1853,7 @@ async fn recipes_stay_exclusive_and_live_under_faults() {
         ],
         caches,
         nodes,
+        counters: counter_group,
     };
     let warmed = Instant::now();
     let (progress, cache_warm_up, nodes_warm_up) = tokio::join!(
@@ -1961,8 +1978,14 @@ async fn recipes_stay_exclusive_and_live_under_faults() {
     for c in &chaos.caches.caches {
         c.participant.client.close().await;
     }
+    // Every task has ended: the counter's tally is final.
+    let (counter_violations, counter_successes, counter_unknown) =
+        chaos.counters.check(&observer).await;
     for k in &chaos.nodes.kept {
         k.participant.client.close().await;
+    }
+    for p in &chaos.counters.participants {
+        p.client.close().await;
     }
     cache_writer_client.close().await;
     let checker = Client::builder(cluster.connect_string())
@@ -2025,7 +2048,8 @@ async fn recipes_stay_exclusive_and_live_under_faults() {
         || !progress_failures.is_empty()
         || !failures.is_empty()
         || !cache_violations.is_empty()
-        || !node_violations.is_empty();
+        || !node_violations.is_empty()
+        || !counter_violations.is_empty();
     let max_resume = log
         .iter()
         .filter_map(|f| f.resumed.as_ref().ok())
@@ -2039,6 +2063,8 @@ async fn recipes_stay_exclusive_and_live_under_faults() {
          {:.2}s\nnotes: {:#?}\nviolations: {violations:#?}\nstale writes: {stale:#?}\n\
          leaked: {leaked:#?}\ncache violations: {cache_violations:#?}\n\
          node updates {node_updates}; node violations: {node_violations:#?}\n\
+         counter: {counter_successes} successes, {counter_unknown} of unknown outcome; \
+         violations: {counter_violations:#?}\n\
          task failures: {failures:#?}",
         log.iter()
             .map(|f| format!("  {f}"))
@@ -2056,14 +2082,16 @@ async fn recipes_stay_exclusive_and_live_under_faults() {
     announce(&format!(
         "chaos: seed={seed} secs={run_secs} acquisitions={acquisitions} faults={} kinds={} \
          violations={} stale_writes={} leaked={} cache_checks={cache_checks} \
-         cache_violations={} node_checks={node_checks} node_violations={}",
+         cache_violations={} node_checks={node_checks} node_violations={} \
+         counter_increments={counter_successes} counter_violations={}",
         log.len(),
         kinds.len(),
         violations.len(),
         stale.len(),
         leaked.len(),
         cache_violations.len(),
-        node_violations.len()
+        node_violations.len(),
+        counter_violations.len()
     ));
 
     assert!(failures.is_empty(), "tasks failed: {failures:#?}");
@@ -2077,6 +2105,10 @@ async fn recipes_stay_exclusive_and_live_under_faults() {
     assert!(
         node_violations.is_empty(),
         "node violations: {node_violations:#?}"
+    );
+    assert!(
+        counter_violations.is_empty(),
+        "counter violations: {counter_violations:#?}"
     );
     assert!(
         progress_failures.is_empty(),
@@ -2098,6 +2130,7 @@ async fn recipes_stay_exclusive_and_live_under_faults() {
     assert!(!writes.is_empty(), "no guarded write was acknowledged");
     assert!(cache_writes > 0, "the cache writer made no write");
     assert!(node_updates > 0, "the node updater gave no data");
+    assert!(counter_successes > 0, "no increment succeeded");
     assert!(
         node_checks > chaos.nodes.kept.len(),
         "the nodes were checked only {node_checks} times"

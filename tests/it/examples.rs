@@ -253,3 +253,12 @@ async fn discovery_example_calls_two_instances_round_robin() {
         assert!(out.contains(expected), "missing {expected:?}:\n{out}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counter_example_takes_every_number_once() {
+    init_tracing();
+    let out = run_example("counter", &["--workers", "3", "--numbers", "4"]).await;
+    assert!(out.contains("12 numbers taken, 12 distinct"), "{out}");
+    assert_eq!(lines_with(&out, " took ").len(), 12, "{out}");
+    assert!(out.contains("Done."), "{out}");
+}
