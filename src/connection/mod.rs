@@ -444,24 +444,70 @@ impl Client {
         mode: CreateMode,
         acls: &[Acl],
     ) -> Result<Stat> {
+        self.create_with_path(path, data, mode, acls)
+            .await
+            .map(|(_, stat)| stat)
+    }
+
+    /// [`create`](Self::create), returning the path it made besides the stat: for sequential
+    /// modes, `path` followed by the sequence number ZooKeeper appended (what Curator's
+    /// `forPath` returns).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: zk_recipes::Client) -> zk_recipes::Result<()> {
+    /// use zk_recipes::zookeeper_client::CreateMode;
+    /// let (path, _stat) = client
+    ///     .create_with_path("/jobs/job-", b"payload", CreateMode::PersistentSequential, &[])
+    ///     .await?;
+    /// assert!(path.starts_with("/jobs/job-00"));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`create`](Self::create).
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: the node may be created even if the future is dropped. A sequential
+    /// create whose answer is lost is sent again, and may make a second node: use
+    /// [`create_protected`](Self::create_protected) where that matters.
+    pub async fn create_with_path(
+        &self,
+        path: &str,
+        data: &[u8],
+        mode: CreateMode,
+        acls: &[Acl],
+    ) -> Result<(String, Stat)> {
         crate::path::validate_path(path)?;
-        self.check_request("create", path, 0, data.len(), acls)?;
+        let sequential = matches!(
+            mode,
+            CreateMode::PersistentSequential | CreateMode::EphemeralSequential
+        );
+        self.check_request("create", path, if sequential { 10 } else { 0 }, data.len(), acls)?;
         let acls = acls_or_default(if acls.is_empty() {
             &self.shared.config.default_acls
         } else {
             acls
         });
-        self.with_retry(|zk| async move {
-            let options = mode.with_acls(acls);
-            match zk.create(path, data, &options).await {
-                Err(zookeeper_client::Error::NoNode) => {
-                    ensure_parents(&zk, path, acls).await?;
-                    zk.create(path, data, &options).await.map(|(stat, _)| stat)
+        let (stat, sequence) = self
+            .with_retry(|zk| async move {
+                let options = mode.with_acls(acls);
+                match zk.create(path, data, &options).await {
+                    Err(zookeeper_client::Error::NoNode) => {
+                        ensure_parents(&zk, path, acls).await?;
+                        zk.create(path, data, &options).await
+                    }
+                    other => other,
                 }
-                other => other.map(|(stat, _)| stat),
-            }
-        })
-        .await
+            })
+            .await?;
+        let made = if sequential {
+            format!("{path}{:010}", sequence.into_i64())
+        } else {
+            path.to_owned()
+        };
+        Ok((made, stat))
     }
 
     /// Creates `path` and its missing ancestors as persistent (`container` = false) or

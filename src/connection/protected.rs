@@ -508,7 +508,20 @@ impl Client {
         }
         let zk = session.zookeeper()?;
         let within = self.connection_timeout();
-        let listed = unless_down_for(&zk, within, zk.list_children(parent)).await;
+        // A sync first, sent with the listing (no round trip of its own): a create still in the
+        // leader's pipeline when the connection dropped may commit after a lagging follower
+        // would have answered the listing, and a node missed here is made a second time. The
+        // server answers the listing only once it has caught up with the leader's sync.
+        let synced = zk.sync(parent);
+        let listing = zk.list_children(parent);
+        let listed = unless_down_for(&zk, within, async {
+            let (synced, listed) = futures::join!(synced, listing);
+            match synced {
+                Ok(()) | Err(zookeeper_client::Error::NoNode) => listed,
+                Err(e) => Err(e),
+            }
+        })
+        .await;
         let children = match listed.ok_or(Error::ConnectionLoss)? {
             Ok(children) => children,
             Err(zookeeper_client::Error::NoNode) => return Ok(None),

@@ -110,19 +110,20 @@ impl CounterGroup {
     /// Checks the counter against the tally (the workers have ended): what is wrong, and the
     /// counts (successes, failures).
     pub(crate) async fn check(&self, observer: &Client) -> (Vec<String>, usize, u64) {
-        let tally = self.tally.lock().unwrap();
+        let (claimed, failed) = {
+            let tally = self.tally.lock().unwrap();
+            (tally.claimed.clone(), tally.failed)
+        };
         let mut violations = Vec::new();
-        let distinct: BTreeSet<i64> = tally.claimed.iter().copied().collect();
-        if distinct.len() != tally.claimed.len() {
+        let distinct: BTreeSet<i64> = claimed.iter().copied().collect();
+        if distinct.len() != claimed.len() {
             violations.push(format!(
                 "{} increments claimed only {} distinct values",
-                tally.claimed.len(),
+                claimed.len(),
                 distinct.len()
             ));
         }
-        let successes = tally.claimed.len() as i64;
-        let failed = tally.failed;
-        drop(tally);
+        let successes = claimed.len() as i64;
         match DistributedAtomicLong::new(observer, &self.path)
             .expect("a counter")
             .get()

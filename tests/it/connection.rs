@@ -1126,3 +1126,56 @@ async fn digest_auth_and_default_acls_keep_others_out() {
     assert!(authed.delete(&child, None).await.unwrap());
     assert!(authed.delete(&parent, None).await.unwrap());
 }
+
+/// `create_with_path` returns the path it made: the sequence number of a sequential node
+/// (which `create`'s stat alone cannot tell), with parents made on the way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_with_path_returns_the_sequential_nodes_name() {
+    init_tracing();
+    let server = zk_server().await;
+    let client = Client::builder(server).connect().await.unwrap();
+    let parent = unique_path("create-with-path");
+    let (plain, stat) = client
+        .create_with_path(
+            &format!("{parent}/a/plain"),
+            b"x",
+            CreateMode::Persistent,
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(plain, format!("{parent}/a/plain"));
+    assert_eq!(stat.version, 0);
+    let mut made = Vec::new();
+    for _ in 0..3 {
+        let (path, stat) = client
+            .create_with_path(
+                &format!("{parent}/seq/job-"),
+                b"",
+                CreateMode::PersistentSequential,
+                &[],
+            )
+            .await
+            .unwrap();
+        let (_, read) = client
+            .get_data(&path)
+            .await
+            .unwrap()
+            .expect("the path made");
+        assert_eq!(read.czxid, stat.czxid, "{path} is the node made");
+        made.push(path);
+    }
+    assert_eq!(
+        made,
+        (0..3)
+            .map(|i| format!("{parent}/seq/job-{i:010}"))
+            .collect::<Vec<_>>()
+    );
+    assert!(matches!(
+        client
+            .create_with_path("relative", b"", CreateMode::Persistent, &[])
+            .await,
+        Err(Error::InvalidPath { .. })
+    ));
+    client.close().await;
+}

@@ -16,6 +16,15 @@
 //! predecessor. Java services running Curator's `LeaderLatch` on the same path take part in
 //! the same election, in the order the candidates joined.
 //!
+//! **Do not mix the layouts on one path.** A Java Curator `LeaderLatch` on a path where a
+//! race-layout latch leads cannot join: the leader's node is the path itself, an ephemeral
+//! node, and ZooKeeper refuses children below it (`NoChildrenForEphemerals`), so the Java
+//! latch retries in the background and never leads, without an error its caller sees (Curator
+//! cannot be changed). A race-layout latch started on a path where Curator's latches queue
+//! fails with [`Error::PathOccupied`] (the path is their container
+//! parent), which at least says so. For an election
+//! shared with Java services, every Rust latch must use [`LatchLayout::Curator`].
+//!
 //! Both layouts give the same guarantees and the same API: ownership checks, [`CloseMode`],
 //! listeners and streams, the [`ConnectionErrorPolicy`], the verified
 //! [`has_leadership`](LeaderLatch::has_leadership), and no leaked node. The Curator layout
@@ -193,7 +202,9 @@ struct Counters {
 #[non_exhaustive]
 pub enum LatchLayout {
     /// A race for one ephemeral node, the latch path itself (the default): simple and
-    /// unfair, and every follower is woken on every change. Not Curator's layout.
+    /// unfair, and every follower is woken on every change. Not Curator's layout: a Java
+    /// Curator `LeaderLatch` on the same path hangs silently (it cannot make its node below the
+    /// leader's ephemeral node); see the [module documentation](self#two-layouts).
     #[default]
     Race,
     /// Curator's `LeaderLatch` layout: each candidate queues an ephemeral-sequential node
