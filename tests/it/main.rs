@@ -20,6 +20,7 @@ mod discovery;
 mod examples;
 mod exclusion;
 mod interop_cache;
+mod interop_counters;
 mod interop_discovery;
 mod interop_group;
 mod interop_latch;
