@@ -337,3 +337,36 @@ async fn proxy_rejects_a_bad_upstream() {
         );
     }
 }
+
+/// A server started with SASL users authenticates them, and refuses a wrong password, on
+/// either backend (the JAAS file is written to the server's directory or copied into its
+/// container).
+#[cfg(feature = "sasl")]
+#[tokio::test]
+async fn a_sasl_server_authenticates_its_users() {
+    use zk_recipes::testing::ServerOptions;
+    init_tracing();
+    let backend = Backend::from_env().await.expect("a backend");
+    let options = ServerOptions::default().sasl_digest_md5(&[("bob", "bob-secret")], true);
+    let server = TestingServer::start_with_options(backend, options)
+        .await
+        .expect("start a SASL server");
+    let bob = zk_recipes::Client::builder(server.connect_string())
+        .sasl_digest_md5("bob", "bob-secret")
+        .connect()
+        .await
+        .expect("bob authenticates");
+    bob.create("/sasl-kit", b"", CreateMode::Persistent, &[])
+        .await
+        .expect("bob writes");
+    let refused = zk_recipes::Client::builder(server.connect_string())
+        .sasl_digest_md5("bob", "wrong")
+        .connect()
+        .await;
+    assert!(
+        matches!(refused, Err(zk_recipes::Error::AuthFailed)),
+        "{:?}",
+        refused.map(drop)
+    );
+    bob.close().await;
+}

@@ -25,6 +25,23 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
+/// A SASL DIGEST-MD5 user and password. Its `Debug` shows only the user.
+#[cfg(feature = "sasl")]
+#[derive(Clone)]
+pub(crate) struct SaslDigest {
+    pub(crate) user: String,
+    pub(crate) password: String,
+}
+
+#[cfg(feature = "sasl")]
+impl std::fmt::Debug for SaslDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SaslDigest")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Everything needed to (re)create a session. Shared by the client and its manager task.
 #[derive(Clone)]
 pub(crate) struct Config {
@@ -48,6 +65,8 @@ pub(crate) struct Config {
     pub(crate) nodelay: Option<ServerAddresses>,
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<super::TlsConfig>,
+    #[cfg(feature = "sasl")]
+    pub(crate) sasl: Option<SaslDigest>,
 }
 
 impl Config {
@@ -116,6 +135,8 @@ pub struct ClientBuilder {
     max_request_size: usize,
     #[cfg(feature = "tls")]
     tls: Option<super::TlsConfig>,
+    #[cfg(feature = "sasl")]
+    sasl: Option<SaslDigest>,
 }
 
 impl std::fmt::Debug for ClientBuilder {
@@ -150,7 +171,35 @@ impl ClientBuilder {
             max_request_size: crate::limits::DEFAULT_MAX_REQUEST_SIZE,
             #[cfg(feature = "tls")]
             tls: None,
+            #[cfg(feature = "sasl")]
+            sasl: None,
         }
+    }
+
+    /// Authenticates every session with SASL DIGEST-MD5 as `user` (the server's JAAS `Server`
+    /// section names it, as `user_<name>="<password>"`), with the realm the server offers.
+    /// Nodes can then carry `sasl` ACLs for the user (`Acl::new(perms, AuthId::new("sasl",
+    /// user))`). Every new session authenticates again. Only with the `sasl` feature.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> zk_recipes::Result<()> {
+    /// let client = zk_recipes::Client::builder("127.0.0.1:2181")
+    ///     .sasl_digest_md5("bob", "bobsecret")
+    ///     .connect()
+    ///     .await?;
+    /// # drop(client); Ok(()) }
+    /// ```
+    ///
+    /// [`connect`](Self::connect) fails with [`Error::InvalidArgument`] for an empty user, and
+    /// with [`Error::AuthFailed`] when the server refuses the credentials.
+    #[cfg(feature = "sasl")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sasl")))]
+    pub fn sasl_digest_md5(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
+        self.sasl = Some(SaslDigest {
+            user: user.into(),
+            password: password.into(),
+        });
+        self
     }
 
     /// The session timeout to ask the server for (Curator's default: 60 s). The server clamps
@@ -369,6 +418,14 @@ impl ClientBuilder {
                 "session timeout must not be zero".into(),
             ));
         }
+        #[cfg(feature = "sasl")]
+        if let Some(sasl) = &self.sasl {
+            if sasl.user.is_empty() {
+                return Err(Error::InvalidArgument(
+                    "a SASL user must not be empty".into(),
+                ));
+            }
+        }
         if self.connection_timeout.is_zero() {
             return Err(Error::InvalidArgument(
                 "connection timeout must not be zero".into(),
@@ -413,6 +470,8 @@ impl ClientBuilder {
             nodelay,
             #[cfg(feature = "tls")]
             tls: self.tls,
+            #[cfg(feature = "sasl")]
+            sasl: self.sasl,
         })
     }
 }
@@ -441,6 +500,15 @@ mod tests {
             .into_config()
             .unwrap();
         assert_eq!(config.chroot().as_deref(), Some("/base/app"));
+    }
+
+    #[cfg(feature = "sasl")]
+    #[test]
+    fn a_sasl_password_is_never_shown() {
+        let builder = ClientBuilder::new("a:1").sasl_digest_md5("bob", "pa55\u{0}wörd");
+        let config = builder.clone().into_config().unwrap();
+        assert!(!format!("{config:?}{builder:?}").contains("pa55"));
+        assert!(format!("{:?}", config.sasl).contains("bob"));
     }
 
     #[test]

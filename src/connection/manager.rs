@@ -80,6 +80,13 @@ async fn connect_once(config: &Config) -> Result<zookeeper_client::Client> {
     if let Some(tls) = &config.tls {
         connector = connector.with_tls(tls.client_options());
     }
+    #[cfg(feature = "sasl")]
+    if let Some(sasl) = &config.sasl {
+        connector = connector.with_sasl(zookeeper_client::SaslOptions::digest_md5(
+            sasl.user.clone(),
+            sasl.password.clone(),
+        ));
+    }
     let zk = connector.connect(&config.hosts).await?;
     tracing::info!(session = %zk.session_id(), timeout = ?zk.session_timeout(), "ZooKeeper session established");
     if let Some(addresses) = &config.nodelay {

@@ -105,6 +105,7 @@ impl TestingCluster {
                 ),
                 system_properties: Vec::new(),
                 tls: None,
+                sasl: None,
             };
             let node = Node::create(backend, config, network.as_deref()).await?;
             members.push(Member {

@@ -65,6 +65,45 @@ pub(crate) struct NodeConfig {
     pub(crate) system_properties: Vec<String>,
     /// A TLS client port beside the plain one.
     pub(crate) tls: Option<NodeTls>,
+    /// SASL DIGEST-MD5 users, and whether clients must authenticate.
+    pub(crate) sasl: Option<NodeSasl>,
+}
+
+/// A server's SASL DIGEST-MD5 users (its JAAS `Server` section), and whether every client must
+/// authenticate with SASL.
+#[derive(Debug, Clone)]
+pub(crate) struct NodeSasl {
+    pub(crate) users: Vec<(String, String)>,
+    pub(crate) required: bool,
+}
+
+impl NodeSasl {
+    /// The JAAS file's text.
+    pub(crate) fn jaas(&self) -> String {
+        let mut text = String::from(
+            "Server {\n    org.apache.zookeeper.server.auth.DigestLoginModule required",
+        );
+        for (user, password) in &self.users {
+            text.push_str(&format!("\n    user_{user}=\"{password}\""));
+        }
+        text.push_str(";\n};\n");
+        text
+    }
+
+    /// The Java system properties that make ZooKeeper authenticate with the JAAS file at
+    /// `jaas_path` (and require it).
+    fn system_properties(&self, jaas_path: &str) -> Vec<String> {
+        let mut properties = vec![
+            format!("-Djava.security.auth.login.config={jaas_path}"),
+            "-Dzookeeper.authProvider.sasl=org.apache.zookeeper.server.auth.SASLAuthenticationProvider"
+                .to_owned(),
+        ];
+        if self.required {
+            properties.push("-Dzookeeper.enforce.auth.enabled=true".to_owned());
+            properties.push("-Dzookeeper.enforce.auth.schemes=sasl".to_owned());
+        }
+        properties
+    }
 }
 
 /// The port inside a container where a server serves TLS clients.
@@ -95,14 +134,18 @@ impl NodeTls {
 
 impl NodeConfig {
     /// The JVM flags of the server: the kit's, then the system properties, then TLS's with the
-    /// key store at `key_store_path` (where the backend puts [`NodeTls::key_store_pem`]).
-    pub(crate) fn jvm_flags(&self, key_store_path: &str) -> String {
+    /// key store at `key_store_path` (where the backend puts [`NodeTls::key_store_pem`]), then
+    /// SASL's with the JAAS file at `jaas_path` (where it puts [`NodeSasl::jaas`]).
+    pub(crate) fn jvm_flags(&self, key_store_path: &str, jaas_path: &str) -> String {
         // Elections must not wait the default 5 s for peers that are down.
         let mut flags = format!("{JVM_FLAGS} -Dzookeeper.cnxTimeout=1000");
-        let tls_properties = match self.tls {
+        let mut tls_properties = match self.tls {
             Some(_) => NodeTls::system_properties(key_store_path),
             None => Vec::new(),
         };
+        if let Some(sasl) = &self.sasl {
+            tls_properties.extend(sasl.system_properties(jaas_path));
+        }
         for property in self.system_properties.iter().chain(&tls_properties) {
             flags.push(' ');
             flags.push_str(property);

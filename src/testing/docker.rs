@@ -39,6 +39,8 @@ const PULL_TIMEOUT: Duration = Duration::from_secs(600);
 const EXIT_POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// ZooKeeper's PEM key store inside a container, when it serves TLS.
 const CONTAINER_KEY_STORE: &str = "/tmp/zk-recipes-key-store.pem";
+/// Where a container's JAAS file (SASL users) goes.
+const CONTAINER_JAAS: &str = "/tmp/zk-recipes-jaas.conf";
 
 /// The image to run: `ZK_TEST_IMAGE`, else [`DEFAULT_IMAGE`], split into name and tag.
 pub(crate) fn image() -> (String, String) {
@@ -150,6 +152,9 @@ impl DockerNode {
             request = request
                 .with_mapped_port(tls.host_port, CONTAINER_SECURE_CLIENT_PORT.tcp())
                 .with_copy_to(CONTAINER_KEY_STORE, tls.key_store_pem.clone().into_bytes());
+        }
+        if let Some(sasl) = &self.config.sasl {
+            request = request.with_copy_to(CONTAINER_JAAS, sasl.jaas().into_bytes());
         }
         if let Some(network) = &self.network {
             request = request.with_network(network);
@@ -280,7 +285,7 @@ fn environment(config: &NodeConfig) -> Vec<(&'static str, String)> {
         ("ZOO_MAX_CLIENT_CNXNS", "0".to_owned()),
         ("ZOO_ADMINSERVER_ENABLED", "false".to_owned()),
         ("ZOO_4LW_COMMANDS_WHITELIST", FOUR_LETTER_WORDS.to_owned()),
-        ("JVMFLAGS", config.jvm_flags(CONTAINER_KEY_STORE)),
+        ("JVMFLAGS", config.jvm_flags(CONTAINER_KEY_STORE, CONTAINER_JAAS)),
     ];
     if config.is_standalone() {
         variables.push(("ZOO_STANDALONE_ENABLED", "true".to_owned()));

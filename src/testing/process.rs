@@ -25,6 +25,8 @@ const MAIN_CLASS: &str = "org.apache.zookeeper.server.quorum.QuorumPeerMain";
 const LOG_FILE: &str = "zookeeper.log";
 /// ZooKeeper's PEM key store, in the server's directory, when it serves TLS.
 const KEY_STORE_FILE: &str = "key-store.pem";
+/// The server's JAAS file (SASL users), in its directory.
+const JAAS_FILE: &str = "jaas.conf";
 const EXIT_POLL_INTERVAL: Duration = Duration::from_millis(20);
 
 /// `sh -c` supervisor: `$1` is the server directory, the rest is the java command line.
@@ -193,6 +195,10 @@ impl ProcessNode {
             fs::write(dir.path().join(KEY_STORE_FILE), &tls.key_store_pem)
                 .map_err(|err| TestingError::io("writing the TLS key store", err))?;
         }
+        if let Some(sasl) = &config.sasl {
+            fs::write(dir.path().join(JAAS_FILE), sasl.jaas())
+                .map_err(|err| TestingError::io("writing the JAAS file", err))?;
+        }
         tracing::debug!(server = %config.label, dir = %dir.path().display(), "created server directory");
         Ok(ProcessNode {
             config,
@@ -218,7 +224,10 @@ impl ProcessNode {
             .arg(&self.runtime.java)
             .args(
                 self.config
-                    .jvm_flags(&self.dir.path().join(KEY_STORE_FILE).display().to_string())
+                    .jvm_flags(
+                        &self.dir.path().join(KEY_STORE_FILE).display().to_string(),
+                        &self.dir.path().join(JAAS_FILE).display().to_string(),
+                    )
                     .split_whitespace(),
             )
             .arg(format!("-Dzookeeper.log.dir={}", self.dir.path().display()))

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use tokio::sync::Mutex;
 
-use super::config::{NodeConfig, NodeTls, READY_TIMEOUT};
+use super::config::{NodeConfig, NodeSasl, NodeTls, READY_TIMEOUT};
 use super::docker::Reaper;
 use super::node::{free_ports, unique_instance_prefix, Node};
 use super::{Backend, TestingError};
@@ -97,6 +97,7 @@ impl TestingServer {
             label: format!("ZooKeeper server 127.0.0.1:{port} ({backend})"),
             system_properties: options.system_properties(),
             tls,
+            sasl: options.sasl.clone(),
         };
         let mut node = Node::create(backend, config, None).await?;
         node.launch().await?;
@@ -193,6 +194,7 @@ pub struct ServerOptions {
     container_check_interval: Option<Duration>,
     extended_types: bool,
     tls: Option<ServerTls>,
+    sasl: Option<NodeSasl>,
 }
 
 impl ServerOptions {
@@ -223,6 +225,28 @@ impl ServerOptions {
     /// ```
     pub fn extended_types(mut self, enabled: bool) -> Self {
         self.extended_types = enabled;
+        self
+    }
+
+    /// Authenticates clients with SASL DIGEST-MD5, with `users` (name, password) as the JAAS
+    /// file's `Server` section lists them (`user_<name>="<password>"`); with `required`, every
+    /// client must authenticate (ZooKeeper's `enforce.auth.enabled` with the `sasl` scheme).
+    /// Clients connect with [`ClientBuilder::sasl_digest_md5`](crate::ClientBuilder::sasl_digest_md5)
+    /// (feature `sasl`).
+    ///
+    /// ```
+    /// let options = zk_recipes::testing::ServerOptions::default()
+    ///     .sasl_digest_md5(&[("bob", "bobsecret"), ("alice", "alicesecret")], true);
+    /// # drop(options);
+    /// ```
+    pub fn sasl_digest_md5(mut self, users: &[(&str, &str)], required: bool) -> Self {
+        self.sasl = Some(NodeSasl {
+            users: users
+                .iter()
+                .map(|(u, p)| ((*u).to_owned(), (*p).to_owned()))
+                .collect(),
+            required,
+        });
         self
     }
 

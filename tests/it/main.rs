@@ -34,6 +34,8 @@ mod multi_lock;
 mod mutex;
 mod nodes;
 mod rw_lock;
+#[cfg(feature = "sasl")]
+mod sasl;
 mod selector;
 mod semaphore;
 mod step_faults;
