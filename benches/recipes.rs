@@ -25,11 +25,12 @@ use zk_recipes::discovery::{
     RoundRobinStrategy, ServiceCacheEvent, ServiceCacheEvents, ServiceDiscovery, ServiceInstance,
     ServiceProvider,
 };
+use zk_recipes::retry::RetryNTimes;
 use zk_recipes::zookeeper_client::{self, CreateMode, EventType};
 use zk_recipes::{
-    Client, GroupMember, InterProcessMutex, InterProcessReadWriteLock, InterProcessSemaphoreV2,
-    LeaderLatch, LeaderSelector, LeaderSelectorListener, Leadership, MembershipEvent,
-    MembershipEvents, PersistentNode,
+    Client, DistributedAtomicLong, GroupMember, InterProcessMutex, InterProcessReadWriteLock,
+    InterProcessSemaphoreV2, LeaderLatch, LeaderSelector, LeaderSelectorListener, Leadership,
+    MembershipEvent, MembershipEvents, PersistentNode,
 };
 
 #[path = "../tests/common/java.rs"]
@@ -134,6 +135,8 @@ const SCENARIOS: &[&str] = &[
     "curator-discovery-visible",
     "provider-pick",
     "curator-provider-pick",
+    "counter-contended",
+    "curator-counter-contended",
 ];
 
 fn main() -> Result<(), BoxError> {
@@ -209,6 +212,16 @@ fn main() -> Result<(), BoxError> {
                 "curator-discovery-visible" => curator_discovery_visible(&connect, &path).await?,
                 "provider-pick" => provider_pick(&connect, &path).await?,
                 "curator-provider-pick" => curator_provider_pick(&connect, &path).await?,
+                "counter-contended" => counter_contended(&connect, &path).await?,
+                "curator-counter-contended" => {
+                    let (sessions, warmup, secs) = (
+                        COUNTER_SESSIONS.to_string(),
+                        COUNTER_WARMUP_SECS.to_string(),
+                        contended_secs().to_string(),
+                    );
+                    let args = ["counter-contended", &sessions, &warmup, &secs];
+                    curator(&connect, &path, &args).await?
+                }
                 _ => unreachable!("checked above"),
             }
         }
@@ -383,6 +396,13 @@ fn report_ratios() {
             "ratio_provider_pick_to_curator",
             "provider_picks_per_s",
             "curator_provider_picks_per_s",
+            false,
+        ),
+        // Above 1 is faster than Curator (the goal: 1.5 or more).
+        (
+            "ratio_counter_contended_to_curator",
+            "counter_increments_per_s",
+            "curator_counter_increments_per_s",
             false,
         ),
     ];
@@ -1875,6 +1895,113 @@ async fn curator_provider_pick(connect: &str, path: &str) -> Result<(), BoxError
     remove_registry(&bench, path).await?;
     bench.close().await;
     Ok(())
+}
+
+/// Contending sessions of the counter scenarios.
+const COUNTER_SESSIONS: usize = 8;
+/// How long the counter scenarios increment untimed before the timed run (for Java's JIT,
+/// and the server's; the same on both sides).
+const COUNTER_WARMUP_SECS: f64 = 2.0;
+
+/// The optimistic policy of both counter scenarios: up to 1000 more attempts after a lost
+/// race, none paused (Curator's `RetryNTimes(1000, 0)`), and no promotion.
+fn counter_retry() -> RetryNTimes {
+    RetryNTimes::new(1000, Duration::ZERO)
+}
+
+/// [`COUNTER_SESSIONS`] sessions, each with its own [`DistributedAtomicLong`] on one node,
+/// loop `increment()` for [`COUNTER_WARMUP_SECS`] untimed, then for the contended time: the
+/// successful increments per second, the optimistic attempts per call, and whether the node's
+/// value at the end is the number of successes of both runs (1) or not (0).
+async fn counter_contended(connect: &str, path: &str) -> Result<(), BoxError> {
+    let mut clients = Vec::new();
+    let mut counters = Vec::new();
+    for _ in 0..COUNTER_SESSIONS {
+        let client = client(connect).await?;
+        counters.push(
+            DistributedAtomicLong::builder(&client, path)
+                .retry_policy(counter_retry())
+                .build()?,
+        );
+        clients.push(client);
+    }
+    let warmup = increment_for(&counters, COUNTER_WARMUP_SECS).await?;
+    let started = Instant::now();
+    let run = increment_for(&counters, contended_secs() as f64).await?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let value = counters[0].get().await?.post_value;
+    let successes = warmup.succeeded + run.succeeded;
+    report(
+        "counter_increments_per_s",
+        format!("{:.1}", run.succeeded as f64 / elapsed),
+    );
+    report(
+        "counter_tries_per_increment",
+        format!("{:.2}", run.tries as f64 / run.calls.max(1) as f64),
+    );
+    report("counter_gave_up", warmup.gave_up + run.gave_up);
+    report(
+        "counter_exact",
+        u8::from(i64::try_from(successes) == Ok(value)),
+    );
+    if i64::try_from(successes) != Ok(value) {
+        eprintln!("# counter-contended: {successes} successful increments, value {value}");
+    }
+    drop(counters);
+    for client in clients {
+        client.close().await;
+    }
+    Ok(())
+}
+
+/// What the counter's sessions did in one run.
+#[derive(Default)]
+struct Increments {
+    /// `increment()` calls made.
+    calls: u64,
+    /// Those that succeeded.
+    succeeded: u64,
+    /// Those whose attempts all lost their race.
+    gave_up: u64,
+    /// Optimistic attempts of all the calls.
+    tries: u64,
+}
+
+/// Each counter, on a task of its own, calls `increment()` until `secs` have passed.
+async fn increment_for(
+    counters: &[DistributedAtomicLong],
+    secs: f64,
+) -> Result<Increments, BoxError> {
+    let deadline = Instant::now() + Duration::from_secs_f64(secs);
+    let tasks: Vec<_> = counters
+        .iter()
+        .cloned()
+        .map(|counter| {
+            tokio::spawn(async move {
+                let mut done = Increments::default();
+                while Instant::now() < deadline {
+                    let taken = counter.increment().await?;
+                    done.calls += 1;
+                    done.tries += u64::from(taken.stats.optimistic_tries);
+                    if taken.succeeded {
+                        done.succeeded += 1;
+                    } else {
+                        done.gave_up += 1;
+                    }
+                }
+                Ok::<_, zk_recipes::Error>(done)
+            })
+        })
+        .collect();
+    let mut total = Increments::default();
+    for task in tasks {
+        let done = task.await??;
+        total.calls += done.calls;
+        total.succeeded += done.succeeded;
+        total.gave_up += done.gave_up;
+        total.tries += done.tries;
+    }
+    Ok(total)
 }
 
 /// Gives the allocator's free memory back to the kernel (glibc's `malloc_trim`), so that the

@@ -15,6 +15,8 @@ import java.util.concurrent.locks.LockSupport;
 
 import org.apache.curator.framework.CuratorFramework;
 import org.apache.curator.framework.CuratorFrameworkFactory;
+import org.apache.curator.framework.recipes.atomic.AtomicValue;
+import org.apache.curator.framework.recipes.atomic.DistributedAtomicLong;
 import org.apache.curator.framework.recipes.cache.CuratorCache;
 import org.apache.curator.framework.recipes.cache.CuratorCacheListener;
 import org.apache.curator.framework.recipes.leader.LeaderSelector;
@@ -27,6 +29,7 @@ import org.apache.curator.framework.recipes.nodes.GroupMember;
 import org.apache.curator.framework.recipes.nodes.PersistentNode;
 import org.apache.curator.framework.state.ConnectionState;
 import org.apache.curator.retry.ExponentialBackoffRetry;
+import org.apache.curator.retry.RetryNTimes;
 import org.apache.curator.x.discovery.ServiceCache;
 import org.apache.curator.x.discovery.ServiceDiscovery;
 import org.apache.curator.x.discovery.ServiceDiscoveryBuilder;
@@ -51,8 +54,8 @@ import org.apache.zookeeper.ZooKeeper;
  * {@code cache-load <runs> <nodes>}, {@code cache-latency <node> <samples> <warm-up>},
  * {@code node-recreate <samples> <warm-up> <pause-ms>}, {@code group-join <samples>
  * <warm-up>}, {@code discovery-visible <samples> <warm-up>} or {@code provider-pick
- * <instances> <warm-up-seconds> <seconds> <batch>}. Prints {@code KEY VALUE} lines, as the
- * Rust benchmark does.
+ * <instances> <warm-up-seconds> <seconds> <batch>} or {@code counter-contended <sessions>
+ * <warm-up-seconds> <seconds>}. Prints {@code KEY VALUE} lines, as the Rust benchmark does.
  */
 public final class CuratorBench {
     private static CuratorFramework client(String connectString) throws InterruptedException {
@@ -657,6 +660,82 @@ public final class CuratorBench {
         return picks;
     }
 
+    /**
+     * {@code sessions} clients, each with its own DistributedAtomicLong on {@code path} (the
+     * optimistic policy {@code RetryNTimes(1000, 0)}, no promotion), loop {@code increment()}
+     * on a thread each for {@code warmUpSeconds} untimed, then for {@code seconds} timed: the
+     * successful increments per second, the optimistic tries per call, and whether the node's
+     * value at the end is the number of successes of both runs (1) or not (0).
+     */
+    private static void counterContended(String connectString, String path, int sessions, double warmUpSeconds,
+            double seconds) throws Exception {
+        List<CuratorFramework> clients = new ArrayList<>();
+        List<DistributedAtomicLong> counters = new ArrayList<>();
+        for (int i = 0; i < sessions; i++) {
+            CuratorFramework client = client(connectString);
+            clients.add(client);
+            counters.add(new DistributedAtomicLong(client, path, new RetryNTimes(1000, 0)));
+        }
+        long[] warmUp = incrementFor(counters, warmUpSeconds);
+        long started = System.nanoTime();
+        long[] run = incrementFor(counters, seconds);
+        double elapsed = (System.nanoTime() - started) / 1e9;
+        long value = counters.get(0).get().postValue();
+        long successes = warmUp[1] + run[1];
+        System.out.printf("curator_counter_increments_per_s %.1f%n", run[1] / elapsed);
+        System.out.printf("curator_counter_tries_per_increment %.2f%n", (double) run[3] / Math.max(1, run[0]));
+        System.out.println("curator_counter_gave_up " + (warmUp[2] + run[2]));
+        System.out.println("curator_counter_exact " + (value == successes ? 1 : 0));
+        if (value != successes) {
+            System.err.println("# curator-counter-contended: " + successes + " successful increments, value "
+                    + value);
+        }
+        for (CuratorFramework client : clients) {
+            client.close();
+        }
+    }
+
+    /**
+     * Each counter, on a thread of its own, calls {@code increment()} until {@code seconds}
+     * have passed: the calls, the successes, the calls that gave up, and the optimistic tries.
+     */
+    private static long[] incrementFor(List<DistributedAtomicLong> counters, double seconds) throws Exception {
+        long deadline = System.nanoTime() + (long) (seconds * 1e9);
+        AtomicLong calls = new AtomicLong();
+        AtomicLong succeeded = new AtomicLong();
+        AtomicLong gaveUp = new AtomicLong();
+        AtomicLong tries = new AtomicLong();
+        AtomicReference<Exception> failure = new AtomicReference<>();
+        List<Thread> threads = new ArrayList<>();
+        for (DistributedAtomicLong counter : counters) {
+            Thread thread = new Thread(() -> {
+                try {
+                    while (System.nanoTime() < deadline) {
+                        AtomicValue<Long> taken = counter.increment();
+                        calls.incrementAndGet();
+                        tries.addAndGet(taken.getStats().getOptimisticTries());
+                        if (taken.succeeded()) {
+                            succeeded.incrementAndGet();
+                        } else {
+                            gaveUp.incrementAndGet();
+                        }
+                    }
+                } catch (Exception e) {
+                    failure.compareAndSet(null, e);
+                }
+            });
+            thread.start();
+            threads.add(thread);
+        }
+        for (Thread thread : threads) {
+            thread.join();
+        }
+        if (failure.get() != null) {
+            throw failure.get();
+        }
+        return new long[] {calls.get(), succeeded.get(), gaveUp.get(), tries.get()};
+    }
+
     private static double percentile(List<Long> sorted, double q) {
         int i = (int) Math.round((sorted.size() - 1) * q);
         return sorted.get(i);
@@ -703,6 +782,10 @@ public final class CuratorBench {
             case "provider-pick":
                 providerPick(args[0], args[2], Integer.parseInt(args[3]), Double.parseDouble(args[4]),
                         Double.parseDouble(args[5]), Integer.parseInt(args[6]));
+                break;
+            case "counter-contended":
+                counterContended(args[0], args[2], Integer.parseInt(args[3]), Double.parseDouble(args[4]),
+                        Double.parseDouble(args[5]));
                 break;
             default:
                 System.err.println("unknown scenario " + args[1]);
