@@ -85,8 +85,9 @@ impl DistributedBarrier {
     ///
     /// # Errors
     ///
-    /// The errors of [`Client::with_retry`] while the connection is down longer than the
-    /// client's policy allows; [`Error::Closed`].
+    /// The errors of [`Client::with_retry`] when a read of the barrier fails under the client's
+    /// policy; [`Error::Closed`]. A disconnection while waiting is waited out (the watch is set
+    /// again on reconnection); a lost session reads the barrier again on the next one.
     ///
     /// # Cancel safety
     ///

@@ -12,7 +12,7 @@ use zookeeper_client::{EventType, SessionState};
 use super::decision::{decide, Decision, OwnNode, Presence};
 use super::view::{Incarnation, LockMode, QueueNode};
 use super::{DataDelivery, Grant, OwnWatch, SequentialQueue, WaiterKey};
-use crate::connection::{Backoff, ProtectedNode, Session};
+use crate::connection::{unless_down_for, Backoff, ProtectedNode, Session};
 use crate::error::{is_retryable_zk, Error, Result};
 use crate::path::join;
 use crate::sync::Locked;
@@ -398,14 +398,36 @@ impl SequentialQueue {
             .as_ref()
             .and_then(|q| self.next_grant_if_released(q));
         let outcome = match node.session.zookeeper() {
-            Ok(zk) => match handoff {
-                // Boxed: every waiting task carries its release's future, and thousands may
-                // wait.
-                Some((waiter, waiter_path)) => {
-                    Box::pin(self.delete_handing_off(&zk, &node.path, waiter, &waiter_path)).await
-                }
-                None => settled_delete(zk.delete(&node.path, None).await),
-            },
+            // zookeeper-client holds a request made while it is disconnected until the
+            // connection is back or the session ends: a release gives up waiting after the
+            // connection timeout, and the delete goes on in the background (below).
+            Ok(zk) => {
+                let within = self.client.connection_timeout();
+                let deleted = match handoff {
+                    // Boxed: every waiting task carries its release's future, and thousands
+                    // may wait.
+                    Some((waiter, waiter_path)) => {
+                        unless_down_for(
+                            &zk,
+                            within,
+                            Box::pin(self.delete_handing_off(
+                                &zk,
+                                &node.path,
+                                waiter,
+                                &waiter_path,
+                            )),
+                        )
+                        .await
+                    }
+                    None => {
+                        unless_down_for(&zk, within, async {
+                            settled_delete(zk.delete(&node.path, None).await)
+                        })
+                        .await
+                    }
+                };
+                deleted.unwrap_or(Err(zookeeper_client::Error::ConnectionLoss))
+            }
             // A released session takes its ephemeral node with it, but only once the server
             // expires it, which may be later than this client declared it lost: leave the
             // view alone, so waiters keep watching the node until it is really gone.

@@ -142,6 +142,10 @@ struct AtomicInner {
     marker: String,
     /// The session generation the marker is known to exist on, and the last attempt number.
     marker_state: Mutex<(Option<u64>, u64)>,
+    /// The read that came right behind this handle's last applied write: the next change
+    /// starts from it instead of a read of its own (a stale one loses its race, and the loss
+    /// brings a fresh read with it).
+    last_read: Mutex<Option<Carried>>,
 }
 
 /// Builds a [`DistributedAtomicLong`]: see [`DistributedAtomicLong::builder`].
@@ -210,13 +214,20 @@ impl DistributedAtomicLongBuilder {
                 promoted: self.promoted,
                 marker,
                 marker_state: Mutex::new((None, 0)),
+                last_read: Mutex::new(None),
             }),
         })
     }
 }
 
+/// How long a contender that lost a race may step aside before it tries again.
+const CONTENTION_PAUSE: Duration = Duration::from_millis(1);
+
 /// A node's data and stat, as read.
 type NodeRead = (Vec<u8>, Stat);
+
+/// A read of the counter (`None`: no node) on the session of that generation.
+type Carried = (Option<NodeRead>, u64);
 
 /// What one attempt found.
 enum Attempt {
@@ -347,8 +358,9 @@ impl DistributedAtomicLong {
     }
 
     /// Sets the value to `new_value` if it is `expected` now; `succeeded` says whether it was.
-    /// One attempt: a change of the version between the read and the write fails it (Curator's
-    /// `compareAndSet`).
+    /// One attempt: a change of the version between the read and the write fails it, and so
+    /// does a missing node (nothing to compare with; [`initialize`](Self::initialize) makes it),
+    /// as in Curator's `compareAndSet`.
     ///
     /// # Errors
     ///
@@ -365,7 +377,11 @@ impl DistributedAtomicLong {
         };
         let outcome = self
             .inner
-            .attempt(&|value| (value == expected).then_some(new_value))
+            .attempt(
+                &|value| (value == expected).then_some(new_value),
+                &mut None,
+                false,
+            )
             .await;
         stats.optimistic_time = started.elapsed();
         Ok(match outcome? {
@@ -535,10 +551,21 @@ impl AtomicInner {
     ) -> Result<Option<AtomicValue<i64>>> {
         let started = Instant::now();
         let mut races = 0;
+        let mut carried = self.last_read.locked().take();
+        let mut from_cache = carried.is_some();
         loop {
             *tries += 1;
-            let (attempt, seen) = self.attempt(make).await?;
+            let (attempt, seen) = self.attempt(make, &mut carried, true).await?;
             *last_seen = seen;
+            if from_cache && matches!(attempt, Attempt::Unchanged(_)) {
+                // Decided on a read from an earlier change, which may be stale: decide again
+                // on a fresh one.
+                from_cache = false;
+                carried = None;
+                *tries -= 1;
+                continue;
+            }
+            from_cache = false;
             match attempt {
                 Attempt::Applied(pre, post) => {
                     return Ok(Some(AtomicValue {
@@ -561,6 +588,15 @@ impl AtomicInner {
             match policy.allow_retry(races, started.elapsed()) {
                 Some(pause) => {
                     races += 1;
+                    // Contenders that lost a race together all hold the same fresh read and
+                    // would collide again at once: each steps aside for a random number of
+                    // pauses, up to one more per race lost (each lost race is a logged
+                    // transaction on the server).
+                    let pause = if pause.is_zero() {
+                        CONTENTION_PAUSE * fastrand::u32(0..=(races + 1).min(6))
+                    } else {
+                        pause
+                    };
                     if !pause.is_zero() {
                         tokio::time::sleep(pause).await;
                     }
@@ -570,23 +606,24 @@ impl AtomicInner {
         }
     }
 
-    /// One attempt at `make`: a read, then the write conditional on its version (with this
-    /// handle's marker), retried on connection failures under the client's policy. The value
-    /// last seen comes with it.
+    /// One attempt at `make`: a read (or `carried`, a read of this session that came with
+    /// the last lost race), then the write conditional on its version (with this handle's
+    /// marker), retried on connection failures under the client's policy. A lost race leaves
+    /// the fresh read in `carried`. The value last seen comes with it.
     async fn attempt(
         &self,
         make: &(dyn Fn(i64) -> Option<i64> + Send + Sync),
+        carried: &mut Option<Carried>,
+        may_create: bool,
     ) -> Result<(Attempt, i64)> {
         let path = self.path.as_str();
-        let mut read: Option<(Option<NodeRead>, Arc<Session>)> = None;
         let mut connection_tries = 0u32;
         let connection_started = Instant::now();
         loop {
             let session = self.client.connected().await?;
             let zk = session.zookeeper()?;
-            // The read: the one that came with the last failure, if it is of this session.
-            let current = match read.take() {
-                Some((current, of)) if of.generation() == session.generation() => current,
+            let current = match carried.take() {
+                Some((current, generation)) if generation == session.generation() => current,
                 _ => {
                     match unless_down_for(&zk, self.client.connection_timeout(), zk.get_data(path))
                         .await
@@ -618,6 +655,10 @@ impl AtomicInner {
                 Some((data, _)) => decode(path, data)?,
                 None => 0,
             };
+            if current.is_none() && !may_create {
+                // Curator's compareAndSet: no node, nothing to compare with.
+                return Ok((Attempt::Unchanged(pre), pre));
+            }
             let Some(post) = make(pre) else {
                 return Ok((Attempt::Unchanged(pre), pre));
             };
@@ -656,16 +697,26 @@ impl AtomicInner {
             match committed {
                 Some(Ok(_)) => {
                     self.marker_state.locked().0 = Some(session.generation());
+                    // Already on its way: where the next change of this handle starts.
+                    if let Some(Ok(found)) =
+                        unless_down_for(&zk, self.client.connection_timeout(), fresh).await
+                    {
+                        *self.last_read.locked() = Some((Some(found), session.generation()));
+                    }
                     return Ok((Attempt::Applied(pre, post), post));
                 }
                 Some(Err(MultiWriteError::OperationFailed { index: 0, source })) => match source {
                     zookeeper_client::Error::BadVersion | zookeeper_client::Error::NodeExists => {
                         let fresh =
                             unless_down_for(&zk, self.client.connection_timeout(), fresh).await;
-                        if let Some(Ok(found)) = fresh {
-                            read = Some((Some(found), session.clone()));
-                        }
-                        let seen = match &read {
+                        *carried = match fresh {
+                            Some(Ok(found)) => Some((Some(found), session.generation())),
+                            Some(Err(zookeeper_client::Error::NoNode)) => {
+                                Some((None, session.generation()))
+                            }
+                            _ => None,
+                        };
+                        let seen = match &carried {
                             Some((Some((data, _)), _)) => decode(path, data).unwrap_or(pre),
                             _ => pre,
                         };

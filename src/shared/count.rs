@@ -98,12 +98,21 @@ impl SharedCount {
     ///
     /// # Errors
     ///
-    /// The errors of [`Client::with_retry`]; [`Error::NoAuth`].
+    /// [`Error::InvalidArgument`] for a negative version (ZooKeeper takes -1 for "any
+    /// version"); the errors of [`Client::with_retry`]; [`Error::NoAuth`].
     ///
     /// # Cancel safety
     ///
     /// Not cancel safe: the write may be applied even if the future is dropped.
     pub async fn try_set(&self, previous: VersionedValue<i32>, new_count: i32) -> Result<bool> {
+        if previous.version < 0 {
+            // -1 is "any version" to ZooKeeper: the write would not be conditional at all.
+            return Err(Error::InvalidArgument(format!(
+                "a versioned value with version {} cannot be set conditionally (Curator's \
+                 IllegalTrySetVersionException)",
+                previous.version
+            )));
+        }
         match self
             .client
             .set_data(&self.path, &new_count.to_be_bytes(), Some(previous.version))

@@ -248,23 +248,41 @@ async fn proxy_connection(client: TcpStream, upstream: String, mut fault: watch:
             let _ = upstream_stream.set_nodelay(true);
             let (upstream_read, upstream_write) = upstream_stream.into_split();
             let (to_upstream, for_upstream) = mpsc::unbounded_channel();
-            tasks.spawn(read_side(client_read, to_upstream, fault.clone()));
-            tasks.spawn(write_side(for_upstream, upstream_write));
+            let reader = read_side(client_read, to_upstream, fault.clone());
+            tasks.spawn(async move { reader.await.then_some(Ended::Drained) });
+            let writer = write_side(for_upstream, upstream_write);
+            tasks.spawn(async move {
+                writer.await;
+                Some(Ended::Connection)
+            });
             if at_start == Fault::ConnectResponseOnly {
-                tasks.spawn(first_frame_only(upstream_read, client_write));
+                let first = first_frame_only(upstream_read, client_write);
+                tasks.spawn(async move {
+                    first.await;
+                    Some(Ended::Connection)
+                });
             } else {
                 let (to_client, for_client) = mpsc::unbounded_channel();
-                tasks.spawn(read_side(upstream_read, to_client, fault.clone()));
-                tasks.spawn(write_side(for_client, client_write));
+                let reader = read_side(upstream_read, to_client, fault.clone());
+                tasks.spawn(async move { reader.await.then_some(Ended::Drained) });
+                let writer = write_side(for_client, client_write);
+                tasks.spawn(async move {
+                    writer.await;
+                    Some(Ended::Connection)
+                });
             }
         }
         None => {
             let (to_nowhere, _) = mpsc::unbounded_channel();
-            tasks.spawn(read_side(client_read, to_nowhere, fault.clone()));
+            let reader = read_side(client_read, to_nowhere, fault.clone());
+            tasks.spawn(async move {
+                reader.await;
+                Some(Ended::Connection)
+            });
             // Keep the client's write half open: the connection looks alive and silent.
             tasks.spawn(async move {
                 let _client_write = client_write;
-                std::future::pending::<()>().await;
+                std::future::pending::<Option<Ended>>().await
             });
         }
     }
@@ -277,17 +295,30 @@ async fn proxy_connection(client: TcpStream, upstream: String, mut fault: watch:
             let closes = matches!(now, Fault::Cut | Fault::ConnectResponseOnly);
             let unblackholed = previous == Fault::Blackhole && now != Fault::Blackhole;
             if now != previous && (closes || unblackholed) {
-                return;
+                return Some(Ended::Connection);
             }
             previous = now;
             if fault.changed().await.is_err() {
-                return;
+                return Some(Ended::Connection);
             }
         }
     });
-    // The first task to end (a side closed, or a fault ended the connection) ends them all;
-    // dropping the set aborts the others and closes both sockets.
-    let _ = tasks.join_next().await;
+    // A side whose sender closed (end of stream) lets its writer drain what it read and
+    // shut down; the first task to end the connection (a writer done or failed, a fault,
+    // a side cut) ends them all: dropping the set aborts the others and closes both sockets.
+    while let Some(ended) = tasks.join_next().await {
+        if !matches!(ended, Ok(Some(Ended::Drained))) {
+            break;
+        }
+    }
+}
+
+/// How a task of a proxied connection ended.
+enum Ended {
+    /// A reader reached the end of its stream: its writer drains and ends the connection.
+    Drained,
+    /// The connection is over.
+    Connection,
 }
 
 /// How long a connection that carried its first frame waits for the client to close it.
@@ -317,25 +348,29 @@ async fn first_frame_only(mut from: OwnedReadHalf, mut to: OwnedWriteHalf) {
 /// A chunk of bytes and when it may be written.
 type Chunk = (Instant, Vec<u8>);
 
+/// Copies what `from` reads into `to`, as the fault allows; `true` when it ended at the end of
+/// the stream (what it read is still to be written), `false` when a fault or a failure ended
+/// it.
 async fn read_side(
     mut from: OwnedReadHalf,
     to: mpsc::UnboundedSender<Chunk>,
     fault: watch::Receiver<Fault>,
-) {
+) -> bool {
     let mut buffer = vec![0; BUFFER_SIZE];
     loop {
         let read = match from.read(&mut buffer).await {
-            Ok(0) | Err(_) => return,
+            Ok(0) => return true,
+            Err(_) => return false,
             Ok(read) => read,
         };
         let due = match *fault.borrow() {
             Fault::None | Fault::ConnectResponseOnly => Instant::now(),
             Fault::Delay(delay) => Instant::now() + delay,
             Fault::Blackhole => continue,
-            Fault::Cut => return,
+            Fault::Cut => return false,
         };
         if to.send((due, buffer[..read].to_vec())).is_err() {
-            return;
+            return false;
         }
     }
 }

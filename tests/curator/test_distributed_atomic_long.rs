@@ -76,13 +76,7 @@ async fn test_corrupted_value() {
 /// node (`true`), and `compare_and_set(0, 1)` succeeds; a second `initialize(0)` finds the node
 /// (`false`).
 ///
-/// Ignored: this crate's `compare_and_set` takes a missing node for 0 (as `get` does), so the
-/// first `compare_and_set(0, 1)` makes the node with 1 and succeeds, and `initialize(0)` then
-/// finds it. Its docs call it Curator's `compareAndSet` and list no such difference; a Java
-/// process and a Rust one given the same fresh counter disagree.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "library: compare_and_set on a missing node makes it (reads 0, writes 1) and \
-            succeeds; Curator's compareAndSet does not succeed on a missing node"]
 async fn test_compare_and_set_with_fresh_instance() {
     init_tracing();
     let client = client(&zk_server().await).await;

@@ -172,8 +172,7 @@ async fn test_simple() {
 /// each leaves the version one higher (1, 2, 3) and the value set. A stale version (10) is
 /// refused; after another client writes 88, the value last read is stale and refused too.
 /// Curator's last step (`IllegalTrySetVersionException`) is
-/// [`test_simple_versioned_illegal_version`], so that this part runs while that one is
-/// ignored.
+/// [`test_simple_versioned_illegal_version`].
 ///
 /// Adapted: Curator's "wrong value" (version 3, value 20) and "wrong zxid" cases are refused
 /// against its local copy, which this crate does not keep; its `try_set` is decided by the
@@ -216,16 +215,13 @@ async fn test_simple_versioned() {
     client.close().await;
 }
 
-/// Curator: `TestSharedCount.testSimpleVersioned`, its last step (a test of its own here, so
-/// that the rest of [`test_simple_versioned`] runs while this one is ignored).
+/// Curator: `TestSharedCount.testSimpleVersioned`, its last step (a test of its own here).
 ///
 /// Curator's `IllegalTrySetVersionException`: a value whose version is -1 (a version that
 /// overflowed) must not be written, since -1 means "any version" to ZooKeeper. Here `try_set`
 /// of such a value must fail or return `false`, and the count must still read what another
 /// client wrote (88).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "library: SharedCount::try_set with version -1 writes unconditionally (ZooKeeper's \
-            'any version'); Curator throws IllegalTrySetVersionException"]
 async fn test_simple_versioned_illegal_version() {
     init_tracing();
     let server = zk_server().await;

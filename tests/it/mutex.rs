@@ -1078,3 +1078,40 @@ async fn a_node_created_right_after_our_release_still_blocks() {
     }
     eventually_children(&other, &path, 0, "no node left").await;
 }
+
+/// A release on a dead connection: zookeeper-client would hold the delete until the
+/// connection came back or the session ended (20 s here); the release gives up after the
+/// connection timeout (2 s) with `ConnectionLoss`, and the node goes in the background once
+/// the connection is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_on_a_dead_connection_returns_and_deletes_in_the_background() {
+    init_tracing();
+    let server = zk_server().await;
+    let observer = Client::builder(&server).connect().await.unwrap();
+    let proxy = zk_recipes::testing::FaultProxy::start(&server)
+        .await
+        .unwrap();
+    let client = Client::builder(proxy.connect_string())
+        .session_timeout(Duration::from_secs(20))
+        .connection_timeout(Duration::from_secs(2))
+        .connect()
+        .await
+        .unwrap();
+    let path = unique_path("release-dead-connection");
+    let mutex = InterProcessMutex::new(&client, &path).unwrap();
+    let guard = mutex.acquire().await.unwrap();
+    proxy.blackhole();
+    let started = std::time::Instant::now();
+    let released = tokio::time::timeout(Duration::from_secs(10), guard.release())
+        .await
+        .expect("the release returns well before the session timeout");
+    assert!(
+        matches!(released, Err(Error::ConnectionLoss)),
+        "{released:?} after {:?}",
+        started.elapsed()
+    );
+    proxy.restore();
+    crate::common::eventually_children(&observer, &path, 0, "the node deleted in the background")
+        .await;
+    client.close().await;
+}

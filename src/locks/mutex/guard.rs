@@ -263,7 +263,10 @@ impl LockGuard {
     ///
     /// The error of the delete, when it fails: the node is then deleted in the background,
     /// retried for as long as its session lives (it is never forgotten), and the lock is no
-    /// longer held by this process.
+    /// longer held by this process. While the connection is down, the release waits for it
+    /// for at most the client's connection timeout, then returns [`Error::ConnectionLoss`]
+    /// and leaves the delete to the background (the session's end deletes the node too, if
+    /// it comes first).
     ///
     /// # Cancel safety
     ///
