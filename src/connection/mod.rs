@@ -484,7 +484,13 @@ impl Client {
             mode,
             CreateMode::PersistentSequential | CreateMode::EphemeralSequential
         );
-        self.check_request("create", path, if sequential { 10 } else { 0 }, data.len(), acls)?;
+        self.check_request(
+            "create",
+            path,
+            if sequential { 10 } else { 0 },
+            data.len(),
+            acls,
+        )?;
         let acls = acls_or_default(if acls.is_empty() {
             &self.shared.config.default_acls
         } else {

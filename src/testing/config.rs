@@ -116,19 +116,39 @@ pub(crate) struct NodeTls {
     pub(crate) host_port: u16,
     /// ZooKeeper's PEM key store: the private key, then the certificate chain.
     pub(crate) key_store_pem: String,
+    /// The CAs whose client certificates the server requires (`ssl.clientAuth=need`), in PEM;
+    /// `None`: clients are not asked for certificates.
+    pub(crate) trust_store_pem: Option<String>,
 }
 
 impl NodeTls {
+    /// Where the trust store goes, beside the key store at `key_store_path`.
+    pub(crate) fn trust_store_path(key_store_path: &str) -> String {
+        format!("{key_store_path}.trust")
+    }
+
     /// The Java system properties that make ZooKeeper serve TLS with the key store at
-    /// `key_store_path`. Clients are not asked for certificates (`ssl.clientAuth=none`).
-    pub(crate) fn system_properties(key_store_path: &str) -> Vec<String> {
-        vec![
+    /// `key_store_path`: clients are asked for certificates signed by the trust store's CAs
+    /// (`ssl.clientAuth=need`) when there is one, not at all otherwise.
+    pub(crate) fn system_properties(&self, key_store_path: &str) -> Vec<String> {
+        let mut properties = vec![
             "-Dzookeeper.serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory"
                 .to_owned(),
             format!("-Dzookeeper.ssl.keyStore.location={key_store_path}"),
             "-Dzookeeper.ssl.keyStore.type=PEM".to_owned(),
-            "-Dzookeeper.ssl.clientAuth=none".to_owned(),
-        ]
+        ];
+        match &self.trust_store_pem {
+            Some(_) => properties.extend([
+                format!(
+                    "-Dzookeeper.ssl.trustStore.location={}",
+                    Self::trust_store_path(key_store_path)
+                ),
+                "-Dzookeeper.ssl.trustStore.type=PEM".to_owned(),
+                "-Dzookeeper.ssl.clientAuth=need".to_owned(),
+            ]),
+            None => properties.push("-Dzookeeper.ssl.clientAuth=none".to_owned()),
+        }
+        properties
     }
 }
 
@@ -139,8 +159,8 @@ impl NodeConfig {
     pub(crate) fn jvm_flags(&self, key_store_path: &str, jaas_path: &str) -> String {
         // Elections must not wait the default 5 s for peers that are down.
         let mut flags = format!("{JVM_FLAGS} -Dzookeeper.cnxTimeout=1000");
-        let mut tls_properties = match self.tls {
-            Some(_) => NodeTls::system_properties(key_store_path),
+        let mut tls_properties = match &self.tls {
+            Some(tls) => tls.system_properties(key_store_path),
             None => Vec::new(),
         };
         if let Some(sasl) = &self.sasl {

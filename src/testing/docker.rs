@@ -20,8 +20,9 @@ use testcontainers::runners::AsyncRunner;
 use testcontainers::{ContainerAsync, GenericImage, ImageExt};
 
 use super::config::{
-    NodeConfig, CONTAINER_SECURE_CLIENT_PORT, DEFAULT_IMAGE, FOUR_LETTER_WORDS, INIT_LIMIT_TICKS,
-    MAX_SESSION_TIMEOUT_MS, MIN_SESSION_TIMEOUT_MS, STOP_TIMEOUT, SYNC_LIMIT_TICKS, TICK_TIME_MS,
+    NodeConfig, NodeTls, CONTAINER_SECURE_CLIENT_PORT, DEFAULT_IMAGE, FOUR_LETTER_WORDS,
+    INIT_LIMIT_TICKS, MAX_SESSION_TIMEOUT_MS, MIN_SESSION_TIMEOUT_MS, STOP_TIMEOUT,
+    SYNC_LIMIT_TICKS, TICK_TIME_MS,
 };
 use super::TestingError;
 
@@ -152,6 +153,12 @@ impl DockerNode {
             request = request
                 .with_mapped_port(tls.host_port, CONTAINER_SECURE_CLIENT_PORT.tcp())
                 .with_copy_to(CONTAINER_KEY_STORE, tls.key_store_pem.clone().into_bytes());
+            if let Some(trust) = &tls.trust_store_pem {
+                request = request.with_copy_to(
+                    NodeTls::trust_store_path(CONTAINER_KEY_STORE),
+                    trust.clone().into_bytes(),
+                );
+            }
         }
         if let Some(sasl) = &self.config.sasl {
             request = request.with_copy_to(CONTAINER_JAAS, sasl.jaas().into_bytes());
@@ -285,7 +292,10 @@ fn environment(config: &NodeConfig) -> Vec<(&'static str, String)> {
         ("ZOO_MAX_CLIENT_CNXNS", "0".to_owned()),
         ("ZOO_ADMINSERVER_ENABLED", "false".to_owned()),
         ("ZOO_4LW_COMMANDS_WHITELIST", FOUR_LETTER_WORDS.to_owned()),
-        ("JVMFLAGS", config.jvm_flags(CONTAINER_KEY_STORE, CONTAINER_JAAS)),
+        (
+            "JVMFLAGS",
+            config.jvm_flags(CONTAINER_KEY_STORE, CONTAINER_JAAS),
+        ),
     ];
     if config.is_standalone() {
         variables.push(("ZOO_STANDALONE_ENABLED", "true".to_owned()));

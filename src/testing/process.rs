@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 use super::config::{
-    NodeConfig, FOUR_LETTER_WORDS, INIT_LIMIT_TICKS, MAX_SESSION_TIMEOUT_MS,
+    NodeConfig, NodeTls, FOUR_LETTER_WORDS, INIT_LIMIT_TICKS, MAX_SESSION_TIMEOUT_MS,
     MIN_SESSION_TIMEOUT_MS, STOP_TIMEOUT, SYNC_LIMIT_TICKS, TICK_TIME_MS,
 };
 use super::TestingError;
@@ -194,6 +194,11 @@ impl ProcessNode {
         if let Some(tls) = &config.tls {
             fs::write(dir.path().join(KEY_STORE_FILE), &tls.key_store_pem)
                 .map_err(|err| TestingError::io("writing the TLS key store", err))?;
+            if let Some(trust) = &tls.trust_store_pem {
+                let key_store = dir.path().join(KEY_STORE_FILE).display().to_string();
+                fs::write(NodeTls::trust_store_path(&key_store), trust)
+                    .map_err(|err| TestingError::io("writing the TLS trust store", err))?;
+            }
         }
         if let Some(sasl) = &config.sasl {
             fs::write(dir.path().join(JAAS_FILE), sasl.jaas())

@@ -84,6 +84,7 @@ impl TestingServer {
         let tls = options.tls.as_ref().map(|tls| NodeTls {
             host_port: ports[1],
             key_store_pem: tls.key_store_pem(),
+            trust_store_pem: tls.client_ca_pem.clone(),
         });
         let secure_port = tls.as_ref().map(|tls| tls.host_port);
         let instance = format!("{}-1", unique_instance_prefix());
@@ -251,8 +252,8 @@ impl ServerOptions {
     }
 
     /// Serves TLS clients too, on a second port ([`TestingServer::secure_port`]), with
-    /// `tls`'s certificate. ZooKeeper's Netty connection factory then serves both ports, and
-    /// does not ask clients for certificates.
+    /// `tls`'s certificate. ZooKeeper's Netty connection factory then serves both ports; it
+    /// asks clients for certificates only with [`ServerTls::require_client_certificates`].
     ///
     /// ```
     /// # fn demo(certificate_chain_pem: &str, private_key_pem: &str) {
@@ -286,6 +287,7 @@ impl ServerOptions {
 pub struct ServerTls {
     certificate_chain_pem: String,
     private_key_pem: String,
+    client_ca_pem: Option<String>,
 }
 
 impl ServerTls {
@@ -306,10 +308,26 @@ impl ServerTls {
         ServerTls {
             certificate_chain_pem: certificate_chain_pem.into(),
             private_key_pem: private_key_pem.into(),
+            client_ca_pem: None,
         }
     }
 
     /// ZooKeeper's PEM key store: the key, then the chain, in one file.
+    /// Requires every TLS client to present a certificate signed by one of the CAs in
+    /// `ca_pem` (ZooKeeper's `ssl.clientAuth=need` with a PEM trust store).
+    ///
+    /// ```
+    /// # fn demo(certificate_chain_pem: &str, private_key_pem: &str, client_ca_pem: &str) {
+    /// let tls = zk_recipes::testing::ServerTls::from_pem(certificate_chain_pem, private_key_pem)
+    ///     .require_client_certificates(client_ca_pem);
+    /// # drop(tls);
+    /// # }
+    /// ```
+    pub fn require_client_certificates(mut self, ca_pem: impl Into<String>) -> Self {
+        self.client_ca_pem = Some(ca_pem.into());
+        self
+    }
+
     fn key_store_pem(&self) -> String {
         let mut pem = self.private_key_pem.trim_end().to_owned();
         pem.push('\n');

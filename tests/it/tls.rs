@@ -206,3 +206,68 @@ async fn tls_settings_that_cannot_work_are_refused_before_connecting() {
         }
     }
 }
+
+/// A client certificate signed by `ca`, for `name`.
+fn client_identity(ca: &TestCa, name: &str) -> (String, String) {
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("client params");
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let key = KeyPair::generate().expect("client key");
+    let certificate = params.signed_by(&key, &ca.issuer).expect("client cert");
+    (certificate.pem(), key.serialize_pem())
+}
+
+/// A server that requires client certificates (`ssl.clientAuth=need`): one signed by its
+/// trusted CA is served; one signed by another CA, or none, is an `Error::Tls` naming the
+/// server's alert (ZooKeeper 3.8's Netty server sends it while the client's handshake still
+/// reads), not a bare connection loss.
+#[tokio::test]
+async fn a_server_that_requires_client_certificates_refuses_others_as_a_tls_error() {
+    init_tracing();
+    let ca = TestCa::new("zk-recipes test CA");
+    let clients_ca = TestCa::new("zk-recipes client CA");
+    let tls = ca
+        .server_tls(&["127.0.0.1"])
+        .require_client_certificates(clients_ca.pem());
+    let server = tls_server(tls).await;
+    let secure = server.secure_connect_string().expect("a TLS port");
+    let with_identity = |identity: (String, String)| {
+        let secure = secure.clone();
+        let ca_pem = ca.pem();
+        async move {
+            Client::builder(&secure)
+                .tls(TlsConfig::from_pem_ca(&ca_pem)?.with_pem_identity(&identity.0, &identity.1)?)
+                .connection_timeout(CONNECTION_TIMEOUT)
+                .connect()
+                .await
+        }
+    };
+
+    let client = with_identity(client_identity(&clients_ca, "good client"))
+        .await
+        .expect("a trusted client certificate is served");
+    let path = unique_path("tls-client-auth");
+    client
+        .create(
+            &path,
+            b"",
+            zk_recipes::zookeeper_client::CreateMode::Persistent,
+            &[],
+        )
+        .await
+        .unwrap();
+    client.close().await;
+
+    let stranger = TestCa::new("some other CA");
+    match with_identity(client_identity(&stranger, "stranger")).await {
+        Err(Error::Tls { server, reason }) => {
+            assert_eq!(server, secure);
+            assert!(reason.to_lowercase().contains("certificate"), "{reason}");
+        }
+        other => panic!("expected Error::Tls for an untrusted client certificate, got {other:?}"),
+    }
+    match connect(&secure, &ca.pem()).await {
+        Err(Error::Tls { reason, .. }) => assert!(!reason.is_empty()),
+        other => panic!("expected Error::Tls without a client certificate, got {other:?}"),
+    }
+}
