@@ -363,3 +363,77 @@ async fn double_barrier_members_enter_together_and_leave_together() {
     ));
     observer.close().await;
 }
+
+/// A barrier waiter waits through a cut of its connection (its watch is set again on the
+/// reconnection) and goes on once the barrier is removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_barrier_waiter_survives_a_cut() {
+    init_tracing();
+    let server = zk_server().await;
+    let setter = connect(&server).await;
+    let proxy = FaultProxy::start(&server).await.unwrap();
+    let client = Client::builder(proxy.connect_string())
+        .session_timeout(Duration::from_secs(10))
+        .connection_timeout(Duration::from_secs(2))
+        .connect()
+        .await
+        .unwrap();
+    let path = unique_path("barrier-cut");
+    let barrier = DistributedBarrier::new(&setter, &path).unwrap();
+    barrier.set_barrier().await.unwrap();
+    let waiting = DistributedBarrier::new(&client, &path).unwrap();
+    let waiter = tokio::spawn(async move { waiting.wait_on_barrier().await });
+    // The waiter has set its watch once its session's last request was the exists check
+    // (the server's `cons` names each connection's last operation).
+    let sid = format!("sid=0x{:x},", client.session().id().0);
+    eventually_async("the waiter's watch", DEADLINE, || async {
+        zk_recipes::testing::four_letter_word(&server, "cons", Duration::from_secs(5))
+            .await
+            .unwrap_or_default()
+            .lines()
+            .any(|line| line.contains(&sid) && line.contains("lop=EXIS"))
+    })
+    .await;
+    let mut states = client.connection_states();
+    proxy.cut();
+    while states.next().await != Some(zk_recipes::ConnectionState::Suspended) {}
+    assert!(!waiter.is_finished(), "a cut is not a removal");
+    proxy.restore();
+    while states.next().await != Some(zk_recipes::ConnectionState::Reconnected) {}
+    assert!(!waiter.is_finished(), "a reconnection is not a removal");
+    barrier.remove_barrier().await.unwrap();
+    tokio::time::timeout(DEADLINE, waiter)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    client.close().await;
+    setter.close().await;
+}
+
+/// A double-barrier member whose session expires while it waits to enter has left with its
+/// node: its enter fails with `SessionExpired` (Curator: `ConnectionLossException`), and the
+/// barrier does not count it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_double_barrier_member_whose_session_expires_fails_its_enter() {
+    init_tracing();
+    let server = zk_server().await;
+    let client = connect(&server).await;
+    let observer = connect(&server).await;
+    let path = unique_path("double-barrier-expiry");
+    let barrier = DistributedDoubleBarrier::new(&client, &path, 2).unwrap();
+    let entering = tokio::spawn(async move { barrier.enter().await });
+    crate::common::eventually_children(&observer, &path, 1, "the member's node").await;
+    let info = client.session().zookeeper().unwrap().session().clone();
+    zk_recipes::testing::expire_session(&server, &info)
+        .await
+        .unwrap();
+    let outcome = tokio::time::timeout(DEADLINE, entering)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(outcome, Err(Error::SessionExpired)), "{outcome:?}");
+    crate::common::eventually_children(&observer, &path, 0, "no member left").await;
+    client.close().await;
+    observer.close().await;
+}

@@ -537,10 +537,12 @@ mod tests {
     fn counts_are_curators_four_bytes() {
         assert_eq!(decode_count("/c", &5i32.to_be_bytes()).unwrap(), 5);
         assert_eq!(decode_count("/c", &(-3i32).to_be_bytes()).unwrap(), 0);
-        assert!(matches!(
-            decode_count("/c", b"5"),
-            Err(Error::InvalidArgument(_))
-        ));
+        for bad in [&b"5"[..], b"", b"12345"] {
+            assert!(matches!(
+                decode_count("/c", bad),
+                Err(Error::MalformedData(_))
+            ));
+        }
     }
 
     #[test]
