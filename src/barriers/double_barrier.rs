@@ -5,7 +5,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use zookeeper_client::{CreateMode, OneshotWatcher};
 
-use crate::connection::Client;
+use crate::connection::{Client, Session};
 use crate::error::{Error, Result};
 use crate::path::{join, validate_recipe_path};
 
@@ -148,14 +148,14 @@ impl DistributedDoubleBarrier {
             .await
     }
 
-    /// Waits for `watchers` to fire (any of them), or the session to be lost, or `deadline`:
-    /// `false` at the deadline.
+    /// Waits for `watchers` to fire (any of them), or `session` (the member's, which its node
+    /// goes with) to be lost, or `deadline`: `false` at the deadline.
     async fn wait_any(
         &self,
+        session: &Session,
         watchers: Vec<OneshotWatcher>,
         deadline: Option<Instant>,
     ) -> Result<bool> {
-        let session = self.client.session();
         let fired =
             futures::future::select_all(watchers.into_iter().map(|w| Box::pin(w.changed())));
         let waited = async {
@@ -217,7 +217,7 @@ impl DistributedDoubleBarrier {
             }
             let mut watchers = vec![children_watch];
             watchers.extend(ready_watch.take());
-            if !self.wait_any(watchers, deadline).await? {
+            if !self.wait_any(&session, watchers, deadline).await? {
                 return Ok(false);
             }
         }
@@ -267,7 +267,7 @@ impl DistributedDoubleBarrier {
                 lowest
             };
             let (exists, watcher) = self.watch_exists(&watched).await?;
-            if exists && !self.wait_any(vec![watcher], deadline).await? {
+            if exists && !self.wait_any(&session, vec![watcher], deadline).await? {
                 return Ok(false);
             }
         }
