@@ -109,6 +109,7 @@ const SCENARIOS: &[&str] = &[
     "uncontended",
     "contended",
     "curator-contended",
+    "zkclient-contended",
     "selector-handoff",
     "curator-selector-handoff",
     "latch-handoff",
@@ -169,6 +170,7 @@ fn main() -> Result<(), BoxError> {
                     let secs = contended_secs().to_string();
                     curator(&connect, &path, &["contended", "8", &secs]).await?
                 }
+                "zkclient-contended" => zkclient_contended(&connect, &path).await?,
                 "selector-handoff" => selector_handoff(&connect, &path).await?,
                 "curator-selector-handoff" => {
                     let handoffs = SELECTOR_HANDOFFS.to_string();
@@ -282,6 +284,13 @@ fn report_ratios() {
             "ratio_contended_to_curator",
             "contended_acquisitions_per_s",
             "curator_contended_acquisitions_per_s",
+            false,
+        ),
+        // Above 1 is faster than zookeeper-client's own lock.
+        (
+            "ratio_contended_to_zkclient",
+            "contended_acquisitions_per_s",
+            "zkclient_contended_acquisitions_per_s",
             false,
         ),
         // Acquisitions per second against one handoff floor per acquisition.
@@ -570,7 +579,123 @@ async fn contended(connect: &str, path: &str) -> Result<(), BoxError> {
         format!("{:.1}", run.acquisitions_per_s),
     );
     report("contended_violations", run.overlaps_over(1));
+    run.traffic.report("contended", run.acquisitions);
     Ok(())
+}
+
+/// 8 sessions loop zookeeper-client's own lock (`Client::lock` with a Curator-style prefix,
+/// released by dropping the guard) for the contended time, as `contended` does.
+async fn zkclient_contended(connect: &str, path: &str) -> Result<(), BoxError> {
+    const SESSIONS: usize = 8;
+    let mut clients = Vec::new();
+    for _ in 0..SESSIONS {
+        clients.push(client(connect).await?);
+    }
+    clients[0].ensure_path(path, false).await?;
+    let zks = clients
+        .iter()
+        .map(|client| client.zookeeper())
+        .collect::<Result<Vec<_>, _>>()?;
+    let inside = Arc::new(AtomicBool::new(false));
+    let violations = Arc::new(AtomicU64::new(0));
+    let acquisitions = Arc::new(AtomicU64::new(0));
+    let before = Traffic::read(connect).await?;
+    let deadline = Instant::now() + Duration::from_secs(contended_secs());
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for zk in zks {
+        let (inside, violations, acquisitions) =
+            (inside.clone(), violations.clone(), acquisitions.clone());
+        let path = path.to_owned();
+        tasks.push(tokio::spawn(async move {
+            while Instant::now() < deadline {
+                let prefix = zookeeper_client::LockPrefix::new_curator(&path, "lock-")?;
+                let guard = zk
+                    .lock(prefix, b"", zookeeper_client::Acls::anyone_all())
+                    .await?;
+                if inside.swap(true, Ordering::SeqCst) {
+                    violations.fetch_add(1, Ordering::SeqCst);
+                }
+                acquisitions.fetch_add(1, Ordering::SeqCst);
+                inside.store(false, Ordering::SeqCst);
+                // Deleted in the background; the next request of this session follows it.
+                drop(guard);
+            }
+            // One request after the last background delete, so that it is counted.
+            zk.sync(&path).await?;
+            Ok::<_, zookeeper_client::Error>(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let traffic = Traffic::read(connect).await?.since(&before);
+    let acquisitions = acquisitions.load(Ordering::SeqCst);
+    report(
+        "zkclient_contended_acquisitions_per_s",
+        format!("{:.1}", acquisitions as f64 / elapsed),
+    );
+    report(
+        "zkclient_contended_violations",
+        violations.load(Ordering::SeqCst),
+    );
+    traffic.report("zkclient_contended", acquisitions);
+    for client in clients {
+        client.close().await;
+    }
+    Ok(())
+}
+
+/// The server's packet counters, from `mntr` (cumulative since it started).
+struct Traffic {
+    /// `zk_packets_received`: the requests of every session (pings included).
+    received: u64,
+    /// `zk_packets_sent`: replies and watch notifications.
+    sent: u64,
+}
+
+impl Traffic {
+    /// The counters now, from the first server of `connect`.
+    async fn read(connect: &str) -> Result<Traffic, BoxError> {
+        let address = connect.split(',').next().unwrap_or(connect);
+        let address = address.split('/').next().unwrap_or(address);
+        let text =
+            zk_recipes::testing::four_letter_word(address, "mntr", Duration::from_secs(5)).await?;
+        let counter = |name: &str| -> Result<u64, BoxError> {
+            text.lines()
+                .find_map(|line| {
+                    let (key, value) = line.split_once(char::is_whitespace)?;
+                    (key == name).then(|| value.trim().parse().ok()).flatten()
+                })
+                .ok_or_else(|| format!("no {name} in the mntr answer: {text:?}").into())
+        };
+        Ok(Traffic {
+            received: counter("zk_packets_received")?,
+            sent: counter("zk_packets_sent")?,
+        })
+    }
+
+    /// What was counted since `before`.
+    fn since(&self, before: &Traffic) -> Traffic {
+        Traffic {
+            received: self.received.saturating_sub(before.received),
+            sent: self.sent.saturating_sub(before.sent),
+        }
+    }
+
+    /// Reports `{prefix}_requests_per_acquisition` and `{prefix}_packets_sent_per_acquisition`.
+    fn report(&self, prefix: &str, acquisitions: u64) {
+        let per = |n: u64| format!("{:.2}", n as f64 / acquisitions.max(1) as f64);
+        report(
+            &format!("{prefix}_requests_per_acquisition"),
+            per(self.received),
+        );
+        report(
+            &format!("{prefix}_packets_sent_per_acquisition"),
+            per(self.sent),
+        );
+    }
 }
 
 /// A lock the contended scenarios loop on, one per session.
@@ -603,6 +728,9 @@ impl Contender for InterProcessSemaphoreV2 {
 /// What one contended run measured.
 struct Contention {
     acquisitions_per_s: f64,
+    acquisitions: u64,
+    /// The server's packets during the timed loop (from `mntr`, all sessions of the server).
+    traffic: Traffic,
     /// The most holders inside at once, counted in this process.
     most_inside: u64,
     /// How many holders came in while others were inside, by how many were inside then.
@@ -618,20 +746,28 @@ impl Contention {
 
 /// `sessions` sessions, each with the lock `make` builds on its client, loop acquire/release
 /// for the contended time; an in-process count of holders inside shows how many overlapped.
+/// The sessions connect before the clock (and the server's `mntr` counters) are read.
 async fn contend<C: Contender>(
     connect: &str,
     sessions: usize,
     make: impl Fn(&Client) -> zk_recipes::Result<C>,
 ) -> Result<Contention, BoxError> {
-    let deadline = Instant::now() + Duration::from_secs(contended_secs());
     let inside = Arc::new(AtomicU64::new(0));
     let entries_beside: Arc<Vec<AtomicU64>> =
         Arc::new((0..=sessions).map(|_| AtomicU64::new(0)).collect());
     let acquisitions = Arc::new(AtomicU64::new(0));
-    let mut tasks = Vec::new();
+    let mut clients = Vec::new();
+    let mut locks = Vec::new();
     for _ in 0..sessions {
         let client = client(connect).await?;
-        let lock = make(&client)?;
+        locks.push(make(&client)?);
+        clients.push(client);
+    }
+    let before = Traffic::read(connect).await?;
+    let deadline = Instant::now() + Duration::from_secs(contended_secs());
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for lock in locks {
         let (inside, entries_beside, acquisitions) =
             (inside.clone(), entries_beside.clone(), acquisitions.clone());
         tasks.push(tokio::spawn(async move {
@@ -643,15 +779,17 @@ async fn contend<C: Contender>(
                 inside.fetch_sub(1, Ordering::SeqCst);
                 C::give_back(guard).await?;
             }
-            client.close().await;
             Ok::<_, zk_recipes::Error>(())
         }));
     }
-    let started = Instant::now();
     for task in tasks {
         task.await??;
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let traffic = Traffic::read(connect).await?.since(&before);
+    for client in clients {
+        client.close().await;
+    }
     let entries_beside: Vec<u64> = entries_beside
         .iter()
         .map(|n| n.load(Ordering::SeqCst))
@@ -660,8 +798,11 @@ async fn contend<C: Contender>(
         .iter()
         .rposition(|&n| n > 0)
         .map_or(0, |already| already as u64 + 1);
+    let acquisitions = acquisitions.load(Ordering::SeqCst);
     Ok(Contention {
-        acquisitions_per_s: acquisitions.load(Ordering::SeqCst) as f64 / elapsed,
+        acquisitions_per_s: acquisitions as f64 / elapsed,
+        acquisitions,
+        traffic,
         most_inside,
         entries_beside,
     })

@@ -1,3 +1,8 @@
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.net.Socket;
+import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.HashSet;
@@ -86,14 +91,55 @@ public final class CuratorBench {
         run(locks, 2.0, new AtomicLong(), new AtomicLong());
         AtomicLong acquisitions = new AtomicLong();
         AtomicLong violations = new AtomicLong();
+        // The server's packet counters around the timed run only, the warm-up left out.
+        long[] before = packets(connectString);
         long started = System.nanoTime();
         run(locks, seconds, acquisitions, violations);
         double elapsed = (System.nanoTime() - started) / 1e9;
+        long[] after = packets(connectString);
         System.out.printf("curator_contended_acquisitions_per_s %.1f%n", acquisitions.get() / elapsed);
         System.out.println("curator_contended_violations " + violations.get());
+        double taken = Math.max(1, acquisitions.get());
+        System.out.printf("curator_contended_requests_per_acquisition %.2f%n", (after[0] - before[0]) / taken);
+        System.out.printf("curator_contended_packets_sent_per_acquisition %.2f%n", (after[1] - before[1]) / taken);
         for (CuratorFramework client : clients) {
             client.close();
         }
+    }
+
+    /**
+     * The server's {@code zk_packets_received} and {@code zk_packets_sent}, from a {@code mntr}
+     * four-letter word sent to the first server of {@code connectString}.
+     */
+    private static long[] packets(String connectString) throws IOException {
+        String address = connectString.split(",")[0].split("/")[0];
+        int colon = address.lastIndexOf(':');
+        String text;
+        try (Socket socket = new Socket(address.substring(0, colon), Integer.parseInt(address.substring(colon + 1)))) {
+            socket.setSoTimeout(5000);
+            OutputStream out = socket.getOutputStream();
+            out.write("mntr".getBytes(StandardCharsets.US_ASCII));
+            out.flush();
+            InputStream in = socket.getInputStream();
+            text = new String(in.readAllBytes(), StandardCharsets.UTF_8);
+        }
+        long received = -1;
+        long sent = -1;
+        for (String line : text.split("\n")) {
+            String[] fields = line.trim().split("\\s+");
+            if (fields.length != 2) {
+                continue;
+            }
+            if (fields[0].equals("zk_packets_received")) {
+                received = Long.parseLong(fields[1]);
+            } else if (fields[0].equals("zk_packets_sent")) {
+                sent = Long.parseLong(fields[1]);
+            }
+        }
+        if (received < 0 || sent < 0) {
+            throw new IllegalStateException("no packet counters in the mntr answer: " + text);
+        }
+        return new long[] {received, sent};
     }
 
     private static void run(List<InterProcessMutex> locks, double seconds, AtomicLong acquisitions,
