@@ -721,7 +721,12 @@ async fn retried_operations_survive_a_server_restart_and_strict_policies_give_up
         patient.get_data(&created).await.unwrap().unwrap().0,
         b"during"
     );
-    // And the strict client works again too.
+    // And the strict client works again too, once it has reconnected (its policy does not
+    // wait for the connection: it is reconnecting on its own backoff).
+    strict
+        .wait_connected(Duration::from_secs(30))
+        .await
+        .expect("the strict client reconnected");
     assert!(strict.exists(&created).await.unwrap().is_some());
 }
 
