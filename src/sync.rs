@@ -35,6 +35,34 @@ impl<T> ReadWriteLocked<T> for RwLock<T> {
     }
 }
 
+/// The receivers of a recipe's event stream: every event goes to each, in order, none
+/// dropped; a receiver that is gone is forgotten at the next event.
+#[derive(Debug)]
+pub(crate) struct Subscribers<T>(Mutex<Vec<tokio::sync::mpsc::UnboundedSender<T>>>);
+
+impl<T: Clone> Subscribers<T> {
+    pub(crate) fn new() -> Self {
+        Self(Mutex::new(Vec::new()))
+    }
+
+    /// A new receiver of the events from now on.
+    pub(crate) fn subscribe(&self) -> tokio::sync::mpsc::UnboundedReceiver<T> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        self.0.locked().push(tx);
+        rx
+    }
+
+    /// Sends `event` to every receiver.
+    pub(crate) fn emit(&self, event: T) {
+        self.0.locked().retain(|tx| tx.send(event.clone()).is_ok());
+    }
+
+    /// Ends every receiver's stream.
+    pub(crate) fn close(&self) {
+        self.0.locked().clear();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -480,10 +480,7 @@ impl Client {
         acls: &[Acl],
     ) -> Result<(String, Stat)> {
         crate::path::validate_path(path)?;
-        let sequential = matches!(
-            mode,
-            CreateMode::PersistentSequential | CreateMode::EphemeralSequential
-        );
+        let sequential = is_sequential(mode);
         self.check_request(
             "create",
             path,
@@ -743,6 +740,14 @@ pub(crate) async fn unless_down_for<F: Future>(
         outcome = attempt => Some(outcome),
         _ = down_too_long => None,
     }
+}
+
+/// True for the modes to which ZooKeeper appends a sequence number.
+pub(crate) fn is_sequential(mode: CreateMode) -> bool {
+    matches!(
+        mode,
+        CreateMode::EphemeralSequential | CreateMode::PersistentSequential
+    )
 }
 
 /// The given ACLs, or open ACLs when there are none.

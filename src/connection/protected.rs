@@ -198,10 +198,7 @@ impl Client {
         }
         let unprefixed = join(parent, name);
         validate_path(&unprefixed)?;
-        let sequential = matches!(
-            mode,
-            CreateMode::EphemeralSequential | CreateMode::PersistentSequential
-        );
+        let sequential = super::is_sequential(mode);
         // The node's full name adds the protection prefix, and 10 digits for sequential modes.
         let digits = if sequential { 10 } else { 0 };
         self.check_request(

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 
 use futures::{Stream, StreamExt};
@@ -12,7 +12,7 @@ use super::instance::{validate_segment, JsonInstanceSerializer, Payload, Service
 use super::ServiceDiscovery;
 use crate::cache::{CacheEvent, CacheEvents, CachedNode, CuratorCache};
 use crate::error::{Error, Result};
-use crate::sync::{Locked, ReadWriteLocked};
+use crate::sync::{ReadWriteLocked, Subscribers};
 
 /// The instances of one service, kept current over a [`CuratorCache`] of the service's
 /// node's children (Curator's `ServiceCache`), with a [`Stream`] of their changes.
@@ -70,7 +70,7 @@ struct CacheInner<P: Payload> {
     serializer: JsonInstanceSerializer<P>,
     /// The instances by node name.
     instances: RwLock<BTreeMap<String, Arc<ServiceInstance<P>>>>,
-    subscribers: Mutex<Vec<mpsc::UnboundedSender<ServiceCacheEvent<P>>>>,
+    subscribers: Subscribers<ServiceCacheEvent<P>>,
     /// How many times the cache has read the service in full.
     loads: watch::Sender<u64>,
 }
@@ -150,7 +150,7 @@ impl<P: Payload> ServiceCache<P> {
                 cache,
                 serializer: discovery.serializer().clone(),
                 instances: RwLock::new(BTreeMap::new()),
-                subscribers: Mutex::new(Vec::new()),
+                subscribers: Subscribers::new(),
                 loads: watch::channel(0).0,
             }),
         })
@@ -207,9 +207,9 @@ impl<P: Payload> ServiceCache<P> {
 
     /// The cache's events from now on: see [`ServiceCacheEvent`].
     pub fn events(&self) -> ServiceCacheEvents<P> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        self.inner.subscribers.locked().push(tx);
-        ServiceCacheEvents { rx }
+        ServiceCacheEvents {
+            rx: self.inner.subscribers.subscribe(),
+        }
     }
 
     /// Stops the cache; its event streams end.
@@ -219,15 +219,13 @@ impl<P: Payload> ServiceCache<P> {
     /// Cancel safe.
     pub async fn close(&self) {
         self.inner.cache.close().await;
-        self.inner.subscribers.locked().clear();
+        self.inner.subscribers.close();
     }
 }
 
 impl<P: Payload> CacheInner<P> {
     fn emit(&self, event: ServiceCacheEvent<P>) {
-        self.subscribers
-            .locked()
-            .retain(|tx| tx.send(event.clone()).is_ok());
+        self.subscribers.emit(event);
     }
 
     /// The instance in `node`, if it is a child of the service's node and holds one.
@@ -294,6 +292,6 @@ impl<P: Payload> CacheInner<P> {
                 }
             }
         }
-        self.subscribers.locked().clear();
+        self.subscribers.close();
     }
 }

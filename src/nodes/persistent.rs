@@ -1,7 +1,7 @@
 //! [`PersistentNode`]: a node this client keeps present, with its latest data.
 
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -10,10 +10,10 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use zookeeper_client::{Acl, Acls, CreateMode, EventType};
 
-use crate::connection::{ensure_parents, unless_down_for, Backoff, Client, Session};
+use crate::connection::{ensure_parents, is_sequential, unless_down_for, Backoff, Client, Session};
 use crate::error::{is_retryable_zk, Error, Result};
 use crate::lifecycle::RecipeState;
-use crate::sync::Locked;
+use crate::sync::Subscribers;
 
 /// The longest TTL ZooKeeper accepts (2⁴⁰ − 1 ms), as zookeeper-client checks it.
 const TTL_MAX: Duration = Duration::from_millis(0x00FF_FFFF_FFFF);
@@ -222,8 +222,7 @@ impl PersistentNodeBuilder {
             }
         }
         // A protected name adds `_c_<uuid>-`, a sequential one 10 digits.
-        let extra = usize::from(self.protected) * crate::connection::PROTECTION_PREFIX_LEN
-            + if is_sequential(self.mode) { 10 } else { 0 };
+        let extra = name_growth(self.protected, self.mode);
         self.client
             .check_request("create", &self.path, extra, self.data.len(), &self.acls)?;
         let (desired, _) = watch::channel(Desired {
@@ -243,7 +242,7 @@ impl PersistentNodeBuilder {
                 delete_on_close: self.delete_on_close,
                 desired,
                 status,
-                subscribers: Mutex::new(Vec::new()),
+                subscribers: Subscribers::new(),
                 stop: CancellationToken::new(),
             }),
         })
@@ -324,7 +323,7 @@ struct Inner {
     delete_on_close: bool,
     desired: watch::Sender<Desired>,
     status: watch::Sender<Status>,
-    subscribers: Mutex<Vec<mpsc::UnboundedSender<NodeEvent>>>,
+    subscribers: Subscribers<NodeEvent>,
     stop: CancellationToken,
 }
 
@@ -479,8 +478,7 @@ impl PersistentNode {
     pub async fn set_data(&self, data: impl Into<Vec<u8>>) -> Result<()> {
         let data = data.into();
         let inner = &self.inner;
-        let extra = usize::from(inner.protected) * crate::connection::PROTECTION_PREFIX_LEN
-            + if is_sequential(inner.mode) { 10 } else { 0 };
+        let extra = name_growth(inner.protected, inner.mode);
         inner
             .client
             .check_request("create", &inner.base_path, extra, data.len(), &inner.acls)?;
@@ -510,9 +508,9 @@ impl PersistentNode {
 
     /// The node's events from now on: see [`NodeEvent`].
     pub fn events(&self) -> NodeEvents {
-        let (tx, rx) = mpsc::unbounded_channel();
-        if !self.inner.status.borrow().ended {
-            self.inner.subscribers.locked().push(tx);
+        let rx = self.inner.subscribers.subscribe();
+        if self.inner.status.borrow().ended {
+            self.inner.subscribers.close();
         }
         NodeEvents { rx }
     }
@@ -535,7 +533,7 @@ impl PersistentNode {
         self.inner.stop.cancel();
         if !status.borrow().started {
             self.inner.status.send_modify(|status| status.ended = true);
-            self.inner.subscribers.locked().clear();
+            self.inner.subscribers.close();
             return Ok(());
         }
         let ended = status.wait_for(|status| status.ended).await;
@@ -585,11 +583,10 @@ impl Drop for PersistentNode {
     }
 }
 
-fn is_sequential(mode: CreateMode) -> bool {
-    matches!(
-        mode,
-        CreateMode::EphemeralSequential | CreateMode::PersistentSequential
-    )
+/// How much a node's name may grow beyond its base path: a protection prefix, a sequence.
+fn name_growth(protected: bool, mode: CreateMode) -> usize {
+    usize::from(protected) * crate::connection::PROTECTION_PREFIX_LEN
+        + if is_sequential(mode) { 10 } else { 0 }
 }
 
 fn is_ephemeral(mode: CreateMode) -> bool {
@@ -638,9 +635,7 @@ enum Step {
 
 impl Inner {
     fn emit(&self, event: NodeEvent) {
-        self.subscribers
-            .locked()
-            .retain(|tx| tx.send(event.clone()).is_ok());
+        self.subscribers.emit(event);
     }
 
     fn acls(&self) -> Acls<'_> {
@@ -755,7 +750,7 @@ impl Inner {
             status.failure = failure;
             status.delete_failure = delete_failure;
         });
-        self.subscribers.locked().clear();
+        self.subscribers.close();
     }
 
     /// Makes the node on `session`: at `at` with the non-sequential mode once it has a path,
