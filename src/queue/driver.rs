@@ -300,6 +300,23 @@ impl SequentialQueue {
     /// listing covers and proves. If a node the shared view does not know of (a downgrade's
     /// read node) is before the waiter served, it waits on that node.
     async fn grant_by_listing(&self, step: &Step<'_>, serving: &mut Serving) -> Result<()> {
+        match self.decide_on_listing(step, serving).await? {
+            Some((incarnation, predecessor)) => {
+                self.wait_on(step, serving, incarnation, predecessor, true)
+                    .await
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// The grants of [`grant_by_listing`](Self::grant_by_listing), without its wait: the
+    /// incarnation and the predecessor the waiter served must wait on, if the listing shows one
+    /// before it.
+    async fn decide_on_listing(
+        &self,
+        step: &Step<'_>,
+        serving: &mut Serving,
+    ) -> Result<Option<(Incarnation, QueueNode)>> {
         let generation = step.session.generation();
         let (ticket, listing) = self.fetch_listing(step).await?;
         let Some(interruptions) = confirmed_interruptions(step.session) else {
@@ -310,7 +327,7 @@ impl SequentialQueue {
             state.place_waiters(listing.as_ref(), generation, ticket, &self.path);
             // Without a listing, every waiter it covers was told to join again.
             let Some(listing) = listing else {
-                return Ok(());
+                return Ok(None);
             };
             let snapshot = QueueView::of(&listing);
             let mut granted = Vec::new();
@@ -355,13 +372,7 @@ impl SequentialQueue {
             }
             wait
         };
-        match wait {
-            Some((incarnation, predecessor)) => {
-                self.wait_on(step, serving, incarnation, predecessor, true)
-                    .await
-            }
-            None => Ok(()),
-        }
+        Ok(wait)
     }
 
     /// Waits until `predecessor` goes, or something else changes the decision. `listed`: the
@@ -388,11 +399,23 @@ impl SequentialQueue {
             }
             return Ok(());
         }
-        // Our own node is watched while we wait, so that the grant has its proof when the
-        // predecessor goes; the read goes out together with the predecessor's.
-        let arm = serving
-            .is_unarmed()
-            .then(|| OwnWatch::arm(step.zk, &step.path));
+        // Our own node is watched while we wait when the predecessor's deletion is then all
+        // the grant needs: the watch proves our node there when it goes, and the grant costs
+        // no round trip after the event. The read goes out together with the predecessor's.
+        // When nodes before the predecessor are not known to be gone (we joined behind
+        // several), the listing that must follow the event proves our node there as well, as
+        // Curator's does: a watch would cost a request and an event (fired by our own delete)
+        // for nothing.
+        let deletion_decides = !listed
+            && !(self.names.has_shared() && step.node.mode == LockMode::Exclusive)
+            && self
+                .state
+                .locked()
+                .view
+                .live_conflicting_predecessor(&step.node, Some(&predecessor))
+                .is_none();
+        let arm =
+            (serving.is_unarmed() && deletion_decides).then(|| OwnWatch::arm(step.zk, &step.path));
         // Watch only the predecessor, with a data watch (no dangling exists watch if it is
         // already gone).
         let pred_path = join(&self.path, &predecessor.name);
@@ -474,8 +497,10 @@ impl SequentialQueue {
             if stale {
                 // Nodes before the one we watched went without a word to us (we watch only the
                 // nearest); most likely they are all gone. One listing settles it, where
-                // reading them one by one would cost a round trip each.
-                self.list(step).await?;
+                // reading them one by one would cost a round trip each, and it proves our
+                // node there too: grant on it alone. If it shows a node to wait for, the next
+                // step decides on the view it refreshed.
+                self.decide_on_listing(step, serving).await?;
             }
         }
         Ok(())
