@@ -59,10 +59,17 @@
 //! * An uncontended acquire is one create with a listing of the parent (`getChildren2`) in the
 //!   same round trip: the listing proves the grant, and names the parent's incarnation. A
 //!   release is one delete.
-//! * A waiter watches only its predecessor (no herd), and its own node in the same round
-//!   trip. A handoff from another process costs one watch event and no read after it: the
-//!   watch on our own node, not fired, proves that it is still there (Curator lists the
-//!   children again). When older nodes are still in the view, one listing settles them all.
+//! * A waiter watches only its predecessor (no herd). A contended acquisition sends as many
+//!   requests as Curator's, five (the create, its listing, the watch, one more read, the
+//!   delete), and receives as many packets, six. Which read is the fifth depends on where the
+//!   waiter joined:
+//!   * right behind the holder (nothing else before it in its view), it watches its own node
+//!     in the same round trip as the predecessor's: the handoff then costs one watch event
+//!     and no read after it, since the watch on our node, not fired, proves that it is still
+//!     there;
+//!   * behind several nodes, the nodes before its predecessor went without a word to it, and
+//!     one listing after the event settles them all and proves our node there too, as
+//!     Curator's does. A watch on our own node would cost a request and an event for nothing.
 //! * All waiters of one handle share one driver task and one view of the queue: 10,000
 //!   waiters cost one watch and, even when they all start at once, one listing; in-process
 //!   memory is a few kilobytes per waiter. A handoff between two of them costs one read, sent
@@ -79,14 +86,15 @@
 //!
 //! **[`InterProcessMultiLock`]:** its parts are acquired one after another (the order is what
 //! prevents deadlock), so an uncontended acquire costs what its parts' acquires cost in turn:
-//! one round trip for a mutex part, about four for a semaphore mutex (see below); the release
+//! one round trip for a mutex part, about two for a semaphore mutex (see below); the release
 //! and `verify` ask about every part at once, one round trip.
 //!
 //! **[`InterProcessSemaphoreV2`]:** acquirers take turns on an internal mutex, whose waiters
-//! share one driver as the mutex's do; the acquirer at its head makes its lease (a check and a
-//! create, one round trip), then lists the leases with a read of its lock node (one round
-//! trip), and releases the internal mutex (one delete). A waiting acquirer watches the leases
-//! (and a shared count): one watch for the whole process.
+//! share one driver as the mutex's do; the acquirer at its head makes its lease with a listing
+//! of the leases behind it, one round trip, and when they fit, sends the internal mutex's
+//! delete and returns the lease without waiting for its answer (Curator: three round trips in
+//! turn). An acquirer that must wait lists the leases again with a watch and a read of its
+//! lock node; it watches the leases (and a shared count): one watch for the whole process.
 //!
 //! **[`LeaderSelector`]:** a requeue deletes the old node and creates the new one in one
 //! transaction (one log sync on the server instead of two), with a listing sent just before

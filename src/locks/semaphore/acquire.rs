@@ -3,12 +3,14 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use zookeeper_client::CreateMode;
 
 use super::{InterProcessSemaphoreV2, Lease, Limit};
-use crate::connection::Client;
+use crate::connection::{Client, Created, WithCreate};
 use crate::error::{Error, Result};
 use crate::locks::mutex::LockGuard;
 use crate::queue::{Incarnation, Requeues, Wait, LEASE_NAMES};
@@ -93,7 +95,9 @@ impl InterProcessSemaphoreV2 {
     }
 
     /// One attempt: the internal lock, a lease node under it, and a wait until the leases fit
-    /// the limit. The internal lock is released whatever the outcome.
+    /// the limit. The internal lock is released whatever the outcome: after a grant, its delete
+    /// is sent at once and the lease returned without waiting for its answer (the next
+    /// acquirer's turn comes when the server deletes the node, whoever waits for the answer).
     async fn attempt(&self, wait: Wait) -> std::result::Result<Option<Lease>, Failure> {
         let Some(lock) = self.inner.lock.acquire_with(wait).await? else {
             return Ok(None);
@@ -107,8 +111,27 @@ impl InterProcessSemaphoreV2 {
         let outcome = Box::pin(self.lease_under(&lock, deadline, matches!(wait, Wait::Once))).await;
         // Boxed, like the lease's wait: a release's state would otherwise be in every waiting
         // acquirer's future.
-        if let Err(e) = Box::pin(lock.release()).await {
-            tracing::debug!(path = %self.inner.path, error = %e, "releasing the semaphore's internal lock failed; it is deleted in the background");
+        let mut release = Box::pin(lock.release());
+        let path = self.inner.path.clone();
+        let released = move |outcome: Result<()>| {
+            if let Err(e) = outcome {
+                tracing::debug!(%path, error = %e, "releasing the semaphore's internal lock failed; it is deleted in the background");
+            }
+        };
+        if matches!(outcome, Ok(Some(_))) {
+            // The first poll sends the delete; the rest of the release (its answer, or a
+            // background delete after a failure) need not hold the lease up.
+            match futures::poll!(release.as_mut()) {
+                Poll::Ready(outcome) => released(outcome),
+                Poll::Pending => {
+                    self.inner
+                        .client
+                        .spawn(async move { released(release.await) });
+                }
+            }
+        } else {
+            // Not granted: the lock goes before the caller hears so, as the lease node did.
+            released(release.await);
         }
         outcome
     }
@@ -117,6 +140,11 @@ impl InterProcessSemaphoreV2 {
     /// leases fit the limit: the lease, or `None` at the deadline (or after one look). A lease
     /// node not granted is deleted before this returns, when the connection allows, so that
     /// the next acquirer (which may come the moment the internal lock goes) does not count it.
+    ///
+    /// The first count is the listing sent right behind the create, in the same round trip
+    /// (ZooKeeper answers a session's requests in order, so it includes our lease): when the
+    /// leases fit, that is the grant. Only an acquirer that must wait counts again, with a
+    /// watch and a check that it still holds the internal lock (see `count_until_granted`).
     async fn lease_under(
         &self,
         lock: &LockGuard,
@@ -124,23 +152,66 @@ impl InterProcessSemaphoreV2 {
         once: bool,
     ) -> std::result::Result<Option<Lease>, Failure> {
         let inner = &self.inner;
-        let node = inner
-            .client
-            .create_while(
-                lock.session(),
-                lock.node_path(),
-                &inner.leases_path,
-                LEASE_NAMES.exclusive(),
-                inner.id.as_bytes(),
-                CreateMode::EphemeralSequential,
-                &inner.acls,
-            )
-            .await?;
+        let session = lock.session().clone();
+        // Before anything is sent: a drop after it is the lease's loss too.
+        let interruptions = session.interruption_count();
+        let zk = session
+            .zookeeper()
+            .map_err(|_| Failure::Retry(Error::LockLost))?;
+        let create = inner.client.create_protected_then_list(
+            &inner.leases_path,
+            LEASE_NAMES.exclusive(),
+            inner.id.as_bytes(),
+            CreateMode::EphemeralSequential,
+            &inner.acls,
+            WithCreate {
+                list_parent: true,
+                replacing: None,
+            },
+        );
+        let (created, limit) = futures::join!(create, inner.limit.read(&zk, false));
+        let Created {
+            node,
+            pending_stat,
+            listing,
+            ..
+        } = created?;
         // From here on the node exists: dropped, the guard deletes it.
         let mut pending = PendingLease {
             client: inner.client.clone(),
             node: Some(node),
         };
+        if !Arc::ptr_eq(&pending.node().session, &session) {
+            // Made on a newer session than the internal lock's: that lock went with its
+            // session. `pending` deletes the node.
+            return Err(Failure::Retry(Error::LockLost));
+        }
+        if let Some(read) = pending_stat {
+            pending.node.as_mut().expect("present until taken").stat =
+                read.await.map_err(retry_if_transient)?;
+        }
+        if let (Some(listing), Ok((max, _))) = (&listing, &limit) {
+            match count_leases(&listing.children, &pending.node().name, *max) {
+                LeaseCount::Fits => {
+                    let node = pending.take();
+                    let leases = listing.children.len();
+                    let lease = inner
+                        .leases
+                        .adopt(node, Incarnation::of_parent(&listing.parent), interruptions)
+                        .await
+                        .map_err(Failure::Retry)?;
+                    tracing::debug!(path = %inner.path, node = %lease.node_name(), leases, max, "lease granted on the create's listing");
+                    return Ok(Some(Lease { guard: lease }));
+                }
+                LeaseCount::Full if once => {
+                    pending.give_back().await;
+                    return Ok(None);
+                }
+                // Full: wait, counting again with a watch. Missing: the count loop finds it
+                // gone too, and says so.
+                LeaseCount::Full | LeaseCount::Missing => {}
+            }
+        }
         let outcome = self
             .count_until_granted(lock, &mut pending, deadline, once)
             .await;
@@ -190,8 +261,8 @@ impl InterProcessSemaphoreV2 {
                 }
                 Err(e) => return Err(lost(counted, e.into())),
             };
-            let lease_name = &pending.node().name;
-            if !children.iter().any(|child| child == lease_name) {
+            let count = count_leases(&children, &pending.node().name, 0);
+            if count == LeaseCount::Missing {
                 return Err(Failure::Retry(pending.gone()));
             }
             match lock_node {
@@ -211,7 +282,7 @@ impl InterProcessSemaphoreV2 {
                 }));
             }
             counted = true;
-            if children.len() <= max as usize {
+            if count_leases(&children, &pending.node().name, max) == LeaseCount::Fits {
                 let node = pending.take();
                 // A connection drop since the count may have lost the lease already: `adopt`
                 // gives it back, and the attempt counts again.
@@ -251,6 +322,30 @@ impl InterProcessSemaphoreV2 {
                 count_changed = None;
             }
         }
+    }
+}
+
+/// What one count of the leases says of ours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LeaseCount {
+    /// Ours is among them, and they are no more than the limit: the grant.
+    Fits,
+    /// Ours is among them, but they are more than the limit: wait for one to go.
+    Full,
+    /// Ours is not among them: someone deleted it.
+    Missing,
+}
+
+/// The grant decision on one listing of the leases, taken after our lease node `own` was
+/// made, against the limit `max`: see the [module documentation](super) for why a grant on
+/// it never overruns the limit.
+fn count_leases(children: &[String], own: &str, max: u32) -> LeaseCount {
+    if !children.iter().any(|child| child == own) {
+        LeaseCount::Missing
+    } else if children.len() <= max as usize {
+        LeaseCount::Fits
+    } else {
+        LeaseCount::Full
     }
 }
 
@@ -331,5 +426,114 @@ impl Drop for PendingLease {
                 tracing::warn!(path = %node.path, error = %e, "deleting an ungranted lease failed; it goes with its session");
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small deterministic generator for the model's schedules.
+    struct Schedule(u64);
+
+    impl Schedule {
+        fn next(&mut self, below: usize) -> usize {
+            // xorshift64*
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % below
+        }
+    }
+
+    #[derive(Debug, Clone, PartialEq)]
+    enum Acquirer {
+        Idle,
+        /// Listed the leases before making its own (the flawed order only).
+        Listed(Vec<String>),
+        /// Made its lease node; its count (a listing) is still to come.
+        Created(String),
+        /// Counted with the leases it saw: granted if they fit.
+        Counted(String, Vec<String>),
+        Holding(String),
+    }
+
+    /// Runs acquirers that create a lease node, list the leases, and decide on the listing
+    /// with [`count_leases`], in an interleaving drawn from `seed`, with no internal lock at
+    /// all (it is there for liveness only). `listed_before_create` models an implementation
+    /// that takes its count before its create (and adds its own node to it). Returns the
+    /// first moment more than `max` leases were held.
+    fn overrun(
+        seed: u64,
+        acquirers: usize,
+        max: u32,
+        listed_before_create: bool,
+    ) -> Option<String> {
+        let mut schedule = Schedule(seed | 1);
+        let mut leases: Vec<String> = Vec::new();
+        let mut next_sequence = 0;
+        let mut states = vec![Acquirer::Idle; acquirers];
+        for _ in 0..400 {
+            let who = schedule.next(acquirers);
+            states[who] = match std::mem::replace(&mut states[who], Acquirer::Idle) {
+                Acquirer::Idle if listed_before_create => Acquirer::Listed(leases.clone()),
+                state @ (Acquirer::Idle | Acquirer::Listed(_)) => {
+                    let own = format!("_c_{who}-lease-{next_sequence:010}");
+                    next_sequence += 1;
+                    leases.push(own.clone());
+                    match state {
+                        Acquirer::Listed(mut seen) => {
+                            seen.push(own.clone());
+                            Acquirer::Counted(own, seen)
+                        }
+                        _ => Acquirer::Created(own),
+                    }
+                }
+                Acquirer::Created(own) => Acquirer::Counted(own, leases.clone()),
+                Acquirer::Counted(own, seen) => match count_leases(&seen, &own, max) {
+                    LeaseCount::Fits => Acquirer::Holding(own),
+                    // Waits: it counts again later (its watch fired, or not yet).
+                    LeaseCount::Full => Acquirer::Created(own),
+                    LeaseCount::Missing => Acquirer::Idle,
+                },
+                Acquirer::Holding(own) => {
+                    leases.retain(|lease| *lease != own);
+                    Acquirer::Idle
+                }
+            };
+            let holding = states
+                .iter()
+                .filter(|state| matches!(state, Acquirer::Holding(_)))
+                .count();
+            if holding > max as usize {
+                return Some(format!("{holding} of {max} held: {states:?}"));
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn a_count_decides_on_its_own_lease_and_the_limit() {
+        let leases = ["a".to_owned(), "b".to_owned(), "c".to_owned()];
+        assert_eq!(count_leases(&leases, "c", 3), LeaseCount::Fits);
+        assert_eq!(count_leases(&leases, "c", 2), LeaseCount::Full);
+        assert_eq!(count_leases(&leases, "d", 3), LeaseCount::Missing);
+    }
+
+    #[test]
+    fn a_count_taken_after_the_create_never_overruns_the_limit_in_any_interleaving() {
+        for seed in 0..3_000 {
+            for max in 1..=3 {
+                if let Some(overrun) = overrun(seed, 6, max, false) {
+                    panic!("seed {seed}: {overrun}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_model_finds_the_overrun_of_a_count_taken_before_the_create() {
+        let found = (0..3_000).any(|seed| overrun(seed, 6, 2, true).is_some());
+        assert!(found, "the model must tell a count taken too early");
     }
 }

@@ -53,13 +53,18 @@
 //!
 //! # Past Curator
 //!
-//! * **No waiting on a deposed acquirer.** A lease node is created in one transaction with a
-//!   check that the acquirer's internal lock node exists, and an acquirer that finds its
-//!   internal lock node gone (someone deleted it, or its session is suspended), while it
-//!   waits or right after it counted, gives its lease node back and starts again. Curator
-//!   creates the lease without a check and does not watch its lock node: a deposed acquirer
-//!   keeps its waiting lease node, the next acquirer counts it, and with one lease left the
-//!   two wait for each other forever.
+//! * **One round trip under the lock.** The lease's create and its first count (a listing
+//!   of the leases) go out back to back on the lock's session, and ZooKeeper answers them in
+//!   order: when the leases fit, the lease is granted on that listing, and the internal
+//!   lock's delete goes out at once, without holding up the caller. Curator spends three
+//!   round trips in turn while it holds the lock (the create, the count, the delete).
+//! * **No waiting on a deposed acquirer.** An acquirer whose count does not fit checks, with
+//!   every count it makes while it waits, that its internal lock node still exists; one that
+//!   finds it gone (someone deleted it, or its session is suspended) gives its lease node back
+//!   and starts again. Curator does not watch its lock node: a deposed acquirer keeps its
+//!   waiting lease node, the next acquirer counts it, and with one lease left the two wait
+//!   for each other forever. (A lease granted on its first count needs no such check: the
+//!   count alone keeps the limit, as above.)
 //! * **A lost signal.** A [`Lease`] has the mutex's [lost signal](Lease::lost): it fires on a
 //!   suspension, a lost session, or the lease node deleted by someone else. The count is never
 //!   overrun among holders that obey it (see above for a lowered shared count). A fencing
