@@ -110,6 +110,7 @@ const SCENARIOS: &[&str] = &[
     "contended",
     "curator-contended",
     "zkclient-contended",
+    "contended-drop",
     "selector-handoff",
     "curator-selector-handoff",
     "latch-handoff",
@@ -138,6 +139,12 @@ const SCENARIOS: &[&str] = &[
     "curator-provider-pick",
     "counter-contended",
     "curator-counter-contended",
+    "scaling-contended",
+    "curator-scaling-contended",
+    "scaling-selector",
+    "curator-scaling-selector",
+    "scaling-waiters",
+    "rounds",
 ];
 
 fn main() -> Result<(), BoxError> {
@@ -171,6 +178,7 @@ fn main() -> Result<(), BoxError> {
                     curator(&connect, &path, &["contended", "8", &secs]).await?
                 }
                 "zkclient-contended" => zkclient_contended(&connect, &path).await?,
+                "contended-drop" => contended_drop(&connect, &path).await?,
                 "selector-handoff" => selector_handoff(&connect, &path).await?,
                 "curator-selector-handoff" => {
                     let handoffs = SELECTOR_HANDOFFS.to_string();
@@ -224,6 +232,24 @@ fn main() -> Result<(), BoxError> {
                     let args = ["counter-contended", &sessions, &warmup, &secs];
                     curator(&connect, &path, &args).await?
                 }
+                "scaling-contended" => scaling_contended(&connect, &path).await?,
+                "curator-scaling-contended" => {
+                    let (sessions, secs) = (scaling_sessions_arg(), scaling_secs().to_string());
+                    curator(&connect, &path, &["scaling-contended", &sessions, &secs]).await?
+                }
+                "scaling-selector" => scaling_selector(&connect, &path).await?,
+                "curator-scaling-selector" => {
+                    for candidates in scaling_list("BENCH_SCALING_CANDIDATES", "2,16,128") {
+                        let path = format!("{path}-{candidates}");
+                        let key = format!("curator_scaling_selector_{candidates}");
+                        let (handoffs, candidates) =
+                            (SCALING_HANDOFFS.to_string(), candidates.to_string());
+                        let args = ["selector-handoff", &handoffs, &candidates, &key];
+                        curator(&connect, &path, &args).await?
+                    }
+                }
+                "scaling-waiters" => scaling_waiters(&connect, &path).await?,
+                "rounds" => rounds(&connect, &path).await?,
                 _ => unreachable!("checked above"),
             }
         }
@@ -573,13 +599,20 @@ async fn uncontended(connect: &str, path: &str) -> Result<(), BoxError> {
 
 /// 8 sessions loop acquire/release for 10 s; an in-process count of holders finds overlaps.
 async fn contended(connect: &str, path: &str) -> Result<(), BoxError> {
-    let run = contend(connect, 8, |client| InterProcessMutex::new(client, path)).await?;
+    let run = contend(connect, 8, contended_secs(), |client| {
+        InterProcessMutex::new(client, path)
+    })
+    .await?;
     report(
         "contended_acquisitions_per_s",
         format!("{:.1}", run.acquisitions_per_s),
     );
     report("contended_violations", run.overlaps_over(1));
     run.traffic.report("contended", run.acquisitions);
+    report(
+        "contended_core_share_per_1000_per_s",
+        run.core_share_per_1000(),
+    );
     Ok(())
 }
 
@@ -725,10 +758,44 @@ impl Contender for InterProcessSemaphoreV2 {
     }
 }
 
+/// A mutex whose guards are given back by dropping them, so that the delete goes out in the
+/// background and the next acquire does not wait for its answer, as zookeeper-client's lock
+/// guard is given back in `zkclient-contended`.
+struct DroppingMutex(InterProcessMutex);
+
+impl Contender for DroppingMutex {
+    type Guard = zk_recipes::LockGuard;
+    fn take(&self) -> impl Future<Output = zk_recipes::Result<Self::Guard>> + Send {
+        self.0.acquire()
+    }
+    fn give_back(guard: Self::Guard) -> impl Future<Output = zk_recipes::Result<()>> + Send {
+        drop(guard);
+        std::future::ready(Ok(()))
+    }
+}
+
+/// `contended`, with each guard dropped instead of released (see [`DroppingMutex`]): what
+/// the release's wait for the delete's answer costs under contention.
+async fn contended_drop(connect: &str, path: &str) -> Result<(), BoxError> {
+    let run = contend(connect, 8, contended_secs(), |client| {
+        Ok(DroppingMutex(InterProcessMutex::new(client, path)?))
+    })
+    .await?;
+    report(
+        "contended_drop_acquisitions_per_s",
+        format!("{:.1}", run.acquisitions_per_s),
+    );
+    report("contended_drop_violations", run.overlaps_over(1));
+    run.traffic.report("contended_drop", run.acquisitions);
+    Ok(())
+}
+
 /// What one contended run measured.
 struct Contention {
     acquisitions_per_s: f64,
     acquisitions: u64,
+    /// The share of one core this process used during the timed loop.
+    core_share: f64,
     /// The server's packets during the timed loop (from `mntr`, all sessions of the server).
     traffic: Traffic,
     /// The most holders inside at once, counted in this process.
@@ -742,6 +809,34 @@ impl Contention {
     fn overlaps_over(&self, limit: usize) -> u64 {
         self.entries_beside.iter().skip(limit).sum()
     }
+
+    /// The share of one core this process used per 1,000 acquisitions a second.
+    fn core_share_per_1000(&self) -> String {
+        format!(
+            "{:.3}",
+            self.core_share / (self.acquisitions_per_s / 1000.0).max(f64::MIN_POSITIVE)
+        )
+    }
+}
+
+/// The CPU time this process has used so far (user and system), in seconds, from
+/// `/proc/self/stat` (0 where there is none).
+fn process_cpu_s() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime: fields 14 and 15 of the line, 12 and 13 after the name and state.
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i).and_then(|f| f.parse::<f64>().ok()))
+        .sum();
+    // USER_HZ is 100 on every Linux this runs on.
+    ticks / 100.0
 }
 
 /// `sessions` sessions, each with the lock `make` builds on its client, loop acquire/release
@@ -750,6 +845,7 @@ impl Contention {
 async fn contend<C: Contender>(
     connect: &str,
     sessions: usize,
+    secs: u64,
     make: impl Fn(&Client) -> zk_recipes::Result<C>,
 ) -> Result<Contention, BoxError> {
     let inside = Arc::new(AtomicU64::new(0));
@@ -764,8 +860,9 @@ async fn contend<C: Contender>(
         clients.push(client);
     }
     let before = Traffic::read(connect).await?;
-    let deadline = Instant::now() + Duration::from_secs(contended_secs());
+    let deadline = Instant::now() + Duration::from_secs(secs);
     let started = Instant::now();
+    let cpu_before = process_cpu_s();
     let mut tasks = Vec::new();
     for lock in locks {
         let (inside, entries_beside, acquisitions) =
@@ -786,6 +883,7 @@ async fn contend<C: Contender>(
         task.await??;
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let cpu_s = process_cpu_s() - cpu_before;
     let traffic = Traffic::read(connect).await?.since(&before);
     for client in clients {
         client.close().await;
@@ -802,6 +900,7 @@ async fn contend<C: Contender>(
     Ok(Contention {
         acquisitions_per_s: acquisitions as f64 / elapsed,
         acquisitions,
+        core_share: cpu_s / elapsed,
         traffic,
         most_inside,
         entries_beside,
@@ -814,6 +913,207 @@ fn contended_secs() -> u64 {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(10)
+}
+
+/// The last figure reported under `key` so far.
+fn last_figure(key: &str) -> Option<f64> {
+    FIGURES
+        .lock()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| *v)
+}
+
+/// The median of `values` (0 for none).
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// `BENCH_ROUNDS` (default 3) rounds of the contended scenarios, ours and our peers'
+/// alternating within each round: the handoff floor, the mutex (ours, Curator's,
+/// zookeeper-client's), the read lock and the semaphore (ours and Curator's). Reports each
+/// figure's median over the rounds and the median, lowest and highest of each round's ratio,
+/// as `rounds_*`.
+async fn rounds(connect: &str, path: &str) -> Result<(), BoxError> {
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    let secs = contended_secs().to_string();
+    let (read_sessions, leases) = (READ_SESSIONS.to_string(), SEMAPHORE_LEASES.to_string());
+    // (the ratio's name, our figure, the figure it is judged against, true for a time).
+    const RATIOS: [(&str, &str, &str, bool); 5] = [
+        (
+            "contended_to_curator",
+            "contended_acquisitions_per_s",
+            "curator_contended_acquisitions_per_s",
+            false,
+        ),
+        (
+            "contended_to_zkclient",
+            "contended_acquisitions_per_s",
+            "zkclient_contended_acquisitions_per_s",
+            false,
+        ),
+        (
+            "contended_to_handoff_floor",
+            "contended_acquisitions_per_s",
+            "handoff_floor_us",
+            true,
+        ),
+        (
+            "read_contended_to_curator",
+            "read_acquisitions_per_s",
+            "curator_read_acquisitions_per_s",
+            false,
+        ),
+        (
+            "semaphore_contended_to_curator",
+            "semaphore_acquisitions_per_s",
+            "curator_semaphore_acquisitions_per_s",
+            false,
+        ),
+    ];
+    let mut figures: Vec<(&str, Vec<f64>)> = Vec::new();
+    let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); RATIOS.len()];
+    for round in 0..rounds {
+        let at = |scenario: &str| format!("{path}-{round}-{scenario}");
+        handoff_floor(connect, &at("handoff-floor")).await?;
+        contended(connect, &at("contended")).await?;
+        curator(connect, &at("curator"), &["contended", "8", &secs]).await?;
+        zkclient_contended(connect, &at("zkclient")).await?;
+        read_contended(connect, &at("read")).await?;
+        let args = ["read-contended", &read_sessions, &secs];
+        curator(connect, &at("curator-read"), &args).await?;
+        semaphore_contended(connect, &at("semaphore")).await?;
+        let args = ["semaphore-contended", &read_sessions, &leases, &secs];
+        curator(connect, &at("curator-semaphore"), &args).await?;
+        for (i, (_, ours, theirs, floor_time)) in RATIOS.iter().enumerate() {
+            let (Some(ours), Some(theirs)) = (last_figure(ours), last_figure(theirs)) else {
+                continue;
+            };
+            // A floor is a time per handoff: judged as 1 / floor acquisitions a second.
+            let theirs = if *floor_time { 1e6 / theirs } else { theirs };
+            ratios[i].push(ours / theirs);
+        }
+        for key in RATIOS
+            .iter()
+            .flat_map(|(_, ours, theirs, _)| [*ours, *theirs])
+        {
+            if let Some(value) = last_figure(key) {
+                match figures.iter_mut().find(|(k, _)| *k == key) {
+                    Some((_, values)) => values.push(value),
+                    None => figures.push((key, vec![value])),
+                }
+            }
+        }
+    }
+    for (key, mut values) in figures {
+        report(
+            &format!("rounds_{key}_median"),
+            format!("{:.1}", median(&mut values)),
+        );
+    }
+    for ((name, ..), mut values) in RATIOS.iter().zip(ratios) {
+        if values.is_empty() {
+            continue;
+        }
+        let median = median(&mut values);
+        report(
+            &format!("rounds_ratio_{name}_median"),
+            format!("{median:.2}"),
+        );
+        report(
+            &format!("rounds_ratio_{name}_lowest"),
+            format!("{:.2}", values[0]),
+        );
+        report(
+            &format!("rounds_ratio_{name}_highest"),
+            format!("{:.2}", values[values.len() - 1]),
+        );
+    }
+    Ok(())
+}
+
+/// A comma-separated list of counts from the environment variable `var`, else `default`.
+fn scaling_list(var: &str, default: &str) -> Vec<usize> {
+    let text = std::env::var(var).unwrap_or_else(|_| default.to_owned());
+    text.split(',')
+        .filter_map(|n| n.trim().parse().ok())
+        .collect()
+}
+
+/// The session counts of the contended scaling scenarios (`BENCH_SCALING_SESSIONS`).
+fn scaling_sessions() -> Vec<usize> {
+    scaling_list("BENCH_SCALING_SESSIONS", "1,2,8,32,128")
+}
+
+/// [`scaling_sessions`] as one argument for Curator's scenario.
+fn scaling_sessions_arg() -> String {
+    let sessions: Vec<String> = scaling_sessions().iter().map(usize::to_string).collect();
+    sessions.join(",")
+}
+
+/// How long each step of the contended scaling scenario runs (`BENCH_SCALING_SECS`, default
+/// 4).
+fn scaling_secs() -> u64 {
+    std::env::var("BENCH_SCALING_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(4)
+}
+
+/// Handoffs measured at each step of the selector scaling scenarios, after 100 of warm-up.
+const SCALING_HANDOFFS: usize = 500;
+
+/// The contended mutex with 1, 2, 8, 32 and 128 sessions (`BENCH_SCALING_SESSIONS`), each for
+/// [`scaling_secs`]: throughput, the server's requests and packets per acquisition, and the
+/// share of a core this process used per 1,000 acquisitions a second.
+async fn scaling_contended(connect: &str, path: &str) -> Result<(), BoxError> {
+    for sessions in scaling_sessions() {
+        let lock_path = format!("{path}-{sessions}");
+        let run = contend(connect, sessions, scaling_secs(), |client| {
+            InterProcessMutex::new(client, &lock_path)
+        })
+        .await?;
+        let key = format!("scaling_contended_{sessions}");
+        report(
+            &format!("{key}_acquisitions_per_s"),
+            format!("{:.1}", run.acquisitions_per_s),
+        );
+        report(&format!("{key}_violations"), run.overlaps_over(1));
+        run.traffic.report(&key, run.acquisitions);
+        report(
+            &format!("{key}_core_share_per_1000_per_s"),
+            run.core_share_per_1000(),
+        );
+    }
+    Ok(())
+}
+
+/// Selector handoffs with 2, 16 and 128 candidates (`BENCH_SCALING_CANDIDATES`).
+async fn scaling_selector(connect: &str, path: &str) -> Result<(), BoxError> {
+    for candidates in scaling_list("BENCH_SCALING_CANDIDATES", "2,16,128") {
+        let key = format!("scaling_selector_{candidates}");
+        let path = format!("{path}-{candidates}");
+        selector_handoff_of(connect, &path, candidates, SCALING_HANDOFFS, &key).await?;
+    }
+    Ok(())
+}
+
+/// Waiters in one process on a mutex and on a semaphore: 1,000, 10,000 and 100,000
+/// (`BENCH_SCALING_WAITERS`), with the peak memory and the drain time of each.
+async fn scaling_waiters(connect: &str, path: &str) -> Result<(), BoxError> {
+    for count in scaling_list("BENCH_SCALING_WAITERS", "1000,10000,100000") {
+        let key = format!("scaling_waiters_mutex_{count}");
+        waiters_of(connect, &format!("{path}-mutex-{count}"), count, &key).await?;
+        let key = format!("scaling_waiters_semaphore_{count}");
+        semaphore_waiters_of(connect, &format!("{path}-semaphore-{count}"), count, &key).await?;
+    }
+    Ok(())
 }
 
 /// Handoffs measured by the selector scenarios, after 100 of warm-up.
@@ -846,21 +1146,35 @@ impl LeaderSelectorListener for HandoffTimer {
 /// 2 selectors with auto-requeue whose leader returns at once: the time from one leader's
 /// return to the next `take_leadership` call.
 async fn selector_handoff(connect: &str, path: &str) -> Result<(), BoxError> {
-    const HANDOFFS: usize = SELECTOR_HANDOFFS;
+    selector_handoff_of(connect, path, 2, SELECTOR_HANDOFFS, "selector_handoff").await
+}
+
+/// [`selector_handoff`] with `candidates` selectors and `handoffs` measured handoffs (after
+/// 100 of warm-up), reported as `{key}_median_us` and `{key}_p99_us`.
+async fn selector_handoff_of(
+    connect: &str,
+    path: &str,
+    candidates: usize,
+    handoffs: usize,
+    key: &str,
+) -> Result<(), BoxError> {
     let timer = Arc::new(HandoffTimer {
         last_return: std::sync::Mutex::new(None),
         samples: std::sync::Mutex::new(Vec::new()),
-        wanted: HANDOFFS + 100,
+        wanted: handoffs + 100,
         done: tokio::sync::Notify::new(),
     });
     let mut selectors = Vec::new();
-    for i in 0..2 {
+    for i in 0..candidates {
         let client = client(connect).await?;
         let selector = LeaderSelector::new(&client, path, timer.clone())?
             .with_id(format!("bench-{i}"))
             .auto_requeue(true);
-        selector.start()?;
         selectors.push((client, selector));
+    }
+    // Started together once all are connected, so that the warm-up sees every candidate.
+    for (_, selector) in &selectors {
+        selector.start()?;
     }
     tokio::time::timeout(Duration::from_secs(300), timer.done.notified()).await?;
     for (client, selector) in selectors {
@@ -869,8 +1183,8 @@ async fn selector_handoff(connect: &str, path: &str) -> Result<(), BoxError> {
     }
     // The first 100 handoffs are the warm-up.
     let mut samples = timer.samples.lock().unwrap().split_off(100);
-    report("selector_handoff_median_us", median_us(&mut samples));
-    report("selector_handoff_p99_us", percentile_us(&mut samples, 0.99));
+    report(&format!("{key}_median_us"), median_us(&mut samples));
+    report(&format!("{key}_p99_us"), percentile_us(&mut samples, 0.99));
     Ok(())
 }
 
@@ -980,16 +1294,26 @@ async fn latch_herd(connect: &str, path: &str) -> Result<(), BoxError> {
 /// One client holds the lock while 10,000 tasks on the same client wait; then it releases and
 /// all drain (each acquires and releases at once).
 async fn waiters(connect: &str, path: &str) -> Result<(), BoxError> {
-    let count: usize = std::env::var("BENCH_WAITERS")
+    waiters_of(connect, path, bench_waiters(), "waiters").await
+}
+
+/// `BENCH_WAITERS`, or 10,000.
+fn bench_waiters() -> usize {
+    std::env::var("BENCH_WAITERS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(10_000);
+        .unwrap_or(10_000)
+}
+
+/// [`waiters`] with `count` tasks, reported as `{key}_…`.
+async fn waiters_of(connect: &str, path: &str, count: usize, key: &str) -> Result<(), BoxError> {
     let holder_client = client(connect).await?;
     let observer = client(connect).await?;
     let mutex = InterProcessMutex::new(&holder_client, path)?;
     let holder = mutex.acquire().await?;
     reset_peak_rss();
-    let rss_before = rss_mb();
+    reset_peak_heap();
+    let (rss_before, heap_before) = (rss_mb(), heap_mb());
     let done = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::with_capacity(count);
     for _ in 0..count {
@@ -1011,7 +1335,7 @@ async fn waiters(connect: &str, path: &str) -> Result<(), BoxError> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    report("waiters_enqueued", enqueued);
+    report(&format!("{key}_enqueued"), enqueued);
     let started = Instant::now();
     holder.release().await?;
     for task in tasks {
@@ -1019,9 +1343,19 @@ async fn waiters(connect: &str, path: &str) -> Result<(), BoxError> {
     }
     let drained = started.elapsed();
     let peak = peak_rss_mb();
-    report("waiters_peak_rss_mb", format!("{peak:.1}"));
-    report("waiters_added_rss_mb", format!("{:.1}", peak - rss_before));
-    report("waiters_drained_s", format!("{:.2}", drained.as_secs_f64()));
+    report(&format!("{key}_peak_rss_mb"), format!("{peak:.1}"));
+    report(
+        &format!("{key}_added_heap_mb"),
+        format!("{:.1}", peak_heap_mb() - heap_before),
+    );
+    report(
+        &format!("{key}_added_rss_mb"),
+        format!("{:.1}", peak - rss_before),
+    );
+    report(
+        &format!("{key}_drained_s"),
+        format!("{:.2}", drained.as_secs_f64()),
+    );
     holder_client.close().await;
     observer.close().await;
     Ok(())
@@ -1036,7 +1370,7 @@ const WRITER_ROUNDS: usize = 50;
 /// so the figure is the read lock's overhead, not a queue's handoffs. Also reports the most
 /// readers seen inside at once.
 async fn read_contended(connect: &str, path: &str) -> Result<(), BoxError> {
-    let run = contend(connect, READ_SESSIONS, |client| {
+    let run = contend(connect, READ_SESSIONS, contended_secs(), |client| {
         Ok(InterProcessReadWriteLock::new(client, path)?
             .read_lock()
             .clone())
@@ -1047,6 +1381,7 @@ async fn read_contended(connect: &str, path: &str) -> Result<(), BoxError> {
         format!("{:.1}", run.acquisitions_per_s),
     );
     report("read_most_inside", run.most_inside);
+    run.traffic.report("read", run.acquisitions);
     Ok(())
 }
 
@@ -1107,7 +1442,7 @@ const SEMAPHORE_LEASES: u32 = 3;
 /// [`READ_SESSIONS`] sessions loop acquire/release on a semaphore of [`SEMAPHORE_LEASES`] for
 /// the contended time; an in-process count checks that no more than that hold at once.
 async fn semaphore_contended(connect: &str, path: &str) -> Result<(), BoxError> {
-    let run = contend(connect, READ_SESSIONS, |client| {
+    let run = contend(connect, READ_SESSIONS, contended_secs(), |client| {
         InterProcessSemaphoreV2::new(client, path, SEMAPHORE_LEASES)
     })
     .await?;
@@ -1116,6 +1451,7 @@ async fn semaphore_contended(connect: &str, path: &str) -> Result<(), BoxError> 
         format!("{:.1}", run.acquisitions_per_s),
     );
     report("semaphore_most_inside", run.most_inside);
+    run.traffic.report("semaphore", run.acquisitions);
     if run.most_inside > u64::from(SEMAPHORE_LEASES) {
         return Err(format!(
             "{} leases of {SEMAPHORE_LEASES} held at once",
@@ -1130,25 +1466,34 @@ async fn semaphore_contended(connect: &str, path: &str) -> Result<(), BoxError> 
 /// (on its internal lock, whose waiters share one driver); then the holder releases and all
 /// drain, each taking a lease and giving it back at once.
 async fn semaphore_waiters(connect: &str, path: &str) -> Result<(), BoxError> {
-    let count: usize = std::env::var("BENCH_WAITERS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(10_000);
+    semaphore_waiters_of(connect, path, bench_waiters(), "semaphore_waiters").await
+}
+
+/// [`semaphore_waiters`] with `count` tasks, reported as `{key}_…`.
+async fn semaphore_waiters_of(
+    connect: &str,
+    path: &str,
+    count: usize,
+    key: &str,
+) -> Result<(), BoxError> {
     let client = client(connect).await?;
     let observer = self::client(connect).await?;
     let semaphore = InterProcessSemaphoreV2::new(&client, path, SEMAPHORE_LEASES)?;
     let held = semaphore.acquire_many(SEMAPHORE_LEASES).await?;
-    report(
-        "semaphore_acquire_future_bytes",
-        std::mem::size_of_val(&semaphore.acquire()),
-    );
-    let mutex = InterProcessMutex::new(&client, &format!("{path}-mutex"))?;
-    report(
-        "mutex_acquire_future_bytes",
-        std::mem::size_of_val(&mutex.acquire()),
-    );
+    if key == "semaphore_waiters" {
+        report(
+            "semaphore_acquire_future_bytes",
+            std::mem::size_of_val(&semaphore.acquire()),
+        );
+        let mutex = InterProcessMutex::new(&client, &format!("{path}-mutex"))?;
+        report(
+            "mutex_acquire_future_bytes",
+            std::mem::size_of_val(&mutex.acquire()),
+        );
+    }
     reset_peak_rss();
-    let rss_before = rss_mb();
+    reset_peak_heap();
+    let (rss_before, heap_before) = (rss_mb(), heap_mb());
     let mut tasks = Vec::with_capacity(count);
     for _ in 0..count {
         let semaphore = semaphore.clone();
@@ -1166,7 +1511,7 @@ async fn semaphore_waiters(connect: &str, path: &str) -> Result<(), BoxError> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    report("semaphore_waiters_enqueued", enqueued);
+    report(&format!("{key}_enqueued"), enqueued);
     let started = Instant::now();
     for lease in held {
         lease.release().await?;
@@ -1176,13 +1521,17 @@ async fn semaphore_waiters(connect: &str, path: &str) -> Result<(), BoxError> {
     }
     let drained = started.elapsed();
     let peak = peak_rss_mb();
-    report("semaphore_waiters_peak_rss_mb", format!("{peak:.1}"));
+    report(&format!("{key}_peak_rss_mb"), format!("{peak:.1}"));
     report(
-        "semaphore_waiters_added_rss_mb",
+        &format!("{key}_added_heap_mb"),
+        format!("{:.1}", peak_heap_mb() - heap_before),
+    );
+    report(
+        &format!("{key}_added_rss_mb"),
         format!("{:.1}", peak - rss_before),
     );
     report(
-        "semaphore_waiters_drained_s",
+        &format!("{key}_drained_s"),
         format!("{:.2}", drained.as_secs_f64()),
     );
     client.close().await;

@@ -80,6 +80,21 @@ public final class CuratorBench {
     /** {@code sessions} clients loop acquire/release on one InterProcessMutex each. */
     private static void contended(String connectString, String path, int sessions, double seconds)
             throws Exception {
+        contended(connectString, path, sessions, seconds, "curator_contended");
+    }
+
+    /** The CPU time this JVM has used so far, in nanoseconds. */
+    private static long processCpuNanos() {
+        return ((com.sun.management.OperatingSystemMXBean) java.lang.management.ManagementFactory
+                .getOperatingSystemMXBean()).getProcessCpuTime();
+    }
+
+    /**
+     * {@link #contended} with its figures reported as {@code <key>_...}, and the share of one
+     * core this JVM used per 1,000 acquisitions a second.
+     */
+    private static void contended(String connectString, String path, int sessions, double seconds,
+            String key) throws Exception {
         List<CuratorFramework> clients = new ArrayList<>();
         List<InterProcessMutex> locks = new ArrayList<>();
         for (int i = 0; i < sessions; i++) {
@@ -94,17 +109,29 @@ public final class CuratorBench {
         // The server's packet counters around the timed run only, the warm-up left out.
         long[] before = packets(connectString);
         long started = System.nanoTime();
+        long cpuBefore = processCpuNanos();
         run(locks, seconds, acquisitions, violations);
         double elapsed = (System.nanoTime() - started) / 1e9;
+        double coreShare = (processCpuNanos() - cpuBefore) / 1e9 / elapsed;
         long[] after = packets(connectString);
-        System.out.printf("curator_contended_acquisitions_per_s %.1f%n", acquisitions.get() / elapsed);
-        System.out.println("curator_contended_violations " + violations.get());
+        double perSecond = acquisitions.get() / elapsed;
+        System.out.printf("%s_acquisitions_per_s %.1f%n", key, perSecond);
+        System.out.println(key + "_violations " + violations.get());
         double taken = Math.max(1, acquisitions.get());
-        System.out.printf("curator_contended_requests_per_acquisition %.2f%n", (after[0] - before[0]) / taken);
-        System.out.printf("curator_contended_packets_sent_per_acquisition %.2f%n", (after[1] - before[1]) / taken);
+        System.out.printf("%s_requests_per_acquisition %.2f%n", key, (after[0] - before[0]) / taken);
+        System.out.printf("%s_packets_sent_per_acquisition %.2f%n", key, (after[1] - before[1]) / taken);
+        System.out.printf("%s_core_share_per_1000_per_s %.3f%n", key,
+                coreShare / Math.max(perSecond / 1000, Double.MIN_VALUE));
         for (CuratorFramework client : clients) {
             client.close();
         }
+    }
+
+    /** Reports the requests and packets sent per acquisition between two {@link #packets} reads. */
+    private static void reportPackets(String key, long[] before, long[] after, long acquisitions) {
+        double taken = Math.max(1, acquisitions);
+        System.out.printf("%s_requests_per_acquisition %.2f%n", key, (after[0] - before[0]) / taken);
+        System.out.printf("%s_packets_sent_per_acquisition %.2f%n", key, (after[1] - before[1]) / taken);
     }
 
     /**
@@ -172,15 +199,15 @@ public final class CuratorBench {
     }
 
     /** Two selectors with autoRequeue whose leader returns at once. */
-    private static void selectorHandoff(String connectString, String path, int handoffs)
-            throws Exception {
+    private static void selectorHandoff(String connectString, String path, int handoffs,
+            int candidates, String key) throws Exception {
         int warmUp = 100;
         List<Long> samples = Collections.synchronizedList(new ArrayList<>());
         AtomicLong lastReturn = new AtomicLong();
         CountDownLatch done = new CountDownLatch(1);
         List<CuratorFramework> clients = new ArrayList<>();
         List<LeaderSelector> selectors = new ArrayList<>();
-        for (int i = 0; i < 2; i++) {
+        for (int i = 0; i < candidates; i++) {
             CuratorFramework client = client(connectString);
             clients.add(client);
             LeaderSelector selector = new LeaderSelector(client, path, new LeaderSelectorListenerAdapter() {
@@ -198,8 +225,11 @@ public final class CuratorBench {
                 }
             });
             selector.autoRequeue();
-            selector.start();
             selectors.add(selector);
+        }
+        // Started together once all are connected, as the Rust scenario does.
+        for (LeaderSelector selector : selectors) {
+            selector.start();
         }
         if (!done.await(300, TimeUnit.SECONDS)) {
             throw new IllegalStateException("too few handoffs: " + samples.size());
@@ -215,8 +245,8 @@ public final class CuratorBench {
             measured = new ArrayList<>(samples.subList(warmUp, warmUp + handoffs));
         }
         Collections.sort(measured);
-        System.out.printf("curator_selector_handoff_median_us %.1f%n", percentile(measured, 0.5) / 1e3);
-        System.out.printf("curator_selector_handoff_p99_us %.1f%n", percentile(measured, 0.99) / 1e3);
+        System.out.printf("%s_median_us %.1f%n", key, percentile(measured, 0.5) / 1e3);
+        System.out.printf("%s_p99_us %.1f%n", key, percentile(measured, 0.99) / 1e3);
     }
 
     /** {@code sessions} clients loop read acquire/release on one read/write lock each. */
@@ -232,10 +262,13 @@ public final class CuratorBench {
         // The violation count means nothing for readers, who share.
         run(locks, 2.0, new AtomicLong(), new AtomicLong());
         AtomicLong acquisitions = new AtomicLong();
+        long[] before = packets(connectString);
         long started = System.nanoTime();
         run(locks, seconds, acquisitions, new AtomicLong());
         double elapsed = (System.nanoTime() - started) / 1e9;
+        long[] after = packets(connectString);
         System.out.printf("curator_read_acquisitions_per_s %.1f%n", acquisitions.get() / elapsed);
+        reportPackets("curator_read", before, after, acquisitions.get());
         for (CuratorFramework client : clients) {
             client.close();
         }
@@ -306,10 +339,13 @@ public final class CuratorBench {
         }
         runSemaphores(semaphores, 2.0, new AtomicLong());
         AtomicLong acquisitions = new AtomicLong();
+        long[] before = packets(connectString);
         long started = System.nanoTime();
         runSemaphores(semaphores, seconds, acquisitions);
         double elapsed = (System.nanoTime() - started) / 1e9;
+        long[] after = packets(connectString);
         System.out.printf("curator_semaphore_acquisitions_per_s %.1f%n", acquisitions.get() / elapsed);
+        reportPackets("curator_semaphore", before, after, acquisitions.get());
         for (CuratorFramework client : clients) {
             client.close();
         }
@@ -797,7 +833,15 @@ public final class CuratorBench {
                 contended(args[0], args[2], Integer.parseInt(args[3]), Double.parseDouble(args[4]));
                 break;
             case "selector-handoff":
-                selectorHandoff(args[0], args[2], Integer.parseInt(args[3]));
+                selectorHandoff(args[0], args[2], Integer.parseInt(args[3]),
+                        args.length > 4 ? Integer.parseInt(args[4]) : 2,
+                        args.length > 5 ? args[5] : "curator_selector_handoff");
+                break;
+            case "scaling-contended":
+                for (String sessions : args[3].split(",")) {
+                    contended(args[0], args[2] + "-" + sessions, Integer.parseInt(sessions),
+                            Double.parseDouble(args[4]), "curator_scaling_contended_" + sessions);
+                }
                 break;
             case "read-contended":
                 readContended(args[0], args[2], Integer.parseInt(args[3]), Double.parseDouble(args[4]));

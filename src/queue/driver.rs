@@ -406,8 +406,10 @@ impl SequentialQueue {
         // several), the listing that must follow the event proves our node there as well, as
         // Curator's does: a watch would cost a request and an event (fired by our own delete)
         // for nothing.
-        let deletion_decides = !listed
-            && !(self.names.has_shared() && step.node.mode == LockMode::Exclusive)
+        // (A writer of a read/write lock is granted only on a listing: see `decision`.)
+        let needs_a_listing =
+            listed || (self.names.has_shared() && step.node.mode == LockMode::Exclusive);
+        let deletion_decides = !needs_a_listing
             && self
                 .state
                 .locked()

@@ -42,12 +42,16 @@
 //! * **Joining.** A create is followed, in the same round trip, by a listing of the parent
 //!   with its stat (`getChildren2`) when no other evidence will come. A listing that shows our
 //!   node with nothing before it proves the grant by itself, at the moment it was taken.
-//! * **Waiting.** The driver watches the predecessor and, in the same round trip, our own
-//!   node. ZooKeeper sends a session its replies and watch events in the order of the changes
-//!   they report, and zookeeper-client hands each one over before reading the next. So when
-//!   the predecessor's deletion has been seen, a deletion of our node that came before it has
+//! * **Waiting.** The driver watches the predecessor. When the predecessor is the only node
+//!   before ours not known to be gone, it watches our own node too, in the same round trip.
+//!   ZooKeeper sends a session its replies and watch events in the order of the changes they
+//!   report, and zookeeper-client hands each one over before reading the next. So when the
+//!   predecessor's deletion has been seen, a deletion of our node that came before it has
 //!   been seen too: if the watch on our node has not fired, our node was there after the
-//!   predecessor went.
+//!   predecessor went. When older nodes are still in the view, the deletion cannot prove the
+//!   grant alone, and the listing after it (which settles the older nodes) proves our node
+//!   there as well, at the moment it was taken: a watch on our node would cost a request and
+//!   an event for nothing.
 //! * **A local handoff.** When the predecessor is a node this handle holds on the same
 //!   session, its release deletes it and reads our node right behind the delete: if the read
 //!   finds it, our node was there after the predecessor went, and nothing else was before it
