@@ -207,6 +207,12 @@ impl Client {
         self.shared.fanout.subscribe()
     }
 
+    /// The number of the latest connection state transition (0 before the first): see
+    /// `ConnectionStates::next_numbered`.
+    pub(crate) fn transitions_published(&self) -> u64 {
+        self.shared.fanout.published()
+    }
+
     /// The current session (which may be suspended or lost; see [`Session::is_lost`]).
     pub fn session(&self) -> Arc<Session> {
         self.shared.current.borrow().session.clone()

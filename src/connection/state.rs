@@ -71,14 +71,18 @@ impl std::fmt::Display for ConnectionState {
 /// connection incident), so the queues stay short.
 #[derive(Debug)]
 pub(crate) struct StateFanout {
-    /// `None` once closed: a stream subscribed after that ends at once.
-    subscribers: Mutex<Option<Vec<mpsc::UnboundedSender<ConnectionState>>>>,
+    /// `None` once closed: a stream subscribed after that ends at once. Each transition goes
+    /// with its number (see [`published`](Self::published)).
+    subscribers: Mutex<Option<Vec<mpsc::UnboundedSender<(u64, ConnectionState)>>>>,
+    /// How many transitions were published, counted under the `subscribers` lock.
+    published: std::sync::atomic::AtomicU64,
 }
 
 impl Default for StateFanout {
     fn default() -> Self {
         Self {
             subscribers: Mutex::new(Some(Vec::new())),
+            published: std::sync::atomic::AtomicU64::new(0),
         }
     }
 }
@@ -99,9 +103,23 @@ impl StateFanout {
 
     pub(crate) fn publish(&self, state: ConnectionState) {
         // Dropped streams are pruned here, on the next transition.
-        if let Some(subscribers) = self.subscribers.locked().as_mut() {
-            subscribers.retain(|tx| tx.send(state).is_ok());
+        let mut subscribers = self.subscribers.locked();
+        let number = self
+            .published
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
+        if let Some(subscribers) = subscribers.as_mut() {
+            subscribers.retain(|tx| tx.send((number, state)).is_ok());
         }
+    }
+
+    /// How many transitions were published so far: the number of the latest (they are
+    /// numbered from 1), which every stream hands out with it (see
+    /// [`ConnectionStates::next_numbered`]). A task that starts something after reading it
+    /// can tell the transitions that came before from those that came after.
+    pub(crate) fn published(&self) -> u64 {
+        let _ordered = self.subscribers.locked();
+        self.published.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
@@ -112,7 +130,7 @@ impl StateFanout {
 #[derive(Debug)]
 #[must_use = "streams do nothing unless polled"]
 pub struct ConnectionStates {
-    rx: mpsc::UnboundedReceiver<ConnectionState>,
+    rx: mpsc::UnboundedReceiver<(u64, ConnectionState)>,
 }
 
 impl ConnectionStates {
@@ -122,6 +140,13 @@ impl ConnectionStates {
     ///
     /// Cancel safe: a transition is never lost by dropping this future.
     pub async fn next(&mut self) -> Option<ConnectionState> {
+        self.rx.recv().await.map(|(_, state)| state)
+    }
+
+    /// [`next`](Self::next), with the transition's number (see `StateFanout::published`).
+    ///
+    /// Cancel safe, as `next`.
+    pub(crate) async fn next_numbered(&mut self) -> Option<(u64, ConnectionState)> {
         self.rx.recv().await
     }
 }
@@ -130,7 +155,9 @@ impl Stream for ConnectionStates {
     type Item = ConnectionState;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.rx.poll_recv(cx)
+        self.rx
+            .poll_recv(cx)
+            .map(|transition| transition.map(|(_, state)| state))
     }
 }
 

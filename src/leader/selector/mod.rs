@@ -32,7 +32,10 @@
 //! * the connection state changes and the listener's
 //!   [`state_changed`](LeaderSelectorListener::state_changed) says so (by default on
 //!   [`Suspended`](ConnectionState::Suspended) and [`Lost`](ConnectionState::Lost): Curator's
-//!   `CancelLeadershipException` from `LeaderSelectorListenerAdapter`);
+//!   `CancelLeadershipException` from `LeaderSelectorListenerAdapter`). A state change
+//!   cancels only a turn that started before it: a [`requeue`](LeaderSelector::requeue) made
+//!   as soon as the application hears `Lost` is not cancelled by the selector's own handling
+//!   of that same `Lost`, which may come a moment later;
 //! * the session is lost or the leader's node is deleted, whatever `state_changed` says;
 //! * [`interrupt_leadership`](LeaderSelector::interrupt_leadership) or
 //!   [`close`](LeaderSelector::close) is called, or the selector is dropped.
@@ -265,6 +268,10 @@ struct Settings {
 struct Status {
     lifecycle: SelectorState,
     turn: Turn,
+    /// The number of the latest connection state transition when the current turn started:
+    /// only later transitions cancel it. A requeue made after hearing `LOST` starts a turn
+    /// that the selector's own (later) handling of that `LOST` must not cancel.
+    turn_since: u64,
 }
 
 /// Where the selector is in its turns.
@@ -326,8 +333,22 @@ impl Inner {
     }
 
     /// Cancels the turn under way, if any. True if there was one to cancel.
-    fn cancel_turn(&self, why: &str) -> bool {
+    /// Cancels the current turn for the connection state transition numbered `transition`,
+    /// unless the turn started after it.
+    fn cancel_turn_for(&self, transition: u64) -> bool {
         let status = self.status();
+        if status.turn_since >= transition {
+            tracing::debug!(path = %self.path, transition, "a turn started after this connection state goes on");
+            return false;
+        }
+        self.cancel_turn_of(&status, "connection state")
+    }
+
+    fn cancel_turn(&self, why: &str) -> bool {
+        self.cancel_turn_of(&self.status(), why)
+    }
+
+    fn cancel_turn_of(&self, status: &Status, why: &str) -> bool {
         match status.turn.token() {
             Some(token) if !token.is_cancelled() => {
                 let leading = matches!(status.turn, Turn::Leading(_));
@@ -439,6 +460,7 @@ impl LeaderSelector {
                 status: Mutex::new(Status {
                     lifecycle: SelectorState::Latent,
                     turn: Turn::Idle,
+                    turn_since: 0,
                 }),
                 wake: Notify::new(),
                 closed: CancellationToken::new(),

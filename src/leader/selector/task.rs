@@ -53,7 +53,7 @@ impl SelectorTask {
 
     /// Hands every connection state to the listener, and cancels the turn when it says so.
     async fn follow_states(&self, mut states: ConnectionStates) {
-        while let Some(state) = states.next().await {
+        while let Some((transition, state)) = states.next_numbered().await {
             let listener = &self.inner.listener;
             let action = match std::panic::catch_unwind(AssertUnwindSafe(|| {
                 listener.state_changed(state)
@@ -66,7 +66,7 @@ impl SelectorTask {
             };
             tracing::debug!(%state, ?action, "connection state");
             if action == StateChangeAction::CancelLeadership {
-                self.inner.cancel_turn("connection state");
+                self.inner.cancel_turn_for(transition);
             }
         }
         // The client is closed; the turns end by themselves.
@@ -89,7 +89,13 @@ impl SelectorTask {
                 return;
             }
             let token = self.inner.closed.child_token();
-            self.inner.status().turn = Turn::Waiting(token.clone());
+            {
+                let mut status = self.inner.status();
+                status.turn = Turn::Waiting(token.clone());
+                // Read while the turn is set, under the same lock as the cancellation's check:
+                // a transition numbered above this one came after the turn started.
+                status.turn_since = self.inner.client.transitions_published();
+            }
             let id = self.inner.id.as_bytes();
             let (end, held) = match ended.take() {
                 Some(previous) => {
