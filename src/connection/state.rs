@@ -64,6 +64,9 @@ impl std::fmt::Display for ConnectionState {
     }
 }
 
+/// A transition with its number (see `StateFanout::published`).
+type NumberedState = (u64, ConnectionState);
+
 /// Hands every transition to every subscriber, in order.
 ///
 /// Each subscriber has an unbounded queue: unlike Curator's bounded listener queue, a slow
@@ -73,7 +76,7 @@ impl std::fmt::Display for ConnectionState {
 pub(crate) struct StateFanout {
     /// `None` once closed: a stream subscribed after that ends at once. Each transition goes
     /// with its number (see [`published`](Self::published)).
-    subscribers: Mutex<Option<Vec<mpsc::UnboundedSender<(u64, ConnectionState)>>>>,
+    subscribers: Mutex<Option<Vec<mpsc::UnboundedSender<NumberedState>>>>,
     /// How many transitions were published, counted under the `subscribers` lock.
     published: std::sync::atomic::AtomicU64,
 }
@@ -130,7 +133,7 @@ impl StateFanout {
 #[derive(Debug)]
 #[must_use = "streams do nothing unless polled"]
 pub struct ConnectionStates {
-    rx: mpsc::UnboundedReceiver<(u64, ConnectionState)>,
+    rx: mpsc::UnboundedReceiver<NumberedState>,
 }
 
 impl ConnectionStates {
