@@ -1341,7 +1341,16 @@ async fn waiters_of(connect: &str, path: &str, count: usize, key: &str) -> Resul
     for task in tasks {
         task.await??;
     }
-    let drained = started.elapsed();
+    report_drain(key, started.elapsed(), rss_before, heap_before);
+    holder_client.close().await;
+    observer.close().await;
+    Ok(())
+}
+
+/// The waiter scenarios' figures, as `{key}_…`: the peak resident set, the heap and the
+/// resident set added since `rss_before` and `heap_before` (at their peaks), and the drain
+/// time.
+fn report_drain(key: &str, drained: Duration, rss_before: f64, heap_before: f64) {
     let peak = peak_rss_mb();
     report(&format!("{key}_peak_rss_mb"), format!("{peak:.1}"));
     report(
@@ -1356,9 +1365,6 @@ async fn waiters_of(connect: &str, path: &str, count: usize, key: &str) -> Resul
         &format!("{key}_drained_s"),
         format!("{:.2}", drained.as_secs_f64()),
     );
-    holder_client.close().await;
-    observer.close().await;
-    Ok(())
 }
 
 /// Reader sessions in the read/write lock scenarios.
@@ -1519,21 +1525,7 @@ async fn semaphore_waiters_of(
     for task in tasks {
         task.await??;
     }
-    let drained = started.elapsed();
-    let peak = peak_rss_mb();
-    report(&format!("{key}_peak_rss_mb"), format!("{peak:.1}"));
-    report(
-        &format!("{key}_added_heap_mb"),
-        format!("{:.1}", peak_heap_mb() - heap_before),
-    );
-    report(
-        &format!("{key}_added_rss_mb"),
-        format!("{:.1}", peak - rss_before),
-    );
-    report(
-        &format!("{key}_drained_s"),
-        format!("{:.2}", drained.as_secs_f64()),
-    );
+    report_drain(key, started.elapsed(), rss_before, heap_before);
     client.close().await;
     observer.close().await;
     Ok(())
