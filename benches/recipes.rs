@@ -295,36 +295,60 @@ fn figure(key: &str) -> Option<f64> {
         .map(|(_, v)| *v)
 }
 
+/// A ratio the run ends with: its name, our figure, the figure it is judged against, and
+/// whether that one is a time per handoff (judged as 1 / time, a rate).
+type Ratio = (&'static str, &'static str, &'static str, bool);
+
+/// The contended scenarios' ratios, which [`rounds`] also reports over its rounds. Above 1 is
+/// faster than the peer (Curator, zookeeper-client's own lock) or than one handoff floor per
+/// acquisition.
+const CONTENDED_RATIOS: [Ratio; 5] = [
+    (
+        "ratio_contended_to_curator",
+        "contended_acquisitions_per_s",
+        "curator_contended_acquisitions_per_s",
+        false,
+    ),
+    (
+        "ratio_contended_to_zkclient",
+        "contended_acquisitions_per_s",
+        "zkclient_contended_acquisitions_per_s",
+        false,
+    ),
+    (
+        "ratio_contended_to_handoff_floor",
+        "contended_acquisitions_per_s",
+        "handoff_floor_us",
+        true,
+    ),
+    (
+        "ratio_read_contended_to_curator",
+        "read_acquisitions_per_s",
+        "curator_read_acquisitions_per_s",
+        false,
+    ),
+    (
+        "ratio_semaphore_contended_to_curator",
+        "semaphore_acquisitions_per_s",
+        "curator_semaphore_acquisitions_per_s",
+        false,
+    ),
+];
+
+/// `ours` against `theirs`, where `theirs` is a time per handoff when `per_handoff`.
+fn ratio_of(ours: f64, theirs: f64, per_handoff: bool) -> f64 {
+    ours / if per_handoff { 1e6 / theirs } else { theirs }
+}
+
 /// The ratios the README reports, each of two figures of this run (where both were measured).
 fn report_ratios() {
-    let ratios = [
+    let ratios: [Ratio; _] = [
         // Below 1 is faster than the floor.
         (
             "ratio_uncontended_to_floor",
             "uncontended_us_per_op",
             "floor_us_per_op",
             false,
-        ),
-        // Above 1 is faster than Curator.
-        (
-            "ratio_contended_to_curator",
-            "contended_acquisitions_per_s",
-            "curator_contended_acquisitions_per_s",
-            false,
-        ),
-        // Above 1 is faster than zookeeper-client's own lock.
-        (
-            "ratio_contended_to_zkclient",
-            "contended_acquisitions_per_s",
-            "zkclient_contended_acquisitions_per_s",
-            false,
-        ),
-        // Acquisitions per second against one handoff floor per acquisition.
-        (
-            "ratio_contended_to_handoff_floor",
-            "contended_acquisitions_per_s",
-            "handoff_floor_us",
-            true,
         ),
         // Below 1 is faster.
         (
@@ -337,20 +361,6 @@ fn report_ratios() {
             "ratio_selector_handoff_to_curator",
             "selector_handoff_median_us",
             "curator_selector_handoff_median_us",
-            false,
-        ),
-        // Above 1 is faster than Curator.
-        (
-            "ratio_read_contended_to_curator",
-            "read_acquisitions_per_s",
-            "curator_read_acquisitions_per_s",
-            false,
-        ),
-        // Above 1 is faster than Curator.
-        (
-            "ratio_semaphore_contended_to_curator",
-            "semaphore_acquisitions_per_s",
-            "curator_semaphore_acquisitions_per_s",
             false,
         ),
         // Below 1 is faster than Curator.
@@ -441,10 +451,9 @@ fn report_ratios() {
             false,
         ),
     ];
-    for (name, numerator, denominator, per_second) in ratios {
+    for (name, numerator, denominator, per_handoff) in CONTENDED_RATIOS.into_iter().chain(ratios) {
         if let (Some(n), Some(d)) = (figure(numerator), figure(denominator)) {
-            let d = if per_second { 1e6 / d } else { d };
-            report(name, format!("{:.2}", n / d));
+            report(name, format!("{:.2}", ratio_of(n, d, per_handoff)));
         }
     }
 }
@@ -944,41 +953,8 @@ async fn rounds(connect: &str, path: &str) -> Result<(), BoxError> {
         .unwrap_or(3);
     let secs = contended_secs().to_string();
     let (read_sessions, leases) = (READ_SESSIONS.to_string(), SEMAPHORE_LEASES.to_string());
-    // (the ratio's name, our figure, the figure it is judged against, true for a time).
-    const RATIOS: [(&str, &str, &str, bool); 5] = [
-        (
-            "contended_to_curator",
-            "contended_acquisitions_per_s",
-            "curator_contended_acquisitions_per_s",
-            false,
-        ),
-        (
-            "contended_to_zkclient",
-            "contended_acquisitions_per_s",
-            "zkclient_contended_acquisitions_per_s",
-            false,
-        ),
-        (
-            "contended_to_handoff_floor",
-            "contended_acquisitions_per_s",
-            "handoff_floor_us",
-            true,
-        ),
-        (
-            "read_contended_to_curator",
-            "read_acquisitions_per_s",
-            "curator_read_acquisitions_per_s",
-            false,
-        ),
-        (
-            "semaphore_contended_to_curator",
-            "semaphore_acquisitions_per_s",
-            "curator_semaphore_acquisitions_per_s",
-            false,
-        ),
-    ];
     let mut figures: Vec<(&str, Vec<f64>)> = Vec::new();
-    let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); RATIOS.len()];
+    let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); CONTENDED_RATIOS.len()];
     for round in 0..rounds {
         let at = |scenario: &str| format!("{path}-{round}-{scenario}");
         handoff_floor(connect, &at("handoff-floor")).await?;
@@ -991,15 +967,12 @@ async fn rounds(connect: &str, path: &str) -> Result<(), BoxError> {
         semaphore_contended(connect, &at("semaphore")).await?;
         let args = ["semaphore-contended", &read_sessions, &leases, &secs];
         curator(connect, &at("curator-semaphore"), &args).await?;
-        for (i, (_, ours, theirs, floor_time)) in RATIOS.iter().enumerate() {
-            let (Some(ours), Some(theirs)) = (last_figure(ours), last_figure(theirs)) else {
-                continue;
-            };
-            // A floor is a time per handoff: judged as 1 / floor acquisitions a second.
-            let theirs = if *floor_time { 1e6 / theirs } else { theirs };
-            ratios[i].push(ours / theirs);
+        for (i, (_, ours, theirs, per_handoff)) in CONTENDED_RATIOS.iter().enumerate() {
+            if let (Some(ours), Some(theirs)) = (last_figure(ours), last_figure(theirs)) {
+                ratios[i].push(ratio_of(ours, theirs, *per_handoff));
+            }
         }
-        for key in RATIOS
+        for key in CONTENDED_RATIOS
             .iter()
             .flat_map(|(_, ours, theirs, _)| [*ours, *theirs])
         {
@@ -1017,21 +990,18 @@ async fn rounds(connect: &str, path: &str) -> Result<(), BoxError> {
             format!("{:.1}", median(&mut values)),
         );
     }
-    for ((name, ..), mut values) in RATIOS.iter().zip(ratios) {
+    for ((name, ..), mut values) in CONTENDED_RATIOS.iter().zip(ratios) {
         if values.is_empty() {
             continue;
         }
         let median = median(&mut values);
+        report(&format!("rounds_{name}_median"), format!("{median:.2}"));
         report(
-            &format!("rounds_ratio_{name}_median"),
-            format!("{median:.2}"),
-        );
-        report(
-            &format!("rounds_ratio_{name}_lowest"),
+            &format!("rounds_{name}_lowest"),
             format!("{:.2}", values[0]),
         );
         report(
-            &format!("rounds_ratio_{name}_highest"),
+            &format!("rounds_{name}_highest"),
             format!("{:.2}", values[values.len() - 1]),
         );
     }

@@ -120,8 +120,10 @@ impl StateFanout {
     /// numbered from 1), which every stream hands out with it (see
     /// [`ConnectionStates::next_numbered`]). A task that starts something after reading it
     /// can tell the transitions that came before from those that came after.
+    ///
+    /// A transition is counted before it is sent: one counted but not yet received carries a
+    /// number no higher than what this returns, and it did happen before.
     pub(crate) fn published(&self) -> u64 {
-        let _ordered = self.subscribers.locked();
         self.published.load(std::sync::atomic::Ordering::SeqCst)
     }
 }

@@ -63,8 +63,15 @@ pub(crate) struct OwnNode<'a> {
 impl OwnNode<'_> {
     /// True if only a listing can prove this node's grant.
     fn needs_a_listing(&self) -> bool {
-        self.downgrades && self.node.mode == LockMode::Exclusive
+        only_a_listing_proves(self.node, self.downgrades)
     }
+}
+
+/// True if only a listing can prove the grant of `node`, in a queue where downgrades can place
+/// read nodes (`downgrades`): an exclusive node of such a queue (see the
+/// [module documentation](self)).
+pub(crate) fn only_a_listing_proves(node: &QueueNode, downgrades: bool) -> bool {
+    downgrades && node.mode == LockMode::Exclusive
 }
 
 /// Why our node is gone.

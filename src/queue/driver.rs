@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures::FutureExt;
 use zookeeper_client::EventType;
 
-use super::decision::{decide, Decision, OwnNode, Presence};
+use super::decision::{decide, only_a_listing_proves, Decision, OwnNode, Presence};
 use super::view::{Incarnation, Listing, LockMode, QueueNode, QueueView};
 use super::{
     confirmed_interruptions, Denied, Grant, OwnWatch, QueueState, SequentialQueue, WaiterKey,
@@ -406,9 +406,7 @@ impl SequentialQueue {
         // several), the listing that must follow the event proves our node there as well, as
         // Curator's does: a watch would cost a request and an event (fired by our own delete)
         // for nothing.
-        // (A writer of a read/write lock is granted only on a listing: see `decision`.)
-        let needs_a_listing =
-            listed || (self.names.has_shared() && step.node.mode == LockMode::Exclusive);
+        let needs_a_listing = listed || only_a_listing_proves(&step.node, self.names.has_shared());
         let deletion_decides = !needs_a_listing
             && self
                 .state

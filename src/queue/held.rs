@@ -402,31 +402,20 @@ impl SequentialQueue {
             // connection is back or the session ends: a release gives up waiting after the
             // connection timeout, and the delete goes on in the background (below).
             Ok(zk) => {
-                let within = self.client.connection_timeout();
-                let deleted = match handoff {
-                    // Boxed: every waiting task carries its release's future, and thousands
-                    // may wait.
-                    Some((waiter, waiter_path)) => {
-                        unless_down_for(
-                            &zk,
-                            within,
-                            Box::pin(self.delete_handing_off(
-                                &zk,
-                                &node.path,
-                                waiter,
-                                &waiter_path,
-                            )),
-                        )
-                        .await
-                    }
-                    None => {
-                        unless_down_for(&zk, within, async {
-                            settled_delete(zk.delete(&node.path, None).await)
-                        })
-                        .await
+                let delete = async {
+                    match handoff {
+                        // Boxed: every waiting task carries its release's future, and
+                        // thousands may wait.
+                        Some((waiter, waiter_path)) => {
+                            Box::pin(self.delete_handing_off(&zk, &node.path, waiter, &waiter_path))
+                                .await
+                        }
+                        None => settled_delete(zk.delete(&node.path, None).await),
                     }
                 };
-                deleted.unwrap_or(Err(zookeeper_client::Error::ConnectionLoss))
+                unless_down_for(&zk, self.client.connection_timeout(), delete)
+                    .await
+                    .unwrap_or(Err(zookeeper_client::Error::ConnectionLoss))
             }
             // A released session takes its ephemeral node with it, but only once the server
             // expires it, which may be later than this client declared it lost: leave the

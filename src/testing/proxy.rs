@@ -248,41 +248,31 @@ async fn proxy_connection(client: TcpStream, upstream: String, mut fault: watch:
             let _ = upstream_stream.set_nodelay(true);
             let (upstream_read, upstream_write) = upstream_stream.into_split();
             let (to_upstream, for_upstream) = mpsc::unbounded_channel();
-            let reader = read_side(client_read, to_upstream, fault.clone());
-            tasks.spawn(async move { reader.await.then_some(Ended::Drained) });
-            let writer = write_side(for_upstream, upstream_write);
-            tasks.spawn(async move {
-                writer.await;
-                Some(Ended::Connection)
-            });
+            tasks.spawn(read_side(client_read, to_upstream, fault.clone()));
+            tasks.spawn(ends_connection(write_side(for_upstream, upstream_write)));
             if at_start == Fault::ConnectResponseOnly {
-                let first = first_frame_only(upstream_read, client_write);
-                tasks.spawn(async move {
-                    first.await;
-                    Some(Ended::Connection)
-                });
+                tasks.spawn(ends_connection(first_frame_only(
+                    upstream_read,
+                    client_write,
+                )));
             } else {
                 let (to_client, for_client) = mpsc::unbounded_channel();
-                let reader = read_side(upstream_read, to_client, fault.clone());
-                tasks.spawn(async move { reader.await.then_some(Ended::Drained) });
-                let writer = write_side(for_client, client_write);
-                tasks.spawn(async move {
-                    writer.await;
-                    Some(Ended::Connection)
-                });
+                tasks.spawn(read_side(upstream_read, to_client, fault.clone()));
+                tasks.spawn(ends_connection(write_side(for_client, client_write)));
             }
         }
         None => {
+            // With no writer to drain into, the client's side ends the connection however it
+            // ends.
             let (to_nowhere, _) = mpsc::unbounded_channel();
             let reader = read_side(client_read, to_nowhere, fault.clone());
-            tasks.spawn(async move {
+            tasks.spawn(ends_connection(async move {
                 reader.await;
-                Some(Ended::Connection)
-            });
+            }));
             // Keep the client's write half open: the connection looks alive and silent.
             tasks.spawn(async move {
                 let _client_write = client_write;
-                std::future::pending::<Option<Ended>>().await
+                std::future::pending::<Ended>().await
             });
         }
     }
@@ -295,22 +285,24 @@ async fn proxy_connection(client: TcpStream, upstream: String, mut fault: watch:
             let closes = matches!(now, Fault::Cut | Fault::ConnectResponseOnly);
             let unblackholed = previous == Fault::Blackhole && now != Fault::Blackhole;
             if now != previous && (closes || unblackholed) {
-                return Some(Ended::Connection);
+                return Ended::Connection;
             }
             previous = now;
             if fault.changed().await.is_err() {
-                return Some(Ended::Connection);
+                return Ended::Connection;
             }
         }
     });
     // A side whose sender closed (end of stream) lets its writer drain what it read and
     // shut down; the first task to end the connection (a writer done or failed, a fault,
     // a side cut) ends them all: dropping the set aborts the others and closes both sockets.
-    while let Some(ended) = tasks.join_next().await {
-        if !matches!(ended, Ok(Some(Ended::Drained))) {
-            break;
-        }
-    }
+    while let Some(Ok(Ended::Drained)) = tasks.join_next().await {}
+}
+
+/// `task`, as a task whose end ends the connection.
+async fn ends_connection(task: impl std::future::Future<Output = ()>) -> Ended {
+    task.await;
+    Ended::Connection
 }
 
 /// How a task of a proxied connection ended.
@@ -348,29 +340,29 @@ async fn first_frame_only(mut from: OwnedReadHalf, mut to: OwnedWriteHalf) {
 /// A chunk of bytes and when it may be written.
 type Chunk = (Instant, Vec<u8>);
 
-/// Copies what `from` reads into `to`, as the fault allows; `true` when it ended at the end of
-/// the stream (what it read is still to be written), `false` when a fault or a failure ended
-/// it.
+/// Copies what `from` reads into `to`, as the fault allows: [`Ended::Drained`] at the end of
+/// the stream (what it read is still to be written), [`Ended::Connection`] when a fault or a
+/// failure ended it.
 async fn read_side(
     mut from: OwnedReadHalf,
     to: mpsc::UnboundedSender<Chunk>,
     fault: watch::Receiver<Fault>,
-) -> bool {
+) -> Ended {
     let mut buffer = vec![0; BUFFER_SIZE];
     loop {
         let read = match from.read(&mut buffer).await {
-            Ok(0) => return true,
-            Err(_) => return false,
+            Ok(0) => return Ended::Drained,
+            Err(_) => return Ended::Connection,
             Ok(read) => read,
         };
         let due = match *fault.borrow() {
             Fault::None | Fault::ConnectResponseOnly => Instant::now(),
             Fault::Delay(delay) => Instant::now() + delay,
             Fault::Blackhole => continue,
-            Fault::Cut => return false,
+            Fault::Cut => return Ended::Connection,
         };
         if to.send((due, buffer[..read].to_vec())).is_err() {
-            return false;
+            return Ended::Connection;
         }
     }
 }

@@ -312,7 +312,6 @@ impl ServerTls {
         }
     }
 
-    /// ZooKeeper's PEM key store: the key, then the chain, in one file.
     /// Requires every TLS client to present a certificate signed by one of the CAs in
     /// `ca_pem` (ZooKeeper's `ssl.clientAuth=need` with a PEM trust store).
     ///
@@ -328,6 +327,7 @@ impl ServerTls {
         self
     }
 
+    /// ZooKeeper's PEM key store: the key, then the chain, in one file.
     fn key_store_pem(&self) -> String {
         let mut pem = self.private_key_pem.trim_end().to_owned();
         pem.push('\n');

@@ -164,12 +164,12 @@ async fn an_increment_whose_answer_is_lost_is_applied_once() {
     let server = zk_server().await;
     let observer = connect(&server).await;
     let proxy = FaultProxy::start(&server).await.unwrap();
-    let client = Client::builder(proxy.connect_string())
-        .session_timeout(Duration::from_secs(20))
-        .connection_timeout(Duration::from_secs(5))
-        .connect()
-        .await
-        .unwrap();
+    let client = crate::common::connect_with(
+        &proxy.connect_string(),
+        Duration::from_secs(20),
+        Duration::from_secs(5),
+    )
+    .await;
     let path = unique_path("counter-lost-answer");
     let counter = DistributedAtomicLong::new(&client, &path).unwrap();
     assert_eq!(counter.increment().await.unwrap().post_value, 1);
@@ -222,12 +222,12 @@ async fn a_shared_count_is_versioned_and_its_stream_keeps_up_across_a_cut() {
     let server = zk_server().await;
     let writer = connect(&server).await;
     let proxy = FaultProxy::start(&server).await.unwrap();
-    let client = Client::builder(proxy.connect_string())
-        .session_timeout(Duration::from_secs(10))
-        .connection_timeout(Duration::from_secs(2))
-        .connect()
-        .await
-        .unwrap();
+    let client = crate::common::connect_with(
+        &proxy.connect_string(),
+        Duration::from_secs(10),
+        Duration::from_secs(2),
+    )
+    .await;
     let path = unique_path("shared-count");
     let count = SharedCount::new(&client, &path).unwrap();
     let written = SharedCount::new(&writer, &path).unwrap();
@@ -372,12 +372,12 @@ async fn a_barrier_waiter_survives_a_cut() {
     let server = zk_server().await;
     let setter = connect(&server).await;
     let proxy = FaultProxy::start(&server).await.unwrap();
-    let client = Client::builder(proxy.connect_string())
-        .session_timeout(Duration::from_secs(10))
-        .connection_timeout(Duration::from_secs(2))
-        .connect()
-        .await
-        .unwrap();
+    let client = crate::common::connect_with(
+        &proxy.connect_string(),
+        Duration::from_secs(10),
+        Duration::from_secs(2),
+    )
+    .await;
     let path = unique_path("barrier-cut");
     let barrier = DistributedBarrier::new(&setter, &path).unwrap();
     barrier.set_barrier().await.unwrap();

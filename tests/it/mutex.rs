@@ -1091,12 +1091,7 @@ async fn a_release_on_a_dead_connection_returns_and_deletes_in_the_background() 
     let proxy = zk_recipes::testing::FaultProxy::start(&server)
         .await
         .unwrap();
-    let client = Client::builder(proxy.connect_string())
-        .session_timeout(Duration::from_secs(20))
-        .connection_timeout(Duration::from_secs(2))
-        .connect()
-        .await
-        .unwrap();
+    let client = connect(&proxy.connect_string(), Duration::from_secs(20)).await;
     let path = unique_path("release-dead-connection");
     let mutex = InterProcessMutex::new(&client, &path).unwrap();
     let guard = mutex.acquire().await.unwrap();

@@ -332,9 +332,8 @@ impl Inner {
         self.settings.locked()
     }
 
-    /// Cancels the turn under way, if any. True if there was one to cancel.
     /// Cancels the current turn for the connection state transition numbered `transition`,
-    /// unless the turn started after it.
+    /// unless the turn started after it. True if there was one to cancel.
     fn cancel_turn_for(&self, transition: u64) -> bool {
         let status = self.status();
         if status.turn_since >= transition {
@@ -344,6 +343,7 @@ impl Inner {
         self.cancel_turn_of(&status, "connection state")
     }
 
+    /// Cancels the turn under way, if any. True if there was one to cancel.
     fn cancel_turn(&self, why: &str) -> bool {
         self.cancel_turn_of(&self.status(), why)
     }

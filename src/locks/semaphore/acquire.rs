@@ -112,26 +112,19 @@ impl InterProcessSemaphoreV2 {
         // Boxed, like the lease's wait: a release's state would otherwise be in every waiting
         // acquirer's future.
         let mut release = Box::pin(lock.release());
-        let path = self.inner.path.clone();
-        let released = move |outcome: Result<()>| {
-            if let Err(e) = outcome {
-                tracing::debug!(%path, error = %e, "releasing the semaphore's internal lock failed; it is deleted in the background");
-            }
-        };
         if matches!(outcome, Ok(Some(_))) {
             // The first poll sends the delete; the rest of the release (its answer, or a
             // background delete after a failure) need not hold the lease up.
-            match futures::poll!(release.as_mut()) {
-                Poll::Ready(outcome) => released(outcome),
-                Poll::Pending => {
-                    self.inner
-                        .client
-                        .spawn(async move { released(release.await) });
-                }
+            if let Poll::Ready(released) = futures::poll!(release.as_mut()) {
+                log_lock_release(&self.inner.path, released);
+            } else {
+                let path = self.inner.path.clone();
+                let rest = async move { log_lock_release(&path, release.await) };
+                self.inner.client.spawn(rest);
             }
         } else {
             // Not granted: the lock goes before the caller hears so, as the lease node did.
-            released(release.await);
+            log_lock_release(&self.inner.path, release.await);
         }
         outcome
     }
@@ -193,15 +186,10 @@ impl InterProcessSemaphoreV2 {
         if let (Some(listing), Ok((max, _))) = (&listing, &limit) {
             match count_leases(&listing.children, &pending.node().name, *max) {
                 LeaseCount::Fits => {
-                    let node = pending.take();
                     let leases = listing.children.len();
-                    let lease = inner
-                        .leases
-                        .adopt(node, Incarnation::of_parent(&listing.parent), interruptions)
-                        .await
-                        .map_err(Failure::Retry)?;
-                    tracing::debug!(path = %inner.path, node = %lease.node_name(), leases, max, "lease granted on the create's listing");
-                    return Ok(Some(Lease { guard: lease }));
+                    let granted =
+                        self.grant(&mut pending, &listing.parent, interruptions, leases, *max);
+                    return granted.await.map(Some).map_err(Failure::Retry);
                 }
                 LeaseCount::Full if once => {
                     pending.give_back().await;
@@ -217,6 +205,29 @@ impl InterProcessSemaphoreV2 {
             .await;
         pending.give_back().await;
         outcome
+    }
+
+    /// Grants `pending`, whose count of `leases` fitted `max`, in the leases' parent of
+    /// `parent` (its stat when listed); `interruptions`: its session's count before the create.
+    ///
+    /// A connection drop since the count may have lost the lease already: `adopt` then gives
+    /// it back, and fails with [`Error::LockLost`] (the attempt counts again).
+    async fn grant(
+        &self,
+        pending: &mut PendingLease,
+        parent: &zookeeper_client::Stat,
+        interruptions: u64,
+        leases: usize,
+        max: u32,
+    ) -> Result<Lease> {
+        let inner = &self.inner;
+        let node = pending.take();
+        let lease = inner
+            .leases
+            .adopt(node, Incarnation::of_parent(parent), interruptions)
+            .await?;
+        tracing::debug!(path = %inner.path, node = %lease.node_name(), leases, max, "lease granted");
+        Ok(Lease { guard: lease })
     }
 
     /// Counts the leases until they fit the limit, and then grants `pending`.
@@ -261,8 +272,8 @@ impl InterProcessSemaphoreV2 {
                 }
                 Err(e) => return Err(lost(counted, e.into())),
             };
-            let count = count_leases(&children, &pending.node().name, 0);
-            if count == LeaseCount::Missing {
+            let lease_name = &pending.node().name;
+            if !children.iter().any(|child| child == lease_name) {
                 return Err(Failure::Retry(pending.gone()));
             }
             match lock_node {
@@ -283,16 +294,8 @@ impl InterProcessSemaphoreV2 {
             }
             counted = true;
             if count_leases(&children, &pending.node().name, max) == LeaseCount::Fits {
-                let node = pending.take();
-                // A connection drop since the count may have lost the lease already: `adopt`
-                // gives it back, and the attempt counts again.
-                let lease = inner
-                    .leases
-                    .adopt(node, Incarnation::of_parent(&leases_stat), interruptions)
-                    .await
-                    .map_err(Failure::Resume)?;
-                tracing::debug!(path = %inner.path, node = %lease.node_name(), leases = children.len(), max, "lease granted");
-                return Ok(Some(Lease { guard: lease }));
+                let granted = self.grant(pending, &leases_stat, interruptions, children.len(), max);
+                return granted.await.map(Some).map_err(Failure::Resume);
             }
             if once {
                 return Ok(None);
@@ -322,6 +325,14 @@ impl InterProcessSemaphoreV2 {
                 count_changed = None;
             }
         }
+    }
+}
+
+/// Logs the internal lock's release, when it failed (its node is then deleted in the
+/// background).
+fn log_lock_release(path: &str, released: Result<()>) {
+    if let Err(e) = released {
+        tracing::debug!(%path, error = %e, "releasing the semaphore's internal lock failed; it is deleted in the background");
     }
 }
 
