@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use tokio::sync::oneshot;
 use zookeeper_client::{CreateMode, EventType};
 
@@ -11,13 +12,29 @@ use super::decision::{decide, Decision, OwnNode, Presence};
 use super::held::{connected_again, Held};
 use super::view::{Incarnation, Listing, LockMode, QueueNode, QueueView};
 use super::{
-    confirmed_interruptions, DataDelivery, Denied, Grant, OwnWatch, PreWatch, SequentialQueue,
-    WaiterKey,
+    confirmed_interruptions, CreateAhead, CreatedAhead, DataDelivery, Denied, Grant, OwnWatch,
+    PreWatch, SequentialQueue, WaiterKey,
 };
 use crate::connection::{Backoff, Client, Created, PendingStat, ProtectedNode, WithCreate};
 use crate::error::{is_retryable_zk, Error, Result};
 use crate::path::join;
 use crate::sync::Locked;
+
+/// An acquire's outcome, for a waiter that asked for no create ahead of its grant.
+fn without_created_ahead(
+    acquired: Result<Option<(Held, Option<CreatedAhead>)>>,
+) -> Result<Option<Held>> {
+    acquired.map(|acquired| acquired.map(|(held, _)| held))
+}
+
+/// What a waiter asks of the queue besides its node.
+#[derive(Default)]
+struct JoinWith {
+    /// Told once our first node exists (see `acquire_announcing`).
+    announce: Option<oneshot::Sender<()>>,
+    /// What to create as soon as granted (see `acquire_creating_ahead`).
+    create_ahead: Option<CreateAhead>,
+}
 
 /// How long [`SequentialQueue::acquire`] waits.
 #[derive(Debug, Clone, Copy)]
@@ -136,8 +153,9 @@ impl SequentialQueue {
     /// Cancel safe at every await: a node created (or possibly created) by a dropped call is
     /// deleted in the background, and a grant that races with the drop is released.
     pub(crate) async fn acquire(self: &Arc<Self>, data: &[u8], wait: Wait) -> Result<Option<Held>> {
-        self.acquire_replacing(LockMode::Exclusive, data, wait, None, None)
-            .await
+        let acquired =
+            self.acquire_replacing(LockMode::Exclusive, data, wait, None, JoinWith::default());
+        without_created_ahead(acquired.await)
     }
 
     /// [`acquire`](Self::acquire) with a node of `mode`, for a queue with shared nodes.
@@ -151,7 +169,29 @@ impl SequentialQueue {
         data: &[u8],
         wait: Wait,
     ) -> Result<Option<Held>> {
-        self.acquire_replacing(mode, data, wait, None, None).await
+        let acquired = self.acquire_replacing(mode, data, wait, None, JoinWith::default());
+        without_created_ahead(acquired.await)
+    }
+
+    /// [`acquire_in`](Self::acquire_in), asking the driver to send `create_ahead`'s create
+    /// behind a listing that may grant the waiter (see [`CreateAhead`]): the hold, and that
+    /// create when it went out with the grant (the caller makes the node otherwise).
+    ///
+    /// # Cancel safety
+    ///
+    /// As `acquire`; a node made ahead and not taken is deleted in the background.
+    pub(crate) async fn acquire_creating_ahead(
+        self: &Arc<Self>,
+        mode: LockMode,
+        data: &[u8],
+        wait: Wait,
+        create_ahead: CreateAhead,
+    ) -> Result<Option<(Held, Option<CreatedAhead>)>> {
+        let with = JoinWith {
+            create_ahead: Some(create_ahead),
+            ..JoinWith::default()
+        };
+        self.acquire_replacing(mode, data, wait, None, with).await
     }
 
     /// [`acquire`](Self::acquire), telling `joined` once our first node exists (placed in the
@@ -166,8 +206,12 @@ impl SequentialQueue {
         wait: Wait,
         joined: oneshot::Sender<()>,
     ) -> Result<Option<Held>> {
-        self.acquire_replacing(LockMode::Exclusive, data, wait, None, Some(joined))
-            .await
+        let with = JoinWith {
+            announce: Some(joined),
+            ..JoinWith::default()
+        };
+        let acquired = self.acquire_replacing(LockMode::Exclusive, data, wait, None, with);
+        without_created_ahead(acquired.await)
     }
 
     /// Gives up `previous` (a node of this queue) and joins the queue again, like
@@ -214,8 +258,9 @@ impl SequentialQueue {
                 data,
                 wait,
                 Some(Box::new(replacing)),
-                None,
-            ),
+                JoinWith::default(),
+            )
+            .map(without_created_ahead),
         )
     }
 
@@ -226,12 +271,12 @@ impl SequentialQueue {
         wait: Wait,
         // Boxed, like the create below: thousands of waiting futures must stay small.
         mut replacing: Option<Box<Replacing>>,
-        mut joined: Option<oneshot::Sender<()>>,
-    ) -> Result<Option<Held>> {
+        mut with: JoinWith,
+    ) -> Result<Option<(Held, Option<CreatedAhead>)>> {
         let mut requeues = Requeues::default();
         loop {
             let once = matches!(wait, Wait::Once);
-            let attempt = self.acquire_once(mode, data, once, replacing.take(), &mut joined);
+            let attempt = self.acquire_once(mode, data, once, replacing.take(), &mut with);
             let outcome = match wait {
                 Wait::Until(deadline) => match tokio::time::timeout_at(deadline, attempt).await {
                     Ok(outcome) => outcome,
@@ -263,9 +308,9 @@ impl SequentialQueue {
         data: &[u8],
         once: bool,
         replacing: Option<Box<Replacing>>,
-        announce: &mut Option<oneshot::Sender<()>>,
-    ) -> std::result::Result<Held, Denied> {
-        let joined = self.join(mode, data, once, replacing, announce).await?;
+        with: &mut JoinWith,
+    ) -> std::result::Result<(Held, Option<CreatedAhead>), Denied> {
+        let joined = self.join(mode, data, once, replacing, with).await?;
         let (mut pending, grant) = match joined {
             Joined::Granted(pending, grant) => (pending, grant),
             Joined::Waiting(mut pending, grant_rx) => {
@@ -285,7 +330,7 @@ impl SequentialQueue {
         data: &[u8],
         once: bool,
         replacing: Option<Box<Replacing>>,
-        announce: &mut Option<oneshot::Sender<()>>,
+        with: &mut JoinWith,
     ) -> std::result::Result<Joined, Denied> {
         // Boxed, each path on its own: thousands of creates may be in flight at once, and
         // the transactional path's state is larger.
@@ -336,7 +381,7 @@ impl SequentialQueue {
             pending_stat,
             delivery: self.data_delivery(),
         };
-        if let Some(joined) = announce.take() {
+        if let Some(joined) = with.announce.take() {
             let _ = joined.send(());
         }
         // The evidence that came with the create: a listing answered after it, or the queue as
@@ -387,6 +432,7 @@ impl SequentialQueue {
                             incarnation,
                             own_watch: None,
                             local_hold,
+                            created_ahead: None,
                         });
                 }
             }
@@ -395,7 +441,13 @@ impl SequentialQueue {
                 // A single look, and it was not our turn: `pending` deletes the node.
                 None if once => return Err(Denied::NotFirst),
                 None => {
-                    let key = state.register(own, session, pending.incarnation, grant_tx);
+                    let key = state.register(
+                        own,
+                        session,
+                        pending.incarnation,
+                        grant_tx,
+                        with.create_ahead.clone(),
+                    );
                     pending.key = Some(key);
                     self.ensure_driver(&mut state);
                     None
@@ -678,11 +730,14 @@ impl PendingNode {
         Ok(())
     }
 
-    /// The node as granted; its stat must be known (see `await_stat`).
-    fn into_held(mut self, grant: Grant) -> Held {
+    /// The node as granted, and the create that went out with the grant, if one did; its
+    /// stat must be known (see `await_stat`).
+    fn into_held(mut self, mut grant: Grant) -> (Held, Option<CreatedAhead>) {
         let node = self.node.take().expect("handed over once");
         let delivery = std::mem::take(&mut self.delivery);
-        Held::start(self.queue.clone(), node, grant, delivery)
+        let created_ahead = grant.created_ahead.take();
+        let held = Held::start(self.queue.clone(), node, grant, delivery);
+        (held, created_ahead)
     }
 }
 

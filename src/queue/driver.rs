@@ -10,7 +10,8 @@ use zookeeper_client::EventType;
 use super::decision::{decide, only_a_listing_proves, Decision, OwnNode, Presence};
 use super::view::{Incarnation, Listing, LockMode, QueueNode, QueueView};
 use super::{
-    confirmed_interruptions, Denied, Grant, OwnWatch, QueueState, SequentialQueue, WaiterKey,
+    confirmed_interruptions, CreatedAhead, Denied, Grant, OwnWatch, QueueState, SequentialQueue,
+    WaiterKey,
 };
 use crate::connection::{Backoff, Session};
 use crate::error::{Error, Result};
@@ -227,6 +228,7 @@ impl SequentialQueue {
                     incarnation,
                     own_watch: serving.take_watch(),
                     local_hold,
+                    created_ahead: None,
                 };
                 if let Some(waiter) = self.state.locked().waiters.remove(&serving.key) {
                     // A dropped receiver means the waiter is being cancelled; its guard
@@ -285,13 +287,34 @@ impl SequentialQueue {
     /// `place_waiters`), and the listing, or `None` when the parent is gone.
     async fn fetch_listing(&self, step: &Step<'_>) -> Result<(u64, Option<Listing>)> {
         let ticket = self.state.locked().next_ticket;
-        match step.zk.get_children(&self.path).await {
-            Ok((children, parent)) => {
-                Ok((ticket, Some(Listing::new(children, &parent, self.names))))
-            }
-            Err(zookeeper_client::Error::NoNode) => Ok((ticket, None)),
+        let listing = self.listing_of(step.zk.get_children(&self.path).await)?;
+        Ok((ticket, listing))
+    }
+
+    /// A listing's answer as the queue sees it: `None` when the parent is gone.
+    fn listing_of(
+        &self,
+        answer: std::result::Result<(Vec<String>, zookeeper_client::Stat), zookeeper_client::Error>,
+    ) -> Result<Option<Listing>> {
+        match answer {
+            Ok((children, parent)) => Ok(Some(Listing::new(children, &parent, self.names))),
+            Err(zookeeper_client::Error::NoNode) => Ok(None),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Sends the create that the waiter `key` asked to have made once granted, if it asked
+    /// (see [`CreateAhead`]): called right after a listing that may grant it is sent.
+    async fn send_create_ahead(&self, step: &Step<'_>, key: WaiterKey) -> Option<CreatedAhead> {
+        let create_ahead = self
+            .state
+            .locked()
+            .waiters
+            .get(&key)?
+            .create_ahead
+            .clone()?;
+        let interruptions = step.session.interruption_count();
+        Some(CreatedAhead::send(&self.client, interruptions, &create_ahead).await)
     }
 
     /// Lists the parent on the waiter's session and decides on that listing alone (see
@@ -318,7 +341,12 @@ impl SequentialQueue {
         serving: &mut Serving,
     ) -> Result<Option<(Incarnation, QueueNode)>> {
         let generation = step.session.generation();
-        let (ticket, listing) = self.fetch_listing(step).await?;
+        let ticket = self.state.locked().next_ticket;
+        let listing = step.zk.get_children(&self.path);
+        // Behind the listing, in the same round trip: the create the served waiter makes once
+        // granted. Dropped unless this listing grants it.
+        let mut created_ahead = self.send_create_ahead(step, serving.key).await;
+        let listing = self.listing_of(listing.await)?;
         let Some(interruptions) = confirmed_interruptions(step.session) else {
             return Err(Error::ConnectionLoss);
         };
@@ -359,7 +387,9 @@ impl SequentialQueue {
                 }
             }
             for (key, incarnation, local_hold) in granted {
-                let own_watch = (key == serving.key).then(|| serving.take_watch()).flatten();
+                let served = key == serving.key;
+                let own_watch = served.then(|| serving.take_watch()).flatten();
+                let created_ahead = served.then(|| created_ahead.take()).flatten();
                 if let Some(waiter) = state.waiters.remove(&key) {
                     tracing::trace!(node = %waiter.node.name, "granted on a listing");
                     let _ = waiter.grant.send(Ok(Grant {
@@ -367,6 +397,7 @@ impl SequentialQueue {
                         incarnation,
                         own_watch,
                         local_hold,
+                        created_ahead,
                     }));
                 }
             }

@@ -87,7 +87,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{oneshot, Notify};
 use zookeeper_client::{Acl, Stat, WatchedEvent};
 
-use crate::connection::{Client, Session};
+use crate::connection::{Client, Created, Session};
 use crate::error::{Error, Result};
 use crate::path::join;
 use crate::sync::Locked;
@@ -207,6 +207,97 @@ struct Grant {
     /// The hold's entry among the client's holds, made with the grant (see
     /// [`LocalHolds::try_register`]).
     local_hold: LocalHold,
+    /// The create the waiter asked for, when it went out behind the listing that granted it.
+    created_ahead: Option<CreatedAhead>,
+}
+
+/// A node that a waiter's recipe makes as soon as the waiter is granted (a semaphore's lease,
+/// under its internal lock): called by the driver right after it sends a listing that may
+/// grant the waiter, so that the create goes out in the same round trip as the listing
+/// instead of one round trip after it. Its future must send the create on its first poll.
+///
+/// Sent on the waiter's session behind the listing, the create is answered after the
+/// listing: when the listing grants the waiter, the node was made while the waiter held the
+/// lock, exactly as if it had been sent after the grant. (The create goes to the client's
+/// current session; if that is no longer the waiter's, the node proves nothing, and the
+/// recipe must check, as it must for a create sent after the grant.) When the listing does not grant it
+/// (a node before ours that went without a word, and not all the ones before it: rare), the
+/// driver drops the create, whose guard deletes the node in the background (see
+/// `OrphanGuard`); for that moment it existed without the lock. Called again for every
+/// listing that may grant.
+pub(crate) type CreateAhead = Arc<dyn Fn() -> SentCreate + Send + Sync>;
+
+/// The future of a [`CreateAhead`].
+pub(crate) type SentCreate = Pin<Box<dyn std::future::Future<Output = Result<Created>> + Send>>;
+
+/// A [`CreateAhead`]'s create, sent, and handed over with the grant it went out with.
+pub(crate) struct CreatedAhead {
+    /// The session's interruption count before the create was sent.
+    interruptions: u64,
+    create: SentAnswer,
+    /// For the delete of a node answered on the first poll and never taken.
+    client: Client,
+}
+
+/// A create sent ahead of a grant: still awaiting its answer, or answered on its first poll.
+enum SentAnswer {
+    InFlight(SentCreate),
+    Answered(Option<Box<Result<Created>>>),
+}
+
+impl CreatedAhead {
+    /// Calls `create_ahead`, and polls its future once, which sends the create.
+    async fn send(client: &Client, interruptions: u64, create_ahead: &CreateAhead) -> Self {
+        let mut create = create_ahead();
+        let create = match futures::poll!(create.as_mut()) {
+            std::task::Poll::Ready(answer) => SentAnswer::Answered(Some(Box::new(answer))),
+            std::task::Poll::Pending => SentAnswer::InFlight(create),
+        };
+        Self {
+            interruptions,
+            create,
+            client: client.clone(),
+        }
+    }
+
+    /// The session's interruption count before the create was sent: a drop after it may have
+    /// lost the node.
+    pub(crate) fn interruptions(&self) -> u64 {
+        self.interruptions
+    }
+
+    /// The create's answer.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropped before the answer, the create's guard deletes the node it may
+    /// have made.
+    pub(crate) async fn answer(mut self) -> Result<Created> {
+        match &mut self.create {
+            SentAnswer::InFlight(create) => create.await,
+            SentAnswer::Answered(answer) => *answer.take().expect("taken once"),
+        }
+    }
+}
+
+impl Drop for CreatedAhead {
+    fn drop(&mut self) {
+        // A create still in flight has its own guard; only a node answered before anyone
+        // awaited it (a reply quicker than the poll that sent it) is left to delete here.
+        let SentAnswer::Answered(Some(answer)) = &self.create else {
+            return;
+        };
+        let Ok(created) = answer.as_ref() else {
+            return;
+        };
+        let node = created.node.clone();
+        let client = self.client.clone();
+        self.client.spawn(async move {
+            if let Err(e) = client.guaranteed_delete(&node.session, &node.path).await {
+                tracing::warn!(path = %node.path, error = %e, "deleting a node made ahead of a grant that did not come failed; it goes with its session");
+            }
+        });
+    }
 }
 
 /// Why a waiter's wait ended without the lock.
@@ -240,6 +331,8 @@ struct Waiter {
     /// answered after the create of every waiter with a ticket below `t`.
     ticket: u64,
     grant: GrantSender,
+    /// What to create as soon as it is granted, ahead of the grant where a listing decides it.
+    create_ahead: Option<CreateAhead>,
 }
 
 /// The answer to a `get_and_watch_data`.
@@ -329,6 +422,7 @@ impl QueueState {
         session: Arc<Session>,
         incarnation: Option<Incarnation>,
         grant: GrantSender,
+        create_ahead: Option<CreateAhead>,
     ) -> WaiterKey {
         let key = WaiterKey {
             generation: session.generation(),
@@ -344,6 +438,7 @@ impl QueueState {
                 incarnation,
                 ticket,
                 grant,
+                create_ahead,
             },
         );
         key

@@ -18,6 +18,8 @@ use tokio::task::JoinHandle;
 use tracing::instrument::WithSubscriber;
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use zk_recipes::testing::FaultProxy;
+use zk_recipes::zookeeper_client::CreateMode;
+use zk_recipes::zookeeper_client::CreateMode::EphemeralSequential;
 use zk_recipes::{
     Client, ConnectionState, InterProcessSemaphoreMutex, InterProcessSemaphoreV2, Lease,
     SharedCount,
@@ -380,6 +382,67 @@ async fn a_waiter_whose_internal_lock_is_deleted_starts_again() {
     for client in clients {
         client.close().await;
     }
+}
+
+/// An acquirer's lease is created ahead of its internal lock's grant, in the round trip of the
+/// listing that may grant the lock (the one after its predecessor's deletion). When that
+/// listing shows a node still before ours (the predecessor gave up while the holder stayed),
+/// the lease made ahead is deleted and nobody gets in; the acquirer gets its lease once the
+/// holder goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_made_ahead_of_a_lock_grant_that_does_not_come_is_deleted() {
+    init_tracing();
+    let server = zk_server().await;
+    let path = unique_path("semaphore-ahead");
+    let (other, client) = (connect(&server).await, connect(&server).await);
+    let (locks, leases) = (format!("{path}/locks"), format!("{path}/leases"));
+    // A holder of the internal lock and a waiter behind it, as Java acquirers make them.
+    let lock_node = |id: &'static str| {
+        let other = other.clone();
+        let locks = locks.clone();
+        async move {
+            other
+                .create_protected(&locks, "lock-", id.as_bytes(), EphemeralSequential, &[])
+                .await
+                .expect("a lock node")
+        }
+    };
+    let holder = lock_node("holder").await;
+    let given_up = lock_node("gives up").await;
+    other
+        .create(&leases, b"", CreateMode::Persistent, &[])
+        .await
+        .expect("the leases' parent");
+    let stat_of_leases = || async { other.exists(&leases).await.expect("stat").expect("leases") };
+    let before = stat_of_leases().await;
+
+    let acquiring = spawn_acquire(&semaphore(&client, &path, 1, "rust"));
+    eventually_children(&other, &locks, 3, "the acquirer's lock node").await;
+    // The acquirer watches the node before its own; that node goes without having held the
+    // lock, so the listing after its deletion shows the holder still there.
+    other.delete(&given_up.path, None).await.expect("delete");
+    eventually_async("the lease made ahead, and its delete", DEADLINE, || async {
+        let stat = stat_of_leases().await;
+        stat.cversion >= before.cversion + 2 && stat.num_children == 0
+    })
+    .await;
+    assert!(
+        !acquiring.is_finished(),
+        "granted while the holder held the internal lock"
+    );
+
+    other.delete(&holder.path, None).await.expect("delete");
+    let lease = join_within(acquiring, DEADLINE, "the lease once the holder goes")
+        .await
+        .expect("lease");
+    assert_eq!(
+        children_of(&other, &leases).await,
+        [lease.node_name().to_owned()]
+    );
+    lease.release().await.expect("release");
+    await_leases(&other, &path, 0).await;
+    other.close().await;
+    client.close().await;
 }
 
 /// A waiting acquire rides out more connection blips than the retry policy allows retries:

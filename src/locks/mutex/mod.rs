@@ -139,8 +139,8 @@ use crate::error::{Error, Result};
 use crate::participant::default_participant_id;
 use crate::path::{validate_path, validate_recipe_path};
 use crate::queue::{
-    Held, Incarnation, LockMode, LostSignal, NodeNames, Participant, SequentialQueue, Wait,
-    LEASE_NAMES, LOCK_NAMES, READ_WRITE_NAMES,
+    CreateAhead, CreatedAhead, Held, Incarnation, LockMode, LostSignal, NodeNames, Participant,
+    SequentialQueue, Wait, LEASE_NAMES, LOCK_NAMES, READ_WRITE_NAMES,
 };
 use crate::sync::Locked;
 
@@ -604,6 +604,23 @@ impl InterProcessMutex {
             .acquire_in(inner.role.mode(), inner.id.as_bytes(), wait)
             .await?;
         Ok(held.map(|held| self.install(held)))
+    }
+
+    /// [`acquire_with`](Self::acquire_with), with `create_ahead`'s node made as soon as the
+    /// lock is granted, in the round trip of the listing that grants it when a listing does
+    /// (see [`CreateAhead`]): the guard, and that create when it went out with the grant (the
+    /// caller makes the node otherwise).
+    pub(crate) async fn acquire_creating_ahead(
+        &self,
+        wait: Wait,
+        create_ahead: CreateAhead,
+    ) -> Result<Option<(LockGuard, Option<CreatedAhead>)>> {
+        let inner = &self.inner;
+        let held = inner
+            .queue
+            .acquire_creating_ahead(inner.role.mode(), inner.id.as_bytes(), wait, create_ahead)
+            .await?;
+        Ok(held.map(|(held, created_ahead)| (self.install(held), created_ahead)))
     }
 
     /// Makes a fresh grant a hold with one guard.

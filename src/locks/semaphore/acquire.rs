@@ -7,13 +7,14 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
+use futures::FutureExt;
 use zookeeper_client::CreateMode;
 
 use super::{InterProcessSemaphoreV2, Lease, Limit};
 use crate::connection::{Client, Created, WithCreate};
 use crate::error::{Error, Result};
 use crate::locks::mutex::LockGuard;
-use crate::queue::{Incarnation, Requeues, Wait, LEASE_NAMES};
+use crate::queue::{CreateAhead, CreatedAhead, Incarnation, Requeues, Wait, LEASE_NAMES};
 
 /// Why one attempt at a lease ended without it.
 enum Failure {
@@ -99,7 +100,12 @@ impl InterProcessSemaphoreV2 {
     /// is sent at once and the lease returned without waiting for its answer (the next
     /// acquirer's turn comes when the server deletes the node, whoever waits for the answer).
     async fn attempt(&self, wait: Wait) -> std::result::Result<Option<Lease>, Failure> {
-        let Some(lock) = self.inner.lock.acquire_with(wait).await? else {
+        let acquired = self
+            .inner
+            .lock
+            .acquire_creating_ahead(wait, self.lease_create())
+            .await?;
+        let Some((lock, created_ahead)) = acquired else {
             return Ok(None);
         };
         let deadline = match wait {
@@ -108,7 +114,8 @@ impl InterProcessSemaphoreV2 {
         };
         // Boxed: only the acquirer that holds the internal lock needs this state, and
         // thousands of acquirers may wait for the lock.
-        let outcome = Box::pin(self.lease_under(&lock, deadline, matches!(wait, Wait::Once))).await;
+        let once = matches!(wait, Wait::Once);
+        let outcome = Box::pin(self.lease_under(&lock, created_ahead, deadline, once)).await;
         // Boxed, like the lease's wait: a release's state would otherwise be in every waiting
         // acquirer's future.
         let mut release = Box::pin(lock.release());
@@ -141,39 +148,41 @@ impl InterProcessSemaphoreV2 {
     async fn lease_under(
         &self,
         lock: &LockGuard,
+        created_ahead: Option<CreatedAhead>,
         deadline: Option<tokio::time::Instant>,
         once: bool,
     ) -> std::result::Result<Option<Lease>, Failure> {
         let inner = &self.inner;
         let session = lock.session().clone();
-        // Before anything is sent: a drop after it is the lease's loss too.
-        let interruptions = session.interruption_count();
         let zk = session
             .zookeeper()
             .map_err(|_| Failure::Retry(Error::LockLost))?;
-        let create = inner.client.create_protected_then_list(
-            &inner.leases_path,
-            LEASE_NAMES.exclusive(),
-            inner.id.as_bytes(),
-            CreateMode::EphemeralSequential,
-            &inner.acls,
-            WithCreate {
-                list_parent: true,
-                replacing: None,
-            },
-        );
-        let (created, limit) = futures::join!(create, inner.limit.read(&zk, false));
-        let Created {
-            node,
-            pending_stat,
-            listing,
-            ..
-        } = created?;
-        // From here on the node exists: dropped, the guard deletes it.
-        let mut pending = PendingLease {
-            client: inner.client.clone(),
-            node: Some(node),
+        // The interruption count before the create is sent: a drop after it is the lease's
+        // loss too.
+        let (interruptions, create) = match created_ahead {
+            Some(sent) => (sent.interruptions(), sent.answer().left_future()),
+            None => (
+                session.interruption_count(),
+                (self.lease_create())().right_future(),
+            ),
         };
+        // The node is guarded the moment its create is answered: the limit's read may still be
+        // under way, and a drop then (a timeout) must delete the node.
+        let guarded = async {
+            let Created {
+                node,
+                pending_stat,
+                listing,
+                ..
+            } = create.await?;
+            let pending = PendingLease {
+                client: inner.client.clone(),
+                node: Some(node),
+            };
+            Ok::<_, Error>((pending, pending_stat, listing))
+        };
+        let (created, limit) = futures::join!(guarded, inner.limit.read(&zk, false));
+        let (mut pending, pending_stat, listing) = created?;
         if !Arc::ptr_eq(&pending.node().session, &session) {
             // Made on a newer session than the internal lock's: that lock went with its
             // session. `pending` deletes the node.
@@ -205,6 +214,33 @@ impl InterProcessSemaphoreV2 {
             .await;
         pending.give_back().await;
         outcome
+    }
+
+    /// The lease node's create, with a listing of the leases right behind it: sent by the
+    /// internal lock's driver behind the listing that grants the lock, when a listing does
+    /// (see [`CreateAhead`]), else by [`lease_under`](Self::lease_under) once the lock is held.
+    fn lease_create(&self) -> CreateAhead {
+        let inner = self.inner.clone();
+        Arc::new(move || {
+            let inner = inner.clone();
+            Box::pin(async move {
+                let with = WithCreate {
+                    list_parent: true,
+                    replacing: None,
+                };
+                inner
+                    .client
+                    .create_protected_then_list(
+                        &inner.leases_path,
+                        LEASE_NAMES.exclusive(),
+                        inner.id.as_bytes(),
+                        CreateMode::EphemeralSequential,
+                        &inner.acls,
+                        with,
+                    )
+                    .await
+            })
+        })
     }
 
     /// Grants `pending`, whose count of `leases` fitted `max`, in the leases' parent of

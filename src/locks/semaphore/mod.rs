@@ -53,11 +53,20 @@
 //!
 //! # Past Curator
 //!
-//! * **One round trip under the lock.** The lease's create and its first count (a listing
-//!   of the leases) go out back to back on the lock's session, and ZooKeeper answers them in
-//!   order: when the leases fit, the lease is granted on that listing, and the internal
-//!   lock's delete goes out at once, without holding up the caller. Curator spends three
-//!   round trips in turn while it holds the lock (the create, the count, the delete).
+//! * **One round trip under the lock, shared with the lock's grant.** The lease's create and
+//!   its first count (a listing of the leases) go out back to back on the lock's session, and
+//!   ZooKeeper answers them in order: when the leases fit, the lease is granted on that
+//!   listing, and the internal lock's delete goes out at once, without holding up the caller.
+//!   When the internal lock is granted on a listing of its queue (the way an acquirer that
+//!   joined behind several others is granted, after its predecessor's deletion), the lease's
+//!   create and count go out right behind that listing, in its round trip: answered after
+//!   it, the lease was made once the listing had proven the lock ours, as if sent after the
+//!   grant. If that listing does not grant the lock after all (the predecessor gave up while
+//!   a node before it stayed: rare), the lease node made ahead is deleted at once. Until
+//!   then another acquirer's count, a Java one's too, may include it, which can make that
+//!   acquirer wait for its delete, never overrun the limit (see above). Curator spends
+//!   four round trips in turn from its lock's grant (the listing, the create, the count,
+//!   the delete).
 //! * **No waiting on a deposed acquirer.** An acquirer whose count does not fit checks, with
 //!   every count it makes while it waits, that its internal lock node still exists; one that
 //!   finds it gone (someone deleted it, or its session is suspended) gives its lease node back
