@@ -93,10 +93,11 @@
 //! share one driver as the mutex's do; the acquirer at its head makes its lease with a listing
 //! of the leases behind it, one round trip, and when they fit, sends the internal mutex's
 //! delete and returns the lease without waiting for its answer (Curator: three round trips in
-//! turn). When the internal mutex is granted on a listing (after the predecessor's deletion,
-//! for an acquirer that joined behind several), the lease's create and count go out right
-//! behind that listing, in its round trip, so the grant and the lease cost one round trip
-//! together. An acquirer that must wait lists the leases again with a watch and a read of its
+//! turn). With a fixed limit, when the internal mutex is granted on a listing (after the
+//! predecessor's deletion, for an acquirer that joined behind several), the lease's create and
+//! count go out right behind that listing, in its round trip: from the predecessor's deletion
+//! to the internal mutex's delete, two round trips in turn, where Curator spends four. An
+//! acquirer that must wait lists the leases again with a watch and a read of its
 //! lock node; it watches the leases (and a shared count): one watch for the whole process.
 //!
 //! **[`LeaderSelector`]:** a requeue deletes the old node and creates the new one in one

@@ -12,8 +12,8 @@ use super::decision::{decide, Decision, OwnNode, Presence};
 use super::held::{connected_again, Held};
 use super::view::{Incarnation, Listing, LockMode, QueueNode, QueueView};
 use super::{
-    confirmed_interruptions, CreateAhead, CreatedAhead, DataDelivery, Denied, Grant, OwnWatch,
-    PreWatch, SequentialQueue, WaiterKey,
+    confirmed_interruptions, CreateAhead, DataDelivery, Denied, Grant, OwnWatch, PreWatch,
+    SentAhead, SequentialQueue, WaiterKey,
 };
 use crate::connection::{Backoff, Client, Created, PendingStat, ProtectedNode, WithCreate};
 use crate::error::{is_retryable_zk, Error, Result};
@@ -21,9 +21,7 @@ use crate::path::join;
 use crate::sync::Locked;
 
 /// An acquire's outcome, for a waiter that asked for no create ahead of its grant.
-fn without_created_ahead(
-    acquired: Result<Option<(Held, Option<CreatedAhead>)>>,
-) -> Result<Option<Held>> {
+fn without_sent_ahead(acquired: Result<Option<(Held, Option<SentAhead>)>>) -> Result<Option<Held>> {
     acquired.map(|acquired| acquired.map(|(held, _)| held))
 }
 
@@ -32,7 +30,7 @@ fn without_created_ahead(
 struct JoinWith {
     /// Told once our first node exists (see `acquire_announcing`).
     announce: Option<oneshot::Sender<()>>,
-    /// What to create as soon as granted (see `acquire_creating_ahead`).
+    /// What to create as soon as granted (see `acquire_in`).
     create_ahead: Option<CreateAhead>,
 }
 
@@ -155,40 +153,26 @@ impl SequentialQueue {
     pub(crate) async fn acquire(self: &Arc<Self>, data: &[u8], wait: Wait) -> Result<Option<Held>> {
         let acquired =
             self.acquire_replacing(LockMode::Exclusive, data, wait, None, JoinWith::default());
-        without_created_ahead(acquired.await)
+        without_sent_ahead(acquired.await)
     }
 
-    /// [`acquire`](Self::acquire) with a node of `mode`, for a queue with shared nodes.
+    /// [`acquire`](Self::acquire) with a node of `mode` (for a queue with shared nodes), and,
+    /// with `create_ahead`, the driver asked to send its create behind a listing that may grant
+    /// the waiter (see [`CreateAhead`]): the hold, and that create when it went out with the
+    /// grant (the caller makes the node otherwise).
     ///
     /// # Cancel safety
     ///
-    /// As `acquire`.
+    /// As `acquire`; a node made ahead and not handed over is deleted in the background.
     pub(crate) async fn acquire_in(
         self: &Arc<Self>,
         mode: LockMode,
         data: &[u8],
         wait: Wait,
-    ) -> Result<Option<Held>> {
-        let acquired = self.acquire_replacing(mode, data, wait, None, JoinWith::default());
-        without_created_ahead(acquired.await)
-    }
-
-    /// [`acquire_in`](Self::acquire_in), asking the driver to send `create_ahead`'s create
-    /// behind a listing that may grant the waiter (see [`CreateAhead`]): the hold, and that
-    /// create when it went out with the grant (the caller makes the node otherwise).
-    ///
-    /// # Cancel safety
-    ///
-    /// As `acquire`; a node made ahead and not taken is deleted in the background.
-    pub(crate) async fn acquire_creating_ahead(
-        self: &Arc<Self>,
-        mode: LockMode,
-        data: &[u8],
-        wait: Wait,
-        create_ahead: CreateAhead,
-    ) -> Result<Option<(Held, Option<CreatedAhead>)>> {
+        create_ahead: Option<CreateAhead>,
+    ) -> Result<Option<(Held, Option<SentAhead>)>> {
         let with = JoinWith {
-            create_ahead: Some(create_ahead),
+            create_ahead,
             ..JoinWith::default()
         };
         self.acquire_replacing(mode, data, wait, None, with).await
@@ -211,7 +195,7 @@ impl SequentialQueue {
             ..JoinWith::default()
         };
         let acquired = self.acquire_replacing(LockMode::Exclusive, data, wait, None, with);
-        without_created_ahead(acquired.await)
+        without_sent_ahead(acquired.await)
     }
 
     /// Gives up `previous` (a node of this queue) and joins the queue again, like
@@ -260,7 +244,7 @@ impl SequentialQueue {
                 Some(Box::new(replacing)),
                 JoinWith::default(),
             )
-            .map(without_created_ahead),
+            .map(without_sent_ahead),
         )
     }
 
@@ -272,7 +256,7 @@ impl SequentialQueue {
         // Boxed, like the create below: thousands of waiting futures must stay small.
         mut replacing: Option<Box<Replacing>>,
         mut with: JoinWith,
-    ) -> Result<Option<(Held, Option<CreatedAhead>)>> {
+    ) -> Result<Option<(Held, Option<SentAhead>)>> {
         let mut requeues = Requeues::default();
         loop {
             let once = matches!(wait, Wait::Once);
@@ -309,7 +293,7 @@ impl SequentialQueue {
         once: bool,
         replacing: Option<Box<Replacing>>,
         with: &mut JoinWith,
-    ) -> std::result::Result<(Held, Option<CreatedAhead>), Denied> {
+    ) -> std::result::Result<(Held, Option<SentAhead>), Denied> {
         let joined = self.join(mode, data, once, replacing, with).await?;
         let (mut pending, grant) = match joined {
             Joined::Granted(pending, grant) => (pending, grant),
@@ -432,7 +416,7 @@ impl SequentialQueue {
                             incarnation,
                             own_watch: None,
                             local_hold,
-                            created_ahead: None,
+                            sent_ahead: None,
                         });
                 }
             }
@@ -732,12 +716,12 @@ impl PendingNode {
 
     /// The node as granted, and the create that went out with the grant, if one did; its
     /// stat must be known (see `await_stat`).
-    fn into_held(mut self, mut grant: Grant) -> (Held, Option<CreatedAhead>) {
+    fn into_held(mut self, mut grant: Grant) -> (Held, Option<SentAhead>) {
         let node = self.node.take().expect("handed over once");
         let delivery = std::mem::take(&mut self.delivery);
-        let created_ahead = grant.created_ahead.take();
+        let sent_ahead = grant.sent_ahead.take();
         let held = Held::start(self.queue.clone(), node, grant, delivery);
-        (held, created_ahead)
+        (held, sent_ahead)
     }
 }
 

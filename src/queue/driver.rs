@@ -10,7 +10,7 @@ use zookeeper_client::EventType;
 use super::decision::{decide, only_a_listing_proves, Decision, OwnNode, Presence};
 use super::view::{Incarnation, Listing, LockMode, QueueNode, QueueView};
 use super::{
-    confirmed_interruptions, CreatedAhead, Denied, Grant, OwnWatch, QueueState, SequentialQueue,
+    confirmed_interruptions, Denied, Grant, OwnWatch, QueueState, SentAhead, SequentialQueue,
     WaiterKey,
 };
 use crate::connection::{Backoff, Session};
@@ -228,7 +228,7 @@ impl SequentialQueue {
                     incarnation,
                     own_watch: serving.take_watch(),
                     local_hold,
-                    created_ahead: None,
+                    sent_ahead: None,
                 };
                 if let Some(waiter) = self.state.locked().waiters.remove(&serving.key) {
                     // A dropped receiver means the waiter is being cancelled; its guard
@@ -304,8 +304,9 @@ impl SequentialQueue {
     }
 
     /// Sends the create that the waiter `key` asked to have made once granted, if it asked
-    /// (see [`CreateAhead`]): called right after a listing that may grant it is sent.
-    async fn send_create_ahead(&self, step: &Step<'_>, key: WaiterKey) -> Option<CreatedAhead> {
+    /// (see [`CreateAhead`](super::CreateAhead)): called right after a listing that may grant
+    /// it is sent.
+    fn send_create_ahead(&self, step: &Step<'_>, key: WaiterKey) -> Option<SentAhead> {
         let create_ahead = self
             .state
             .locked()
@@ -314,7 +315,7 @@ impl SequentialQueue {
             .create_ahead
             .clone()?;
         let interruptions = step.session.interruption_count();
-        Some(CreatedAhead::send(&self.client, interruptions, &create_ahead).await)
+        Some(SentAhead::send(&self.client, interruptions, &create_ahead))
     }
 
     /// Lists the parent on the waiter's session and decides on that listing alone (see
@@ -341,11 +342,12 @@ impl SequentialQueue {
         serving: &mut Serving,
     ) -> Result<Option<(Incarnation, QueueNode)>> {
         let generation = step.session.generation();
+        // The ticket before the listing is sent, as in `fetch_listing`.
         let ticket = self.state.locked().next_ticket;
         let listing = step.zk.get_children(&self.path);
         // Behind the listing, in the same round trip: the create the served waiter makes once
         // granted. Dropped unless this listing grants it.
-        let mut created_ahead = self.send_create_ahead(step, serving.key).await;
+        let mut sent_ahead = self.send_create_ahead(step, serving.key);
         let listing = self.listing_of(listing.await)?;
         let Some(interruptions) = confirmed_interruptions(step.session) else {
             return Err(Error::ConnectionLoss);
@@ -389,7 +391,7 @@ impl SequentialQueue {
             for (key, incarnation, local_hold) in granted {
                 let served = key == serving.key;
                 let own_watch = served.then(|| serving.take_watch()).flatten();
-                let created_ahead = served.then(|| created_ahead.take()).flatten();
+                let sent_ahead = served.then(|| sent_ahead.take()).flatten();
                 if let Some(waiter) = state.waiters.remove(&key) {
                     tracing::trace!(node = %waiter.node.name, "granted on a listing");
                     let _ = waiter.grant.send(Ok(Grant {
@@ -397,7 +399,7 @@ impl SequentialQueue {
                         incarnation,
                         own_watch,
                         local_hold,
-                        created_ahead,
+                        sent_ahead,
                     }));
                 }
             }

@@ -287,7 +287,7 @@ impl SequentialQueue {
             incarnation,
             own_watch: None,
             local_hold,
-            created_ahead: None,
+            sent_ahead: None,
         };
         Held::start(self.clone(), node, grant, self.data_delivery())
     }

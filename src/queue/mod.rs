@@ -84,6 +84,7 @@ use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
+use futures::FutureExt;
 use tokio::sync::{oneshot, Notify};
 use zookeeper_client::{Acl, Stat, WatchedEvent};
 
@@ -208,54 +209,51 @@ struct Grant {
     /// [`LocalHolds::try_register`]).
     local_hold: LocalHold,
     /// The create the waiter asked for, when it went out behind the listing that granted it.
-    created_ahead: Option<CreatedAhead>,
+    sent_ahead: Option<SentAhead>,
 }
 
 /// A node that a waiter's recipe makes as soon as the waiter is granted (a semaphore's lease,
 /// under its internal lock): called by the driver right after it sends a listing that may
 /// grant the waiter, so that the create goes out in the same round trip as the listing
-/// instead of one round trip after it. Its future must send the create on its first poll.
+/// instead of one round trip after it. Its future must send the create on its first poll
+/// when the client is connected (a later send is still behind the listing).
 ///
 /// Sent on the waiter's session behind the listing, the create is answered after the
 /// listing: when the listing grants the waiter, the node was made while the waiter held the
 /// lock, exactly as if it had been sent after the grant. (The create goes to the client's
 /// current session; if that is no longer the waiter's, the node proves nothing, and the
-/// recipe must check, as it must for a create sent after the grant.) When the listing does not grant it
-/// (a node before ours that went without a word, and not all the ones before it: rare), the
-/// driver drops the create, whose guard deletes the node in the background (see
-/// `OrphanGuard`); for that moment it existed without the lock. Called again for every
-/// listing that may grant.
+/// recipe must check, as it must for a create sent after the grant.) When the listing does
+/// not grant the waiter (a node before ours that went without a word, and not all the ones
+/// before it), the node is deleted as soon as its create is answered (see [`SentAhead`]);
+/// for that moment it existed without the lock. Called again for every listing that may
+/// grant.
 pub(crate) type CreateAhead = Arc<dyn Fn() -> SentCreate + Send + Sync>;
 
 /// The future of a [`CreateAhead`].
 pub(crate) type SentCreate = Pin<Box<dyn std::future::Future<Output = Result<Created>> + Send>>;
 
 /// A [`CreateAhead`]'s create, sent, and handed over with the grant it went out with.
-pub(crate) struct CreatedAhead {
+/// Dropped before its answer was taken, it deletes the node once the answer comes: one
+/// delete, in the background.
+pub(crate) struct SentAhead {
     /// The session's interruption count before the create was sent.
     interruptions: u64,
-    create: SentAnswer,
-    /// For the delete of a node answered on the first poll and never taken.
+    /// `None` once the answer is taken.
+    create: Option<SentCreate>,
     client: Client,
 }
 
-/// A create sent ahead of a grant: still awaiting its answer, or answered on its first poll.
-enum SentAnswer {
-    InFlight(SentCreate),
-    Answered(Option<Box<Result<Created>>>),
-}
-
-impl CreatedAhead {
-    /// Calls `create_ahead`, and polls its future once, which sends the create.
-    async fn send(client: &Client, interruptions: u64, create_ahead: &CreateAhead) -> Self {
+impl SentAhead {
+    /// Calls `create_ahead` and polls its future once, which sends the create. The poll has a
+    /// no-op waker: the driver that sends it has no use for the answer.
+    fn send(client: &Client, interruptions: u64, create_ahead: &CreateAhead) -> Self {
         let mut create = create_ahead();
-        let create = match futures::poll!(create.as_mut()) {
-            std::task::Poll::Ready(answer) => SentAnswer::Answered(Some(Box::new(answer))),
-            std::task::Poll::Pending => SentAnswer::InFlight(create),
-        };
+        if let Some(answer) = (&mut create).now_or_never() {
+            create = Box::pin(std::future::ready(answer));
+        }
         Self {
             interruptions,
-            create,
+            create: Some(create),
             client: client.clone(),
         }
     }
@@ -270,29 +268,24 @@ impl CreatedAhead {
     ///
     /// # Cancel safety
     ///
-    /// Cancel safe: dropped before the answer, the create's guard deletes the node it may
-    /// have made.
+    /// Cancel safe: dropped before the answer, the node is deleted once the answer comes.
     pub(crate) async fn answer(mut self) -> Result<Created> {
-        match &mut self.create {
-            SentAnswer::InFlight(create) => create.await,
-            SentAnswer::Answered(answer) => *answer.take().expect("taken once"),
-        }
+        let answer = self.create.as_mut().expect("taken once").await;
+        self.create = None;
+        answer
     }
 }
 
-impl Drop for CreatedAhead {
+impl Drop for SentAhead {
     fn drop(&mut self) {
-        // A create still in flight has its own guard; only a node answered before anyone
-        // awaited it (a reply quicker than the poll that sent it) is left to delete here.
-        let SentAnswer::Answered(Some(answer)) = &self.create else {
+        let Some(create) = self.create.take() else {
             return;
         };
-        let Ok(created) = answer.as_ref() else {
-            return;
-        };
-        let node = created.node.clone();
         let client = self.client.clone();
         self.client.spawn(async move {
+            // A create that failed made nothing, or left its node to its own guard.
+            let Ok(created) = create.await else { return };
+            let node = created.node;
             if let Err(e) = client.guaranteed_delete(&node.session, &node.path).await {
                 tracing::warn!(path = %node.path, error = %e, "deleting a node made ahead of a grant that did not come failed; it goes with its session");
             }

@@ -19,7 +19,6 @@ use tracing::instrument::WithSubscriber;
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use zk_recipes::testing::FaultProxy;
 use zk_recipes::zookeeper_client::CreateMode;
-use zk_recipes::zookeeper_client::CreateMode::EphemeralSequential;
 use zk_recipes::{
     Client, ConnectionState, InterProcessSemaphoreMutex, InterProcessSemaphoreV2, Lease,
     SharedCount,
@@ -402,7 +401,13 @@ async fn a_lease_made_ahead_of_a_lock_grant_that_does_not_come_is_deleted() {
         let locks = locks.clone();
         async move {
             other
-                .create_protected(&locks, "lock-", id.as_bytes(), EphemeralSequential, &[])
+                .create_protected(
+                    &locks,
+                    "lock-",
+                    id.as_bytes(),
+                    CreateMode::EphemeralSequential,
+                    &[],
+                )
                 .await
                 .expect("a lock node")
         }

@@ -139,7 +139,7 @@ use crate::error::{Error, Result};
 use crate::participant::default_participant_id;
 use crate::path::{validate_path, validate_recipe_path};
 use crate::queue::{
-    CreateAhead, CreatedAhead, Held, Incarnation, LockMode, LostSignal, NodeNames, Participant,
+    CreateAhead, Held, Incarnation, LockMode, LostSignal, NodeNames, Participant, SentAhead,
     SequentialQueue, Wait, LEASE_NAMES, LOCK_NAMES, READ_WRITE_NAMES,
 };
 use crate::sync::Locked;
@@ -598,12 +598,8 @@ impl InterProcessMutex {
     /// Waits for the lock as `wait` says. The create checks the request's size before
     /// anything is sent.
     pub(crate) async fn acquire_with(&self, wait: Wait) -> Result<Option<LockGuard>> {
-        let inner = &self.inner;
-        let held = inner
-            .queue
-            .acquire_in(inner.role.mode(), inner.id.as_bytes(), wait)
-            .await?;
-        Ok(held.map(|held| self.install(held)))
+        let acquired = self.acquire_creating_ahead(wait, None).await?;
+        Ok(acquired.map(|(guard, _)| guard))
     }
 
     /// [`acquire_with`](Self::acquire_with), with `create_ahead`'s node made as soon as the
@@ -613,14 +609,16 @@ impl InterProcessMutex {
     pub(crate) async fn acquire_creating_ahead(
         &self,
         wait: Wait,
-        create_ahead: CreateAhead,
-    ) -> Result<Option<(LockGuard, Option<CreatedAhead>)>> {
+        create_ahead: Option<CreateAhead>,
+    ) -> Result<Option<(LockGuard, Option<SentAhead>)>> {
         let inner = &self.inner;
-        let held = inner
+        let data = inner.id.as_bytes();
+        let acquired = inner
             .queue
-            .acquire_creating_ahead(inner.role.mode(), inner.id.as_bytes(), wait, create_ahead)
-            .await?;
-        Ok(held.map(|(held, created_ahead)| (self.install(held), created_ahead)))
+            .acquire_in(inner.role.mode(), data, wait, create_ahead);
+        Ok(acquired
+            .await?
+            .map(|(held, sent_ahead)| (self.install(held), sent_ahead)))
     }
 
     /// Makes a fresh grant a hold with one guard.

@@ -10,11 +10,11 @@ use std::time::Duration;
 use futures::FutureExt;
 use zookeeper_client::CreateMode;
 
-use super::{InterProcessSemaphoreV2, Lease, Limit};
+use super::{Inner, InterProcessSemaphoreV2, Lease, Limit};
 use crate::connection::{Client, Created, WithCreate};
 use crate::error::{Error, Result};
 use crate::locks::mutex::LockGuard;
-use crate::queue::{CreateAhead, CreatedAhead, Incarnation, Requeues, Wait, LEASE_NAMES};
+use crate::queue::{CreateAhead, Incarnation, Requeues, SentAhead, Wait, LEASE_NAMES};
 
 /// Why one attempt at a lease ended without it.
 enum Failure {
@@ -100,12 +100,19 @@ impl InterProcessSemaphoreV2 {
     /// is sent at once and the lease returned without waiting for its answer (the next
     /// acquirer's turn comes when the server deletes the node, whoever waits for the answer).
     async fn attempt(&self, wait: Wait) -> std::result::Result<Option<Lease>, Failure> {
+        // With a shared count, the count's read goes out once the lock is held whatever the
+        // create does: a lease made ahead would gain nothing, and cost a create and a delete
+        // when the listing does not grant the lock.
+        let create_ahead = match self.inner.limit {
+            Limit::Fixed(_) => Some(lease_create_ahead(&self.inner)),
+            Limit::Shared(_) => None,
+        };
         let acquired = self
             .inner
             .lock
-            .acquire_creating_ahead(wait, self.lease_create())
+            .acquire_creating_ahead(wait, create_ahead)
             .await?;
-        let Some((lock, created_ahead)) = acquired else {
+        let Some((lock, sent_ahead)) = acquired else {
             return Ok(None);
         };
         let deadline = match wait {
@@ -115,7 +122,7 @@ impl InterProcessSemaphoreV2 {
         // Boxed: only the acquirer that holds the internal lock needs this state, and
         // thousands of acquirers may wait for the lock.
         let once = matches!(wait, Wait::Once);
-        let outcome = Box::pin(self.lease_under(&lock, created_ahead, deadline, once)).await;
+        let outcome = Box::pin(self.lease_under(&lock, sent_ahead, deadline, once)).await;
         // Boxed, like the lease's wait: a release's state would otherwise be in every waiting
         // acquirer's future.
         let mut release = Box::pin(lock.release());
@@ -136,10 +143,11 @@ impl InterProcessSemaphoreV2 {
         outcome
     }
 
-    /// Creates a lease node while `lock` (the internal lock) is held, and waits until the
-    /// leases fit the limit: the lease, or `None` at the deadline (or after one look). A lease
-    /// node not granted is deleted before this returns, when the connection allows, so that
-    /// the next acquirer (which may come the moment the internal lock goes) does not count it.
+    /// Creates a lease node while `lock` (the internal lock) is held, or takes the one
+    /// `sent_ahead` with the lock's grant, and waits until the leases fit the limit: the
+    /// lease, or `None` at the deadline (or after one look). A lease node not granted is
+    /// deleted before this returns, when the connection allows, so that the next acquirer
+    /// (which may come the moment the internal lock goes) does not count it.
     ///
     /// The first count is the listing sent right behind the create, in the same round trip
     /// (ZooKeeper answers a session's requests in order, so it includes our lease): when the
@@ -148,7 +156,7 @@ impl InterProcessSemaphoreV2 {
     async fn lease_under(
         &self,
         lock: &LockGuard,
-        created_ahead: Option<CreatedAhead>,
+        sent_ahead: Option<SentAhead>,
         deadline: Option<tokio::time::Instant>,
         once: bool,
     ) -> std::result::Result<Option<Lease>, Failure> {
@@ -159,11 +167,11 @@ impl InterProcessSemaphoreV2 {
             .map_err(|_| Failure::Retry(Error::LockLost))?;
         // The interruption count before the create is sent: a drop after it is the lease's
         // loss too.
-        let (interruptions, create) = match created_ahead {
+        let (interruptions, create) = match sent_ahead {
             Some(sent) => (sent.interruptions(), sent.answer().left_future()),
             None => (
                 session.interruption_count(),
-                (self.lease_create())().right_future(),
+                create_lease(inner.clone()).right_future(),
             ),
         };
         // The node is guarded the moment its create is answered: the limit's read may still be
@@ -214,33 +222,6 @@ impl InterProcessSemaphoreV2 {
             .await;
         pending.give_back().await;
         outcome
-    }
-
-    /// The lease node's create, with a listing of the leases right behind it: sent by the
-    /// internal lock's driver behind the listing that grants the lock, when a listing does
-    /// (see [`CreateAhead`]), else by [`lease_under`](Self::lease_under) once the lock is held.
-    fn lease_create(&self) -> CreateAhead {
-        let inner = self.inner.clone();
-        Arc::new(move || {
-            let inner = inner.clone();
-            Box::pin(async move {
-                let with = WithCreate {
-                    list_parent: true,
-                    replacing: None,
-                };
-                inner
-                    .client
-                    .create_protected_then_list(
-                        &inner.leases_path,
-                        LEASE_NAMES.exclusive(),
-                        inner.id.as_bytes(),
-                        CreateMode::EphemeralSequential,
-                        &inner.acls,
-                        with,
-                    )
-                    .await
-            })
-        })
     }
 
     /// Grants `pending`, whose count of `leases` fitted `max`, in the leases' parent of
@@ -362,6 +343,33 @@ impl InterProcessSemaphoreV2 {
             }
         }
     }
+}
+
+/// Creates our lease node, with a listing of the leases right behind it.
+async fn create_lease(inner: Arc<Inner>) -> Result<Created> {
+    let with = WithCreate {
+        list_parent: true,
+        replacing: None,
+    };
+    let name = LEASE_NAMES.exclusive();
+    let (id, mode) = (inner.id.as_bytes(), CreateMode::EphemeralSequential);
+    let create = inner.client.create_protected_then_list(
+        &inner.leases_path,
+        name,
+        id,
+        mode,
+        &inner.acls,
+        with,
+    );
+    create.await
+}
+
+/// [`create_lease`], sent by the internal lock's driver behind the listing that grants the
+/// lock, when a listing does (see [`CreateAhead`]). It holds the semaphore's state only while
+/// the acquirer waits for the lock.
+fn lease_create_ahead(inner: &Arc<Inner>) -> CreateAhead {
+    let inner = inner.clone();
+    Arc::new(move || Box::pin(create_lease(inner.clone())))
 }
 
 /// Logs the internal lock's release, when it failed (its node is then deleted in the

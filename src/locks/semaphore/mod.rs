@@ -57,16 +57,18 @@
 //!   its first count (a listing of the leases) go out back to back on the lock's session, and
 //!   ZooKeeper answers them in order: when the leases fit, the lease is granted on that
 //!   listing, and the internal lock's delete goes out at once, without holding up the caller.
-//!   When the internal lock is granted on a listing of its queue (the way an acquirer that
-//!   joined behind several others is granted, after its predecessor's deletion), the lease's
-//!   create and count go out right behind that listing, in its round trip: answered after
-//!   it, the lease was made once the listing had proven the lock ours, as if sent after the
-//!   grant. If that listing does not grant the lock after all (the predecessor gave up while
-//!   a node before it stayed: rare), the lease node made ahead is deleted at once. Until
-//!   then another acquirer's count, a Java one's too, may include it, which can make that
-//!   acquirer wait for its delete, never overrun the limit (see above). Curator spends
-//!   four round trips in turn from its lock's grant (the listing, the create, the count,
-//!   the delete).
+//!   With a fixed limit, when the internal lock is granted on a listing of its queue (the way
+//!   an acquirer that joined behind several others is granted, after its predecessor's
+//!   deletion), the lease's create and count go out right behind that listing, in its round
+//!   trip: answered after it, the lease was made once the listing had proven the lock ours,
+//!   as if sent after the grant. From its predecessor's deletion to its lock's delete, an
+//!   acquirer spends two round trips in turn; Curator spends four (the listing, the create,
+//!   the count, the delete). If the listing does not grant the lock after all (the
+//!   predecessor gave up while a node before it stayed, as a timed-out acquire does), the
+//!   lease node made ahead is deleted as soon as its create is answered: one create, one
+//!   listing and one delete for nothing. Until then another acquirer's count, a Java one's
+//!   too, may include it, which can make that acquirer wait for the delete (or a single look,
+//!   or a short timeout, fail), never overrun the limit (see above).
 //! * **No waiting on a deposed acquirer.** An acquirer whose count does not fit checks, with
 //!   every count it makes while it waits, that its internal lock node still exists; one that
 //!   finds it gone (someone deleted it, or its session is suspended) gives its lease node back
