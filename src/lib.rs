@@ -96,8 +96,10 @@
 //! turn). With a fixed limit, when the internal mutex is granted on a listing (after the
 //! predecessor's deletion, for an acquirer that joined behind several), the lease's create and
 //! count go out right behind that listing, in its round trip: from the predecessor's deletion
-//! to the internal mutex's delete, two round trips in turn, where Curator spends four. An
-//! acquirer that must wait lists the leases again with a watch and a read of its
+//! to the internal mutex's delete, two round trips in turn, where Curator spends four. Between
+//! waiters of one process, the release of the internal mutex sends the next waiter's lease
+//! create behind its delete and the read that proves that waiter's turn: one round trip
+//! for the handoff and the lease together. An acquirer that must wait lists the leases again with a watch and a read of its
 //! lock node; it watches the leases (and a shared count): one watch for the whole process.
 //!
 //! **[`LeaderSelector`]:** a requeue deletes the old node and creates the new one in one

@@ -10,8 +10,7 @@ use zookeeper_client::EventType;
 use super::decision::{decide, only_a_listing_proves, Decision, OwnNode, Presence};
 use super::view::{Incarnation, Listing, LockMode, QueueNode, QueueView};
 use super::{
-    confirmed_interruptions, Denied, Grant, OwnWatch, QueueState, SentAhead, SequentialQueue,
-    WaiterKey,
+    confirmed_interruptions, Denied, Grant, OwnWatch, QueueState, SequentialQueue, WaiterKey,
 };
 use crate::connection::{Backoff, Session};
 use crate::error::{Error, Result};
@@ -223,14 +222,16 @@ impl SequentialQueue {
                 let Some(local_hold) = self.local_holds.try_register(&step.node) else {
                     return Ok(());
                 };
-                let grant = Grant {
+                let mut grant = Grant {
                     interruptions_at_grant: interruptions,
                     incarnation,
                     own_watch: serving.take_watch(),
                     local_hold,
                     sent_ahead: None,
                 };
-                if let Some(waiter) = self.state.locked().waiters.remove(&serving.key) {
+                if let Some(mut waiter) = self.state.locked().waiters.remove(&serving.key) {
+                    // Sent when a release proved the grant, after that proof.
+                    grant.sent_ahead = waiter.sent_on_release.take().map(|sent| *sent);
                     // A dropped receiver means the waiter is being cancelled; its guard
                     // deletes the node.
                     let _ = waiter.grant.send(Ok(grant));
@@ -303,21 +304,6 @@ impl SequentialQueue {
         }
     }
 
-    /// Sends the create that the waiter `key` asked to have made once granted, if it asked
-    /// (see [`CreateAhead`](super::CreateAhead)): called right after a listing that may grant
-    /// it is sent.
-    fn send_create_ahead(&self, step: &Step<'_>, key: WaiterKey) -> Option<SentAhead> {
-        let create_ahead = self
-            .state
-            .locked()
-            .waiters
-            .get(&key)?
-            .create_ahead
-            .clone()?;
-        let interruptions = step.session.interruption_count();
-        Some(SentAhead::send(&self.client, interruptions, &create_ahead))
-    }
-
     /// Lists the parent on the waiter's session and decides on that listing alone (see
     /// [`Presence::Listed`]): the waiter served is granted if the listing shows it with nothing
     /// before it that it must wait for, and so is every other shared waiter of that session the
@@ -347,7 +333,7 @@ impl SequentialQueue {
         let listing = step.zk.get_children(&self.path);
         // Behind the listing, in the same round trip: the create the served waiter makes once
         // granted. Dropped unless this listing grants it.
-        let mut sent_ahead = self.send_create_ahead(step, serving.key);
+        let mut sent_ahead = self.send_create_ahead(serving.key);
         let listing = self.listing_of(listing.await)?;
         let Some(interruptions) = confirmed_interruptions(step.session) else {
             return Err(Error::ConnectionLoss);

@@ -492,10 +492,19 @@ impl SequentialQueue {
     ) -> std::result::Result<(), zookeeper_client::Error> {
         let delete = zk.delete(path, None);
         let waiter_stat = zk.check_stat(waiter_path);
+        // Behind the read that may prove the waiter's grant: the create it makes once granted
+        // (see `CreateAhead`). Dropped, and its node deleted, unless the read proves it.
+        let sent_ahead = self.send_create_ahead(waiter);
         let deleted = settled_delete(delete.await);
         if deleted.is_ok() {
             if let Ok(Some(_)) = waiter_stat.await {
-                self.state.locked().release_proof = Some(waiter);
+                let mut state = self.state.locked();
+                state.release_proof = Some(waiter);
+                // Kept with the waiter, if it still waits; dropped (and its node deleted)
+                // otherwise.
+                if let Some(waiting) = state.waiters.get_mut(&waiter) {
+                    waiting.sent_on_release = sent_ahead.map(Box::new);
+                }
             } else {
                 tracing::debug!(%path, waiter = %waiter_path, "the next local waiter's node is gone");
             }

@@ -213,20 +213,21 @@ struct Grant {
 }
 
 /// A node that a waiter's recipe makes as soon as the waiter is granted (a semaphore's lease,
-/// under its internal lock): called by the driver right after it sends a listing that may
-/// grant the waiter, so that the create goes out in the same round trip as the listing
-/// instead of one round trip after it. Its future must send the create on its first poll
+/// under its internal lock): called right after a request that may prove the waiter's grant
+/// is sent (the driver's listing, or the read of the waiter's node that a local release
+/// sends behind its delete), so that the create goes out in the same round trip as that
+/// request instead of one round trip after it. Its future must send the create on its first poll
 /// when the client is connected (a later send is still behind the listing).
 ///
-/// Sent on the waiter's session behind the listing, the create is answered after the
-/// listing: when the listing grants the waiter, the node was made while the waiter held the
+/// Sent on the waiter's session behind that request, the create is answered after it: when
+/// the request proves the grant, the node was made while the waiter held the
 /// lock, exactly as if it had been sent after the grant. (The create goes to the client's
 /// current session; if that is no longer the waiter's, the node proves nothing, and the
-/// recipe must check, as it must for a create sent after the grant.) When the listing does
-/// not grant the waiter (a node before ours that went without a word, and not all the ones
-/// before it), the node is deleted as soon as its create is answered (see [`SentAhead`]);
-/// for that moment it existed without the lock. Called again for every listing that may
-/// grant.
+/// recipe must check, as it must for a create sent after the grant.) When it does not (a
+/// listing showing a node before ours that went without a word, and not all the ones before
+/// it; the waiter's node gone), the node is deleted as soon as its create is answered (see
+/// [`SentAhead`]); for that moment it existed without the lock. Called again for every
+/// request that may prove the grant.
 pub(crate) type CreateAhead = Arc<dyn Fn() -> SentCreate + Send + Sync>;
 
 /// The future of a [`CreateAhead`].
@@ -326,6 +327,11 @@ struct Waiter {
     grant: GrantSender,
     /// What to create as soon as it is granted, ahead of the grant where a listing decides it.
     create_ahead: Option<CreateAhead>,
+    /// That create, sent behind the read that proved its grant on a release of its
+    /// predecessor (see `SequentialQueue::delete_node`). It goes with the waiter: handed over
+    /// with its grant, or deleted when the waiter is dropped for any other reason. Boxed:
+    /// thousands may wait.
+    sent_on_release: Option<Box<SentAhead>>,
 }
 
 /// The answer to a `get_and_watch_data`.
@@ -432,6 +438,7 @@ impl QueueState {
                 ticket,
                 grant,
                 create_ahead,
+                sent_on_release: None,
             },
         );
         key
@@ -500,6 +507,19 @@ impl SequentialQueue {
             background_deletes: tokio::sync::watch::Sender::new(0),
             data_listener: Mutex::new(None),
         })
+    }
+
+    /// Sends the create that the waiter `key` asked to have made once granted, if it asked
+    /// (see [`CreateAhead`]): called right after a request that may prove its grant is sent.
+    fn send_create_ahead(&self, key: WaiterKey) -> Option<SentAhead> {
+        let (create_ahead, interruptions) = {
+            let state = self.state.locked();
+            let waiter = state.waiters.get(&key)?;
+            let create_ahead = waiter.create_ahead.clone()?;
+            (create_ahead, waiter.session.interruption_count())
+        };
+        // Sent with the state unlocked: the create may look at the client's state.
+        Some(SentAhead::send(&self.client, interruptions, &create_ahead))
     }
 
     /// Refuses, before anything is sent, a node carrying `data` that the server would refuse

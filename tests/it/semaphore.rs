@@ -450,6 +450,62 @@ async fn a_lease_made_ahead_of_a_lock_grant_that_does_not_come_is_deleted() {
     client.close().await;
 }
 
+/// Between acquirers of one process, the internal lock's release reads the next acquirer's
+/// lock node behind its delete, and sends that acquirer's lease create behind the read. When
+/// the read finds the node gone (someone deleted it, and nothing told this process, whose
+/// own node was its predecessor), the lease made ahead is deleted, and the acquirer joins
+/// again and gets its lease in turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_made_ahead_of_a_local_handoff_to_a_deleted_node_is_deleted() {
+    init_tracing();
+    let server = zk_server().await;
+    let path = unique_path("semaphore-ahead-local");
+    let (other, client) = (connect(&server).await, connect(&server).await);
+    let (locks, leases) = (format!("{path}/locks"), format!("{path}/leases"));
+    let held = semaphore(&other, &path, 1, "holder")
+        .acquire()
+        .await
+        .expect("lease");
+    let ours = semaphore(&client, &path, 1, "ours");
+    // The first takes the internal lock and waits, with its lease node, for the holder's to go;
+    // the second queues behind it on the internal lock.
+    let first = spawn_acquire(&ours);
+    eventually_children(&other, &leases, 2, "the first's waiting lease").await;
+    let second = spawn_acquire(&ours);
+    eventually_children(&other, &locks, 2, "the second's lock node").await;
+    let mut lock_nodes = children_of(&other, &locks).await;
+    lock_nodes.sort_by(|a, b| a[a.len() - 10..].cmp(&b[b.len() - 10..]));
+    other
+        .delete(&format!("{locks}/{}", lock_nodes[1]), None)
+        .await
+        .expect("delete the second's lock node");
+
+    held.release().await.expect("release");
+    let first = join_within(first, DEADLINE, "the first's lease")
+        .await
+        .expect("lease");
+    // The second joins again, takes the internal lock and waits with its own lease node: the
+    // first's and the second's are all there is.
+    eventually_async("the second waits with one lease node", DEADLINE, || async {
+        let nodes = children_of(&other, &leases).await;
+        nodes.len() == 2 && nodes.iter().any(|node| node == first.node_name())
+    })
+    .await;
+    assert!(!second.is_finished(), "two leases of one granted");
+    first.release().await.expect("release");
+    let second = join_within(second, DEADLINE, "the second's lease")
+        .await
+        .expect("lease");
+    assert_eq!(
+        children_of(&other, &leases).await,
+        [second.node_name().to_owned()]
+    );
+    second.release().await.expect("release");
+    await_leases(&other, &path, 0).await;
+    other.close().await;
+    client.close().await;
+}
+
 /// A waiting acquire rides out more connection blips than the retry policy allows retries:
 /// each one starts its attempt again, after it had counted its lease, with the policy's count
 /// afresh (a wait of hours must not fail at its fourth blip).

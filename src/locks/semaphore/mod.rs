@@ -61,7 +61,9 @@
 //!   an acquirer that joined behind several others is granted, after its predecessor's
 //!   deletion), the lease's create and count go out right behind that listing, in its round
 //!   trip: answered after it, the lease was made once the listing had proven the lock ours,
-//!   as if sent after the grant. From its predecessor's deletion to its lock's delete, an
+//!   as if sent after the grant. Between acquirers of one process, the release of the
+//!   internal lock reads the next acquirer's lock node right behind its delete, which proves
+//!   that acquirer's turn, and sends its lease's create and count right behind that read. From its predecessor's deletion to its lock's delete, an
 //!   acquirer spends two round trips in turn; Curator spends four (the listing, the create,
 //!   the count, the delete). If the listing does not grant the lock after all (the
 //!   predecessor gave up while a node before it stayed, as a timed-out acquire does), the
