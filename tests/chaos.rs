@@ -1298,7 +1298,7 @@ async fn queue_nodes(client: &Client, queue: &str) -> Result<Vec<String>, Error>
                 .any(|n| name.contains(n))
         })
         .collect();
-    nodes.sort_by(|a, b| a[a.len() - 10..].cmp(&b[b.len() - 10..]));
+    common::sort_by_sequence(&mut nodes);
     Ok(nodes.into_iter().map(|n| format!("{queue}/{n}")).collect())
 }
 

@@ -564,6 +564,14 @@ impl Client {
             .await;
         deleted.map(drop).map_err(Error::from)
     }
+
+    /// [`guaranteed_delete`](Self::guaranteed_delete) of `node`, for a background task: a
+    /// failure is logged as the delete of `what` (the node then goes with its session).
+    pub(crate) async fn guaranteed_delete_or_warn(&self, node: &ProtectedNode, what: &str) {
+        if let Err(e) = self.guaranteed_delete(&node.session, &node.path).await {
+            tracing::warn!(path = %node.path, error = %e, "deleting {what} failed; it goes with its session");
+        }
+    }
 }
 
 /// Sends the create of `path`: alone, or in one transaction after the delete of `replaced`.

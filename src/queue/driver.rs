@@ -222,20 +222,14 @@ impl SequentialQueue {
                 let Some(local_hold) = self.local_holds.try_register(&step.node) else {
                     return Ok(());
                 };
-                let mut grant = Grant {
+                let grant = Grant {
                     interruptions_at_grant: interruptions,
                     incarnation,
                     own_watch: serving.take_watch(),
                     local_hold,
                     sent_ahead: None,
                 };
-                if let Some(mut waiter) = self.state.locked().waiters.remove(&serving.key) {
-                    // Sent when a release proved the grant, after that proof.
-                    grant.sent_ahead = waiter.sent_on_release.take().map(|sent| *sent);
-                    // A dropped receiver means the waiter is being cancelled; its guard
-                    // deletes the node.
-                    let _ = waiter.grant.send(Ok(grant));
-                }
+                self.state.locked().hand_over(serving.key, grant);
                 Ok(())
             }
             Decision::Requeue(why) => {
@@ -378,15 +372,15 @@ impl SequentialQueue {
                 let served = key == serving.key;
                 let own_watch = served.then(|| serving.take_watch()).flatten();
                 let sent_ahead = served.then(|| sent_ahead.take()).flatten();
-                if let Some(waiter) = state.waiters.remove(&key) {
-                    tracing::trace!(node = %waiter.node.name, "granted on a listing");
-                    let _ = waiter.grant.send(Ok(Grant {
-                        interruptions_at_grant: interruptions,
-                        incarnation,
-                        own_watch,
-                        local_hold,
-                        sent_ahead,
-                    }));
+                let grant = Grant {
+                    interruptions_at_grant: interruptions,
+                    incarnation,
+                    own_watch,
+                    local_hold,
+                    sent_ahead,
+                };
+                if let Some(node) = state.hand_over(key, grant) {
+                    tracing::trace!(node = %node.name, "granted on a listing");
                 }
             }
             wait

@@ -208,7 +208,8 @@ struct Grant {
     /// The hold's entry among the client's holds, made with the grant (see
     /// [`LocalHolds::try_register`]).
     local_hold: LocalHold,
-    /// The create the waiter asked for, when it went out behind the listing that granted it.
+    /// The create the waiter asked for, when it went out behind the request that proved the
+    /// grant (see [`CreateAhead`]).
     sent_ahead: Option<SentAhead>,
 }
 
@@ -286,10 +287,8 @@ impl Drop for SentAhead {
         self.client.spawn(async move {
             // A create that failed made nothing, or left its node to its own guard.
             let Ok(created) = create.await else { return };
-            let node = created.node;
-            if let Err(e) = client.guaranteed_delete(&node.session, &node.path).await {
-                tracing::warn!(path = %node.path, error = %e, "deleting a node made ahead of a grant that did not come failed; it goes with its session");
-            }
+            let what = "a node made ahead of a grant that did not come";
+            client.guaranteed_delete_or_warn(&created.node, what).await;
         });
     }
 }
@@ -442,6 +441,19 @@ impl QueueState {
             },
         );
         key
+    }
+
+    /// Hands `grant` to the waiter `key`, which leaves the waiters, with the create sent for
+    /// it on a release of its predecessor unless the grant brings one of its own: the waiter's
+    /// node, or `None` if it had gone. A dropped receiver means the waiter is being
+    /// cancelled: its guard deletes the node.
+    fn hand_over(&mut self, key: WaiterKey, mut grant: Grant) -> Option<QueueNode> {
+        let mut waiter = self.waiters.remove(&key)?;
+        if grant.sent_ahead.is_none() {
+            grant.sent_ahead = waiter.sent_on_release.take().map(|sent| *sent);
+        }
+        let _ = waiter.grant.send(Ok(grant));
+        Some(waiter.node)
     }
 
     fn deny(&mut self, key: WaiterKey, denied: Denied) {

@@ -152,6 +152,12 @@ pub async fn connect_with(
 /// How long [`eventually_children`] waits.
 pub const CHILDREN_DEADLINE: Duration = Duration::from_secs(20);
 
+/// Sorts sequential node names by their 10-digit sequence (the queue's order, whatever their
+/// prefixes).
+pub fn sort_by_sequence(nodes: &mut [String]) {
+    nodes.sort_by(|a, b| a[a.len() - 10..].cmp(&b[b.len() - 10..]));
+}
+
 /// The children of `path` as `observer` sees them (none if it does not exist).
 pub async fn children_of(observer: &Client, path: &str) -> Vec<String> {
     observer

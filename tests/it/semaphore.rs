@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crate::common::{
     children_of, connect_with, eventually_async, eventually_children, init_tracing, join_within,
-    unique_path, zk_server,
+    sort_by_sequence, unique_path, zk_server,
 };
 use tokio::task::JoinHandle;
 use tracing::instrument::WithSubscriber;
@@ -348,7 +348,7 @@ async fn a_waiter_whose_internal_lock_is_deleted_starts_again() {
     let mut leases_before = children_of(&clients[0], &format!("{path}/leases")).await;
     leases_before.sort();
     let mut locks = children_of(&clients[0], &format!("{path}/locks")).await;
-    locks.sort_by(|a, b| a[a.len() - 10..].cmp(&b[b.len() - 10..]));
+    sort_by_sequence(&mut locks);
     let deposed = locks[0].clone();
     clients[0]
         .delete(&format!("{path}/locks/{deposed}"), None)
@@ -474,7 +474,7 @@ async fn a_lease_made_ahead_of_a_local_handoff_to_a_deleted_node_is_deleted() {
     let second = spawn_acquire(&ours);
     eventually_children(&other, &locks, 2, "the second's lock node").await;
     let mut lock_nodes = children_of(&other, &locks).await;
-    lock_nodes.sort_by(|a, b| a[a.len() - 10..].cmp(&b[b.len() - 10..]));
+    sort_by_sequence(&mut lock_nodes);
     other
         .delete(&format!("{locks}/{}", lock_nodes[1]), None)
         .await

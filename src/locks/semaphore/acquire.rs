@@ -477,9 +477,9 @@ impl Drop for PendingLease {
         let Some(node) = self.node.take() else { return };
         let client = self.client.clone();
         self.client.spawn(async move {
-            if let Err(e) = client.guaranteed_delete(&node.session, &node.path).await {
-                tracing::warn!(path = %node.path, error = %e, "deleting an ungranted lease failed; it goes with its session");
-            }
+            client
+                .guaranteed_delete_or_warn(&node, "an ungranted lease")
+                .await;
         });
     }
 }
