@@ -327,7 +327,11 @@ impl SequentialQueue {
                 // them has registered.
                 let (list, _in_flight) = {
                     let mut state = self.state.locked();
-                    let list = once || (state.waiters.is_empty() && state.creates_in_flight == 0);
+                    // Nor when the driver's feed will show the node (if the create goes out on
+                    // another session, the driver lists for it).
+                    let fed = state.fed_generation == Some(self.client.session().generation());
+                    let list =
+                        once || (state.waiters.is_empty() && state.creates_in_flight == 0 && !fed);
                     state.creates_in_flight += 1;
                     (list, CreateInFlight(self))
                 };

@@ -8,6 +8,7 @@ use futures::FutureExt;
 use zookeeper_client::EventType;
 
 use super::decision::{decide, only_a_listing_proves, Decision, OwnNode, Presence};
+use super::feed::{self, Feed};
 use super::view::{Incarnation, Listing, LockMode, QueueNode, QueueView};
 use super::{
     confirmed_interruptions, Denied, Grant, OwnWatch, QueueState, SequentialQueue, WaiterKey,
@@ -130,9 +131,14 @@ impl SequentialQueue {
     async fn drive(self: Arc<Self>) {
         let mut backoff = Backoff::new(Duration::from_millis(10), Duration::from_secs(1));
         let mut serving: Option<Serving> = None;
+        let mut feed = Feed::Off;
         loop {
-            let Some((key, session)) = self.lowest_waiter() else {
-                return;
+            let Some((key, session)) = self.lowest_waiter(feed.is_off()) else {
+                if feed.is_off() {
+                    return;
+                }
+                self.linger(&mut feed).await;
+                continue;
             };
             // Serving another waiter drops the watch on the last one's node (a cancelled
             // waiter, or one that a lower waiter overtook).
@@ -142,7 +148,9 @@ impl SequentialQueue {
             };
             // A step keeps the session's handle while it waits: a lost session ends it, and
             // the next look at the waiters tells that session's waiters to join again.
-            let served = session.unless_lost(self.serve(&session, serving)).await;
+            let served = session
+                .unless_lost(self.serve(&session, serving, &mut feed))
+                .await;
             match served.unwrap_or(Ok(())) {
                 Ok(()) => backoff.reset(),
                 Err(e) if e.is_retryable() => {
@@ -161,12 +169,14 @@ impl SequentialQueue {
     }
 
     /// The lowest waiter and its session, once the waiters of lost sessions are told to join
-    /// again; `None` (and the driver marked stopped) when there is none.
-    fn lowest_waiter(&self) -> Option<(WaiterKey, Arc<Session>)> {
+    /// again; `None` when there is none (and the driver marked stopped, if `may_stop`).
+    fn lowest_waiter(&self, may_stop: bool) -> Option<(WaiterKey, Arc<Session>)> {
         let mut state = self.state.locked();
         loop {
             let Some((key, waiter)) = state.waiters.first_key_value() else {
-                state.driver_running = false;
+                if may_stop {
+                    state.driver_running = false;
+                }
                 return None;
             };
             if waiter.session.is_lost() {
@@ -178,21 +188,66 @@ impl SequentialQueue {
         }
     }
 
+    /// Keeps the feed, with no waiter to serve, for [`feed::LINGER`] or until a waiter comes,
+    /// applying its events meanwhile (they pile up otherwise). Ends it at the linger's end.
+    async fn linger(&self, feed: &mut Feed) {
+        let until = tokio::time::Instant::now() + feed::LINGER;
+        loop {
+            let event = tokio::select! {
+                _ = self.wake_driver.notified() => return,
+                _ = tokio::time::sleep_until(until) => {
+                    feed.end("no waiter for the linger time");
+                    self.state.locked().fed_generation = None;
+                    return;
+                }
+                event = feed.next_event() => event,
+            };
+            let session = self.client.session();
+            let mut state = self.state.locked();
+            feed.take(event, &session, &mut state, self.names, &self.path);
+            if feed.is_off() {
+                return;
+            }
+        }
+    }
+
     /// One decision for the waiter `serving` serves, and the action it calls for.
-    async fn serve(&self, session: &Arc<Session>, serving: &mut Serving) -> Result<()> {
+    async fn serve(
+        &self,
+        session: &Arc<Session>,
+        serving: &mut Serving,
+        feed: &mut Feed,
+    ) -> Result<()> {
         let zk = session.zookeeper()?;
         let released = self.local_holds.released();
         tokio::pin!(released);
         released.as_mut().enable();
-        let (decision, node) = {
-            let mut state = self.state.locked();
+        let (decision, node, on_feed) = {
+            let mut guard = self.state.locked();
+            let state = &mut *guard;
+            // Every event received so far, in the same lock hold as the decision (see the
+            // feed's docs).
+            feed.drain(session, state, self.names, &self.path);
             let proven_by_release = state.release_proof.take() == Some(serving.key);
-            let Some(waiter) = state.waiters.get(&serving.key) else {
+            let Some(waiter) = state.waiters.get_mut(&serving.key) else {
                 return Ok(());
             };
+            // The feed's view decides when it covers the waiter's node: the waiter's create
+            // was answered, so the view has seen the node (in the base listing, or as an
+            // event before that answer), and its deletion if it came since.
+            let fed = feed.exact_view(session).filter(|(view, incarnation)| {
+                waiter.incarnation.is_none_or(|i| i == *incarnation)
+                    && view.state_of(*incarnation, &waiter.node).is_some()
+            });
+            if let Some((_, incarnation)) = fed {
+                waiter.incarnation = Some(incarnation);
+            }
+            let waiter = &*waiter;
             // A watch that saw the node deleted wins over a proof of an earlier moment.
             let presence = match serving.presence() {
-                Presence::Unproven if proven_by_release => Presence::Proven,
+                // The feed's view is the server's state at one moment: our node, if it shows
+                // it, was there as late as every other fact it holds.
+                Presence::Unproven if proven_by_release || fed.is_some() => Presence::Proven,
                 presence => presence,
             };
             let own = OwnNode {
@@ -202,8 +257,9 @@ impl SequentialQueue {
                 downgrades: self.names.has_shared(),
             };
             let other_hold = self.local_holds.conflicting_with(&waiter.node);
-            let decision = decide(&state.view, &own, other_hold, None);
-            (decision, waiter.node.clone())
+            let view = fed.map_or(&state.view, |(view, _)| view);
+            let decision = decide(view, &own, other_hold, None);
+            (decision, waiter.node.clone(), fed.is_some())
         };
         let step = Step {
             session,
@@ -249,6 +305,18 @@ impl SequentialQueue {
                 predecessor,
                 incarnation,
             } => {
+                if self.is_local(&step, &predecessor) {
+                    return self
+                        .wait_on(&step, serving, incarnation, predecessor, false)
+                        .await;
+                }
+                if on_feed {
+                    return self.wait_fed(&step, serving, feed).await;
+                }
+                if feed.is_off() && self.may_feed(&step) {
+                    *feed = self.start_feed(&step).await?;
+                    return Ok(());
+                }
                 self.wait_on(&step, serving, incarnation, predecessor, false)
                     .await
             }
@@ -263,6 +331,78 @@ impl SequentialQueue {
                 Ok(())
             }
         }
+    }
+
+    /// True if `predecessor` is a node this handle holds on the waiter's session.
+    fn is_local(&self, step: &Step<'_>, predecessor: &QueueNode) -> bool {
+        self.state.locked().holds.get(&predecessor.name) == Some(&step.session.generation())
+    }
+
+    /// True if the driver should start a feed for the waiter of `step`: the queue allows one,
+    /// the server has `addWatch`, and the waiter is near the head (see [`feed::MAX_DEPTH`]).
+    fn may_feed(&self, step: &Step<'_>) -> bool {
+        let state = self.state.locked();
+        self.feeds_view()
+            && !state.feed_unsupported
+            && state.view.live_before(&step.node) <= feed::MAX_DEPTH
+    }
+
+    /// Sets a persistent recursive watch on the parent and lists it right behind, in one round
+    /// trip; takes the listing in (placing the waiters it covers, as [`list`](Self::list)
+    /// does) and returns the feed, or [`Feed::Off`] if the parent is gone or the server has no
+    /// `addWatch`.
+    async fn start_feed(&self, step: &Step<'_>) -> Result<Feed> {
+        let generation = step.session.generation();
+        // Before the watch is set: a drop from here on moves it, and ends the feed.
+        let interruptions = step.session.interruption_count();
+        let ticket = self.state.locked().next_ticket;
+        let watch = step.zk.watch(
+            &self.path,
+            zookeeper_client::AddWatchMode::PersistentRecursive,
+        );
+        let listing = step.zk.get_children(&self.path);
+        let watcher = match watch.await {
+            Ok(watcher) => watcher,
+            Err(zookeeper_client::Error::Unimplemented) => {
+                tracing::debug!(path = %self.path, "the server has no addWatch (before ZooKeeper 3.6): waiters watch their predecessors");
+                self.state.locked().feed_unsupported = true;
+                return Ok(Feed::Off);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let listing = self.listing_of(listing.await)?;
+        let mut guard = self.state.locked();
+        let state = &mut *guard;
+        state.place_waiters(listing.as_ref(), generation, ticket, &self.path);
+        let Some(listing) = listing else {
+            return Ok(Feed::Off);
+        };
+        tracing::debug!(path = %self.path, "the parent's feed starts");
+        let mut feed = Feed::on(step.session, interruptions, &listing, watcher);
+        // The events that came before the listing's answer: facts it already holds.
+        feed.drain(step.session, state, self.names, &self.path);
+        Ok(feed)
+    }
+
+    /// Waits for the feed's next event (or anything else that may change the decision) and
+    /// applies it: the next step decides on the view it updated.
+    async fn wait_fed(
+        &self,
+        step: &Step<'_>,
+        serving: &mut Serving,
+        feed: &mut Feed,
+    ) -> Result<()> {
+        tracing::trace!(node = %step.node.name, "waiting on the parent's feed");
+        let event = tokio::select! {
+            biased;
+            event = feed.next_event() => event,
+            _ = step.session.lost() => return Ok(()),
+            _ = serving.own_watch_event() => return Ok(()),
+            _ = self.wake_driver.notified() => return Ok(()),
+        };
+        let mut state = self.state.locked();
+        feed.take(event, step.session, &mut state, self.names, &self.path);
+        Ok(())
     }
 
     /// Lists the parent on the waiter's session, and places every waiter of that session the
@@ -400,8 +540,7 @@ impl SequentialQueue {
         listed: bool,
     ) -> Result<()> {
         let generation = step.session.generation();
-        let local = self.state.locked().holds.get(&predecessor.name) == Some(&generation);
-        if local {
+        if self.is_local(step, &predecessor) {
             // Ours, on this session: its release deletes it and reads our node behind the
             // delete, which proves the grant (see `delete_node`); its monitor marks it gone if
             // someone else deletes it. Either wakes the driver. No watch.

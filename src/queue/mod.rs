@@ -21,6 +21,8 @@
 //! * `driver`: one task per handle that serves the lowest local waiter. (Serving only the
 //!   lowest loses nothing with readers: a later waiter is held back by whatever holds back the
 //!   lowest, or by the lowest itself when that is a writer.)
+//! * [`feed`]: the driver's persistent recursive watch of the parent, which keeps the view
+//!   exact while waiters wait near the head.
 //! * `held`: a granted node, its release, its lost signal and the monitor that watches it.
 //!
 //! # One driver per queue handle
@@ -52,6 +54,15 @@
 //!   grant alone, and the listing after it (which settles the older nodes) proves our node
 //!   there as well, at the moment it was taken: a watch on our node would cost a request and
 //!   an event for nothing.
+//! * **Waiting on a watch of the whole parent** (a lock's queue, by default; see [`feed`]).
+//!   While a waiter near the head waits on another session's node, the driver keeps a
+//!   persistent recursive watch on the parent, set with a listing right behind it, and a view
+//!   of its own built from that listing and the watch's events alone: the parent's state as of
+//!   the last packet read. The driver applies every event received so far in the lock held for
+//!   the decision, so that view proves our node present with nothing before it at one moment,
+//!   and no read follows the event. A create on the watched session needs no listing of its own: its creation event
+//!   comes before its answer. Any session event, interruption or event of the parent itself
+//!   ends the watch, and the waiters go back to the bullet above.
 //! * **A local handoff.** When the predecessor is a node this handle holds on the same
 //!   session, its release deletes it and reads our node right behind the delete: if the read
 //!   finds it, our node was there after the predecessor went, and nothing else was before it
@@ -76,12 +87,14 @@
 mod acquire;
 pub(crate) mod decision;
 mod driver;
+mod feed;
 mod held;
 pub(crate) mod view;
 
 use std::collections::{BTreeMap, HashMap};
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use futures::FutureExt;
@@ -364,6 +377,13 @@ struct QueueState {
     creates_in_flight: usize,
     next_ticket: u64,
     driver_running: bool,
+    /// The session generation the driver's [`feed`] is on, while it is on: a plain create on
+    /// that session then needs no listing of its own, since the driver sees its creation in the
+    /// feed and places it there.
+    fed_generation: Option<u64>,
+    /// The server answered `addWatch` with `Unimplemented` (before ZooKeeper 3.6): the driver
+    /// watches predecessors one by one.
+    feed_unsupported: bool,
 }
 
 impl QueueState {
@@ -490,6 +510,9 @@ pub(crate) struct SequentialQueue {
     background_deletes: tokio::sync::watch::Sender<usize>,
     /// Handed to every node that waits or is granted from now on.
     data_listener: Mutex<Option<NodeDataListener>>,
+    /// Whether the driver may watch the whole parent (see [`feed`]) instead of predecessors
+    /// one by one.
+    feeds_view: AtomicBool,
 }
 
 impl std::fmt::Debug for SequentialQueue {
@@ -501,14 +524,40 @@ impl std::fmt::Debug for SequentialQueue {
 }
 
 impl SequentialQueue {
-    /// A queue under `path` (validated by the caller) of nodes called as `names` says.
+    /// A queue under `path` (validated by the caller) of nodes called as `names` says, whose
+    /// waiters watch their predecessors one by one.
     pub(crate) fn new(
         client: &Client,
         path: String,
         acls: Vec<Acl>,
         names: NodeNames,
     ) -> Arc<Self> {
+        Self::build(client, path, acls, names, false)
+    }
+
+    /// A lock's queue, as [`new`](Self::new), whose driver watches the whole parent while
+    /// waiters wait near the head (see [`feed`]): a lock's waiter then needs no read after its
+    /// predecessor's deletion. Not for queues with shared nodes: their exclusive waiters are
+    /// granted only on a listing of their own.
+    pub(crate) fn new_lock(
+        client: &Client,
+        path: String,
+        acls: Vec<Acl>,
+        names: NodeNames,
+    ) -> Arc<Self> {
+        let feeds_view = !names.has_shared();
+        Self::build(client, path, acls, names, feeds_view)
+    }
+
+    fn build(
+        client: &Client,
+        path: String,
+        acls: Vec<Acl>,
+        names: NodeNames,
+        feeds_view: bool,
+    ) -> Arc<Self> {
         Arc::new(Self {
+            feeds_view: AtomicBool::new(feeds_view),
             local_holds: LocalHolds::of(client.instance(), &path),
             client: client.clone(),
             path,
@@ -519,6 +568,19 @@ impl SequentialQueue {
             background_deletes: tokio::sync::watch::Sender::new(0),
             data_listener: Mutex::new(None),
         })
+    }
+
+    /// Lets the driver watch the whole parent, or not (see [`new_lock`](Self::new_lock));
+    /// ignored for queues with shared nodes. Takes effect at the next feed the driver starts.
+    pub(crate) fn set_feeds_view(&self, on: bool) {
+        let on = on && !self.names.has_shared();
+        self.feeds_view
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether the driver may watch the whole parent.
+    pub(crate) fn feeds_view(&self) -> bool {
+        self.feeds_view.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Sends the create that the waiter `key` asked to have made once granted, if it asked

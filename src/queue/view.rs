@@ -362,6 +362,45 @@ impl QueueView {
         self.prune();
     }
 
+    /// Records that `node` of `incarnation` was created: a watch event of the parent's
+    /// [feed](super::feed), applied in order to a view built from the feed's base listing. A
+    /// node already known is left as it is: sequential names are never reused, so the event is
+    /// about the node the view knows (one the base listing showed).
+    pub(crate) fn note_created(&mut self, incarnation: Incarnation, node: QueueNode) {
+        if self.incarnation != Some(incarnation)
+            || node.sequence <= self.gone_through
+            || self.entry(&node).is_some()
+        {
+            return;
+        }
+        self.insert(node, NodeState::Live);
+    }
+
+    /// Records that `node` of `incarnation` was deleted, as [`mark_gone`](Self::mark_gone)
+    /// does, but also for a node the view does not know yet: it is kept as gone, so that no
+    /// listing taken before the deletion can bring it back.
+    pub(crate) fn note_deleted(&mut self, incarnation: Incarnation, node: QueueNode) {
+        if self.incarnation != Some(incarnation) || node.sequence <= self.gone_through {
+            return;
+        }
+        if self.entry(&node).is_some() {
+            self.mark_gone(incarnation, &node);
+        } else {
+            self.insert(node, NodeState::Gone);
+            self.prune();
+        }
+    }
+
+    fn insert(&mut self, node: QueueNode, state: NodeState) {
+        self.nodes.insert(
+            node.key(),
+            ViewEntry {
+                mode: node.mode,
+                state,
+            },
+        );
+    }
+
     /// What the view knows of `node` of `incarnation`: `None` if nothing (another
     /// incarnation, or a node newer than every listing).
     pub(crate) fn state_of(&self, incarnation: Incarnation, node: &QueueNode) -> Option<NodeState> {
@@ -391,6 +430,15 @@ impl QueueView {
                     && gone.is_none_or(|gone| gone.sequence != key.0 || gone.name != key.1)
             })
             .map(|(key, entry)| entry.node(key))
+    }
+
+    /// How many nodes before `own` (of a lower sequence) are not known to be gone: its depth
+    /// in the queue.
+    pub(crate) fn live_before(&self, own: &QueueNode) -> usize {
+        self.nodes
+            .range(..first_key_of(own.sequence))
+            .filter(|(_, entry)| entry.state == NodeState::Live)
+            .count()
     }
 
     /// The newest node not known to be gone, other than `except`.
@@ -610,6 +658,32 @@ mod tests {
             Some(NodeState::Gone),
             "a gone node 0 must not come back"
         );
+    }
+
+    #[test]
+    fn events_keep_a_view_of_one_incarnation_exact() {
+        let p = Incarnation::from_czxid(100);
+        let mut view = QueueView::of(&listing(100, &[1, 2]));
+        view.note_created(p, node(3));
+        assert_eq!(view.state_of(p, &node(3)), Some(NodeState::Live));
+        assert_eq!(predecessor(&view, 4), Some(node(3)));
+        // A deletion of a node the view never saw is kept: a listing taken before it cannot
+        // bring the node back.
+        view.note_deleted(p, node(5));
+        assert_eq!(view.state_of(p, &node(5)), Some(NodeState::Gone));
+        view.apply(&listing(100, &[1, 2, 3, 5]));
+        assert_eq!(view.state_of(p, &node(5)), Some(NodeState::Gone));
+        // A creation event of a node the view knows changes nothing.
+        view.note_deleted(p, node(2));
+        view.note_created(p, node(2));
+        assert_eq!(view.state_of(p, &node(2)), Some(NodeState::Gone));
+        view.note_deleted(p, node(1));
+        assert_eq!(predecessor(&view, 4), Some(node(3)));
+        view.note_deleted(p, node(3));
+        assert_eq!(predecessor(&view, 4), None);
+        // Another incarnation's events are no facts about this view.
+        view.note_created(Incarnation::from_czxid(200), node(6));
+        assert_eq!(view.state_of(p, &node(6)), None);
     }
 
     #[test]

@@ -200,3 +200,20 @@ pub fn mode_letter(mode: LockMode) -> char {
         LockMode::Exclusive => 'W',
     }
 }
+
+/// Makes a Curator-style lock node (`_c_<uuid>-lock-<seq>`, ephemeral-sequential) under
+/// `parent` with `id` as its data, as a Java acquirer makes it; returns its path.
+#[allow(dead_code)]
+pub async fn curator_lock_node(client: &Client, parent: &str, id: &str) -> String {
+    client
+        .create_protected(
+            parent,
+            "lock-",
+            id.as_bytes(),
+            zk_recipes::zookeeper_client::CreateMode::EphemeralSequential,
+            &[],
+        )
+        .await
+        .expect("a lock node")
+        .path
+}

@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use crate::common::java::{self, JavaProcess};
 use crate::common::{
-    eventually, eventually_async, init_tracing, mode_letter, unique_path, zk_server,
+    curator_lock_node, eventually, eventually_async, init_tracing, mode_letter, unique_path,
+    zk_server,
 };
 use futures::StreamExt;
 use zk_recipes::retry::RetryNTimes;
@@ -237,11 +238,101 @@ async fn a_parent_reaped_as_an_empty_container_is_a_new_queue() {
     guard.release().await.unwrap();
 }
 
+/// Scenario 1 under the recursive watch: a handle's watch on the lock path lingers after its
+/// waiter was served, and meanwhile the parent is deleted and created again by another
+/// session, which holds sequence 0 of the new parent. The watch's events show the handle's
+/// next node, but they come after the parent's own events, which end the watch: the handle
+/// must list, and wait for the new holder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parent_recreated_under_a_lingering_recursive_watch_does_not_grant() {
+    init_tracing();
+    let server = zk_server().await;
+    let lock = format!("{}/lock", unique_path("recreated-watched"));
+    let (a, b) = (connect(&server).await, connect(&server).await);
+    let mutex = InterProcessMutex::new(&a, &lock).unwrap().with_id("a");
+    let other = InterProcessMutex::new(&b, &lock).unwrap().with_id("b");
+    // b holds and a waits: a's handle watches the lock path.
+    let held = other.acquire().await.unwrap();
+    let waiter = BackgroundAcquire::start(&mutex);
+    await_ids(&mutex, &["b", "a"]).await;
+    held.release().await.unwrap();
+    let (guard, _) = waiter.granted("a's grant").await;
+    guard.release().await.unwrap();
+    // Within the watch's linger (a second): the parent goes, and b holds sequence 0 of a new
+    // one.
+    b.delete(&lock, None).await.unwrap();
+    let held = other.acquire().await.unwrap();
+    assert!(held.node_name().ends_with("lock-0000000000"));
+    let tried = mutex.try_acquire(Duration::from_secs(2)).await.unwrap();
+    assert!(
+        tried.is_none(),
+        "granted past the holder of the recreated parent"
+    );
+    let waiter = BackgroundAcquire::start(&mutex);
+    await_ids(&mutex, &["b", "a"]).await;
+    held.release().await.unwrap();
+    let (guard, _) = waiter.granted("a's grant after b's release").await;
+    guard.release().await.unwrap();
+}
+
+/// A waiter behind a holder H and a node G of other sessions: G goes without ever holding
+/// (its acquirer gave up) while H still holds. The waiter must go on waiting for H, then be
+/// granted when H goes. With the recursive watch, G's deletion is one event of several; with
+/// a watch on the predecessor alone, it is the one event, and a listing must follow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_whose_predecessor_gives_up_waits_for_the_holder() {
+    for recursive_watch in [true, false] {
+        predecessor_gives_up_scenario(recursive_watch).await;
+    }
+}
+
+async fn predecessor_gives_up_scenario(recursive_watch: bool) {
+    init_tracing();
+    let server = zk_server().await;
+    let lock = format!("{}/lock", unique_path("gives-up"));
+    let (other, client) = (connect(&server).await, connect(&server).await);
+    let holder = curator_lock_node(&other, &lock, "h").await;
+    let gives_up = curator_lock_node(&other, &lock, "g").await;
+    let mutex = InterProcessMutex::new(&client, &lock)
+        .unwrap()
+        .with_id("w")
+        .with_recursive_watch(recursive_watch);
+    let mut waiter = BackgroundAcquire::start(&mutex);
+    await_ids(&mutex, &["h", "g", "w"]).await;
+    other.delete(&gives_up, None).await.unwrap();
+    await_ids(&mutex, &["h", "w"]).await;
+    // A grant on G's deletion would come within a round trip or two of it; with the holder
+    // still there, none may come at all. (A bound on an event that must not happen, with a
+    // wide margin over those round trips.)
+    let early = tokio::time::timeout(Duration::from_millis(500), &mut waiter.task).await;
+    assert!(
+        early.is_err(),
+        "granted while H holds (recursive watch: {recursive_watch})"
+    );
+    other.delete(&holder, None).await.unwrap();
+    let (guard, _) = waiter.granted("the grant once H goes").await;
+    guard.release().await.unwrap();
+    other.close().await;
+    client.close().await;
+}
+
 /// Scenario 2: Curator X holds, Rust W waits, Curator Y waits behind W. W's node is deleted
 /// by someone else, then X releases: Y gets the lock, and W, joined again behind Y, only
-/// after Y.
+/// after Y. W watches the lock path (the default): W's deletion comes as one of its events.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_waiting_node_is_never_granted() {
+    deleted_waiting_node_scenario(true).await;
+}
+
+/// Scenario 2 with W watching only its predecessor, as Curator's waiters do (and as a waiter
+/// deeper than the recursive watch's limit does): W's deletion comes from the watch on its own
+/// node, or from a listing that lacks it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_waiting_node_is_never_granted_without_the_recursive_watch() {
+    deleted_waiting_node_scenario(false).await;
+}
+
+async fn deleted_waiting_node_scenario(recursive_watch: bool) {
     if java::skip_requested() {
         return;
     }
@@ -254,7 +345,10 @@ async fn a_deleted_waiting_node_is_never_granted() {
     worker.send("ACQUIRE x").await;
     worker.expect("ACQUIRED x", DEADLINE).await;
 
-    let mutex = InterProcessMutex::new(&client, &lock).unwrap().with_id("w");
+    let mutex = InterProcessMutex::new(&client, &lock)
+        .unwrap()
+        .with_id("w")
+        .with_recursive_watch(recursive_watch);
     let waiter = BackgroundAcquire::start(&mutex);
     await_ids(&mutex, &["java-x", "w"]).await;
     worker.send("ACQUIRE y").await;

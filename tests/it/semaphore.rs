@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::common::{
-    children_of, connect_with, eventually_async, eventually_children, init_tracing, join_within,
-    sort_by_sequence, unique_path, zk_server,
+    children_of, connect_with, curator_lock_node, eventually_async, eventually_children,
+    init_tracing, join_within, sort_by_sequence, unique_path, zk_server,
 };
 use tokio::task::JoinHandle;
 use tracing::instrument::WithSubscriber;
@@ -396,24 +396,8 @@ async fn a_lease_made_ahead_of_a_lock_grant_that_does_not_come_is_deleted() {
     let (other, client) = (connect(&server).await, connect(&server).await);
     let (locks, leases) = (format!("{path}/locks"), format!("{path}/leases"));
     // A holder of the internal lock and a waiter behind it, as Java acquirers make them.
-    let lock_node = |id: &'static str| {
-        let other = other.clone();
-        let locks = locks.clone();
-        async move {
-            other
-                .create_protected(
-                    &locks,
-                    "lock-",
-                    id.as_bytes(),
-                    CreateMode::EphemeralSequential,
-                    &[],
-                )
-                .await
-                .expect("a lock node")
-        }
-    };
-    let holder = lock_node("holder").await;
-    let given_up = lock_node("gives up").await;
+    let holder = curator_lock_node(&other, &locks, "holder").await;
+    let given_up = curator_lock_node(&other, &locks, "gives up").await;
     other
         .create(&leases, b"", CreateMode::Persistent, &[])
         .await
@@ -421,11 +405,14 @@ async fn a_lease_made_ahead_of_a_lock_grant_that_does_not_come_is_deleted() {
     let stat_of_leases = || async { other.exists(&leases).await.expect("stat").expect("leases") };
     let before = stat_of_leases().await;
 
-    let acquiring = spawn_acquire(&semaphore(&client, &path, 1, "rust"));
+    // Waiters that watch their predecessors (a recursive watch on the lock path would show
+    // the holder still there without a listing, and no lease would be made ahead).
+    let acquiring =
+        spawn_acquire(&semaphore(&client, &path, 1, "rust").with_recursive_watch(false));
     eventually_children(&other, &locks, 3, "the acquirer's lock node").await;
     // The acquirer watches the node before its own; that node goes without having held the
     // lock, so the listing after its deletion shows the holder still there.
-    other.delete(&given_up.path, None).await.expect("delete");
+    other.delete(&given_up, None).await.expect("delete");
     eventually_async("the lease made ahead, and its delete", DEADLINE, || async {
         let stat = stat_of_leases().await;
         stat.cversion >= before.cversion + 2 && stat.num_children == 0
@@ -436,7 +423,7 @@ async fn a_lease_made_ahead_of_a_lock_grant_that_does_not_come_is_deleted() {
         "granted while the holder held the internal lock"
     );
 
-    other.delete(&holder.path, None).await.expect("delete");
+    other.delete(&holder, None).await.expect("delete");
     let lease = join_within(acquiring, DEADLINE, "the lease once the holder goes")
         .await
         .expect("lease");

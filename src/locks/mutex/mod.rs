@@ -444,7 +444,7 @@ impl InterProcessMutex {
         revocation: Option<Arc<dyn RevocationListener>>,
         role: Role,
     ) -> Self {
-        let queue = SequentialQueue::new(&client, path.clone(), acls.clone(), role.names());
+        let queue = SequentialQueue::new_lock(&client, path.clone(), acls.clone(), role.names());
         let mutex = Self {
             inner: Arc::new(Inner {
                 client,
@@ -483,6 +483,56 @@ impl InterProcessMutex {
         self.rebuilt(self.inner.acls.clone(), id.into())
     }
 
+    /// Sets whether this handle's waiters watch the whole lock path, with one persistent
+    /// recursive watch per handle (the default, on ZooKeeper 3.6 and later), or only each its
+    /// predecessor, as Curator's waiters do.
+    ///
+    /// # Behavior
+    ///
+    /// With the watch, a waiter near the head of the queue is granted on the watch event that
+    /// removes the last node before it, with no read after the event, and a contended
+    /// acquisition costs two requests (its create and its delete), against Curator's five.
+    /// The watch is set when a waiter of the handle first has to wait on another session's
+    /// node, and removed a second after the handle's last waiter was served. While it is set,
+    /// every creation and deletion under the lock path is one event to this session: with
+    /// many sessions contending for one lock, that fan-out costs the server more than the
+    /// listing it saves, which is why waiters deeper than 32 nodes do not set it, and why it
+    /// can be turned off. Servers before 3.6 (no `addWatch`) are detected, and their waiters
+    /// watch their predecessors.
+    ///
+    /// ZooKeeper before 3.9 keeps one watch mode per path and session (ZOOKEEPER-4466): a
+    /// one-shot watch that the same client sets on the lock path itself (not on its children)
+    /// is turned into the recursive watch while that is set. Turn the recursive watch off for a
+    /// handle whose client watches its lock path in that way.
+    ///
+    /// A builder method, like [`with_id`](Self::with_id).
+    ///
+    /// ```no_run
+    /// # fn demo(client: zk_recipes::Client) -> zk_recipes::Result<()> {
+    /// // Hundreds of sessions on one lock: watch predecessors only.
+    /// let mutex = zk_recipes::InterProcessMutex::new(&client, "/locks/billing")?
+    ///     .with_recursive_watch(false);
+    /// # drop(mutex);
+    /// # Ok(()) }
+    /// ```
+    pub fn with_recursive_watch(self, on: bool) -> Self {
+        let mutex = self.rebuilt(self.inner.acls.clone(), self.inner.id.clone());
+        mutex.inner.queue.set_feeds_view(on);
+        mutex
+    }
+
+    /// Sets [`with_recursive_watch`](Self::with_recursive_watch) on this handle and its clones
+    /// (the semaphore's internal lock, which no one else shares).
+    pub(crate) fn set_recursive_watch(&self, on: bool) {
+        self.inner.queue.set_feeds_view(on);
+    }
+
+    /// Whether this handle's waiters may watch the whole lock path (see
+    /// [`with_recursive_watch`](Self::with_recursive_watch)).
+    pub(crate) fn recursive_watch(&self) -> bool {
+        self.inner.queue.feeds_view()
+    }
+
     /// A new handle like this one, with `acls` and `id`, sharing nothing with it.
     fn rebuilt(&self, acls: Vec<Acl>, id: String) -> Self {
         let revocation = self.inner.revocation.locked().clone();
@@ -492,14 +542,16 @@ impl InterProcessMutex {
             },
             other => other.clone(),
         };
-        Self::build(
+        let mutex = Self::build(
             self.inner.client.clone(),
             self.inner.path.clone(),
             acls,
             id,
             revocation,
             role,
-        )
+        );
+        mutex.inner.queue.set_feeds_view(self.recursive_watch());
+        mutex
     }
 
     /// Sets the ACLs of the lock nodes and of the parents this mutex creates (empty: the

@@ -289,13 +289,33 @@ impl InterProcessSemaphoreV2 {
     /// ```
     pub fn with_id(self, id: impl Into<String>) -> Self {
         let inner = &self.inner;
-        Self::build(
-            &inner.client,
-            &inner.path,
-            inner.acls.clone(),
-            id.into(),
-            inner.limit.clone(),
-        )
+        self.rebuilt(inner.acls.clone(), id.into(), inner.lock.recursive_watch())
+    }
+
+    /// A new handle like this one, with `acls`, `id` and `recursive_watch`, sharing nothing
+    /// with it.
+    fn rebuilt(&self, acls: Vec<Acl>, id: String, recursive_watch: bool) -> Self {
+        let inner = &self.inner;
+        let semaphore = Self::build(&inner.client, &inner.path, acls, id, inner.limit.clone());
+        semaphore.inner.lock.set_recursive_watch(recursive_watch);
+        semaphore
+    }
+
+    /// Sets whether the acquirers waiting on the internal lock watch its whole path (the
+    /// default) or only each its predecessor, as Curator's do: see
+    /// [`InterProcessMutex::with_recursive_watch`]. A builder method, like
+    /// [`with_id`](Self::with_id).
+    ///
+    /// ```no_run
+    /// # fn demo(client: zk_recipes::Client) -> zk_recipes::Result<()> {
+    /// let semaphore = zk_recipes::InterProcessSemaphoreV2::new(&client, "/semaphores/render", 3)?
+    ///     .with_recursive_watch(false);
+    /// # drop(semaphore);
+    /// # Ok(()) }
+    /// ```
+    pub fn with_recursive_watch(self, on: bool) -> Self {
+        let inner = &self.inner;
+        self.rebuilt(inner.acls.clone(), inner.id.clone(), on)
     }
 
     /// Sets the ACLs of the semaphore's nodes and of the parents it creates (empty: the
@@ -311,13 +331,7 @@ impl InterProcessSemaphoreV2 {
     /// ```
     pub fn with_acls(self, acls: Vec<Acl>) -> Self {
         let inner = &self.inner;
-        Self::build(
-            &inner.client,
-            &inner.path,
-            acls,
-            inner.id.clone(),
-            inner.limit.clone(),
-        )
+        self.rebuilt(acls, inner.id.clone(), inner.lock.recursive_watch())
     }
 
     /// The semaphore's path.
