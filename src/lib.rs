@@ -62,12 +62,14 @@
 //! * **A lock's waiter near the head** (a mutex's, and the semaphore's internal mutex's, at
 //!   most 32 nodes deep) watches the whole lock path with one persistent recursive watch per
 //!   handle (ZooKeeper 3.6+), set with a listing in one round trip when the handle first waits
-//!   on another session, and kept for a second after its last waiter. It is granted on the
-//!   event that removes the last node before it, with no read after the event, and while the
-//!   watch is set, its creates need no listing. A contended acquisition then sends two
-//!   requests (the create and the delete; Curator's: five) but receives one packet per change
-//!   under the lock path in every watching session: 18 per acquisition with 8 sessions,
-//!   against Curator's 6. [`InterProcessMutex::with_recursive_watch`] turns it off.
+//!   on another session, and removed once a second passes with no waiter. It is granted on the
+//!   event that removes the last node before it, with no read after the event (a watch on its
+//!   own node, set while it waits, proves it there), and while the watch is set, its creates
+//!   need no listing. A contended acquisition then sends three requests (the create, the watch
+//!   on it, the delete; Curator's: five), plus two per busy period of the handle, but receives
+//!   one packet per change under the lock path in every watching session: 19 per acquisition
+//!   with 8 sessions, against Curator's 6. [`InterProcessMutex::with_recursive_watch`] turns
+//!   it off, and says what servers before 3.6 and 3.9 do with it.
 //! * Otherwise (deeper waiters, the other recipes, servers before 3.6, or the watch turned
 //!   off) a waiter watches only its predecessor (no herd). A contended acquisition sends as many
 //!   requests as Curator's, five (the create, its listing, the watch, one more read, the

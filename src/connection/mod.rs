@@ -140,6 +140,8 @@ pub(super) struct Shared {
     pub(crate) runtime: tokio::runtime::Handle,
     /// See [`Client::instance`].
     pub(crate) instance: u64,
+    /// See [`Client::lacks_add_watch`].
+    lacks_add_watch: std::sync::atomic::AtomicBool,
 }
 
 /// The current session and connection state, published together so they never disagree.
@@ -188,6 +190,7 @@ impl Client {
                 static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
                 NEXT.fetch_add(1, Ordering::Relaxed)
             },
+            lacks_add_watch: std::sync::atomic::AtomicBool::new(false),
         });
         tokio::spawn(manager::run(shared.clone(), session));
         Ok(Client {
@@ -687,6 +690,19 @@ impl Client {
     /// different clients (see the queue's `LocalHolds`).
     pub(crate) fn instance(&self) -> u64 {
         self.shared.instance
+    }
+
+    /// True once a server of this client answered `addWatch` with `Unimplemented` (before
+    /// ZooKeeper 3.6). Such a server also closes the connection that sent it, so the locks'
+    /// optional recursive watch is tried at most once per client.
+    pub(crate) fn lacks_add_watch(&self) -> bool {
+        self.shared.lacks_add_watch.load(Ordering::Relaxed)
+    }
+
+    /// Records that a server of this client has no `addWatch` (see
+    /// [`lacks_add_watch`](Self::lacks_add_watch)).
+    pub(crate) fn note_lacks_add_watch(&self) {
+        self.shared.lacks_add_watch.store(true, Ordering::Relaxed);
     }
 
     /// Spawns a background task on the client's runtime; usable from `Drop`.

@@ -155,6 +155,7 @@ impl SequentialQueue {
                 Ok(()) => backoff.reset(),
                 Err(e) if e.is_retryable() => {
                     tracing::debug!(path = %self.path, error = %e, "queue driver backing off");
+                    self.end_feed(&mut feed, "a failed request");
                     // Always a pause, whatever the client's state says: a failure while it
                     // still reads as connected (a read-only server, throttling, a drop not
                     // yet noticed) must not make this loop spin.
@@ -196,8 +197,7 @@ impl SequentialQueue {
             let event = tokio::select! {
                 _ = self.wake_driver.notified() => return,
                 _ = tokio::time::sleep_until(until) => {
-                    feed.end("no waiter for the linger time");
-                    self.state.locked().fed_generation = None;
+                    self.end_feed(feed, "no waiter for the linger time");
                     return;
                 }
                 event = feed.next_event() => event,
@@ -244,10 +244,13 @@ impl SequentialQueue {
             }
             let waiter = &*waiter;
             // A watch that saw the node deleted wins over a proof of an earlier moment.
+            // On the feed's view too, our node's presence is proven by the watch on it, set
+            // while the waiter waits: the view alone would prove it only as long as no one
+            // else changes the recursive watch's mode (another watch of this client on the
+            // lock path itself, before ZooKeeper 3.9: ZOOKEEPER-4466), and a gap in its events
+            // must never grant a deleted node.
             let presence = match serving.presence() {
-                // The feed's view is the server's state at one moment: our node, if it shows
-                // it, was there as late as every other fact it holds.
-                Presence::Unproven if proven_by_release || fed.is_some() => Presence::Proven,
+                Presence::Unproven if proven_by_release => Presence::Proven,
                 presence => presence,
             };
             let own = OwnNode {
@@ -305,22 +308,25 @@ impl SequentialQueue {
                 predecessor,
                 incarnation,
             } => {
-                if self.is_local(&step, &predecessor) {
-                    return self
-                        .wait_on(&step, serving, incarnation, predecessor, false)
-                        .await;
-                }
-                if on_feed {
+                let local = self.is_local(&step, &predecessor);
+                if on_feed && !local {
+                    if serving.is_unarmed() {
+                        // Off the handoff's path: the waiter is waiting anyway.
+                        return serving.armed(OwnWatch::arm(&zk, &step.path).await);
+                    }
                     return self.wait_fed(&step, serving, feed).await;
                 }
-                if feed.is_off() && self.may_feed(&step) {
+                if feed.is_off() && !local && self.may_feed(&step) {
                     *feed = self.start_feed(&step).await?;
                     return Ok(());
                 }
+                // A wait that does not read the feed: its events would pile up meanwhile.
+                self.end_feed(feed, "a wait on something else");
                 self.wait_on(&step, serving, incarnation, predecessor, false)
                     .await
             }
             Decision::AwaitLocalHold => {
+                self.end_feed(feed, "a wait on a local hold");
                 tracing::debug!(node = %step.path, "first in the queue, but another hold of this client on the lock is still in use");
                 tokio::select! {
                     _ = released => {}
@@ -330,6 +336,14 @@ impl SequentialQueue {
                 }
                 Ok(())
             }
+        }
+    }
+
+    /// Ends the feed, if it is on, and says so to the joins (see `QueueState::fed_generation`).
+    fn end_feed(&self, feed: &mut Feed, why: &str) {
+        if !feed.is_off() {
+            feed.end(why);
+            self.state.locked().fed_generation = None;
         }
     }
 
@@ -343,7 +357,7 @@ impl SequentialQueue {
     fn may_feed(&self, step: &Step<'_>) -> bool {
         let state = self.state.locked();
         self.feeds_view()
-            && !state.feed_unsupported
+            && !self.client.lacks_add_watch()
             && state.view.live_before(&step.node) <= feed::MAX_DEPTH
     }
 
@@ -364,8 +378,8 @@ impl SequentialQueue {
         let watcher = match watch.await {
             Ok(watcher) => watcher,
             Err(zookeeper_client::Error::Unimplemented) => {
-                tracing::debug!(path = %self.path, "the server has no addWatch (before ZooKeeper 3.6): waiters watch their predecessors");
-                self.state.locked().feed_unsupported = true;
+                tracing::info!(path = %self.path, "the server has no addWatch (before ZooKeeper 3.6): this client's lock waiters watch their predecessors");
+                self.client.note_lacks_add_watch();
                 return Ok(Feed::Off);
             }
             Err(e) => return Err(e.into()),

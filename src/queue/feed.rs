@@ -25,10 +25,17 @@
 //!   zookeeper-client puts an event in the watcher's channel before it reads the next packet.
 //!   The driver drains the channel, and decides on the feed's view in the same lock hold. So
 //!   the view is the server's state at one moment: the last packet the session has read.
-//! * **Presence and an empty queue are then proven together.** If that state shows our node
-//!   with nothing before it, our node was present, and alone, at that moment. That is the proof
-//!   rules 1–3 of [`decide`](super::decision::decide) ask for. Later facts can only remove our
-//!   node, which the holder's lost signal reports as before.
+//! * **It proves that nothing is before our node** (rules 1 and 2 of
+//!   [`decide`](super::decision::decide)): if that state shows no node before ours, none was
+//!   there at that moment, and no sequential node can be put before ours later.
+//! * **Our node's presence (rule 3) is proven by a data watch on it**, set while the waiter
+//!   waits (off the handoff's path) and read in the same lock hold: ZooKeeper sends one
+//!   notification per change to a session, and zookeeper-client hands it to every watcher it
+//!   concerns at once. The feed's view shows our deletion too, but it is not trusted alone for
+//!   it: before ZooKeeper 3.9 the server keeps one watch mode per path and session
+//!   (ZOOKEEPER-4466), so another watch this client sets on the lock path itself changes the
+//!   recursive watch's mode, and its events could stop or skip. A gap may then delay a grant,
+//!   never make one for a deleted node.
 //! * **Sequential names are never reused in one incarnation.** A deletion is final, and it is
 //!   kept even for a node the view never saw ([`QueueView::note_deleted`]).
 //!
@@ -39,15 +46,20 @@
 //!
 //! * any session event (a disconnection loses the persistent watch's events, ZOOKEEPER-4698,
 //!   and zookeeper-client does not set persistent watches again on a new connection);
-//! * the session's interruption count moving;
+//! * the session's interruption count moving, or a failed request;
+//! * a wait that does not read the feed (on a local hold), during which its events would pile
+//!   up;
 //! * an event of the parent itself (deleted, or created again: a new incarnation);
 //! * the driver serving a waiter of another session;
-//! * [`LINGER`] with no waiter, which stops the watch (zookeeper-client removes it on drop).
+//! * [`LINGER`] with no waiter (the wait starts again when a waiter comes and goes), which
+//!   stops the watch (zookeeper-client removes it on drop).
 //!
 //! # What it costs
 //!
 //! Two requests (`addWatch` and its listing, one round trip), once per busy period of a
-//! handle. No read after a handoff's event. Instead, every child's creation and deletion is one
+//! handle, and one read (the watch on our node) per waiter, sent while it waits. No read after
+//! a handoff's event, and no listing with a create. Instead, every child's creation and
+//! deletion is one
 //! packet to every session that has a feed on the parent. With many sessions on one lock,
 //! waiting deep in its queue, that fan-out outgrows the one listing a handoff would cost. So a
 //! feed is started only while the waiter is at most [`MAX_DEPTH`] nodes deep.
@@ -154,6 +166,10 @@ impl Feed {
         };
         if fed.generation != session.generation() {
             self.end("the driver serves another session");
+            return;
+        }
+        if fed.interruptions != session.interruption_count() {
+            self.end("the session was interrupted");
             return;
         }
         while let Some(event) = fed.watcher.changed().now_or_never() {

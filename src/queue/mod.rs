@@ -59,10 +59,11 @@
 //!   persistent recursive watch on the parent, set with a listing right behind it, and a view
 //!   of its own built from that listing and the watch's events alone: the parent's state as of
 //!   the last packet read. The driver applies every event received so far in the lock held for
-//!   the decision, so that view proves our node present with nothing before it at one moment,
-//!   and no read follows the event. A create on the watched session needs no listing of its own: its creation event
-//!   comes before its answer. Any session event, interruption or event of the parent itself
-//!   ends the watch, and the waiters go back to the bullet above.
+//!   the decision, so that view proves nothing before our node at one moment, and a watch on
+//!   our node, set while it waits, proves it present: no read follows the event. A create on
+//!   the watched session needs no listing of its own: its creation event comes before its
+//!   answer. Any session event, interruption or event of the parent itself ends the watch,
+//!   and the waiters go back to the bullet above.
 //! * **A local handoff.** When the predecessor is a node this handle holds on the same
 //!   session, its release deletes it and reads our node right behind the delete: if the read
 //!   finds it, our node was there after the predecessor went, and nothing else was before it
@@ -381,9 +382,6 @@ struct QueueState {
     /// that session then needs no listing of its own, since the driver sees its creation in the
     /// feed and places it there.
     fed_generation: Option<u64>,
-    /// The server answered `addWatch` with `Unimplemented` (before ZooKeeper 3.6): the driver
-    /// watches predecessors one by one.
-    feed_unsupported: bool,
 }
 
 impl QueueState {

@@ -490,20 +490,27 @@ impl InterProcessMutex {
     /// # Behavior
     ///
     /// With the watch, a waiter near the head of the queue is granted on the watch event that
-    /// removes the last node before it, with no read after the event, and a contended
-    /// acquisition costs two requests (its create and its delete), against Curator's five.
-    /// The watch is set when a waiter of the handle first has to wait on another session's
-    /// node, and removed a second after the handle's last waiter was served. While it is set,
-    /// every creation and deletion under the lock path is one event to this session: with
-    /// many sessions contending for one lock, that fan-out costs the server more than the
-    /// listing it saves, which is why waiters deeper than 32 nodes do not set it, and why it
-    /// can be turned off. Servers before 3.6 (no `addWatch`) are detected, and their waiters
-    /// watch their predecessors.
+    /// removes the last node before it, with no read after the event (a watch on its own node,
+    /// set while it waits, proves it still there), and a contended acquisition costs three
+    /// requests (its create, that watch and its delete), against Curator's five. The watch is
+    /// set, with a listing in the same round trip, when a waiter of the handle first has to
+    /// wait on another session's node, and removed once a second passes with no waiter. While
+    /// it is set, every creation and deletion under the lock path is one event to this
+    /// session: with many sessions contending for one lock, that fan-out costs the server more
+    /// than the listing it saves, which is why waiters deeper than 32 nodes do not set it, and
+    /// why it can be turned off.
     ///
-    /// ZooKeeper before 3.9 keeps one watch mode per path and session (ZOOKEEPER-4466): a
-    /// one-shot watch that the same client sets on the lock path itself (not on its children)
-    /// is turned into the recursive watch while that is set. Turn the recursive watch off for a
-    /// handle whose client watches its lock path in that way.
+    /// # Servers
+    ///
+    /// * Before 3.6, a server answers `addWatch` with `Unimplemented` and closes the
+    ///   connection that sent it: the client reconnects (a `Suspended`, then `Reconnected`, and
+    ///   the locks it holds report lost). That happens once per [`Client`]; its waiters then
+    ///   watch their predecessors. Turn the watch off for such servers.
+    /// * Before 3.9, a server keeps one watch mode per path and session (ZOOKEEPER-4466): another
+    ///   watch that the same client sets on the lock path itself (not below it) changes the
+    ///   recursive watch's mode, and its events stop. Waiters then wait until something else
+    ///   wakes them (never a grant without proof: their own node's presence is proven by the
+    ///   watch on it). Turn the watch off on a handle whose client watches its lock path itself.
     ///
     /// A builder method, like [`with_id`](Self::with_id).
     ///
