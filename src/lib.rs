@@ -59,8 +59,8 @@
 //! * An uncontended acquire is one create with a listing of the parent (`getChildren2`) in the
 //!   same round trip: the listing proves the grant, and names the parent's incarnation. A
 //!   release is one delete.
-//! * **A lock's waiter near the head** (a mutex's, and the semaphore's internal mutex's, at
-//!   most 32 nodes deep) watches the whole lock path with one persistent recursive watch per
+//! * **A lock's waiter near the head** (a mutex's, and the semaphore's internal mutex's, 2 to
+//!   16 nodes deep) watches the whole lock path with one persistent recursive watch per
 //!   handle (ZooKeeper 3.6+), set with a listing in one round trip when the handle first waits
 //!   on another session, and removed once a second passes with no waiter. It is granted on the
 //!   event that removes the last node before it, with no read after the event (a watch on its

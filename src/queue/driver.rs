@@ -222,7 +222,7 @@ impl SequentialQueue {
         let released = self.local_holds.released();
         tokio::pin!(released);
         released.as_mut().enable();
-        let (decision, node, on_feed) = {
+        let (decision, node, on_feed, depth) = {
             let mut guard = self.state.locked();
             let state = &mut *guard;
             // Every event received so far, in the same lock hold as the decision (see the
@@ -262,7 +262,8 @@ impl SequentialQueue {
             let other_hold = self.local_holds.conflicting_with(&waiter.node);
             let view = fed.map_or(&state.view, |(view, _)| view);
             let decision = decide(view, &own, other_hold, None);
-            (decision, waiter.node.clone(), fed.is_some())
+            let depth = view.live_before(&waiter.node);
+            (decision, waiter.node.clone(), fed.is_some(), depth)
         };
         let step = Step {
             session,
@@ -309,14 +310,14 @@ impl SequentialQueue {
                 incarnation,
             } => {
                 let local = self.is_local(&step, &predecessor);
-                if on_feed && !local {
+                if on_feed && !local && depth <= feed::MAX_DEPTH {
                     if serving.is_unarmed() {
                         // Off the handoff's path: the waiter is waiting anyway.
                         return serving.armed(OwnWatch::arm(&zk, &step.path).await);
                     }
                     return self.wait_fed(&step, serving, feed).await;
                 }
-                if feed.is_off() && !local && self.may_feed(&step) {
+                if feed.is_off() && !local && self.may_feed(depth) {
                     *feed = self.start_feed(&step).await?;
                     return Ok(());
                 }
@@ -352,13 +353,13 @@ impl SequentialQueue {
         self.state.locked().holds.get(&predecessor.name) == Some(&step.session.generation())
     }
 
-    /// True if the driver should start a feed for the waiter of `step`: the queue allows one,
-    /// the server has `addWatch`, and the waiter is near the head (see [`feed::MAX_DEPTH`]).
-    fn may_feed(&self, step: &Step<'_>) -> bool {
-        let state = self.state.locked();
+    /// True if the driver should start a feed for a waiter `depth` nodes deep: the queue
+    /// allows one, the server has `addWatch`, and the depth is one where the feed saves a read
+    /// for less than its events cost (see [`feed::MIN_DEPTH`] and [`feed::MAX_DEPTH`]).
+    fn may_feed(&self, depth: usize) -> bool {
         self.feeds_view()
             && !self.client.lacks_add_watch()
-            && state.view.live_before(&step.node) <= feed::MAX_DEPTH
+            && (feed::MIN_DEPTH..=feed::MAX_DEPTH).contains(&depth)
     }
 
     /// Sets a persistent recursive watch on the parent and lists it right behind, in one round

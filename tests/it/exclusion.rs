@@ -251,10 +251,13 @@ async fn a_parent_recreated_under_a_lingering_recursive_watch_does_not_grant() {
     let (a, b) = (connect(&server).await, connect(&server).await);
     let mutex = InterProcessMutex::new(&a, &lock).unwrap().with_id("a");
     let other = InterProcessMutex::new(&b, &lock).unwrap().with_id("b");
-    // b holds and a waits: a's handle watches the lock path.
+    // b holds, a node c of b's session follows, and a waits: a's handle watches the lock path
+    // (a waiter two or more nodes deep does).
     let held = other.acquire().await.unwrap();
+    let c = curator_lock_node(&b, &lock, "c").await;
     let waiter = BackgroundAcquire::start(&mutex);
-    await_ids(&mutex, &["b", "a"]).await;
+    await_ids(&mutex, &["b", "c", "a"]).await;
+    b.delete(&c, None).await.unwrap();
     held.release().await.unwrap();
     let (guard, _) = waiter.granted("a's grant").await;
     guard.release().await.unwrap();
@@ -345,21 +348,25 @@ async fn deleted_waiting_node_scenario(recursive_watch: bool) {
     worker.send("ACQUIRE x").await;
     worker.expect("ACQUIRED x", DEADLINE).await;
 
+    // A second node before W: the recursive watch serves waiters two or more nodes deep.
+    let e = curator_lock_node(&observer, &lock, "e").await;
     let mutex = InterProcessMutex::new(&client, &lock)
         .unwrap()
         .with_id("w")
         .with_recursive_watch(recursive_watch);
     let waiter = BackgroundAcquire::start(&mutex);
-    await_ids(&mutex, &["java-x", "w"]).await;
+    await_ids(&mutex, &["java-x", "e", "w"]).await;
     worker.send("ACQUIRE y").await;
-    await_ids(&mutex, &["java-x", "w", "java-y"]).await;
+    await_ids(&mutex, &["java-x", "e", "w", "java-y"]).await;
 
-    let w_node = mutex.participants().await.unwrap()[1].node.clone();
+    let w_node = mutex.participants().await.unwrap()[2].node.clone();
     observer
         .delete(&format!("{lock}/{w_node}"), None)
         .await
         .unwrap();
-    // W joins again, at the back.
+    // W joins again, at the back: at once with the recursive watch (its watch on its own
+    // node fires), or once E goes (the listing after E's deletion lacks W's node).
+    observer.delete(&e, None).await.unwrap();
     await_ids(&mutex, &["java-x", "java-y", "w"]).await;
 
     worker.send("RELEASE x").await;

@@ -497,8 +497,9 @@ impl InterProcessMutex {
     /// wait on another session's node, and removed once a second passes with no waiter. While
     /// it is set, every creation and deletion under the lock path is one event to this
     /// session: with many sessions contending for one lock, that fan-out costs the server more
-    /// than the listing it saves, which is why waiters deeper than 32 nodes do not set it, and
-    /// why it can be turned off.
+    /// than the listing it saves, which is why waiters deeper than 16 nodes do not use it (nor
+    /// waiters right behind the holder, who need no read after the event anyway), and why it
+    /// can be turned off.
     ///
     /// # Servers
     ///
