@@ -329,7 +329,9 @@ impl SequentialQueue {
                     let mut state = self.state.locked();
                     // Nor when the driver's feed will show the node (if the create goes out on
                     // another session, the driver lists for it).
-                    let fed = state.fed_generation == Some(self.client.session().generation());
+                    let fed = state
+                        .fed_generation
+                        .is_some_and(|fed| fed == self.client.session().generation());
                     let list =
                         once || (state.waiters.is_empty() && state.creates_in_flight == 0 && !fed);
                     state.creates_in_flight += 1;

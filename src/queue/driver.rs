@@ -235,7 +235,7 @@ impl SequentialQueue {
             // The feed's view decides when it covers the waiter's node: the waiter's create
             // was answered, so the view has seen the node (in the base listing, or as an
             // event before that answer), and its deletion if it came since.
-            let fed = feed.exact_view(session).filter(|(view, incarnation)| {
+            let fed = feed.exact_view().filter(|(view, incarnation)| {
                 waiter.incarnation.is_none_or(|i| i == *incarnation)
                     && view.state_of(*incarnation, &waiter.node).is_some()
             });
@@ -262,7 +262,11 @@ impl SequentialQueue {
             let other_hold = self.local_holds.conflicting_with(&waiter.node);
             let view = fed.map_or(&state.view, |(view, _)| view);
             let decision = decide(view, &own, other_hold, None);
-            let depth = view.live_before(&waiter.node);
+            // Only a wait asks how deep the waiter is (whether to use a feed).
+            let depth = match decision {
+                Decision::WaitOn { .. } => view.live_before(&waiter.node),
+                _ => 0,
+            };
             (decision, waiter.node.clone(), fed.is_some(), depth)
         };
         let step = Step {

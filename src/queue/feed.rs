@@ -132,18 +132,14 @@ impl Feed {
         matches!(self, Feed::Off)
     }
 
-    /// The feed's view, the parent's exact state as of its last event, if the feed is on for
-    /// `session` and nothing can have been missed: call it after [`drain`](Self::drain), in
-    /// the same lock hold as the decision made on it.
-    pub(super) fn exact_view(&self, session: &Session) -> Option<(&QueueView, Incarnation)> {
+    /// The feed's view, the parent's exact state as of its last event, if the feed is on: call
+    /// it after [`drain`](Self::drain) for the session served (which ends a feed of another
+    /// session, or one that may have missed events), in the same lock hold as the decision
+    /// made on it.
+    pub(super) fn exact_view(&self) -> Option<(&QueueView, Incarnation)> {
         match self {
-            Feed::On(fed)
-                if fed.generation == session.generation()
-                    && fed.interruptions == session.interruption_count() =>
-            {
-                Some((&fed.view, fed.incarnation))
-            }
-            _ => None,
+            Feed::On(fed) => Some((&fed.view, fed.incarnation)),
+            Feed::Off => None,
         }
     }
 

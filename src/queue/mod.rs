@@ -530,7 +530,18 @@ impl SequentialQueue {
         acls: Vec<Acl>,
         names: NodeNames,
     ) -> Arc<Self> {
-        Self::build(client, path, acls, names, false)
+        Arc::new(Self {
+            feeds_view: AtomicBool::new(false),
+            local_holds: LocalHolds::of(client.instance(), &path),
+            client: client.clone(),
+            path,
+            names,
+            acls,
+            state: Mutex::new(QueueState::default()),
+            wake_driver: Notify::new(),
+            background_deletes: tokio::sync::watch::Sender::new(0),
+            data_listener: Mutex::new(None),
+        })
     }
 
     /// A lock's queue, as [`new`](Self::new), whose driver watches the whole parent while
@@ -543,29 +554,9 @@ impl SequentialQueue {
         acls: Vec<Acl>,
         names: NodeNames,
     ) -> Arc<Self> {
-        let feeds_view = !names.has_shared();
-        Self::build(client, path, acls, names, feeds_view)
-    }
-
-    fn build(
-        client: &Client,
-        path: String,
-        acls: Vec<Acl>,
-        names: NodeNames,
-        feeds_view: bool,
-    ) -> Arc<Self> {
-        Arc::new(Self {
-            feeds_view: AtomicBool::new(feeds_view),
-            local_holds: LocalHolds::of(client.instance(), &path),
-            client: client.clone(),
-            path,
-            names,
-            acls,
-            state: Mutex::new(QueueState::default()),
-            wake_driver: Notify::new(),
-            background_deletes: tokio::sync::watch::Sender::new(0),
-            data_listener: Mutex::new(None),
-        })
+        let queue = Self::new(client, path, acls, names);
+        queue.set_feeds_view(true);
+        queue
     }
 
     /// Lets the driver watch the whole parent, or not (see [`new_lock`](Self::new_lock));

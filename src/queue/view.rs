@@ -171,10 +171,6 @@ pub(crate) struct QueueNode {
 type NodeKey = (i64, String);
 
 impl QueueNode {
-    fn key(&self) -> NodeKey {
-        (self.sequence, self.name.clone())
-    }
-
     fn key_cmp(&self, other: &QueueNode) -> std::cmp::Ordering {
         (self.sequence, &self.name).cmp(&(other.sequence, &other.name))
     }
@@ -332,13 +328,7 @@ impl QueueView {
         for node in &listing.nodes {
             // Known nodes are looked up without making a key: that allocates a name.
             if node.sequence > self.gone_through && self.entry(node).is_none() {
-                self.nodes.insert(
-                    node.key(),
-                    ViewEntry {
-                        mode: node.mode,
-                        state: NodeState::Live,
-                    },
-                );
+                self.insert(node.clone(), NodeState::Live);
             }
         }
         self.prune();
@@ -392,13 +382,11 @@ impl QueueView {
     }
 
     fn insert(&mut self, node: QueueNode, state: NodeState) {
-        self.nodes.insert(
-            node.key(),
-            ViewEntry {
-                mode: node.mode,
-                state,
-            },
-        );
+        let entry = ViewEntry {
+            mode: node.mode,
+            state,
+        };
+        self.nodes.insert((node.sequence, node.name), entry);
     }
 
     /// What the view knows of `node` of `incarnation`: `None` if nothing (another
