@@ -118,6 +118,7 @@ const SCENARIOS: &[&str] = &[
     "waiters",
     "read-contended",
     "curator-read-contended",
+    "read-contended-drop",
     "writer-behind-readers",
     "curator-writer-behind-readers",
     "semaphore-contended",
@@ -193,6 +194,7 @@ fn main() -> Result<(), BoxError> {
                     let sessions = READ_SESSIONS.to_string();
                     curator(&connect, &path, &["read-contended", &sessions, &secs]).await?
                 }
+                "read-contended-drop" => read_contended_drop(&connect, &path).await?,
                 "writer-behind-readers" => writer_behind_readers(&connect, &path).await?,
                 "curator-writer-behind-readers" => {
                     let (sessions, rounds) = (READ_SESSIONS.to_string(), WRITER_ROUNDS.to_string());
@@ -302,7 +304,7 @@ type Ratio = (&'static str, &'static str, &'static str, bool);
 /// The contended scenarios' ratios, which [`rounds`] also reports over its rounds. Above 1 is
 /// faster than the peer (Curator, zookeeper-client's own lock) or than one handoff floor per
 /// acquisition.
-const CONTENDED_RATIOS: [Ratio; 5] = [
+const CONTENDED_RATIOS: [Ratio; 7] = [
     (
         "ratio_contended_to_curator",
         "contended_acquisitions_per_s",
@@ -322,8 +324,20 @@ const CONTENDED_RATIOS: [Ratio; 5] = [
         true,
     ),
     (
+        "ratio_contended_drop_to_zkclient",
+        "contended_drop_acquisitions_per_s",
+        "zkclient_contended_acquisitions_per_s",
+        false,
+    ),
+    (
         "ratio_read_contended_to_curator",
         "read_acquisitions_per_s",
+        "curator_read_acquisitions_per_s",
+        false,
+    ),
+    (
+        "ratio_read_drop_to_curator",
+        "read_drop_acquisitions_per_s",
         "curator_read_acquisitions_per_s",
         false,
     ),
@@ -943,7 +957,8 @@ fn median(values: &mut [f64]) -> f64 {
 
 /// `BENCH_ROUNDS` (default 3) rounds of the contended scenarios, ours and our peers'
 /// alternating within each round: the handoff floor, the mutex (ours, Curator's,
-/// zookeeper-client's), the read lock and the semaphore (ours and Curator's). Reports each
+/// zookeeper-client's, ours given back by drop), the read lock (ours, Curator's, ours given
+/// back by drop) and the semaphore (ours and Curator's). Reports each
 /// figure's median over the rounds and the median, lowest and highest of each round's ratio,
 /// as `rounds_*`.
 async fn rounds(connect: &str, path: &str) -> Result<(), BoxError> {
@@ -961,9 +976,11 @@ async fn rounds(connect: &str, path: &str) -> Result<(), BoxError> {
         contended(connect, &at("contended")).await?;
         curator(connect, &at("curator"), &["contended", "8", &secs]).await?;
         zkclient_contended(connect, &at("zkclient")).await?;
+        contended_drop(connect, &at("contended-drop")).await?;
         read_contended(connect, &at("read")).await?;
         let args = ["read-contended", &read_sessions, &secs];
         curator(connect, &at("curator-read"), &args).await?;
+        read_contended_drop(connect, &at("read-drop")).await?;
         semaphore_contended(connect, &at("semaphore")).await?;
         let args = ["semaphore-contended", &read_sessions, &leases, &secs];
         curator(connect, &at("curator-semaphore"), &args).await?;
@@ -1358,6 +1375,25 @@ async fn read_contended(connect: &str, path: &str) -> Result<(), BoxError> {
     );
     report("read_most_inside", run.most_inside);
     run.traffic.report("read", run.acquisitions);
+    Ok(())
+}
+
+/// `read-contended`, with each guard dropped instead of released (see [`DroppingMutex`]): the
+/// read lock as a guard that goes out of scope gives it back.
+async fn read_contended_drop(connect: &str, path: &str) -> Result<(), BoxError> {
+    let run = contend(connect, READ_SESSIONS, contended_secs(), |client| {
+        Ok(DroppingMutex(
+            InterProcessReadWriteLock::new(client, path)?
+                .read_lock()
+                .clone(),
+        ))
+    })
+    .await?;
+    report(
+        "read_drop_acquisitions_per_s",
+        format!("{:.1}", run.acquisitions_per_s),
+    );
+    run.traffic.report("read_drop", run.acquisitions);
     Ok(())
 }
 

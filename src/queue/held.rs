@@ -2,9 +2,12 @@
 //! monitor that watches it, and the register of each client's holds.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::Duration;
 
+use futures::future::BoxFuture;
+use futures::FutureExt;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use zookeeper_client::{EventType, SessionState};
@@ -120,7 +123,8 @@ impl Drop for LocalHold {
 
 /// A node this process holds at the head of the queue.
 ///
-/// Dropping it without [`release`](Held::release) deletes the node in the background.
+/// Dropping it without [`release`](Held::release) sends the node's delete at once and leaves
+/// its answer to the background.
 #[derive(Debug)]
 pub(crate) struct Held {
     queue: Arc<SequentialQueue>,
@@ -366,8 +370,10 @@ impl SequentialQueue {
         }
         self.background_deletes.send_modify(|n| *n += 1);
         let in_flight = InFlight(self.clone());
+        // Sent here, ahead of whatever this task sends next; the task only awaits the answer.
+        let delete = self.delete_node(node, incarnation);
         self.client.spawn(async move {
-            if let Err(e) = in_flight.0.delete_node(node, incarnation).await {
+            if let Err(e) = delete.await {
                 tracing::warn!(error = %e, "{failure}");
             }
             drop(in_flight);
@@ -385,67 +391,84 @@ impl SequentialQueue {
 
     /// Deletes one of our nodes and, once it is surely gone, takes it out of the view.
     ///
+    /// The delete is sent when this is called, not when the future is first polled: a guard
+    /// dropped in the background thus has its delete ahead of every later request of the
+    /// session (the next acquire's create among them), as an awaited release has. The
+    /// future only waits for the answer.
+    ///
     /// When this node is the last thing between the lowest local waiter and its grant, a read
     /// of the waiter's node follows the delete in the same round trip: finding it proves that
     /// the waiter's node was there after its predecessor went, and the driver grants it with no
     /// read and no watch of its own.
-    pub(super) async fn delete_node(
+    pub(super) fn delete_node(
         self: &Arc<Self>,
         node: ProtectedNode,
         incarnation: Option<Incarnation>,
-    ) -> Result<()> {
+    ) -> impl Future<Output = Result<()>> + Send + 'static {
+        let queue = self.clone();
         let queue_node = self.queue_node(&node);
-        let handoff = queue_node
-            .as_ref()
-            .and_then(|q| self.next_grant_if_released(q));
-        let outcome = match node.session.zookeeper() {
-            // zookeeper-client holds a request made while it is disconnected until the
-            // connection is back or the session ends: a release gives up waiting after the
-            // connection timeout, and the delete goes on in the background (below).
+        let sent = match node.session.zookeeper() {
             Ok(zk) => {
-                let delete = async {
-                    match handoff {
-                        // Boxed: every waiting task carries its release's future, and
-                        // thousands may wait.
-                        Some((waiter, waiter_path)) => {
-                            Box::pin(self.delete_handing_off(&zk, &node.path, waiter, &waiter_path))
-                                .await
-                        }
-                        None => settled_delete(zk.delete(&node.path, None).await),
+                let handoff = queue_node
+                    .as_ref()
+                    .and_then(|q| self.next_grant_if_released(q));
+                let answer = match handoff {
+                    // Boxed: every waiting task carries its release's future, and thousands
+                    // may wait.
+                    Some((waiter, waiter_path)) => {
+                        Box::pin(self.delete_handing_off(&zk, &node.path, waiter, &waiter_path))
+                            as BoxFuture<'static, _>
                     }
+                    None => Box::pin(zk.delete(&node.path, None).map(settled_delete)),
                 };
-                unless_down_for(&zk, self.client.connection_timeout(), delete)
-                    .await
-                    .unwrap_or(Err(zookeeper_client::Error::ConnectionLoss))
+                Some((zk, answer))
             }
-            // A released session takes its ephemeral node with it, but only once the server
-            // expires it, which may be later than this client declared it lost: leave the
-            // view alone, so waiters keep watching the node until it is really gone.
-            Err(_) => {
-                self.state.locked().holds.remove(&node.name);
-                return Ok(());
-            }
+            Err(_) => None,
         };
-        match outcome {
-            Ok(()) => {
-                if let Some(queue_node) = &queue_node {
-                    self.note_deleted(incarnation, queue_node);
+        async move {
+            let outcome = match sent {
+                // zookeeper-client holds a request made while it is disconnected until the
+                // connection is back or the session ends: a release gives up waiting after
+                // the connection timeout, and the delete goes on in the background (below).
+                Some((zk, answer)) => {
+                    unless_down_for(&zk, queue.client.connection_timeout(), answer)
+                        .await
+                        .unwrap_or(Err(zookeeper_client::Error::ConnectionLoss))
                 }
-                Ok(())
-            }
-            Err(e) => {
-                let error = Error::from(e.clone());
-                tracing::warn!(path = %node.path, error = %e, "deleting a queue node failed; retrying in the background");
-                let queue = self.clone();
-                self.client.spawn(async move {
-                    let result = queue.client.guaranteed_delete(&node.session, &node.path).await;
-                    match (result, &queue_node) {
-                        (Ok(()), Some(queue_node)) => queue.note_deleted(incarnation, queue_node),
-                        (Ok(()), None) => {}
-                        (Err(e), _) => tracing::error!(path = %node.path, error = %e, "could not delete a queue node; it stays until its session ends"),
+                // A released session takes its ephemeral node with it, but only once the server
+                // expires it, which may be later than this client declared it lost: leave the
+                // view alone, so waiters keep watching the node until it is really gone.
+                None => {
+                    queue.state.locked().holds.remove(&node.name);
+                    return Ok(());
+                }
+            };
+            match outcome {
+                Ok(()) => {
+                    if let Some(queue_node) = &queue_node {
+                        queue.note_deleted(incarnation, queue_node);
                     }
-                });
-                Err(error)
+                    Ok(())
+                }
+                Err(e) => {
+                    let error = Error::from(e.clone());
+                    tracing::warn!(path = %node.path, error = %e, "deleting a queue node failed; retrying in the background");
+                    let retrying = queue.clone();
+                    queue.client.spawn(async move {
+                        let result = retrying
+                            .client
+                            .guaranteed_delete(&node.session, &node.path)
+                            .await;
+                        match (result, &queue_node) {
+                            (Ok(()), Some(queue_node)) => {
+                                retrying.note_deleted(incarnation, queue_node)
+                            }
+                            (Ok(()), None) => {}
+                            (Err(e), _) => tracing::error!(path = %node.path, error = %e, "could not delete a queue node; it stays until its session ends"),
+                        }
+                    });
+                    Err(error)
+                }
             }
         }
     }
@@ -483,33 +506,38 @@ impl SequentialQueue {
     /// found there was there after ours went, which records the waiter's grant as proven. (A
     /// plain read costs the server less than a transaction with a check, or a watch.) If the
     /// waiter's node is gone, the driver finds that out by itself.
-    async fn delete_handing_off(
-        &self,
+    fn delete_handing_off(
+        self: &Arc<Self>,
         zk: &zookeeper_client::Client,
         path: &str,
         waiter: WaiterKey,
         waiter_path: &str,
-    ) -> std::result::Result<(), zookeeper_client::Error> {
+    ) -> impl Future<Output = std::result::Result<(), zookeeper_client::Error>> + Send + 'static
+    {
         let delete = zk.delete(path, None);
         let waiter_stat = zk.check_stat(waiter_path);
         // Behind the read that may prove the waiter's grant: the create it makes once granted
         // (see `CreateAhead`). Dropped, and its node deleted, unless the read proves it.
         let sent_ahead = self.send_create_ahead(waiter);
-        let deleted = settled_delete(delete.await);
-        if deleted.is_ok() {
-            if let Ok(Some(_)) = waiter_stat.await {
-                let mut state = self.state.locked();
-                state.release_proof = Some(waiter);
-                // Kept with the waiter, if it still waits; dropped (and its node deleted)
-                // otherwise.
-                if let Some(waiting) = state.waiters.get_mut(&waiter) {
-                    waiting.sent_on_release = sent_ahead.map(Box::new);
+        let queue = self.clone();
+        let (path, waiter_path) = (path.to_owned(), waiter_path.to_owned());
+        async move {
+            let deleted = settled_delete(delete.await);
+            if deleted.is_ok() {
+                if let Ok(Some(_)) = waiter_stat.await {
+                    let mut state = queue.state.locked();
+                    state.release_proof = Some(waiter);
+                    // Kept with the waiter, if it still waits; dropped (and its node deleted)
+                    // otherwise.
+                    if let Some(waiting) = state.waiters.get_mut(&waiter) {
+                        waiting.sent_on_release = sent_ahead.map(Box::new);
+                    }
+                } else {
+                    tracing::debug!(%path, waiter = %waiter_path, "the next local waiter's node is gone");
                 }
-            } else {
-                tracing::debug!(%path, waiter = %waiter_path, "the next local waiter's node is gone");
             }
+            deleted
         }
-        deleted
     }
 }
 

@@ -12,7 +12,9 @@ use crate::common::{
 };
 use zk_recipes::testing::{expire_session, FaultProxy, TestingServer};
 use zk_recipes::zookeeper_client::{self, Acls, CreateMode};
-use zk_recipes::{Client, Error, InterProcessMutex, LockGuard, Revoker, REVOKE_MESSAGE};
+use zk_recipes::{
+    Client, Error, InterProcessMutex, InterProcessReadWriteLock, LockGuard, Revoker, REVOKE_MESSAGE,
+};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -838,6 +840,37 @@ async fn bad_input_and_misuse_are_typed_errors() {
     // Nothing leaked anywhere under the test's paths.
     assert!(children(&client, &format!("{base}/lock")).await.is_empty());
     assert!(children(&client, &ephemeral).await.is_empty());
+}
+
+/// A dropped guard's delete goes out as the guard drops, ahead of the next request of its
+/// client, though the drop does not wait for its answer: that request finds the node gone.
+/// On this test's one-thread runtime, a delete sent only from a background task would come
+/// after the listing below, which runs first.
+#[tokio::test]
+async fn a_dropped_guards_delete_precedes_the_next_request_of_its_client() {
+    init_tracing();
+    let server = zk_server().await;
+    let base = unique_path("mutex-drop-order");
+    let client = connect(&server, Duration::from_secs(4)).await;
+    let zk = client.zookeeper().unwrap();
+    let read_write = InterProcessReadWriteLock::new(&client, &format!("{base}/rw")).unwrap();
+    let locks = [
+        InterProcessMutex::new(&client, &format!("{base}/mutex")).unwrap(),
+        read_write.read_lock().clone(),
+        read_write.write_lock().clone(),
+    ];
+    for lock in locks {
+        for round in 0..3 {
+            let guard = lock.acquire().await.unwrap();
+            drop(guard);
+            let left = zk.list_children(lock.path()).await.unwrap();
+            assert!(
+                left.is_empty(),
+                "round {round}: {left:?} still under {} after the drop",
+                lock.path()
+            );
+        }
+    }
 }
 
 /// Revocation: a revoker writes `__REVOKE__` to the holder's node; the holder's listener hears
