@@ -135,6 +135,10 @@ pub(crate) struct Held {
     /// Cancelled when the node is seen deleted (by its monitor).
     node_deleted: CancellationToken,
     monitor_stop: CancellationToken,
+    /// Cancelled when the node's delete is sent: a monitor that has not set its watch yet
+    /// sets none (it would find the node gone, a request for nothing), and one whose watch is
+    /// set lets the delete fire it.
+    delete_sent: CancellationToken,
     /// Removed when the release starts, or when dropped.
     local_hold: Option<LocalHold>,
 }
@@ -155,12 +159,16 @@ impl Held {
             .insert(node.name.clone(), node.session.generation());
         let node_deleted = CancellationToken::new();
         let monitor_stop = CancellationToken::new();
+        let delete_sent = CancellationToken::new();
         monitor_own_node(
             &queue,
             &node,
             grant.incarnation,
             node_deleted.clone(),
-            monitor_stop.clone(),
+            MonitorStops {
+                stop: monitor_stop.clone(),
+                delete_sent: delete_sent.clone(),
+            },
             delivery,
             grant.own_watch,
         );
@@ -171,6 +179,7 @@ impl Held {
             interruptions_at_grant: grant.interruptions_at_grant,
             node_deleted,
             monitor_stop,
+            delete_sent,
             local_hold: Some(local_hold),
         }
     }
@@ -255,7 +264,9 @@ impl Held {
             node: Some(node.clone()),
             incarnation: Some(self.incarnation),
         };
-        let result = self.queue.delete_node(node, Some(self.incarnation)).await;
+        let delete = self.queue.delete_node(node, Some(self.incarnation));
+        self.delete_sent.cancel();
+        let result = delete.await;
         unfinished.node = None;
         result
     }
@@ -263,13 +274,19 @@ impl Held {
 
 impl Drop for Held {
     fn drop(&mut self) {
-        self.monitor_stop.cancel();
-        if let Some(node) = self.node.take() {
-            self.queue.spawn_delete(
-                node,
-                Some(self.incarnation),
-                "background release failed; a guaranteed delete continues",
-            );
+        match self.node.take() {
+            // The monitor keeps running, as in `release`: the delete fires its watch, which
+            // ends it. Stopping it here would make zookeeper-client send a RemoveWatches
+            // behind the delete, a request for nothing.
+            Some(node) => {
+                self.queue.spawn_delete(
+                    node,
+                    Some(self.incarnation),
+                    "background release failed; a guaranteed delete continues",
+                );
+                self.delete_sent.cancel();
+            }
+            None => self.monitor_stop.cancel(),
         }
     }
 }
@@ -559,6 +576,12 @@ fn settled_delete(
 /// come with one.
 const MONITOR_DELAY: Duration = Duration::from_millis(10);
 
+/// What ends a node monitor: `stop` at once, `delete_sent` only before its watch is set.
+struct MonitorStops {
+    stop: CancellationToken,
+    delete_sent: CancellationToken,
+}
+
 /// Watches a held node, so that its deletion by anyone else marks the hold lost, and hands
 /// each version of its data to the data listener (Curator's revocation requests).
 ///
@@ -572,7 +595,7 @@ fn monitor_own_node(
     node: &ProtectedNode,
     incarnation: Incarnation,
     node_deleted: CancellationToken,
-    stop: CancellationToken,
+    MonitorStops { stop, delete_sent }: MonitorStops,
     mut delivery: DataDelivery,
     armed: Option<Box<OwnWatch>>,
 ) {
@@ -594,6 +617,7 @@ fn monitor_own_node(
             // immediate watch.
             tokio::select! {
                 _ = stop.cancelled() => return,
+                _ = delete_sent.cancelled() => return,
                 _ = tokio::time::sleep(MONITOR_DELAY) => {}
             }
         }
