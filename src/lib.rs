@@ -60,8 +60,8 @@
 //!   same round trip: the listing proves the grant, and names the parent's incarnation. A
 //!   release is one delete. A guard dropped instead of released sends that delete before the
 //!   drop returns and leaves its answer to the background, so the client's next request
-//!   follows it at once: a loop that acquires and drops waits for one round trip per turn,
-//!   one that awaits [`LockGuard::release`] for two.
+//!   follows it at once: an uncontended loop that acquires and drops waits for one round trip
+//!   per turn, one that awaits [`LockGuard::release`] for two.
 //! * **A lock's waiter near the head** (a mutex's, and the semaphore's internal mutex's, 2 to
 //!   16 nodes deep) watches the whole lock path with one persistent recursive watch per
 //!   handle (ZooKeeper 3.6+), set with a listing in one round trip when the handle first waits

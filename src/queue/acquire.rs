@@ -743,6 +743,7 @@ impl Drop for PendingNode {
                 node,
                 self.incarnation,
                 "deleting the node of an abandoned acquire failed; a guaranteed delete continues",
+                None,
             );
         }
     }

@@ -279,10 +279,14 @@ impl Drop for Held {
             // ends it. Stopping it here would make zookeeper-client send a RemoveWatches
             // behind the delete, a request for nothing.
             Some(node) => {
+                // Given back first, as `release` does, so that the delete can hand the lock
+                // to a local waiter (`next_grant_if_released` would see this hold in the way).
+                self.local_hold.take();
                 self.queue.spawn_delete(
                     node,
                     Some(self.incarnation),
                     "background release failed; a guaranteed delete continues",
+                    Some(self.monitor_stop.clone()),
                 );
                 self.delete_sent.cancel();
             }
@@ -335,6 +339,7 @@ impl Drop for DeleteOnDrop {
                 node,
                 self.incarnation,
                 "an interrupted release failed; a guaranteed delete continues",
+                None,
             );
         }
     }
@@ -372,12 +377,15 @@ impl LostSignal {
 
 impl SequentialQueue {
     /// Deletes `node` in a background task, counted until its first attempt ends (see
-    /// [`deletes_settled`](Self::deletes_settled)); `failure` is logged if that attempt fails.
+    /// [`deletes_settled`](Self::deletes_settled)); `failure` is logged if that attempt fails,
+    /// and `then_stop` (a node monitor's stop) is cancelled once it has ended. The delete is
+    /// sent before this returns.
     pub(super) fn spawn_delete(
         self: &Arc<Self>,
         node: ProtectedNode,
         incarnation: Option<Incarnation>,
         failure: &'static str,
+        then_stop: Option<CancellationToken>,
     ) {
         struct InFlight(Arc<SequentialQueue>);
         impl Drop for InFlight {
@@ -388,10 +396,21 @@ impl SequentialQueue {
         self.background_deletes.send_modify(|n| *n += 1);
         let in_flight = InFlight(self.clone());
         // Sent here, ahead of whatever this task sends next; the task only awaits the answer.
-        let delete = self.delete_node(node, incarnation);
+        // In the client's runtime: a guard may be dropped outside one, and a create sent ahead
+        // for a local waiter starts a timer.
+        let delete = {
+            let _runtime = self.client.enter_runtime();
+            self.delete_node(node, incarnation)
+        };
         self.client.spawn(async move {
             if let Err(e) = delete.await {
                 tracing::warn!(error = %e, "{failure}");
+            }
+            // The answer came after the delete's event (if the monitor's watch was set, it
+            // has fired): stopping the monitor now sends nothing, and one that waits on a
+            // node whose delete failed (a guaranteed delete goes on) ends, as after `release`.
+            if let Some(stop) = then_stop {
+                stop.cancel();
             }
             drop(in_flight);
         });
@@ -616,6 +635,7 @@ fn monitor_own_node(
             // deletion by someone else is noticed at most this much later than with an
             // immediate watch.
             tokio::select! {
+                biased;
                 _ = stop.cancelled() => return,
                 _ = delete_sent.cancelled() => return,
                 _ = tokio::time::sleep(MONITOR_DELAY) => {}

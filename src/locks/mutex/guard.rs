@@ -42,15 +42,14 @@ async fn release_held(path: &str, held: Option<Held>) -> Result<()> {
 /// # Behavior
 ///
 /// Dropping the last guard sends the delete before the drop returns, and does not wait for
-/// its answer. ZooKeeper applies a session's requests in order, so every later request of the
-/// same [`Client`](crate::Client), the next `acquire` among them, finds the node gone, and
-/// other sessions see it go when the server applies it, as after `release`. A loop that
-/// acquires and drops thus waits for one round trip per turn (a read lock's create and
-/// listing) where one that awaits [`release`](Self::release) waits for two. What the drop
-/// gives up is the report: a delete that fails is retried in the background and only
-/// logged. Use `release` when the caller must
-/// know the node is gone before it goes on, for instance before it tells another process
-/// that the lock is free.
+/// its answer. ZooKeeper applies a session's requests in order, so while the session lasts,
+/// every later request of the same [`Client`](crate::Client), the next `acquire` among them,
+/// finds the node gone (unless the delete fails: it is then retried in the background, and
+/// only logged); other sessions see it go when the server applies it, as after `release`. An
+/// uncontended loop that acquires and drops thus waits for one round trip per turn (a create
+/// and its listing) where one that awaits [`release`](Self::release) waits for two. Use
+/// `release` when the caller must know the node is gone before it goes on, for instance
+/// before it tells another process that the lock is free.
 #[must_use = "dropping the guard releases the lock at once, in the background"]
 pub struct LockGuard {
     pub(super) inner: Arc<Inner>,

@@ -11,8 +11,8 @@ use crate::locks::mutex::LockGuard;
 /// Release it with [`release`](Self::release), or drop it (the release then runs in the
 /// background). It owns what it needs: it is `Send` and `'static`, and may be released in any
 /// task. A dropped lease's delete is sent before the drop returns, as a dropped
-/// [`LockGuard`]'s is (see its `# Behavior`): every later request of the same client finds
-/// the lease gone.
+/// [`LockGuard`]'s is (see its `# Behavior`): while the session lasts, every later request of
+/// the same client finds the lease gone, unless the delete fails.
 #[must_use = "dropping a lease releases it at once, in the background"]
 #[derive(Debug)]
 pub struct Lease {
