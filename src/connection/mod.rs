@@ -705,13 +705,13 @@ impl Client {
         self.shared.lacks_add_watch.store(true, Ordering::Relaxed);
     }
 
-    /// Spawns a background task on the client's runtime; usable from `Drop`.
     /// Enters the client's runtime until the guard drops: for work done in place (not
     /// spawned) that may touch tokio's timers, from a guard dropped outside a runtime.
     pub(crate) fn enter_runtime(&self) -> tokio::runtime::EnterGuard<'_> {
         self.shared.runtime.enter()
     }
 
+    /// Spawns a background task on the client's runtime; usable from `Drop`.
     pub(crate) fn spawn<F>(&self, future: F) -> tokio::task::JoinHandle<F::Output>
     where
         F: Future + Send + 'static,

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::Duration;
 
-use futures::future::BoxFuture;
+use futures::future::Either;
 use futures::FutureExt;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -135,10 +135,10 @@ pub(crate) struct Held {
     /// Cancelled when the node is seen deleted (by its monitor).
     node_deleted: CancellationToken,
     monitor_stop: CancellationToken,
-    /// Cancelled when the node's delete is sent: a monitor that has not set its watch yet
-    /// sets none (it would find the node gone, a request for nothing), and one whose watch is
-    /// set lets the delete fire it.
-    delete_sent: CancellationToken,
+    /// Cancelled when the release starts, right before the delete is sent: a monitor that
+    /// has not set its watch yet sets none (it would find the node gone, a request for
+    /// nothing), and one whose watch is set lets the delete fire it.
+    releasing: CancellationToken,
     /// Removed when the release starts, or when dropped.
     local_hold: Option<LocalHold>,
 }
@@ -159,7 +159,7 @@ impl Held {
             .insert(node.name.clone(), node.session.generation());
         let node_deleted = CancellationToken::new();
         let monitor_stop = CancellationToken::new();
-        let delete_sent = CancellationToken::new();
+        let releasing = CancellationToken::new();
         monitor_own_node(
             &queue,
             &node,
@@ -167,7 +167,7 @@ impl Held {
             node_deleted.clone(),
             MonitorStops {
                 stop: monitor_stop.clone(),
-                delete_sent: delete_sent.clone(),
+                releasing: releasing.clone(),
             },
             delivery,
             grant.own_watch,
@@ -179,7 +179,7 @@ impl Held {
             interruptions_at_grant: grant.interruptions_at_grant,
             node_deleted,
             monitor_stop,
-            delete_sent,
+            releasing,
             local_hold: Some(local_hold),
         }
     }
@@ -234,13 +234,22 @@ impl Held {
 
     /// Lets go of a node that a transaction of ours has deleted: nothing is left to delete.
     pub(super) fn deleted_by_transaction(mut self) {
-        self.local_hold.take();
-        let node = self.node.take().expect("given up once");
+        let node = self.start_release().expect("given up once");
         if let Some(queue_node) = self.queue.queue_node(&node) {
             self.queue.note_deleted(Some(self.incarnation), &queue_node);
         }
         // Dropping `self` stops the monitor: after the transaction's answer that is safe, as at
         // the end of `release` (its watch, if set, has fired).
+    }
+
+    /// Starts the release, once: gives the hold back (so that the delete can hand the lock to
+    /// a local waiter, which `next_grant_if_released` would otherwise see this hold keep out),
+    /// tells the monitor not to set a watch any more, and hands out the node to delete.
+    fn start_release(&mut self) -> Option<ProtectedNode> {
+        self.local_hold.take();
+        let node = self.node.take()?;
+        self.releasing.cancel();
+        Some(node)
     }
 
     /// Deletes the node now. On failure the node is handed to a background delete that keeps
@@ -254,8 +263,7 @@ impl Held {
     /// the future hands the node to a background delete (a second delete of a deleted node is
     /// harmless), so the node goes all the same; only the outcome is not reported.
     pub(crate) async fn release(mut self) -> Result<()> {
-        self.local_hold.take();
-        let node = self.node.take().expect("released once");
+        let node = self.start_release().expect("released once");
         // The monitor keeps running: our delete fires its watch, which ends it. Stopping it
         // first would make zookeeper-client send a RemoveWatches ahead of the delete, costing
         // the release a server round of its own.
@@ -264,9 +272,7 @@ impl Held {
             node: Some(node.clone()),
             incarnation: Some(self.incarnation),
         };
-        let delete = self.queue.delete_node(node, Some(self.incarnation));
-        self.delete_sent.cancel();
-        let result = delete.await;
+        let result = self.queue.delete_node(node, Some(self.incarnation)).await;
         unfinished.node = None;
         result
     }
@@ -274,22 +280,16 @@ impl Held {
 
 impl Drop for Held {
     fn drop(&mut self) {
-        match self.node.take() {
+        match self.start_release() {
             // The monitor keeps running, as in `release`: the delete fires its watch, which
             // ends it. Stopping it here would make zookeeper-client send a RemoveWatches
             // behind the delete, a request for nothing.
-            Some(node) => {
-                // Given back first, as `release` does, so that the delete can hand the lock
-                // to a local waiter (`next_grant_if_released` would see this hold in the way).
-                self.local_hold.take();
-                self.queue.spawn_delete(
-                    node,
-                    Some(self.incarnation),
-                    "background release failed; a guaranteed delete continues",
-                    Some(self.monitor_stop.clone()),
-                );
-                self.delete_sent.cancel();
-            }
+            Some(node) => self.queue.spawn_delete(
+                node,
+                Some(self.incarnation),
+                "background release failed; a guaranteed delete continues",
+                Some(self.monitor_stop.clone()),
+            ),
             None => self.monitor_stop.cancel(),
         }
     }
@@ -448,15 +448,15 @@ impl SequentialQueue {
                 let handoff = queue_node
                     .as_ref()
                     .and_then(|q| self.next_grant_if_released(q));
-                let answer = match handoff {
-                    // Boxed: every waiting task carries its release's future, and thousands
-                    // may wait.
-                    Some((waiter, waiter_path)) => {
-                        Box::pin(self.delete_handing_off(&zk, &node.path, waiter, &waiter_path))
-                            as BoxFuture<'static, _>
-                    }
-                    None => Box::pin(zk.delete(&node.path, None).map(settled_delete)),
-                };
+                let answer =
+                    match handoff {
+                        // Boxed: every waiting task carries its release's future, and thousands
+                        // may wait.
+                        Some((waiter, waiter_path)) => Either::Left(Box::pin(
+                            self.delete_handing_off(&zk, &node.path, waiter, &waiter_path),
+                        )),
+                        None => Either::Right(zk.delete(&node.path, None).map(settled_delete)),
+                    };
                 Some((zk, answer))
             }
             Err(_) => None,
@@ -595,10 +595,10 @@ fn settled_delete(
 /// come with one.
 const MONITOR_DELAY: Duration = Duration::from_millis(10);
 
-/// What ends a node monitor: `stop` at once, `delete_sent` only before its watch is set.
+/// What ends a node monitor: `stop` at once, `releasing` only before its watch is set.
 struct MonitorStops {
     stop: CancellationToken,
-    delete_sent: CancellationToken,
+    releasing: CancellationToken,
 }
 
 /// Watches a held node, so that its deletion by anyone else marks the hold lost, and hands
@@ -614,7 +614,7 @@ fn monitor_own_node(
     node: &ProtectedNode,
     incarnation: Incarnation,
     node_deleted: CancellationToken,
-    MonitorStops { stop, delete_sent }: MonitorStops,
+    MonitorStops { stop, releasing }: MonitorStops,
     mut delivery: DataDelivery,
     armed: Option<Box<OwnWatch>>,
 ) {
@@ -637,7 +637,7 @@ fn monitor_own_node(
             tokio::select! {
                 biased;
                 _ = stop.cancelled() => return,
-                _ = delete_sent.cancelled() => return,
+                _ = releasing.cancelled() => return,
                 _ = tokio::time::sleep(MONITOR_DELAY) => {}
             }
         }
