@@ -32,7 +32,9 @@ pub(crate) use self::builder::Config;
 #[cfg(feature = "testing")]
 pub(crate) use self::nodelay::nodelay_of_connections_to;
 pub use self::protected::ProtectedNode;
-pub(crate) use self::protected::{Created, PendingStat, WithCreate, PROTECTION_PREFIX_LEN};
+pub(crate) use self::protected::{
+    BackgroundDeletes, Created, PendingStat, WithCreate, PROTECTION_PREFIX_LEN,
+};
 pub use self::session::Session;
 use self::state::StateFanout;
 pub use self::state::{ConnectionState, ConnectionStates};

@@ -57,6 +57,47 @@ pub(crate) struct WithCreate<'a> {
     /// often take two). Tried once, and only when the node lives on the session the create
     /// goes to; [`Created::replaced`] says whether it happened.
     pub(crate) replacing: Option<&'a ProtectedNode>,
+    /// Counts the background delete of the node an abandoned create may have made (the
+    /// future dropped while the create was in flight), so that the caller can wait until
+    /// every node it gave up is gone.
+    pub(crate) abandoned: Option<&'a BackgroundDeletes>,
+}
+
+/// Deletes running in the background (of dropped holds, withdrawn waiters, abandoned
+/// creates) whose first attempt has not ended: a recipe that reports itself closed, or out of
+/// a queue, waits for them, so that no node of its is still to be seen when it says so.
+#[derive(Debug, Clone)]
+pub(crate) struct BackgroundDeletes(tokio::sync::watch::Sender<usize>);
+
+impl Default for BackgroundDeletes {
+    fn default() -> Self {
+        Self(tokio::sync::watch::Sender::new(0))
+    }
+}
+
+impl BackgroundDeletes {
+    /// Counts one delete until the ticket is dropped: take it before the delete is spawned,
+    /// and drop it once the delete's first attempt has ended.
+    pub(crate) fn start(&self) -> BackgroundDelete {
+        self.0.send_modify(|n| *n += 1);
+        BackgroundDelete(self.0.clone())
+    }
+
+    /// Resolves once every delete started so far has had its first attempt.
+    pub(crate) async fn settled(&self) {
+        let mut counted = self.0.subscribe();
+        let _ = counted.wait_for(|n| *n == 0).await;
+    }
+}
+
+/// One counted delete of [`BackgroundDeletes`]; dropping it ends the count.
+#[derive(Debug)]
+pub(crate) struct BackgroundDelete(tokio::sync::watch::Sender<usize>);
+
+impl Drop for BackgroundDelete {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n -= 1);
+    }
 }
 
 /// The read of a node's stat, for a server that left it out of a transaction's answer.
@@ -247,7 +288,7 @@ impl Client {
             };
             let prefix = protection_prefix();
             let path = join(parent, &format!("{prefix}{name}"));
-            let mut orphan = OrphanGuard::new(self, &session, parent, &prefix);
+            let mut orphan = OrphanGuard::new(self, &session, parent, &prefix, with.abandoned);
             // Only a node of this very session can go in its transaction; an older session's
             // node is the caller's to delete.
             let replaced = replacing
@@ -382,7 +423,7 @@ impl Client {
             };
             let prefix = protection_prefix();
             let path = join(parent, &format!("{prefix}{name}"));
-            let mut orphan = OrphanGuard::new(self, session, parent, &prefix);
+            let mut orphan = OrphanGuard::new(self, session, parent, &prefix, None);
             let mut transaction = zk.new_multi_writer();
             transaction.add_check_version(check, -1)?;
             transaction.add_create(&path, data, &options)?;
@@ -695,16 +736,25 @@ struct OrphanGuard {
     session: Arc<Session>,
     parent: String,
     prefix: String,
+    /// Where the clean-up, if it runs, is counted.
+    counted_in: Option<BackgroundDeletes>,
     armed: bool,
 }
 
 impl OrphanGuard {
-    fn new(client: &Client, session: &Arc<Session>, parent: &str, prefix: &str) -> Self {
+    fn new(
+        client: &Client,
+        session: &Arc<Session>,
+        parent: &str,
+        prefix: &str,
+        counted_in: Option<&BackgroundDeletes>,
+    ) -> Self {
         Self {
             client: client.clone(),
             session: session.clone(),
             parent: parent.to_owned(),
             prefix: prefix.to_owned(),
+            counted_in: counted_in.cloned(),
             armed: true,
         }
     }
@@ -723,10 +773,13 @@ impl Drop for OrphanGuard {
         let session = self.session.clone();
         let parent = std::mem::take(&mut self.parent);
         let prefix = std::mem::take(&mut self.prefix);
+        // Counted from here, before the task runs: whoever waits for the count sees it.
+        let counted = self.counted_in.as_ref().map(BackgroundDeletes::start);
         self.client.spawn(async move {
             if let Err(e) = delete_orphans(&client, &session, &parent, &prefix).await {
                 tracing::error!(%parent, %prefix, error = %e, "could not clean up the node of an abandoned create; it stays until its session ends");
             }
+            drop(counted);
         });
     }
 }

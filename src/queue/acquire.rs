@@ -340,6 +340,7 @@ impl SequentialQueue {
                 let with = WithCreate {
                     list_parent: list,
                     replacing: None,
+                    abandoned: Some(&self.background_deletes),
                 };
                 (
                     Box::pin(self.create_lock_node(mode, data, with)).await,
@@ -609,6 +610,7 @@ impl SequentialQueue {
         let with = WithCreate {
             list_parent: false,
             replacing: Some(replacing.held.node()),
+            abandoned: Some(&self.background_deletes),
         };
         let create = self.create_lock_node(LockMode::Exclusive, data, with);
         let (created, listing_before) = match listing_before {

@@ -387,14 +387,7 @@ impl SequentialQueue {
         failure: &'static str,
         then_stop: Option<CancellationToken>,
     ) {
-        struct InFlight(Arc<SequentialQueue>);
-        impl Drop for InFlight {
-            fn drop(&mut self) {
-                self.0.background_deletes.send_modify(|n| *n -= 1);
-            }
-        }
-        self.background_deletes.send_modify(|n| *n += 1);
-        let in_flight = InFlight(self.clone());
+        let in_flight = self.background_deletes.start();
         // Sent here, ahead of whatever this task sends next; the task only awaits the answer.
         // In the client's runtime: a guard may be dropped outside one, and a create sent ahead
         // for a local waiter starts a timer.
@@ -417,12 +410,11 @@ impl SequentialQueue {
     }
 
     /// Resolves once every background delete started so far (by dropping a [`Held`] or an
-    /// `acquire` future) has had its first attempt: the node is deleted, or the delete failed
+    /// `acquire` future, whose create may have made a node) has had its first attempt: the node is deleted, or the delete failed
     /// and a guaranteed delete carries on. For recipes that must not report "closed" while
     /// their withdrawn node may still be seen.
     pub(crate) async fn deletes_settled(&self) {
-        let mut rx = self.background_deletes.subscribe();
-        let _ = rx.wait_for(|n| *n == 0).await;
+        self.background_deletes.settled().await;
     }
 
     /// Deletes one of our nodes and, once it is surely gone, takes it out of the view.

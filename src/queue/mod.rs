@@ -102,7 +102,7 @@ use futures::FutureExt;
 use tokio::sync::{oneshot, Notify};
 use zookeeper_client::{Acl, Stat, WatchedEvent};
 
-use crate::connection::{Client, Created, Session};
+use crate::connection::{BackgroundDeletes, Client, Created, Session};
 use crate::error::{Error, Result};
 use crate::path::join;
 use crate::sync::Locked;
@@ -503,9 +503,10 @@ pub(crate) struct SequentialQueue {
     local_holds: Arc<LocalHolds>,
     state: Mutex<QueueState>,
     wake_driver: Notify,
-    /// Background deletes (of dropped holds and abandoned acquires) whose first attempt is
-    /// still running: see [`deletes_settled`](Self::deletes_settled).
-    background_deletes: tokio::sync::watch::Sender<usize>,
+    /// Background deletes (of dropped holds, abandoned acquires and the nodes of creates
+    /// they abandoned) whose first attempt is still running: see
+    /// [`deletes_settled`](Self::deletes_settled).
+    background_deletes: BackgroundDeletes,
     /// Handed to every node that waits or is granted from now on.
     data_listener: Mutex<Option<NodeDataListener>>,
     /// Whether the driver may watch the whole parent (see [`feed`]) instead of predecessors
@@ -539,7 +540,7 @@ impl SequentialQueue {
             acls,
             state: Mutex::new(QueueState::default()),
             wake_driver: Notify::new(),
-            background_deletes: tokio::sync::watch::Sender::new(0),
+            background_deletes: BackgroundDeletes::default(),
             data_listener: Mutex::new(None),
         })
     }

@@ -45,8 +45,12 @@ impl QueueTask {
         let (end, held) = self.turns().await;
         end.give_up_leadership(&self.inner);
         // Leadership is already given up (the emitter is closed); only now may the node go.
-        if let Some(held) = held {
-            self.release(held).await;
+        match held {
+            Some(held) => self.release(held).await,
+            // A waiting node, or one whose create was in flight, is deleted in the background
+            // once its acquire is dropped: `close()` returns after that, as after a release.
+            None if matches!(end, End::Cancelled) => self.withdrawn().await,
+            None => {}
         }
         end.answer_start(self.take_started());
     }
@@ -160,6 +164,18 @@ impl QueueTask {
             tracing::info!(path = %self.inner.path, id = %self.inner.id, reason, "leadership given up");
         }
         Next::Requeue
+    }
+
+    /// Waits, at most for the connection timeout, for the node of a dropped acquire to be
+    /// deleted (the delete goes on in the background after that).
+    async fn withdrawn(&self) {
+        let budget = self.inner.client.connection_timeout();
+        if tokio::time::timeout(budget, self.queue.deletes_settled())
+            .await
+            .is_err()
+        {
+            tracing::debug!(path = %self.inner.path, "deleting the withdrawn leader latch node in the background");
+        }
     }
 
     /// Deletes our node: at most for the connection timeout here, then in the background until

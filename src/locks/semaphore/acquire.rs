@@ -350,6 +350,8 @@ async fn create_lease(inner: Arc<Inner>) -> Result<Created> {
     let with = WithCreate {
         list_parent: true,
         replacing: None,
+        // Nothing waits for a dropped acquire's node to go, as for a dropped lock acquire.
+        abandoned: None,
     };
     let name = LEASE_NAMES.exclusive();
     let (id, mode) = (inner.id.as_bytes(), CreateMode::EphemeralSequential);
