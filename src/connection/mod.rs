@@ -430,6 +430,48 @@ impl Client {
         }
     }
 
+    /// The answer to `sent`, a request already on its way through `zk`, waited for as long as
+    /// Curator's retry loop would retry it: whenever the connection has been down for the
+    /// connection timeout, the retry policy is asked (with `retries` made since `started`),
+    /// and while it allows another try the wait goes on (its pause included, during which an
+    /// answer is still taken). `None` once the policy allows no more, or the client is closed.
+    ///
+    /// Nothing is sent again here: zookeeper-client keeps a request made while it is
+    /// disconnected and sends it on the next connection of the same session, so the one
+    /// request stands for all of Curator's attempts. (A request that was on the wire when the
+    /// connection dropped fails with it, and is the caller's to send again.)
+    pub(crate) async fn answer_while_retries_allow<F: Future>(
+        &self,
+        zk: &zookeeper_client::Client,
+        sent: F,
+        retries: &mut u32,
+        started: Instant,
+    ) -> Option<F::Output> {
+        let policy = &self.shared.config.retry_policy;
+        let mut sent = std::pin::pin!(sent);
+        loop {
+            let within = self.shared.config.connection_timeout;
+            if let Some(answer) = unless_down_for(zk, within, sent.as_mut()).await {
+                return Some(answer);
+            }
+            if self.is_closed() || !policy.allow_retry_on(&Error::ConnectionLoss) {
+                return None;
+            }
+            let pause = policy.allow_retry(*retries, started.elapsed())?;
+            tracing::debug!(
+                retry = *retries,
+                ?pause,
+                "still no connection; waiting on for the answer as the retry policy allows"
+            );
+            *retries += 1;
+            tokio::select! {
+                answer = sent.as_mut() => return Some(answer),
+                _ = tokio::time::sleep(pause) => {}
+                _ = self.shared.closed.cancelled() => return None,
+            }
+        }
+    }
+
     /// Creates `path` with `data` (and its missing parents, as container nodes), retried.
     /// `acls` empty means the client's [default ACLs](ClientBuilder::default_acls).
     ///

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, LazyLock, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::future::Either;
 use futures::FutureExt;
@@ -15,7 +15,7 @@ use zookeeper_client::{EventType, SessionState};
 use super::decision::{decide, Decision, OwnNode, Presence};
 use super::view::{Incarnation, LockMode, QueueNode};
 use super::{DataDelivery, Grant, OwnWatch, SequentialQueue, WaiterKey};
-use crate::connection::{unless_down_for, Backoff, ProtectedNode, Session};
+use crate::connection::{Backoff, Client, ProtectedNode, Session};
 use crate::error::{is_retryable_zk, Error, Result};
 use crate::path::join;
 use crate::sync::Locked;
@@ -435,6 +435,7 @@ impl SequentialQueue {
     ) -> impl Future<Output = Result<()>> + Send + 'static {
         let queue = self.clone();
         let queue_node = self.queue_node(&node);
+        let sent_at = Instant::now();
         let sent = match node.session.zookeeper() {
             Ok(zk) => {
                 let handoff = queue_node
@@ -455,13 +456,10 @@ impl SequentialQueue {
         };
         async move {
             let outcome = match sent {
-                // zookeeper-client holds a request made while it is disconnected until the
-                // connection is back or the session ends: a release gives up waiting after
-                // the connection timeout, and the delete goes on in the background (below).
+                // A release waits as long as Curator's retried delete would try, then gives up
+                // waiting, and the delete goes on in the background (below).
                 Some((zk, answer)) => {
-                    unless_down_for(&zk, queue.client.connection_timeout(), answer)
-                        .await
-                        .unwrap_or(Err(zookeeper_client::Error::ConnectionLoss))
+                    retried_delete(&queue.client, &node, zk, answer, sent_at).await
                 }
                 // A released session takes its ephemeral node with it, but only once the server
                 // expires it, which may be later than this client declared it lost: leave the
@@ -571,6 +569,47 @@ impl SequentialQueue {
 
 /// The outcome of deleting one of our nodes: a node that is gone already, or went with its
 /// session, is deleted all the same.
+/// The outcome of the delete of `node`, sent on `zk` (its session) and answered by `answer`,
+/// waited for and sent again as Curator's retry loop would (the client's retry policy, from
+/// `sent_at`): a delete held while the connection is down is waited for; one that was on the
+/// wire when the connection dropped failed with it, applied or not, and is sent again on the
+/// node's session (a second delete of a deleted node finds none, which is success).
+async fn retried_delete(
+    client: &Client,
+    node: &ProtectedNode,
+    zk: zookeeper_client::Client,
+    answer: impl Future<Output = std::result::Result<(), zookeeper_client::Error>>,
+    sent_at: Instant,
+) -> std::result::Result<(), zookeeper_client::Error> {
+    let mut retries = 0u32;
+    let mut outcome = client
+        .answer_while_retries_allow(&zk, answer, &mut retries, sent_at)
+        .await
+        .unwrap_or(Err(zookeeper_client::Error::ConnectionLoss));
+    while let Err(e) = &outcome {
+        if !is_retryable_zk(e) || node.session.is_lost() {
+            break;
+        }
+        if client
+            .backoff(Error::from(e.clone()), &mut retries, sent_at)
+            .await
+            .is_err()
+        {
+            break;
+        }
+        let Ok(zk) = node.session.zookeeper() else {
+            break;
+        };
+        tracing::debug!(path = %node.path, error = %e, "sending a release's delete again");
+        let again = zk.delete(&node.path, None).map(settled_delete);
+        outcome = client
+            .answer_while_retries_allow(&zk, again, &mut retries, sent_at)
+            .await
+            .unwrap_or(Err(zookeeper_client::Error::ConnectionLoss));
+    }
+    outcome
+}
+
 fn settled_delete(
     outcome: std::result::Result<(), zookeeper_client::Error>,
 ) -> std::result::Result<(), zookeeper_client::Error> {

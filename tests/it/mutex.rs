@@ -10,10 +10,12 @@ use crate::common::{
     children_of as children, connect_with, eventually, eventually_async, eventually_children,
     init_tracing, unique_path, zk_server,
 };
+use zk_recipes::retry::RetryNTimes;
 use zk_recipes::testing::{expire_session, FaultProxy, TestingServer};
 use zk_recipes::zookeeper_client::{self, Acls, CreateMode};
 use zk_recipes::{
-    Client, Error, InterProcessMutex, InterProcessReadWriteLock, LockGuard, Revoker, REVOKE_MESSAGE,
+    Client, ConnectionState, Error, InterProcessMutex, InterProcessReadWriteLock, LockGuard,
+    Revoker, REVOKE_MESSAGE,
 };
 
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -1113,9 +1115,10 @@ async fn a_node_created_right_after_our_release_still_blocks() {
 }
 
 /// A release on a dead connection: zookeeper-client would hold the delete until the
-/// connection came back or the session ended (20 s here); the release gives up after the
-/// connection timeout (2 s) with `ConnectionLoss`, and the node goes in the background once
-/// the connection is back.
+/// connection came back or the session ended (20 s here); the release waits as long as
+/// Curator's retried delete would (the connection timeout of 2 s, and again after each of the
+/// policy's 2 retries: at least 6 s of a dead connection), then gives up with
+/// `ConnectionLoss`, and the node goes in the background once the connection is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_release_on_a_dead_connection_returns_and_deletes_in_the_background() {
     init_tracing();
@@ -1124,22 +1127,81 @@ async fn a_release_on_a_dead_connection_returns_and_deletes_in_the_background() 
     let proxy = zk_recipes::testing::FaultProxy::start(&server)
         .await
         .unwrap();
-    let client = connect(&proxy.connect_string(), Duration::from_secs(20)).await;
+    let client = Client::builder(proxy.connect_string())
+        .session_timeout(Duration::from_secs(20))
+        .connection_timeout(Duration::from_secs(2))
+        .retry_policy(RetryNTimes::new(2, Duration::from_millis(100)))
+        .connect()
+        .await
+        .unwrap();
     let path = unique_path("release-dead-connection");
     let mutex = InterProcessMutex::new(&client, &path).unwrap();
     let guard = mutex.acquire().await.unwrap();
     proxy.blackhole();
     let started = std::time::Instant::now();
-    let released = tokio::time::timeout(Duration::from_secs(10), guard.release())
+    let released = tokio::time::timeout(Duration::from_secs(15), guard.release())
         .await
         .expect("the release returns well before the session timeout");
+    let waited = started.elapsed();
     assert!(
         matches!(released, Err(Error::ConnectionLoss)),
-        "{released:?} after {:?}",
-        started.elapsed()
+        "{released:?} after {waited:?}"
+    );
+    assert!(
+        waited >= Duration::from_secs(6),
+        "gave up after {waited:?}, before the retry policy did"
     );
     proxy.restore();
     crate::common::eventually_children(&observer, &path, 0, "the node deleted in the background")
         .await;
+    client.close().await;
+}
+
+/// Curator's release retries its delete as the client's retry policy allows; so does ours,
+/// without sending it twice. The connection is cut for longer than the connection timeout
+/// (1 s), but less than the policy allows (five more timeouts): the release is still waiting
+/// after 2.5 s, and succeeds once the connection is back (Curator's
+/// `testWaitingProcessKilledServer` releases so after a server restart).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_waits_for_the_connection_as_the_retry_policy_allows() {
+    init_tracing();
+    let server = zk_server().await;
+    let observer = Client::builder(&server).connect().await.unwrap();
+    let proxy = FaultProxy::start(&server).await.unwrap();
+    let client = Client::builder(proxy.connect_string())
+        .session_timeout(Duration::from_secs(30))
+        .connection_timeout(Duration::from_secs(1))
+        .retry_policy(RetryNTimes::new(5, Duration::from_millis(500)))
+        .connect()
+        .await
+        .unwrap();
+    let path = unique_path("release-retried");
+    let mutex = InterProcessMutex::new(&client, &path).unwrap();
+    let guard = mutex.acquire().await.unwrap();
+    let mut states = client.connection_states();
+    proxy.cut();
+    tokio::time::timeout(DEADLINE, async {
+        while let Some(state) = states.next().await {
+            if state == ConnectionState::Suspended {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("the client notices the cut");
+    let release = guard.release();
+    tokio::pin!(release);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(2500), &mut release)
+            .await
+            .is_err(),
+        "the release gave up after one connection timeout"
+    );
+    proxy.restore();
+    tokio::time::timeout(DEADLINE, release)
+        .await
+        .expect("the release ends once the connection is back")
+        .expect("the release succeeds");
+    assert!(children(&observer, &path).await.is_empty());
     client.close().await;
 }

@@ -276,9 +276,11 @@ impl LockGuard {
     /// The error of the delete, when it fails: the node is then deleted in the background,
     /// retried for as long as its session lives (it is never forgotten), and the lock is no
     /// longer held by this process. While the connection is down, the release waits for it
-    /// for at most the client's connection timeout, then returns [`Error::ConnectionLoss`]
-    /// and leaves the delete to the background (the session's end deletes the node too, if
-    /// it comes first).
+    /// as long as Curator's retried delete would: a connection timeout, and another for each
+    /// retry the client's [retry policy](crate::ClientBuilder::retry_policy) allows (after
+    /// its pause). It then returns [`Error::ConnectionLoss`] and leaves the delete to the
+    /// background (the session's end deletes the node too, if it comes first). The delete is
+    /// sent once: zookeeper-client sends it when the connection is back.
     ///
     /// # Cancel safety
     ///

@@ -110,7 +110,8 @@ impl Lease {
     /// # Errors
     ///
     /// The error of the delete, when it fails: the node is then deleted in the background,
-    /// retried for as long as its session lives.
+    /// retried for as long as its session lives. While the connection is down, the release
+    /// waits for it as [`LockGuard::release`] does.
     ///
     /// # Cancel safety
     ///
