@@ -817,6 +817,12 @@ impl Inner {
             Some(Err(zookeeper_client::Error::NodeExists)) => {
                 self.take_over(session, &zk, path, &desired).await
             }
+            // A parent went again while the parents were being made (a container parent is
+            // reaped as soon as it is empty, between our create of it and of its child): they
+            // are made again after a pause. Only without `create_parents` is it final.
+            Some(Err(zookeeper_client::Error::NoNode)) if self.create_parents => {
+                Step::Retry(Error::ZooKeeper(zookeeper_client::Error::NoNode))
+            }
             Some(Err(error)) => self.classify(error),
             None => Step::Retry(Error::ConnectionLoss),
         }

@@ -122,6 +122,48 @@ async fn a_node_deleted_by_another_session_again_and_again_is_made_again_with_it
     client.close().await;
 }
 
+/// Parents deleted while the node makes them again, as a server reaps an empty container
+/// parent the moment it empties: another session deletes the node and each of its parents
+/// that is empty, over and over, racing the node's own creates of them. A parent missing
+/// while the parents are being made is not a failure: the node makes them again, never stops,
+/// and is there, once, when the deleting ends. (Curator's `PersistentTtlNode` port,
+/// `testRecreationOfParentNodeWithParentCreationOff`, failed so in CI: the server reaped a
+/// container parent between two creates of the node's parents.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_parents_are_deleted_while_it_makes_them_keeps_making_them() {
+    init_tracing();
+    let server = zk_server().await;
+    let observer = connect(&server).await;
+    let client = connect(&server).await;
+    let top = format!("{}/a", unique_path("node-parents-deleted"));
+    let middle = format!("{top}/b");
+    let path = format!("{middle}/node");
+    let node = PersistentNode::builder(&client, &path, CreateMode::Persistent)
+        .data(&b"kept"[..])
+        .build()
+        .unwrap();
+    let mut events = node.events();
+    node.start().unwrap();
+    assert!(node.wait_for_initial_create(DEADLINE).await.unwrap());
+    for _ in 0..300 {
+        // Whatever is there and may go: the node, then each parent once it is empty.
+        for doomed in [&path, &middle, &top] {
+            let _ = observer.delete(doomed, None).await;
+        }
+        if node.state() != RecipeState::Started {
+            break;
+        }
+    }
+    assert_eq!(node.state(), RecipeState::Started, "the node stopped");
+    while let Ok(Some(event)) = tokio::time::timeout(std::time::Duration::ZERO, events.next()).await
+    {
+        assert!(!matches!(event, NodeEvent::Failed(_)), "{event:?}");
+    }
+    kept_once(&observer, &client, &node, b"kept").await;
+    node.close().await.unwrap();
+    client.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ephemeral_node_is_made_again_on_a_new_session_with_its_latest_data() {
     init_tracing();
