@@ -64,8 +64,10 @@ pub(crate) struct WithCreate<'a> {
 }
 
 /// Deletes running in the background (of dropped holds, withdrawn waiters, abandoned
-/// creates) whose first attempt has not ended: a recipe that reports itself closed, or out of
-/// a queue, waits for them, so that no node of its is still to be seen when it says so.
+/// creates) that have not ended: a recipe that reports itself closed, or out of a queue,
+/// waits for them (for a bounded time), so that no node of its is still to be seen when it
+/// says so. A delete counts until its attempts under the retry policy end; the clean-up of an
+/// abandoned create, until it has found and deleted the node or the session is gone.
 #[derive(Debug, Clone)]
 pub(crate) struct BackgroundDeletes(tokio::sync::watch::Sender<usize>);
 
@@ -77,13 +79,13 @@ impl Default for BackgroundDeletes {
 
 impl BackgroundDeletes {
     /// Counts one delete until the ticket is dropped: take it before the delete is spawned,
-    /// and drop it once the delete's first attempt has ended.
+    /// and drop it once the delete has ended.
     pub(crate) fn start(&self) -> BackgroundDelete {
         self.0.send_modify(|n| *n += 1);
         BackgroundDelete(self.0.clone())
     }
 
-    /// Resolves once every delete started so far has had its first attempt.
+    /// Resolves once every delete started so far has ended.
     pub(crate) async fn settled(&self) {
         let mut counted = self.0.subscribe();
         let _ = counted.wait_for(|n| *n == 0).await;

@@ -376,8 +376,8 @@ impl LostSignal {
 }
 
 impl SequentialQueue {
-    /// Deletes `node` in a background task, counted until its first attempt ends (see
-    /// [`deletes_settled`](Self::deletes_settled)); `failure` is logged if that attempt fails,
+    /// Deletes `node` in a background task, counted until its attempts under the retry policy
+    /// end (see [`deletes_settled`](Self::deletes_settled)); `failure` is logged if they fail,
     /// and `then_stop` (a node monitor's stop) is cancelled once it has ended. The delete is
     /// sent before this returns.
     pub(super) fn spawn_delete(
@@ -410,9 +410,11 @@ impl SequentialQueue {
     }
 
     /// Resolves once every background delete started so far (by dropping a [`Held`] or an
-    /// `acquire` future, whose create may have made a node) has had its first attempt: the node is deleted, or the delete failed
-    /// and a guaranteed delete carries on. For recipes that must not report "closed" while
-    /// their withdrawn node may still be seen.
+    /// `acquire` future, whose create may have made a node) has ended its attempts under the
+    /// retry policy: the node is deleted, or went with its session, or the delete failed and a
+    /// guaranteed delete carries on (the clean-up of an abandoned create counts until it ends:
+    /// see [`BackgroundDeletes`](crate::connection::BackgroundDeletes)). For recipes that must
+    /// not report "closed" while their withdrawn node may still be seen; they bound the wait.
     pub(crate) async fn deletes_settled(&self) {
         self.background_deletes.settled().await;
     }
@@ -457,9 +459,18 @@ impl SequentialQueue {
         async move {
             let outcome = match sent {
                 // A release waits as long as Curator's retried delete would try, then gives up
-                // waiting, and the delete goes on in the background (below).
+                // waiting, and the delete goes on in the background (below). A session lost
+                // meanwhile (or the client closed) ends the wait, and lets go of its handle:
+                // the node goes with the session, as below.
                 Some((zk, answer)) => {
-                    retried_delete(&queue.client, &node, zk, answer, sent_at).await
+                    let retried = retried_delete(&queue.client, &node, zk, answer, sent_at);
+                    match node.session.unless_lost(retried).await {
+                        Some(outcome) => outcome,
+                        None => {
+                            queue.state.locked().holds.remove(&node.name);
+                            return Ok(());
+                        }
+                    }
                 }
                 // A released session takes its ephemeral node with it, but only once the server
                 // expires it, which may be later than this client declared it lost: leave the
@@ -567,8 +578,6 @@ impl SequentialQueue {
     }
 }
 
-/// The outcome of deleting one of our nodes: a node that is gone already, or went with its
-/// session, is deleted all the same.
 /// The outcome of the delete of `node`, sent on `zk` (its session) and answered by `answer`,
 /// waited for and sent again as Curator's retry loop would (the client's retry policy, from
 /// `sent_at`): a delete held while the connection is down is waited for; one that was on the
@@ -610,6 +619,8 @@ async fn retried_delete(
     outcome
 }
 
+/// The outcome of deleting one of our nodes: a node that is gone already, or went with its
+/// session, is deleted all the same.
 fn settled_delete(
     outcome: std::result::Result<(), zookeeper_client::Error>,
 ) -> std::result::Result<(), zookeeper_client::Error> {

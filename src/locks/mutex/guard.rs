@@ -279,8 +279,10 @@ impl LockGuard {
     /// as long as Curator's retried delete would: a connection timeout, and another for each
     /// retry the client's [retry policy](crate::ClientBuilder::retry_policy) allows (after
     /// its pause). It then returns [`Error::ConnectionLoss`] and leaves the delete to the
-    /// background (the session's end deletes the node too, if it comes first). The delete is
-    /// sent once: zookeeper-client sends it when the connection is back.
+    /// background (the session's end deletes the node too, if it comes first). A delete
+    /// held while the client is disconnected is waited for, not sent again (zookeeper-client
+    /// sends it when the connection is back); one lost with its connection is sent again on
+    /// the node's session. A session lost meanwhile ends the wait: the node goes with it.
     ///
     /// # Cancel safety
     ///
