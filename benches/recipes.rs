@@ -652,17 +652,56 @@ async fn zkclient_contended(connect: &str, path: &str) -> Result<(), BoxError> {
         .iter()
         .map(|client| client.zookeeper())
         .collect::<Result<Vec<_>, _>>()?;
-    let inside = Arc::new(AtomicBool::new(false));
     let violations = Arc::new(AtomicU64::new(0));
     let acquisitions = Arc::new(AtomicU64::new(0));
+    // Untimed, as every contended run's warm-up; its overlaps count all the same.
+    let warm_up_acquisitions = Arc::new(AtomicU64::new(0));
+    loop_zkclient_locks(
+        &zks,
+        path,
+        CONTENDED_WARM_UP,
+        &violations,
+        &warm_up_acquisitions,
+    )
+    .await?;
     let before = Traffic::read(connect).await?;
-    let deadline = Instant::now() + Duration::from_secs(contended_secs());
     let started = Instant::now();
+    let secs = Duration::from_secs(contended_secs());
+    loop_zkclient_locks(&zks, path, secs, &violations, &acquisitions).await?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let traffic = Traffic::read(connect).await?.since(&before);
+    let acquisitions = acquisitions.load(Ordering::SeqCst);
+    report(
+        "zkclient_contended_acquisitions_per_s",
+        format!("{:.1}", acquisitions as f64 / elapsed),
+    );
+    report(
+        "zkclient_contended_violations",
+        violations.load(Ordering::SeqCst),
+    );
+    traffic.report("zkclient_contended", acquisitions);
+    for client in clients {
+        client.close().await;
+    }
+    Ok(())
+}
+
+/// Every session of `zks` takes zookeeper-client's lock on `path` and drops it, in a loop,
+/// for `secs`, counting acquisitions and overlaps.
+async fn loop_zkclient_locks(
+    zks: &[zookeeper_client::Client],
+    path: &str,
+    secs: Duration,
+    violations: &Arc<AtomicU64>,
+    acquisitions: &Arc<AtomicU64>,
+) -> Result<(), BoxError> {
+    let inside = Arc::new(AtomicBool::new(false));
+    let deadline = Instant::now() + secs;
     let mut tasks = Vec::new();
     for zk in zks {
         let (inside, violations, acquisitions) =
             (inside.clone(), violations.clone(), acquisitions.clone());
-        let path = path.to_owned();
+        let (zk, path) = (zk.clone(), path.to_owned());
         tasks.push(tokio::spawn(async move {
             while Instant::now() < deadline {
                 let prefix = zookeeper_client::LockPrefix::new_curator(&path, "lock-")?;
@@ -684,21 +723,6 @@ async fn zkclient_contended(connect: &str, path: &str) -> Result<(), BoxError> {
     }
     for task in tasks {
         task.await??;
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    let traffic = Traffic::read(connect).await?.since(&before);
-    let acquisitions = acquisitions.load(Ordering::SeqCst);
-    report(
-        "zkclient_contended_acquisitions_per_s",
-        format!("{:.1}", acquisitions as f64 / elapsed),
-    );
-    report(
-        "zkclient_contended_violations",
-        violations.load(Ordering::SeqCst),
-    );
-    traffic.report("zkclient_contended", acquisitions);
-    for client in clients {
-        client.close().await;
     }
     Ok(())
 }
@@ -823,7 +847,8 @@ struct Contention {
     traffic: Traffic,
     /// The most holders inside at once, counted in this process.
     most_inside: u64,
-    /// How many holders came in while others were inside, by how many were inside then.
+    /// How many holders came in while others were inside, by how many were inside then (the
+    /// warm-up included).
     entries_beside: Vec<u64>,
 }
 
@@ -862,64 +887,99 @@ fn process_cpu_s() -> f64 {
     ticks / 100.0
 }
 
-/// `sessions` sessions, each with the lock `make` builds on its client, loop acquire/release
-/// for the contended time; an in-process count of holders inside shows how many overlapped.
-/// The sessions connect before the clock (and the server's `mntr` counters) are read.
-async fn contend<C: Contender>(
-    connect: &str,
-    sessions: usize,
-    secs: u64,
-    make: impl Fn(&Client) -> zk_recipes::Result<C>,
-) -> Result<Contention, BoxError> {
-    let inside = Arc::new(AtomicU64::new(0));
-    let entries_beside: Arc<Vec<AtomicU64>> =
-        Arc::new((0..=sessions).map(|_| AtomicU64::new(0)).collect());
-    let acquisitions = Arc::new(AtomicU64::new(0));
-    let mut clients = Vec::new();
-    let mut locks = Vec::new();
-    for _ in 0..sessions {
-        let client = client(connect).await?;
-        locks.push(make(&client)?);
-        clients.push(client);
+/// How long every session loops, untimed and uncounted, before a contended run's clock
+/// starts: Curator's runs have the same two seconds (for its JIT), so both sides are measured
+/// in a steady state, the lock's parents made and every session queued once.
+const CONTENDED_WARM_UP: Duration = Duration::from_secs(2);
+
+/// What the holders of one contended loop counted.
+struct Tally {
+    inside: AtomicU64,
+    /// How many holders came in while others were inside, by how many were inside then.
+    entries_beside: Vec<AtomicU64>,
+    acquisitions: AtomicU64,
+}
+
+impl Tally {
+    fn new(sessions: usize) -> Arc<Self> {
+        Arc::new(Self {
+            inside: AtomicU64::new(0),
+            entries_beside: (0..=sessions).map(|_| AtomicU64::new(0)).collect(),
+            acquisitions: AtomicU64::new(0),
+        })
     }
-    let before = Traffic::read(connect).await?;
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let started = Instant::now();
-    let cpu_before = process_cpu_s();
+}
+
+/// Every lock of `locks`, on a task of its own, acquired and given back in a loop for `secs`,
+/// counted in `tally`.
+async fn loop_contenders<C: Contender>(
+    locks: &[Arc<C>],
+    secs: Duration,
+    tally: &Arc<Tally>,
+) -> zk_recipes::Result<()> {
+    let sessions = locks.len();
+    let deadline = Instant::now() + secs;
     let mut tasks = Vec::new();
     for lock in locks {
-        let (inside, entries_beside, acquisitions) =
-            (inside.clone(), entries_beside.clone(), acquisitions.clone());
+        let (lock, tally) = (lock.clone(), tally.clone());
         tasks.push(tokio::spawn(async move {
             while Instant::now() < deadline {
                 let guard = lock.take().await?;
-                let already = inside.fetch_add(1, Ordering::SeqCst) as usize;
-                entries_beside[already.min(sessions)].fetch_add(1, Ordering::SeqCst);
-                acquisitions.fetch_add(1, Ordering::SeqCst);
-                inside.fetch_sub(1, Ordering::SeqCst);
+                let already = tally.inside.fetch_add(1, Ordering::SeqCst) as usize;
+                tally.entries_beside[already.min(sessions)].fetch_add(1, Ordering::SeqCst);
+                tally.acquisitions.fetch_add(1, Ordering::SeqCst);
+                tally.inside.fetch_sub(1, Ordering::SeqCst);
                 C::give_back(guard).await?;
             }
             Ok::<_, zk_recipes::Error>(())
         }));
     }
     for task in tasks {
-        task.await??;
+        task.await.expect("a contending task panicked")?;
     }
+    Ok(())
+}
+
+/// `sessions` sessions, each with the lock `make` builds on its client, loop acquire/release
+/// for the contended time; an in-process count of holders inside shows how many overlapped.
+/// The sessions connect, and loop for [`CONTENDED_WARM_UP`], before the clock (and the
+/// server's `mntr` counters) are read.
+async fn contend<C: Contender>(
+    connect: &str,
+    sessions: usize,
+    secs: u64,
+    make: impl Fn(&Client) -> zk_recipes::Result<C>,
+) -> Result<Contention, BoxError> {
+    let mut clients = Vec::new();
+    let mut locks = Vec::new();
+    for _ in 0..sessions {
+        let client = client(connect).await?;
+        locks.push(Arc::new(make(&client)?));
+        clients.push(client);
+    }
+    let warm_up = Tally::new(sessions);
+    loop_contenders(&locks, CONTENDED_WARM_UP, &warm_up).await?;
+    let tally = Tally::new(sessions);
+    let before = Traffic::read(connect).await?;
+    let started = Instant::now();
+    let cpu_before = process_cpu_s();
+    loop_contenders(&locks, Duration::from_secs(secs), &tally).await?;
     let elapsed = started.elapsed().as_secs_f64();
     let cpu_s = process_cpu_s() - cpu_before;
     let traffic = Traffic::read(connect).await?.since(&before);
     for client in clients {
         client.close().await;
     }
-    let entries_beside: Vec<u64> = entries_beside
-        .iter()
-        .map(|n| n.load(Ordering::SeqCst))
+    // Overlaps in the warm-up count all the same.
+    let entries_beside: Vec<u64> = (tally.entries_beside.iter())
+        .zip(&warm_up.entries_beside)
+        .map(|(timed, warming)| timed.load(Ordering::SeqCst) + warming.load(Ordering::SeqCst))
         .collect();
     let most_inside = entries_beside
         .iter()
         .rposition(|&n| n > 0)
         .map_or(0, |already| already as u64 + 1);
-    let acquisitions = acquisitions.load(Ordering::SeqCst);
+    let acquisitions = tally.acquisitions.load(Ordering::SeqCst);
     Ok(Contention {
         acquisitions_per_s: acquisitions as f64 / elapsed,
         acquisitions,
