@@ -522,7 +522,8 @@ impl Client {
         started: Instant,
     ) -> Result<()> {
         match ensure_parents(zk, path, acls_or_default(acls)).await {
-            Ok(()) => {}
+            // A parent vanished again while the parents were made: one more rebuild, below.
+            Ok(()) | Err(zookeeper_client::Error::NoNode) => {}
             Err(e) if is_retryable_zk(&e) => self.backoff(e.into(), retries, started).await?,
             Err(e) => return Err(e.into()),
         }

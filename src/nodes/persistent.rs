@@ -167,7 +167,8 @@ impl PersistentNodeBuilder {
     /// Whether missing parents are made (as containers, Curator's
     /// `creatingParentContainersIfNeeded`); yes by default. Without, a node whose parent is
     /// missing fails with [`Error::ZooKeeper`] `NoNode` and stops (Curator's
-    /// `useParentCreation = false`, where `isParentCreationFailure()` turns true).
+    /// `useParentCreation = false`, where `isParentCreationFailure()` turns true). A
+    /// [protected](Self::protected) node's first create makes missing parents either way.
     ///
     /// ```no_run
     /// # fn demo(client: zk_recipes::Client) -> zk_recipes::Result<()> {
@@ -770,6 +771,11 @@ impl Inner {
                     session: node.session,
                     serial: desired.serial,
                 },
+                // Parents that kept vanishing while the create made them (containers reaped
+                // as they empty): made again after a pause, as below.
+                Err(Error::ZooKeeper(zookeeper_client::Error::NoNode)) if self.create_parents => {
+                    Step::Retry(Error::ZooKeeper(zookeeper_client::Error::NoNode))
+                }
                 Err(Error::ZooKeeper(e)) => self.classify(e),
                 Err(error) if error.is_retryable() => Step::Retry(error),
                 Err(error) => Step::Fatal(error),

@@ -155,12 +155,64 @@ async fn a_node_whose_parents_are_deleted_while_it_makes_them_keeps_making_them(
         }
     }
     assert_eq!(node.state(), RecipeState::Started, "the node stopped");
-    while let Ok(Some(event)) = tokio::time::timeout(std::time::Duration::ZERO, events.next()).await
-    {
+    while let Ok(Some(event)) = tokio::time::timeout(Duration::ZERO, events.next()).await {
         assert!(!matches!(event, NodeEvent::Failed(_)), "{event:?}");
     }
     kept_once(&observer, &client, &node, b"kept").await;
     node.close().await.unwrap();
+    client.close().await;
+}
+
+/// The same race on a protected node's first create, which makes the parents its own way
+/// (a node made again goes to its known path, as above): 20 protected nodes, each under
+/// parents of its own, start while another session deletes every empty parent over and over.
+/// Every node is made, and none stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protected_first_creates_whose_parents_are_deleted_meanwhile_keep_making_them() {
+    init_tracing();
+    let server = zk_server().await;
+    let observer = connect(&server).await;
+    let client = connect(&server).await;
+    let base = unique_path("protected-parents-deleted");
+    let parents: Vec<(String, String)> = (0..20)
+        .map(|i| (format!("{base}/{i}"), format!("{base}/{i}/b")))
+        .collect();
+    let nodes: Vec<PersistentNode> = parents
+        .iter()
+        .map(|(_, middle)| {
+            PersistentNode::builder(&client, &format!("{middle}/node"), CreateMode::Persistent)
+                .data(&b"kept"[..])
+                .protected(true)
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let vandal = tokio::spawn({
+        let (observer, parents, stop) = (observer.clone(), parents.clone(), stop.clone());
+        async move {
+            while !stop.is_cancelled() {
+                for (top, middle) in &parents {
+                    let _ = observer.delete(middle, None).await;
+                    let _ = observer.delete(top, None).await;
+                }
+            }
+        }
+    });
+    for node in &nodes {
+        node.start().unwrap();
+    }
+    for node in &nodes {
+        let made = node.wait_for_initial_create(DEADLINE).await;
+        assert!(matches!(made, Ok(true)), "{}: {made:?}", node.path());
+    }
+    stop.cancel();
+    vandal.await.unwrap();
+    for node in &nodes {
+        assert_eq!(node.state(), RecipeState::Started, "{}", node.path());
+        kept_once(&observer, &client, node, b"kept").await;
+        node.close().await.unwrap();
+    }
     client.close().await;
 }
 
