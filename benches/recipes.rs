@@ -845,7 +845,7 @@ struct Contention {
     core_share: f64,
     /// The server's packets during the timed loop (from `mntr`, all sessions of the server).
     traffic: Traffic,
-    /// The most holders inside at once, counted in this process.
+    /// The most holders inside at once, counted in this process (the warm-up included).
     most_inside: u64,
     /// How many holders came in while others were inside, by how many were inside then (the
     /// warm-up included).
@@ -916,7 +916,7 @@ async fn loop_contenders<C: Contender>(
     locks: &[Arc<C>],
     secs: Duration,
     tally: &Arc<Tally>,
-) -> zk_recipes::Result<()> {
+) -> Result<(), BoxError> {
     let sessions = locks.len();
     let deadline = Instant::now() + secs;
     let mut tasks = Vec::new();
@@ -935,7 +935,7 @@ async fn loop_contenders<C: Contender>(
         }));
     }
     for task in tasks {
-        task.await.expect("a contending task panicked")?;
+        task.await??;
     }
     Ok(())
 }

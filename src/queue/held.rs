@@ -377,9 +377,9 @@ impl LostSignal {
 
 impl SequentialQueue {
     /// Deletes `node` in a background task, counted until its attempts under the retry policy
-    /// end (see [`deletes_settled`](Self::deletes_settled)); `failure` is logged if they fail,
-    /// and `then_stop` (a node monitor's stop) is cancelled once it has ended. The delete is
-    /// sent before this returns.
+    /// end or its session is lost (see [`deletes_settled`](Self::deletes_settled)); `failure`
+    /// is logged if they fail, and `then_stop` (a node monitor's stop) is cancelled once it
+    /// has ended. The delete is sent before this returns.
     pub(super) fn spawn_delete(
         self: &Arc<Self>,
         node: ProtectedNode,

@@ -282,7 +282,8 @@ impl LockGuard {
     /// background (the session's end deletes the node too, if it comes first). A delete
     /// held while the client is disconnected is waited for, not sent again (zookeeper-client
     /// sends it when the connection is back); one lost with its connection is sent again on
-    /// the node's session. A session lost meanwhile ends the wait: the node goes with it.
+    /// the node's session. A session lost meanwhile (or the client closed) ends the wait,
+    /// and the release returns `Ok`: the node goes with the session.
     ///
     /// # Cancel safety
     ///
