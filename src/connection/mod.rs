@@ -447,27 +447,16 @@ impl Client {
         retries: &mut u32,
         started: Instant,
     ) -> Option<F::Output> {
-        let policy = &self.shared.config.retry_policy;
         let mut sent = std::pin::pin!(sent);
         loop {
             let within = self.shared.config.connection_timeout;
             if let Some(answer) = unless_down_for(zk, within, sent.as_mut()).await {
                 return Some(answer);
             }
-            if self.is_closed() || !policy.allow_retry_on(&Error::ConnectionLoss) {
-                return None;
-            }
-            let pause = policy.allow_retry(*retries, started.elapsed())?;
-            tracing::debug!(
-                retry = *retries,
-                ?pause,
-                "still no connection; waiting on for the answer as the retry policy allows"
-            );
-            *retries += 1;
+            // The policy's pause, as for any retried operation; an answer is taken meanwhile.
             tokio::select! {
                 answer = sent.as_mut() => return Some(answer),
-                _ = tokio::time::sleep(pause) => {}
-                _ = self.shared.closed.cancelled() => return None,
+                paused = self.backoff(Error::ConnectionLoss, retries, started) => paused.ok()?,
             }
         }
     }

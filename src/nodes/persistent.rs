@@ -651,6 +651,13 @@ impl Inner {
     fn classify(&self, error: zookeeper_client::Error) -> Step {
         match error {
             e if is_retryable_zk(&e) => Step::Retry(Error::from(e)),
+            // Only a create meets a missing node here (the other steps take `NoNode` as the
+            // node gone). With `create_parents`, a parent went again while the parents were
+            // made (a container is reaped as soon as it is empty, between our create of it and
+            // of its child): they are made again after a pause. Without, it is final.
+            e @ zookeeper_client::Error::NoNode if self.create_parents => {
+                Step::Retry(Error::from(e))
+            }
             zookeeper_client::Error::Unimplemented if self.ttl.is_some() => {
                 Step::Fatal(Error::Unsupported {
                     feature: "TTL nodes",
@@ -771,11 +778,6 @@ impl Inner {
                     session: node.session,
                     serial: desired.serial,
                 },
-                // Parents that kept vanishing while the create made them (containers reaped
-                // as they empty): made again after a pause, as below.
-                Err(Error::ZooKeeper(zookeeper_client::Error::NoNode)) if self.create_parents => {
-                    Step::Retry(Error::ZooKeeper(zookeeper_client::Error::NoNode))
-                }
                 Err(Error::ZooKeeper(e)) => self.classify(e),
                 Err(error) if error.is_retryable() => Step::Retry(error),
                 Err(error) => Step::Fatal(error),
@@ -822,12 +824,6 @@ impl Inner {
             // else's: taken over with our data, as Curator does.
             Some(Err(zookeeper_client::Error::NodeExists)) => {
                 self.take_over(session, &zk, path, &desired).await
-            }
-            // A parent went again while the parents were being made (a container parent is
-            // reaped as soon as it is empty, between our create of it and of its child): they
-            // are made again after a pause. Only without `create_parents` is it final.
-            Some(Err(zookeeper_client::Error::NoNode)) if self.create_parents => {
-                Step::Retry(Error::ZooKeeper(zookeeper_client::Error::NoNode))
             }
             Some(Err(error)) => self.classify(error),
             None => Step::Retry(Error::ConnectionLoss),

@@ -414,9 +414,15 @@ impl SequentialQueue {
     /// retry policy: the node is deleted, or went with its session, or the delete failed and a
     /// guaranteed delete carries on (the clean-up of an abandoned create counts until it ends:
     /// see [`BackgroundDeletes`](crate::connection::BackgroundDeletes)). For recipes that must
-    /// not report "closed" while their withdrawn node may still be seen; they bound the wait.
-    pub(crate) async fn deletes_settled(&self) {
-        self.background_deletes.settled().await;
+    /// not report "closed" while their withdrawn node may still be seen.
+    ///
+    /// Waits at most the connection timeout (the deletes go on in the background after that),
+    /// and says whether they settled in time.
+    pub(crate) async fn deletes_settled(&self) -> bool {
+        let limit = self.client.connection_timeout();
+        tokio::time::timeout(limit, self.background_deletes.settled())
+            .await
+            .is_ok()
     }
 
     /// Deletes one of our nodes and, once it is surely gone, takes it out of the view.
@@ -457,28 +463,22 @@ impl SequentialQueue {
             Err(_) => None,
         };
         async move {
+            // A release waits as long as Curator's retried delete would try, then gives up
+            // waiting, and the delete goes on in the background (below). A session lost
+            // meanwhile (or the client closed) ends the wait, and lets go of its handle.
             let outcome = match sent {
-                // A release waits as long as Curator's retried delete would try, then gives up
-                // waiting, and the delete goes on in the background (below). A session lost
-                // meanwhile (or the client closed) ends the wait, and lets go of its handle:
-                // the node goes with the session, as below.
                 Some((zk, answer)) => {
                     let retried = retried_delete(&queue.client, &node, zk, answer, sent_at);
-                    match node.session.unless_lost(retried).await {
-                        Some(outcome) => outcome,
-                        None => {
-                            queue.state.locked().holds.remove(&node.name);
-                            return Ok(());
-                        }
-                    }
+                    node.session.unless_lost(retried).await
                 }
-                // A released session takes its ephemeral node with it, but only once the server
-                // expires it, which may be later than this client declared it lost: leave the
-                // view alone, so waiters keep watching the node until it is really gone.
-                None => {
-                    queue.state.locked().holds.remove(&node.name);
-                    return Ok(());
-                }
+                None => None,
+            };
+            // A released session takes its ephemeral node with it, but only once the server
+            // expires it, which may be later than this client declared it lost: leave the view
+            // alone, so waiters keep watching the node until it is really gone.
+            let Some(outcome) = outcome else {
+                queue.state.locked().holds.remove(&node.name);
+                return Ok(());
             };
             match outcome {
                 Ok(()) => {

@@ -504,8 +504,7 @@ pub(crate) struct SequentialQueue {
     state: Mutex<QueueState>,
     wake_driver: Notify,
     /// Background deletes (of dropped holds, abandoned acquires and the nodes of creates
-    /// they abandoned) whose first attempt is still running: see
-    /// [`deletes_settled`](Self::deletes_settled).
+    /// they abandoned) still running: see [`deletes_settled`](Self::deletes_settled).
     background_deletes: BackgroundDeletes,
     /// Handed to every node that waits or is granted from now on.
     data_listener: Mutex<Option<NodeDataListener>>,

@@ -169,11 +169,7 @@ impl QueueTask {
     /// Waits, at most for the connection timeout, for the node of a dropped acquire to be
     /// deleted (the delete goes on in the background after that).
     async fn withdrawn(&self) {
-        let budget = self.inner.client.connection_timeout();
-        if tokio::time::timeout(budget, self.queue.deletes_settled())
-            .await
-            .is_err()
-        {
+        if !self.queue.deletes_settled().await {
             tracing::debug!(path = %self.inner.path, "deleting the withdrawn leader latch node in the background");
         }
     }
