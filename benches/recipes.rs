@@ -733,6 +733,12 @@ struct Traffic {
     received: u64,
     /// `zk_packets_sent`: replies and watch notifications.
     sent: u64,
+    /// `zk_cnt_fsynctime`: the transaction log's flushes, each ended by an fsync.
+    fsyncs: u64,
+    /// `zk_sum_fsynctime`: the milliseconds those fsyncs took.
+    fsync_ms: u64,
+    /// `zk_sum_sync_processor_batch_size`: the transactions written by those flushes.
+    logged: u64,
 }
 
 impl Traffic {
@@ -753,6 +759,9 @@ impl Traffic {
         Ok(Traffic {
             received: counter("zk_packets_received")?,
             sent: counter("zk_packets_sent")?,
+            fsyncs: counter("zk_cnt_fsynctime")?,
+            fsync_ms: counter("zk_sum_fsynctime")?,
+            logged: counter("zk_sum_sync_processor_batch_size")?,
         })
     }
 
@@ -761,19 +770,36 @@ impl Traffic {
         Traffic {
             received: self.received.saturating_sub(before.received),
             sent: self.sent.saturating_sub(before.sent),
+            fsyncs: self.fsyncs.saturating_sub(before.fsyncs),
+            fsync_ms: self.fsync_ms.saturating_sub(before.fsync_ms),
+            logged: self.logged.saturating_sub(before.logged),
         }
     }
 
-    /// Reports `{prefix}_requests_per_acquisition` and `{prefix}_packets_sent_per_acquisition`.
+    /// Reports `{prefix}_requests_per_acquisition` and `{prefix}_packets_sent_per_acquisition`,
+    /// and the transaction log's share: `{prefix}_fsyncs_per_acquisition`,
+    /// `{prefix}_logged_per_fsync` (the group commit's mean batch) and `{prefix}_fsync_mean_ms`.
     fn report(&self, prefix: &str, acquisitions: u64) {
-        let per = |n: u64| format!("{:.2}", n as f64 / acquisitions.max(1) as f64);
+        let per = |n: u64, of: u64| format!("{:.2}", n as f64 / of.max(1) as f64);
         report(
             &format!("{prefix}_requests_per_acquisition"),
-            per(self.received),
+            per(self.received, acquisitions),
         );
         report(
             &format!("{prefix}_packets_sent_per_acquisition"),
-            per(self.sent),
+            per(self.sent, acquisitions),
+        );
+        report(
+            &format!("{prefix}_fsyncs_per_acquisition"),
+            per(self.fsyncs, acquisitions),
+        );
+        report(
+            &format!("{prefix}_logged_per_fsync"),
+            per(self.logged, self.fsyncs),
+        );
+        report(
+            &format!("{prefix}_fsync_mean_ms"),
+            per(self.fsync_ms, self.fsyncs),
         );
     }
 }

@@ -118,8 +118,7 @@ public final class CuratorBench {
         System.out.printf("%s_acquisitions_per_s %.1f%n", key, perSecond);
         System.out.println(key + "_violations " + violations.get());
         double taken = Math.max(1, acquisitions.get());
-        System.out.printf("%s_requests_per_acquisition %.2f%n", key, (after[0] - before[0]) / taken);
-        System.out.printf("%s_packets_sent_per_acquisition %.2f%n", key, (after[1] - before[1]) / taken);
+        reportPackets(key, before, after, acquisitions.get());
         System.out.printf("%s_core_share_per_1000_per_s %.3f%n", key,
                 coreShare / Math.max(perSecond / 1000, Double.MIN_VALUE));
         for (CuratorFramework client : clients) {
@@ -127,16 +126,25 @@ public final class CuratorBench {
         }
     }
 
-    /** Reports the requests and packets sent per acquisition between two {@link #packets} reads. */
+    /**
+     * Reports the requests and packets sent per acquisition between two {@link #packets} reads,
+     * and the transaction log's share: its fsyncs per acquisition, the transactions each flush
+     * wrote (the group commit's mean batch) and the mean fsync time.
+     */
     private static void reportPackets(String key, long[] before, long[] after, long acquisitions) {
         double taken = Math.max(1, acquisitions);
+        double fsyncs = Math.max(1, after[2] - before[2]);
         System.out.printf("%s_requests_per_acquisition %.2f%n", key, (after[0] - before[0]) / taken);
         System.out.printf("%s_packets_sent_per_acquisition %.2f%n", key, (after[1] - before[1]) / taken);
+        System.out.printf("%s_fsyncs_per_acquisition %.2f%n", key, (after[2] - before[2]) / taken);
+        System.out.printf("%s_logged_per_fsync %.2f%n", key, (after[4] - before[4]) / fsyncs);
+        System.out.printf("%s_fsync_mean_ms %.2f%n", key, (after[3] - before[3]) / fsyncs);
     }
 
     /**
-     * The server's {@code zk_packets_received} and {@code zk_packets_sent}, from a {@code mntr}
-     * four-letter word sent to the first server of {@code connectString}.
+     * The server's {@code zk_packets_received}, {@code zk_packets_sent}, {@code zk_cnt_fsynctime},
+     * {@code zk_sum_fsynctime} and {@code zk_sum_sync_processor_batch_size}, in that order, from
+     * a {@code mntr} four-letter word sent to the first server of {@code connectString}.
      */
     private static long[] packets(String connectString) throws IOException {
         String address = connectString.split(",")[0].split("/")[0];
@@ -150,23 +158,27 @@ public final class CuratorBench {
             InputStream in = socket.getInputStream();
             text = new String(in.readAllBytes(), StandardCharsets.UTF_8);
         }
-        long received = -1;
-        long sent = -1;
+        String[] names = {"zk_packets_received", "zk_packets_sent", "zk_cnt_fsynctime",
+            "zk_sum_fsynctime", "zk_sum_sync_processor_batch_size"};
+        long[] counters = new long[names.length];
+        java.util.Arrays.fill(counters, -1);
         for (String line : text.split("\n")) {
             String[] fields = line.trim().split("\\s+");
             if (fields.length != 2) {
                 continue;
             }
-            if (fields[0].equals("zk_packets_received")) {
-                received = Long.parseLong(fields[1]);
-            } else if (fields[0].equals("zk_packets_sent")) {
-                sent = Long.parseLong(fields[1]);
+            for (int i = 0; i < names.length; i++) {
+                if (fields[0].equals(names[i])) {
+                    counters[i] = Long.parseLong(fields[1]);
+                }
             }
         }
-        if (received < 0 || sent < 0) {
-            throw new IllegalStateException("no packet counters in the mntr answer: " + text);
+        for (int i = 0; i < names.length; i++) {
+            if (counters[i] < 0) {
+                throw new IllegalStateException("no " + names[i] + " in the mntr answer: " + text);
+            }
         }
-        return new long[] {received, sent};
+        return counters;
     }
 
     private static void run(List<InterProcessMutex> locks, double seconds, AtomicLong acquisitions,
