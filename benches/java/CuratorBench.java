@@ -117,7 +117,6 @@ public final class CuratorBench {
         double perSecond = acquisitions.get() / elapsed;
         System.out.printf("%s_acquisitions_per_s %.1f%n", key, perSecond);
         System.out.println(key + "_violations " + violations.get());
-        double taken = Math.max(1, acquisitions.get());
         reportPackets(key, before, after, acquisitions.get());
         System.out.printf("%s_core_share_per_1000_per_s %.3f%n", key,
                 coreShare / Math.max(perSecond / 1000, Double.MIN_VALUE));
