@@ -111,6 +111,7 @@ const SCENARIOS: &[&str] = &[
     "curator-contended",
     "zkclient-contended",
     "contended-drop",
+    "handoff-trace",
     "selector-handoff",
     "curator-selector-handoff",
     "latch-handoff",
@@ -180,6 +181,7 @@ fn main() -> Result<(), BoxError> {
                 }
                 "zkclient-contended" => zkclient_contended(&connect, &path).await?,
                 "contended-drop" => contended_drop(&connect, &path).await?,
+                "handoff-trace" => handoff_trace(&connect, &path).await?,
                 "selector-handoff" => selector_handoff(&connect, &path).await?,
                 "curator-selector-handoff" => {
                     let handoffs = SELECTOR_HANDOFFS.to_string();
@@ -860,6 +862,99 @@ async fn contended_drop(connect: &str, path: &str) -> Result<(), BoxError> {
     );
     report("contended_drop_violations", run.overlaps_over(1));
     run.traffic.report("contended_drop", run.acquisitions);
+    Ok(())
+}
+
+/// One acquisition of [`TracedMutex`]: when it was granted, when its release sent the delete,
+/// and when the delete's answer came back.
+struct Turn {
+    granted: Instant,
+    release_sent: Option<Instant>,
+    answered: Option<Instant>,
+}
+
+/// A mutex whose acquisitions are recorded in the order they were granted (the mutex orders
+/// them: each is recorded inside the lock), for `handoff-trace`.
+struct TracedMutex {
+    mutex: InterProcessMutex,
+    turns: Arc<std::sync::Mutex<Vec<Turn>>>,
+}
+
+impl Contender for TracedMutex {
+    type Guard = (
+        zk_recipes::LockGuard,
+        Arc<std::sync::Mutex<Vec<Turn>>>,
+        usize,
+    );
+    async fn take(&self) -> zk_recipes::Result<Self::Guard> {
+        let guard = self.mutex.acquire().await?;
+        let granted = Instant::now();
+        let mut turns = self.turns.lock().unwrap();
+        turns.push(Turn {
+            granted,
+            release_sent: None,
+            answered: None,
+        });
+        let at = turns.len() - 1;
+        drop(turns);
+        Ok((guard, self.turns.clone(), at))
+    }
+    async fn give_back((guard, turns, at): Self::Guard) -> zk_recipes::Result<()> {
+        turns.lock().unwrap()[at].release_sent = Some(Instant::now());
+        guard.release().await?;
+        turns.lock().unwrap()[at].answered = Some(Instant::now());
+        Ok(())
+    }
+}
+
+/// `contended`, with every handoff split in two at the moment the holder's delete is answered
+/// (in this one process, on one clock): from `release()` to that answer (the server's commit
+/// of the delete, and its way back), and from the answer to the next holder's grant (signed:
+/// the watch event that grants leaves the server before the answer does). The turns of the
+/// warm-up are left out.
+async fn handoff_trace(connect: &str, path: &str) -> Result<(), BoxError> {
+    let turns = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let run = contend(connect, 8, contended_secs(), |client| {
+        Ok(TracedMutex {
+            mutex: InterProcessMutex::new(client, path)?,
+            turns: turns.clone(),
+        })
+    })
+    .await?;
+    let turns = std::mem::take(&mut *turns.lock().unwrap());
+    let timed = turns.len().saturating_sub(run.acquisitions as usize);
+    let (mut total, mut to_answer, mut after_answer) = (Vec::new(), Vec::new(), Vec::new());
+    for pair in turns[timed..].windows(2) {
+        let (Some(sent), Some(answered)) = (pair[0].release_sent, pair[0].answered) else {
+            continue;
+        };
+        total.push(pair[1].granted.saturating_duration_since(sent));
+        to_answer.push(answered - sent);
+        let signed_us =
+            |later: Instant, earlier: Instant| match later.checked_duration_since(earlier) {
+                Some(d) => d.as_secs_f64() * 1e6,
+                None => -(earlier - later).as_secs_f64() * 1e6,
+            };
+        after_answer.push(signed_us(pair[1].granted, answered));
+    }
+    if total.is_empty() {
+        return Err("handoff-trace: no handoff was recorded".into());
+    }
+    report(
+        "handoff_trace_acquisitions_per_s",
+        format!("{:.1}", run.acquisitions_per_s),
+    );
+    report("handoff_trace_violations", run.overlaps_over(1));
+    report("handoff_trace_median_us", median_us(&mut total));
+    report("handoff_trace_p99_us", percentile_us(&mut total, 0.99));
+    report(
+        "handoff_trace_delete_answered_median_us",
+        median_us(&mut to_answer),
+    );
+    report(
+        "handoff_trace_grant_after_answer_median_us",
+        format!("{:.1}", median(&mut after_answer)),
+    );
     Ok(())
 }
 
