@@ -923,6 +923,10 @@ async fn handoff_trace(connect: &str, path: &str) -> Result<(), BoxError> {
     .await?;
     let turns = std::mem::take(&mut *turns.lock().unwrap());
     let timed = turns.len().saturating_sub(run.acquisitions as usize);
+    let signed_us = |later: Instant, earlier: Instant| match later.checked_duration_since(earlier) {
+        Some(d) => d.as_secs_f64() * 1e6,
+        None => -(earlier - later).as_secs_f64() * 1e6,
+    };
     let (mut total, mut to_answer, mut after_answer) = (Vec::new(), Vec::new(), Vec::new());
     for pair in turns[timed..].windows(2) {
         let (Some(sent), Some(answered)) = (pair[0].release_sent, pair[0].answered) else {
@@ -930,11 +934,6 @@ async fn handoff_trace(connect: &str, path: &str) -> Result<(), BoxError> {
         };
         total.push(pair[1].granted.saturating_duration_since(sent));
         to_answer.push(answered - sent);
-        let signed_us =
-            |later: Instant, earlier: Instant| match later.checked_duration_since(earlier) {
-                Some(d) => d.as_secs_f64() * 1e6,
-                None => -(earlier - later).as_secs_f64() * 1e6,
-            };
         after_answer.push(signed_us(pair[1].granted, answered));
     }
     if total.is_empty() {
