@@ -737,10 +737,13 @@ struct Traffic {
     sent: u64,
     /// `zk_cnt_fsynctime`: the transaction log's flushes, each ended by an fsync.
     fsyncs: u64,
-    /// `zk_sum_fsynctime`: the milliseconds those fsyncs took.
-    fsync_ms: u64,
-    /// `zk_sum_sync_processor_batch_size`: the transactions written by those flushes.
-    logged: u64,
+    /// `zk_sum_fsynctime`: the time those fsyncs took, each counted in whole milliseconds
+    /// rounded down (so an fsync under 1 ms counts 0).
+    fsync_whole_ms: u64,
+    /// `zk_sum_sync_processor_batch_size`: the requests each flush let through, summed. On a
+    /// standalone server every request passes the log's thread, so reads queued behind a
+    /// write count too.
+    flushed: u64,
 }
 
 impl Traffic {
@@ -762,8 +765,8 @@ impl Traffic {
             received: counter("zk_packets_received")?,
             sent: counter("zk_packets_sent")?,
             fsyncs: counter("zk_cnt_fsynctime")?,
-            fsync_ms: counter("zk_sum_fsynctime")?,
-            logged: counter("zk_sum_sync_processor_batch_size")?,
+            fsync_whole_ms: counter("zk_sum_fsynctime")?,
+            flushed: counter("zk_sum_sync_processor_batch_size")?,
         })
     }
 
@@ -773,14 +776,16 @@ impl Traffic {
             received: self.received.saturating_sub(before.received),
             sent: self.sent.saturating_sub(before.sent),
             fsyncs: self.fsyncs.saturating_sub(before.fsyncs),
-            fsync_ms: self.fsync_ms.saturating_sub(before.fsync_ms),
-            logged: self.logged.saturating_sub(before.logged),
+            fsync_whole_ms: self.fsync_whole_ms.saturating_sub(before.fsync_whole_ms),
+            flushed: self.flushed.saturating_sub(before.flushed),
         }
     }
 
     /// Reports `{prefix}_requests_per_acquisition` and `{prefix}_packets_sent_per_acquisition`,
     /// and the transaction log's share: `{prefix}_fsyncs_per_acquisition`,
-    /// `{prefix}_logged_per_fsync` (the group commit's mean batch) and `{prefix}_fsync_mean_ms`.
+    /// `{prefix}_requests_per_flush` (the group commit's mean batch, reads behind writes
+    /// included) and `{prefix}_fsync_whole_ms_mean` (a lower bound of the mean fsync time:
+    /// below 1 ms, about the share of fsyncs that took a millisecond or more).
     fn report(&self, prefix: &str, acquisitions: u64) {
         let per = |n: u64, of: u64| format!("{:.2}", n as f64 / of.max(1) as f64);
         report(
@@ -796,12 +801,12 @@ impl Traffic {
             per(self.fsyncs, acquisitions),
         );
         report(
-            &format!("{prefix}_logged_per_fsync"),
-            per(self.logged, self.fsyncs),
+            &format!("{prefix}_requests_per_flush"),
+            per(self.flushed, self.fsyncs),
         );
         report(
-            &format!("{prefix}_fsync_mean_ms"),
-            per(self.fsync_ms, self.fsyncs),
+            &format!("{prefix}_fsync_whole_ms_mean"),
+            per(self.fsync_whole_ms, self.fsyncs),
         );
     }
 }
@@ -880,12 +885,15 @@ struct TracedMutex {
     turns: Arc<std::sync::Mutex<Vec<Turn>>>,
 }
 
+/// A [`TracedMutex`] guard, and where its turn is recorded.
+struct TracedGuard {
+    guard: zk_recipes::LockGuard,
+    turns: Arc<std::sync::Mutex<Vec<Turn>>>,
+    at: usize,
+}
+
 impl Contender for TracedMutex {
-    type Guard = (
-        zk_recipes::LockGuard,
-        Arc<std::sync::Mutex<Vec<Turn>>>,
-        usize,
-    );
+    type Guard = TracedGuard;
     async fn take(&self) -> zk_recipes::Result<Self::Guard> {
         let guard = self.mutex.acquire().await?;
         let granted = Instant::now();
@@ -897,9 +905,14 @@ impl Contender for TracedMutex {
         });
         let at = turns.len() - 1;
         drop(turns);
-        Ok((guard, self.turns.clone(), at))
+        Ok(TracedGuard {
+            guard,
+            turns: self.turns.clone(),
+            at,
+        })
     }
-    async fn give_back((guard, turns, at): Self::Guard) -> zk_recipes::Result<()> {
+    async fn give_back(traced: Self::Guard) -> zk_recipes::Result<()> {
+        let TracedGuard { guard, turns, at } = traced;
         turns.lock().unwrap()[at].release_sent = Some(Instant::now());
         guard.release().await?;
         turns.lock().unwrap()[at].answered = Some(Instant::now());
@@ -908,10 +921,10 @@ impl Contender for TracedMutex {
 }
 
 /// `contended`, with every handoff split in two at the moment the holder's delete is answered
-/// (in this one process, on one clock): from `release()` to that answer (the server's commit
-/// of the delete, and its way back), and from the answer to the next holder's grant (signed:
-/// the watch event that grants leaves the server before the answer does). The turns of the
-/// warm-up are left out.
+/// (in this one process, on one clock): from `release()` to that answer (the delete's round
+/// trip under the load of the other sessions, the releasing task's wake-up included), and
+/// from the answer to the next holder's grant (signed: the watch event that grants leaves the
+/// server before the answer does). The turns of the warm-up are left out.
 async fn handoff_trace(connect: &str, path: &str) -> Result<(), BoxError> {
     let turns = Arc::new(std::sync::Mutex::new(Vec::new()));
     let run = contend(connect, 8, contended_secs(), |client| {
@@ -922,7 +935,10 @@ async fn handoff_trace(connect: &str, path: &str) -> Result<(), BoxError> {
     })
     .await?;
     let turns = std::mem::take(&mut *turns.lock().unwrap());
-    let timed = turns.len().saturating_sub(run.acquisitions as usize);
+    // Every counted acquisition recorded one turn, after those of the warm-up.
+    let Some(timed) = turns.len().checked_sub(run.acquisitions as usize) else {
+        return Err("handoff-trace: fewer turns recorded than acquisitions counted".into());
+    };
     let signed_us = |later: Instant, earlier: Instant| match later.checked_duration_since(earlier) {
         Some(d) => d.as_secs_f64() * 1e6,
         None => -(earlier - later).as_secs_f64() * 1e6,

@@ -127,8 +127,9 @@ public final class CuratorBench {
 
     /**
      * Reports the requests and packets sent per acquisition between two {@link #packets} reads,
-     * and the transaction log's share: its fsyncs per acquisition, the transactions each flush
-     * wrote (the group commit's mean batch) and the mean fsync time.
+     * and the transaction log's share: its fsyncs per acquisition, the requests each flush let
+     * through (the group commit's mean batch, reads queued behind writes included) and the mean
+     * fsync time in the whole milliseconds ZooKeeper counts (rounded down: a lower bound).
      */
     private static void reportPackets(String key, long[] before, long[] after, long acquisitions) {
         double taken = Math.max(1, acquisitions);
@@ -136,8 +137,8 @@ public final class CuratorBench {
         System.out.printf("%s_requests_per_acquisition %.2f%n", key, (after[0] - before[0]) / taken);
         System.out.printf("%s_packets_sent_per_acquisition %.2f%n", key, (after[1] - before[1]) / taken);
         System.out.printf("%s_fsyncs_per_acquisition %.2f%n", key, (after[2] - before[2]) / taken);
-        System.out.printf("%s_logged_per_fsync %.2f%n", key, (after[4] - before[4]) / fsyncs);
-        System.out.printf("%s_fsync_mean_ms %.2f%n", key, (after[3] - before[3]) / fsyncs);
+        System.out.printf("%s_requests_per_flush %.2f%n", key, (after[4] - before[4]) / fsyncs);
+        System.out.printf("%s_fsync_whole_ms_mean %.2f%n", key, (after[3] - before[3]) / fsyncs);
     }
 
     /**
