@@ -878,17 +878,20 @@ struct Turn {
     answered: Option<Instant>,
 }
 
+/// Every [`Turn`] of a `handoff-trace` run, in the order of the grants.
+type Turns = Arc<std::sync::Mutex<Vec<Turn>>>;
+
 /// A mutex whose acquisitions are recorded in the order they were granted (the mutex orders
 /// them: each is recorded inside the lock), for `handoff-trace`.
 struct TracedMutex {
     mutex: InterProcessMutex,
-    turns: Arc<std::sync::Mutex<Vec<Turn>>>,
+    turns: Turns,
 }
 
 /// A [`TracedMutex`] guard, and where its turn is recorded.
 struct TracedGuard {
     guard: zk_recipes::LockGuard,
-    turns: Arc<std::sync::Mutex<Vec<Turn>>>,
+    turns: Turns,
     at: usize,
 }
 
@@ -926,7 +929,7 @@ impl Contender for TracedMutex {
 /// from the answer to the next holder's grant (signed: the watch event that grants leaves the
 /// server before the answer does). The turns of the warm-up are left out.
 async fn handoff_trace(connect: &str, path: &str) -> Result<(), BoxError> {
-    let turns = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let turns = Turns::default();
     let run = contend(connect, 8, contended_secs(), |client| {
         Ok(TracedMutex {
             mutex: InterProcessMutex::new(client, path)?,

@@ -8,6 +8,7 @@
 //!   bare sleep; [`eventually_children`] and [`children_of`] look at a parent's children.
 //! * [`connect_with`]: a crate [`Client`] with given timeouts.
 //! * [`join_within`]: a spawned task's result, under a deadline.
+//! * [`until_connection_state`]: skips a client's connection states until a given one comes.
 //! * [`mode_letter`]: `R` or `W` for a read/write lock's node, as the Java workers write it.
 //! * [`java`]: Java processes running Apache Curator, for the interop tests.
 #![allow(dead_code)] // Each test binary uses a different subset.
@@ -178,6 +179,27 @@ pub async fn eventually_children(observer: &Client, path: &str, expected: usize,
         children_of(observer, path).await.len() == expected
     })
     .await;
+}
+
+/// Skips `states` until `wanted` comes, at most `deadline`; panics, naming `what`, if it does
+/// not come in time or the stream ends first.
+pub async fn until_connection_state(
+    states: &mut zk_recipes::connection::ConnectionStates,
+    wanted: zk_recipes::ConnectionState,
+    deadline: Duration,
+    what: &str,
+) {
+    let found = async {
+        while let Some(state) = states.next().await {
+            if state == wanted {
+                return;
+            }
+        }
+        panic!("{what}: the state stream ended before {wanted}");
+    };
+    tokio::time::timeout(deadline, found)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: no {wanted} in time"));
 }
 
 /// The result of the spawned `task`, which must end within `deadline`.

@@ -26,7 +26,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::common::{
-    children_of, eventually, eventually_children, init_tracing, join_within, unique_path, zk_server,
+    children_of, eventually, eventually_children, init_tracing, join_within, unique_path,
+    until_connection_state, zk_server,
 };
 use tokio::sync::{mpsc, Notify, Semaphore};
 use zk_recipes::retry::RetryOneTime;
@@ -52,24 +53,6 @@ async fn client(connect_string: &str) -> Client {
 
 fn semaphore(client: &Client, path: &str, max: u32) -> InterProcessSemaphoreV2 {
     InterProcessSemaphoreV2::new(client, path, max).expect("semaphore")
-}
-
-/// Skips transitions until `wanted` comes, at most [`DEADLINE`].
-async fn until_state(
-    states: &mut zk_recipes::connection::ConnectionStates,
-    wanted: ConnectionState,
-) {
-    let found = async {
-        while let Some(state) = states.next().await {
-            if state == wanted {
-                return;
-            }
-        }
-        panic!("the state stream ended before {wanted}");
-    };
-    tokio::time::timeout(DEADLINE, found)
-        .await
-        .unwrap_or_else(|_| panic!("no {wanted} in time"));
 }
 
 /// Curator's `Counter`: how many hold a lease now, and the most that held at once.
@@ -158,9 +141,15 @@ async fn test_acquire_after_lost_server() {
 
     let mut states = client.connection_states();
     server.stop().await.expect("stop");
-    until_state(&mut states, ConnectionState::Lost).await;
+    until_connection_state(&mut states, ConnectionState::Lost, DEADLINE, "the client").await;
     server.restart().await.expect("restart");
-    until_state(&mut states, ConnectionState::Reconnected).await;
+    until_connection_state(
+        &mut states,
+        ConnectionState::Reconnected,
+        DEADLINE,
+        "the client",
+    )
+    .await;
     // Grants sent before the restart do not count.
     while acquired_rx.try_recv().is_ok() {}
     for i in 0..NUM_CLIENTS {

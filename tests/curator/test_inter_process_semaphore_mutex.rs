@@ -18,7 +18,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::common::{eventually, init_tracing, join_within, unique_path, zk_server};
+use crate::common::{
+    eventually, init_tracing, join_within, unique_path, until_connection_state, zk_server,
+};
 use tokio::sync::Semaphore;
 use zk_recipes::retry::ExponentialBackoffRetry;
 use zk_recipes::testing::{expire_session, Backend, ServerOptions, TestingServer};
@@ -47,24 +49,6 @@ fn make_lock(client: &Client, base: &str) -> InterProcessSemaphoreMutex {
     InterProcessSemaphoreMutex::new(client, &format!("{base}/locks/our-lock")).expect("mutex")
 }
 
-/// Skips transitions until `wanted` comes, at most [`DEADLINE`].
-async fn until_state(
-    states: &mut zk_recipes::connection::ConnectionStates,
-    wanted: ConnectionState,
-) {
-    let found = async {
-        while let Some(state) = states.next().await {
-            if state == wanted {
-                return;
-            }
-        }
-        panic!("the state stream ended before {wanted}");
-    };
-    tokio::time::timeout(DEADLINE, found)
-        .await
-        .unwrap_or_else(|_| panic!("no {wanted} in time"));
-}
-
 /// Curator: `TestInterProcessMutexBase.testWaitingProcessKilledServer`.
 ///
 /// Two tasks of one client acquire the lock; the first to hold it stops the server, waits for
@@ -91,7 +75,8 @@ async fn test_waiting_process_killed_server() {
             let lease = lock.acquire().await.expect("acquire");
             if is_first.swap(false, Ordering::SeqCst) {
                 server.stop().await.expect("stop");
-                until_state(&mut states, ConnectionState::Lost).await;
+                until_connection_state(&mut states, ConnectionState::Lost, DEADLINE, "the client")
+                    .await;
                 server.restart().await.expect("restart");
             }
             let _ = lease.release().await;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::{
     children_of as children, connect_with, eventually, eventually_async, eventually_children,
-    init_tracing, unique_path, zk_server,
+    init_tracing, unique_path, until_connection_state, zk_server,
 };
 use zk_recipes::retry::RetryNTimes;
 use zk_recipes::testing::{expire_session, FaultProxy, TestingServer};
@@ -1180,15 +1180,13 @@ async fn a_release_waits_for_the_connection_as_the_retry_policy_allows() {
     let guard = mutex.acquire().await.unwrap();
     let mut states = client.connection_states();
     proxy.cut();
-    tokio::time::timeout(DEADLINE, async {
-        while let Some(state) = states.next().await {
-            if state == ConnectionState::Suspended {
-                return;
-            }
-        }
-    })
-    .await
-    .expect("the client notices the cut");
+    until_connection_state(
+        &mut states,
+        ConnectionState::Suspended,
+        DEADLINE,
+        "the client notices the cut",
+    )
+    .await;
     let release = guard.release();
     tokio::pin!(release);
     assert!(

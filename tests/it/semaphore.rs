@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crate::common::{
     children_of, connect_with, curator_lock_node, eventually_async, eventually_children,
-    init_tracing, join_within, sort_by_sequence, unique_path, zk_server,
+    init_tracing, join_within, sort_by_sequence, unique_path, until_connection_state, zk_server,
 };
 use tokio::task::JoinHandle;
 use tracing::instrument::WithSubscriber;
@@ -91,24 +91,6 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for EventNodes {
 fn spawn_acquire(semaphore: &InterProcessSemaphoreV2) -> JoinHandle<zk_recipes::Result<Lease>> {
     let semaphore = semaphore.clone();
     tokio::spawn(async move { semaphore.acquire().await })
-}
-
-/// Skips transitions until `wanted` comes, at most [`DEADLINE`]; `blip` names the round.
-async fn until_state(
-    states: &mut zk_recipes::connection::ConnectionStates,
-    wanted: ConnectionState,
-    blip: usize,
-) {
-    let found = async {
-        while let Some(state) = states.next().await {
-            if state == wanted {
-                return;
-            }
-        }
-    };
-    tokio::time::timeout(DEADLINE, found)
-        .await
-        .unwrap_or_else(|_| panic!("blip {blip}: no {wanted}"));
 }
 
 /// Waits until `path/leases` holds `expected` lease nodes and `path/locks` none.
@@ -538,9 +520,21 @@ async fn a_waiting_acquire_outlives_many_connection_blips() {
             waiting.await
         );
         proxy.cut();
-        until_state(&mut states, ConnectionState::Suspended, blip).await;
+        until_connection_state(
+            &mut states,
+            ConnectionState::Suspended,
+            DEADLINE,
+            &format!("blip {blip}"),
+        )
+        .await;
         proxy.restore();
-        until_state(&mut states, ConnectionState::Reconnected, blip).await;
+        until_connection_state(
+            &mut states,
+            ConnectionState::Reconnected,
+            DEADLINE,
+            &format!("blip {blip}"),
+        )
+        .await;
         assert!(
             !waiting.is_finished(),
             "blip {blip} ended the wait: {:?}",
