@@ -112,7 +112,11 @@
 //! and are granted on the event, with no listing. With a fixed limit, when the internal mutex is granted on a listing (after the
 //! predecessor's deletion, for an acquirer that joined behind several), the lease's create and
 //! count go out right behind that listing, in its round trip: from the predecessor's deletion
-//! to the internal mutex's delete, two round trips in turn, where Curator spends four. Between
+//! to the internal mutex's delete, two round trips in turn, where Curator spends four. When the
+//! handle's last count left room for one more lease, the internal mutex's delete goes out
+//! right behind the lease's create and count, before their answers (ZooKeeper still takes the
+//! count under the mutex): one round trip in turn; a count that then does not fit gives its
+//! lease node back and queues again, to wait under the mutex. Between
 //! waiters of one process, the release of the internal mutex sends the next waiter's lease
 //! create behind its delete and the read that proves that waiter's turn: one round trip
 //! for the handoff and the lease together. An acquirer that must wait lists the leases again with a watch and a read of its

@@ -33,7 +33,7 @@ pub(crate) use self::builder::Config;
 pub(crate) use self::nodelay::nodelay_of_connections_to;
 pub use self::protected::ProtectedNode;
 pub(crate) use self::protected::{
-    BackgroundDeletes, Created, PendingStat, WithCreate, PROTECTION_PREFIX_LEN,
+    BackgroundDeletes, Created, ParentListing, PendingStat, WithCreate, PROTECTION_PREFIX_LEN,
 };
 pub use self::session::Session;
 use self::state::StateFanout;

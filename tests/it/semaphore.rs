@@ -1,7 +1,8 @@
 //! `InterProcessSemaphoreV2` and `InterProcessSemaphoreMutex` against real ZooKeeper: never more
 //! holders than leases under churn (and the semaphore is really full at times), `acquire_many`
 //! and timeouts give back what they took, a lease deleted from outside fires `lost()` and
-//! frees its place, a shared count's change reaches a waiter, an internal lock node deleted
+//! frees its place, a count behind an internal lock released ahead that does not fit waits
+//! under the lock again, a shared count's change reaches a waiter, an internal lock node deleted
 //! under a waiting acquirer lets nobody in beside the holders, cancelled acquires leave no
 //! node, and the semaphore mutex does not re-enter.
 
@@ -473,6 +474,81 @@ async fn a_lease_made_ahead_of_a_local_handoff_to_a_deleted_node_is_deleted() {
     await_leases(&other, &path, 0).await;
     other.close().await;
     client.close().await;
+}
+
+/// An acquirer whose handle's last count left room releases the internal lock right behind
+/// its next count. When that count does not fit after all, it gives its lease node back, queues
+/// for the lock again and waits under it, as Curator's acquirers do: never without the lock
+/// (two lease nodes waiting at once could count each other forever), and with one lease node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_count_behind_a_lock_released_ahead_that_does_not_fit_waits_under_the_lock() {
+    init_tracing();
+    let server = zk_server().await;
+    let path = unique_path("semaphore-released-ahead");
+    let (ours_client, other_client) = (connect(&server).await, connect(&server).await);
+    let ours = semaphore(&ours_client, &path, 2, "ours");
+    let other = semaphore(&other_client, &path, 2, "other");
+    // One lease of two: its count (1) left room, so our next acquire releases ahead.
+    let first = ours.acquire().await.expect("the first lease");
+    let filling = other.acquire().await.expect("the other lease");
+    // Named once the lease node is given back: the lock node it released ahead is gone too
+    // (deleted before it, on the same session).
+    let given_back = EventNodes::new(
+        "gave back a lease counted behind the internal lock's early release; queueing again",
+    );
+    let waiting = tokio::spawn({
+        let ours = ours.clone();
+        let subscriber = tracing_subscriber::registry().with(given_back.clone());
+        async move { ours.acquire().await }.with_subscriber(subscriber)
+    });
+    eventually_async("the lease given back", DEADLINE, || async {
+        given_back.distinct() > 0 || waiting.is_finished()
+    })
+    .await;
+    assert!(
+        !waiting.is_finished(),
+        "a third lease of two: {:?}",
+        waiting.await
+    );
+    // It waits under the internal lock again: a lock node of its own, and one lease node
+    // beside the two held, not the one given back.
+    let (leases, locks) = (format!("{path}/leases"), format!("{path}/locks"));
+    eventually_children(&other_client, &locks, 1, "the waiter's lock node").await;
+    eventually_children(&other_client, &leases, 3, "two leases and the waiting one").await;
+    let lock_node = format!("{locks}/{}", children_of(&other_client, &locks).await[0]);
+    let (data, _) = other_client
+        .get_data(&lock_node)
+        .await
+        .expect("read the lock node")
+        .expect("the waiter's lock node");
+    assert_eq!(data, b"ours");
+    let given_back_nodes = given_back.nodes.lock().unwrap().clone();
+    for lease in children_of(&other_client, &leases).await {
+        assert!(
+            !given_back_nodes
+                .iter()
+                .any(|node| lease.contains(node.as_str())),
+            "the lease given back is still there: {lease}"
+        );
+    }
+    assert!(
+        !waiting.is_finished(),
+        "granted while the semaphore is full"
+    );
+    filling.release().await.expect("release the other lease");
+    let second = join_within(waiting, DEADLINE, "the waiting acquire")
+        .await
+        .expect("granted once a lease went");
+    assert_eq!(
+        given_back.distinct(),
+        1,
+        "an acquire queues again at most once"
+    );
+    first.release().await.expect("release");
+    second.release().await.expect("release");
+    await_leases(&other_client, &path, 0).await;
+    ours_client.close().await;
+    other_client.close().await;
 }
 
 /// A waiting acquire rides out more connection blips than the retry policy allows retries:

@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
@@ -11,7 +12,7 @@ use futures::FutureExt;
 use zookeeper_client::CreateMode;
 
 use super::{Inner, InterProcessSemaphoreV2, Lease, Limit};
-use crate::connection::{Client, Created, WithCreate};
+use crate::connection::{Client, Created, ParentListing, Session, WithCreate};
 use crate::error::{Error, Result};
 use crate::locks::mutex::LockGuard;
 use crate::queue::{CreateAhead, Incarnation, Requeues, SentAhead, Wait, LEASE_NAMES};
@@ -25,6 +26,10 @@ enum Failure {
     /// suspension, or a deposed internal lock, during a long wait): try again, with the retry
     /// policy's count started afresh, so that a wait of hours outlives its connection blips.
     Resume(Error),
+    /// The internal lock was released right behind a count that then did not fit (see
+    /// `lease_released_ahead`), and the lease node given back: queue for the lock again, and
+    /// this time wait under it for a lease to go, as Curator does.
+    Requeue,
     /// A failure the caller must see.
     Fail(Error),
 }
@@ -66,10 +71,13 @@ impl InterProcessSemaphoreV2 {
     /// One lease, retrying lost attempts as the retry policy allows.
     pub(super) async fn acquire_one(&self, wait: Wait) -> Result<Option<Lease>> {
         let mut requeues = Requeues::default();
+        // An acquire queues again at most once for a count behind an internal lock released
+        // ahead that did not fit: its next attempts wait under the lock.
+        let mut may_release_ahead = true;
         loop {
             // The deadline bounds the whole attempt, its creates and reads too; a dropped
             // attempt leaves no node.
-            let attempt = self.attempt(wait);
+            let attempt = self.attempt(wait, may_release_ahead);
             let outcome = match wait {
                 // Boxed: the timer would otherwise sit in every waiting acquirer's future.
                 Wait::Until(deadline) => {
@@ -83,6 +91,10 @@ impl InterProcessSemaphoreV2 {
             let error = match outcome {
                 Ok(lease) => return Ok(lease),
                 Err(Failure::Fail(e)) => return Err(e),
+                Err(Failure::Requeue) => {
+                    may_release_ahead = false;
+                    continue;
+                }
                 Err(Failure::Retry(e)) => e,
                 Err(Failure::Resume(e)) => {
                     requeues.reset();
@@ -99,7 +111,14 @@ impl InterProcessSemaphoreV2 {
     /// the limit. The internal lock is released whatever the outcome: after a grant, its delete
     /// is sent at once and the lease returned without waiting for its answer (the next
     /// acquirer's turn comes when the server deletes the node, whoever waits for the answer).
-    async fn attempt(&self, wait: Wait) -> std::result::Result<Option<Lease>, Failure> {
+    ///
+    /// With `may_release_ahead`, an attempt whose handle's last count left room releases the
+    /// internal lock right behind its own count instead (see `lease_released_ahead`).
+    async fn attempt(
+        &self,
+        wait: Wait,
+        may_release_ahead: bool,
+    ) -> std::result::Result<Option<Lease>, Failure> {
         // With a shared count, the count's read goes out once the lock is held whatever the
         // create does: a lease made ahead would gain nothing, and cost a create and a delete
         // when the listing does not grant the lock.
@@ -115,32 +134,175 @@ impl InterProcessSemaphoreV2 {
         let Some((lock, sent_ahead)) = acquired else {
             return Ok(None);
         };
+        let once = matches!(wait, Wait::Once);
+        if let (true, Limit::Fixed(max)) = (may_release_ahead, &self.inner.limit) {
+            if self.inner.last_count_had_room.load(Ordering::Relaxed) && self.sends_now(&lock) {
+                let lease = self.lease_released_ahead(lock, sent_ahead, *max, once);
+                return Box::pin(lease).await;
+            }
+        }
         let deadline = match wait {
             Wait::Until(deadline) => Some(deadline),
             Wait::Forever | Wait::Once => None,
         };
         // Boxed: only the acquirer that holds the internal lock needs this state, and
         // thousands of acquirers may wait for the lock.
-        let once = matches!(wait, Wait::Once);
         let outcome = Box::pin(self.lease_under(&lock, sent_ahead, deadline, once)).await;
+        if matches!(outcome, Ok(Some(_))) {
+            self.send_lock_release(lock).await;
+        } else {
+            // Not granted: the lock goes before the caller hears so, as the lease node did.
+            log_lock_release(&self.inner.path, lock.release().await);
+        }
+        outcome
+    }
+
+    /// Sends the internal lock's delete now, and leaves the rest of the release (its answer,
+    /// or a background delete after a failure) to a task of its own, so that it holds nothing
+    /// up.
+    async fn send_lock_release(&self, lock: LockGuard) {
         // Boxed, like the lease's wait: a release's state would otherwise be in every waiting
         // acquirer's future.
         let mut release = Box::pin(lock.release());
-        if matches!(outcome, Ok(Some(_))) {
-            // The first poll sends the delete; the rest of the release (its answer, or a
-            // background delete after a failure) need not hold the lease up.
-            if let Poll::Ready(released) = futures::poll!(release.as_mut()) {
-                log_lock_release(&self.inner.path, released);
-            } else {
-                let path = self.inner.path.clone();
-                let rest = async move { log_lock_release(&path, release.await) };
-                self.inner.client.spawn(rest);
-            }
+        // The first poll sends the delete.
+        if let Poll::Ready(released) = futures::poll!(release.as_mut()) {
+            log_lock_release(&self.inner.path, released);
         } else {
-            // Not granted: the lock goes before the caller hears so, as the lease node did.
-            log_lock_release(&self.inner.path, release.await);
+            let path = self.inner.path.clone();
+            let rest = async move { log_lock_release(&path, release.await) };
+            self.inner.client.spawn(rest);
         }
-        outcome
+    }
+
+    /// Whether a request sent now goes out on `lock`'s session at once: the client is
+    /// connected on that session, and the lock not lost. (A create sent while the connection
+    /// is down waits for it, and the lock's delete sent behind it could go first.)
+    fn sends_now(&self, lock: &LockGuard) -> bool {
+        let client = &self.inner.client;
+        client.state().is_connected()
+            && Arc::ptr_eq(&client.session(), lock.session())
+            && !lock.is_lost()
+    }
+
+    /// [`lease_under`](Self::lease_under) for an acquirer whose handle's last count left room
+    /// under the fixed limit `max`: the internal lock's delete goes out right behind the
+    /// lease's create and its count, before their answers, so that the next acquirer's turn
+    /// does not wait for this one's round trip.
+    ///
+    /// ZooKeeper answers a session's requests in order, so the count is still taken under
+    /// the lock, as in Curator; what changes is that an acquirer whose count does not fit no
+    /// longer holds the lock. It must not wait without it (two lease nodes waiting at once
+    /// could count each other forever), so it gives its lease node back and returns
+    /// [`Failure::Requeue`]: it queues for the lock again, and then waits under it. Its lease
+    /// node may meanwhile be counted by the next acquirer, a Java one's too, which then waits
+    /// for its delete (a count that includes more nodes never grants more leases: see the
+    /// [module documentation](super)).
+    ///
+    /// The order is what keeps the count under the lock, and only that: should the create go
+    /// out after the delete after all (the connection dropped between [`sends_now`] and the
+    /// send), the count is taken without the lock, which the count argument does not need,
+    /// and this path never waits on a count. The acquirer then at worst queues again.
+    ///
+    /// [`sends_now`]: Self::sends_now
+    async fn lease_released_ahead(
+        &self,
+        lock: LockGuard,
+        sent_ahead: Option<SentAhead>,
+        max: u32,
+        once: bool,
+    ) -> std::result::Result<Option<Lease>, Failure> {
+        let session = lock.session().clone();
+        let (interruptions, create) = self.lease_create(&session, sent_ahead);
+        let mut create = std::pin::pin!(create);
+        // The first poll puts the create and its listing on the wire (the client is connected
+        // on the lock's session: `sends_now`), unconstrained so that tokio's cooperative
+        // budget cannot defer it; the lock's delete follows them.
+        let first = futures::poll!(tokio::task::unconstrained(create.as_mut()));
+        // Nothing in the release suspends: an answer already in `first` is guarded next.
+        self.send_lock_release(lock).await;
+        let created = match first {
+            Poll::Ready(created) => created,
+            Poll::Pending => create.await,
+        };
+        let (mut pending, listing) = self.lease_node(created, &session).await?;
+        let Some(listing) = listing else {
+            // The create was found again after a connection loss, without its count: the
+            // attempt starts again, as the retry policy allows. `pending` deletes the node.
+            return Err(Failure::Retry(Error::LockLost));
+        };
+        let leases = listing.children.len();
+        self.note_count(leases, max);
+        match count_leases(&listing.children, &pending.node().name, max) {
+            LeaseCount::Fits => {
+                let granted = self.grant(&mut pending, &listing.parent, interruptions, leases, max);
+                granted.await.map(Some).map_err(Failure::Retry)
+            }
+            LeaseCount::Missing => Err(Failure::Retry(pending.gone())),
+            LeaseCount::Full => {
+                let node = pending.node().name.clone();
+                pending.give_back().await;
+                tracing::trace!(path = %self.inner.path, %node, leases, max, "gave back a lease counted behind the internal lock's early release; queueing again");
+                if once {
+                    Ok(None)
+                } else {
+                    Err(Failure::Requeue)
+                }
+            }
+        }
+    }
+
+    /// The lease's create: the one `sent_ahead` with the lock's grant, or one sent now, on
+    /// `session` (the internal lock's); with the session's interruption count before it was
+    /// sent (a drop after it is the lease's loss too).
+    fn lease_create(
+        &self,
+        session: &Arc<Session>,
+        sent_ahead: Option<SentAhead>,
+    ) -> (u64, impl Future<Output = Result<Created>> + Send + 'static) {
+        match sent_ahead {
+            Some(sent) => (sent.interruptions(), sent.answer().left_future()),
+            None => (
+                session.interruption_count(),
+                create_lease(self.inner.clone()).right_future(),
+            ),
+        }
+    }
+
+    /// The lease node that `created` made, guarded from then on (a drop deletes it), with its
+    /// stat and the listing of the leases sent behind its create. A node made on a newer
+    /// session than the internal lock's `session` is dropped (the drop deletes it in the
+    /// background), and the attempt fails: that lock went with its session.
+    async fn lease_node(
+        &self,
+        created: Result<Created>,
+        session: &Arc<Session>,
+    ) -> std::result::Result<(PendingLease, Option<ParentListing>), Failure> {
+        let Created {
+            node,
+            pending_stat,
+            listing,
+            ..
+        } = created?;
+        let mut pending = PendingLease {
+            client: self.inner.client.clone(),
+            node: Some(node),
+        };
+        if !Arc::ptr_eq(&pending.node().session, session) {
+            return Err(Failure::Retry(Error::LockLost));
+        }
+        if let Some(read) = pending_stat {
+            pending.node.as_mut().expect("present until taken").stat =
+                read.await.map_err(retry_if_transient)?;
+        }
+        Ok((pending, listing))
+    }
+
+    /// Remembers whether a count of `leases` left room under `max` for one more.
+    fn note_count(&self, leases: usize, max: u32) {
+        let had_room = leases < max as usize;
+        self.inner
+            .last_count_had_room
+            .store(had_room, Ordering::Relaxed);
     }
 
     /// Creates a lease node while `lock` (the internal lock) is held, or takes the one
@@ -165,42 +327,14 @@ impl InterProcessSemaphoreV2 {
         let zk = session
             .zookeeper()
             .map_err(|_| Failure::Retry(Error::LockLost))?;
-        // The interruption count before the create is sent: a drop after it is the lease's
-        // loss too.
-        let (interruptions, create) = match sent_ahead {
-            Some(sent) => (sent.interruptions(), sent.answer().left_future()),
-            None => (
-                session.interruption_count(),
-                create_lease(inner.clone()).right_future(),
-            ),
-        };
+        let (interruptions, create) = self.lease_create(&session, sent_ahead);
         // The node is guarded the moment its create is answered: the limit's read may still be
         // under way, and a drop then (a timeout) must delete the node.
-        let guarded = async {
-            let Created {
-                node,
-                pending_stat,
-                listing,
-                ..
-            } = create.await?;
-            let pending = PendingLease {
-                client: inner.client.clone(),
-                node: Some(node),
-            };
-            Ok::<_, Error>((pending, pending_stat, listing))
-        };
+        let guarded = async { self.lease_node(create.await, &session).await };
         let (created, limit) = futures::join!(guarded, inner.limit.read(&zk, false));
-        let (mut pending, pending_stat, listing) = created?;
-        if !Arc::ptr_eq(&pending.node().session, &session) {
-            // Made on a newer session than the internal lock's: that lock went with its
-            // session. `pending` deletes the node.
-            return Err(Failure::Retry(Error::LockLost));
-        }
-        if let Some(read) = pending_stat {
-            pending.node.as_mut().expect("present until taken").stat =
-                read.await.map_err(retry_if_transient)?;
-        }
+        let (mut pending, listing) = created?;
         if let (Some(listing), Ok((max, _))) = (&listing, &limit) {
+            self.note_count(listing.children.len(), *max);
             match count_leases(&listing.children, &pending.node().name, *max) {
                 LeaseCount::Fits => {
                     let leases = listing.children.len();
@@ -310,6 +444,7 @@ impl InterProcessSemaphoreV2 {
                 }));
             }
             counted = true;
+            self.note_count(children.len(), max);
             if count_leases(&children, &pending.node().name, max) == LeaseCount::Fits {
                 let granted = self.grant(pending, &leases_stat, interruptions, children.len(), max);
                 return granted.await.map(Some).map_err(Failure::Resume);

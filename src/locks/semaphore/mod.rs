@@ -14,7 +14,8 @@
 //! An acquirer takes the internal lock, creates its lease node, and lists the leases: when
 //! there are no more than the limit (its own included), the lease is granted and the internal
 //! lock released. Otherwise it waits, holding the internal lock, for a lease to go (or for the
-//! limit to rise). Java processes using Curator's `InterProcessSemaphoreV2` on the same path
+//! limit to rise); one that had released the lock ahead of its count (see below) queues for it
+//! again first. Java processes using Curator's `InterProcessSemaphoreV2` on the same path
 //! take part in the same semaphore.
 //!
 //! **Why the count is never overrun.** Every acquirer counts every lease node, its own and
@@ -56,7 +57,8 @@
 //! * **One round trip under the lock, shared with the lock's grant.** The lease's create and
 //!   its first count (a listing of the leases) go out back to back on the lock's session, and
 //!   ZooKeeper answers them in order: when the leases fit, the lease is granted on that
-//!   listing, and the internal lock's delete goes out at once, without holding up the caller.
+//!   listing, and the internal lock's delete goes out at once, without holding up the caller
+//!   (or has gone out already: see the next point).
 //!   With a fixed limit, when the internal lock is granted on a listing of its queue (the way
 //!   an acquirer that joined behind several others is granted, after its predecessor's
 //!   deletion), the lease's create and count go out right behind that listing, in its round
@@ -64,13 +66,26 @@
 //!   as if sent after the grant. Between acquirers of one process, the release of the
 //!   internal lock reads the next acquirer's lock node right behind its delete, which proves
 //!   that acquirer's turn, and sends its lease's create and count right behind that read. From its predecessor's deletion to its lock's delete, an
-//!   acquirer spends two round trips in turn; Curator spends four (the listing, the create,
-//!   the count, the delete). If the listing does not grant the lock after all (the
+//!   acquirer spends two round trips in turn (one, when it releases the lock ahead); Curator
+//!   spends four (the listing, the create, the count, the delete). If the listing does not grant the lock after all (the
 //!   predecessor gave up while a node before it stayed, as a timed-out acquire does), the
 //!   lease node made ahead is deleted as soon as its create is answered: one create, one
 //!   listing and one delete for nothing. Until then another acquirer's count, a Java one's
 //!   too, may include it, which can make that acquirer wait for the delete (or a single look,
 //!   or a short timeout, fail), never overrun the limit (see above).
+//! * **The internal lock released ahead of the count, when there was room.** When the last
+//!   count of this handle's acquirers left room for one more lease, the internal lock's
+//!   delete goes out right behind the lease's create and count, before their answers.
+//!   ZooKeeper applies a session's requests in order, so the count is still taken under the
+//!   lock; the next acquirer's turn starts when the server applies the delete, without
+//!   waiting for this acquirer's round trip. If that count does not fit after all (others
+//!   took the room meanwhile), the acquirer no longer holds the lock, and must not
+//!   wait without it: it gives its lease node back, queues for the lock again (behind those
+//!   that came meanwhile) and waits under it, as Curator's acquirers do. Until that node is
+//!   gone, another acquirer's count may include it, as above. An acquire queues again at
+//!   most once. A full semaphore's counts leave no room, so its waiters keep their order (but
+//!   for one that took the lock before the count that filled it was noted); a semaphore of
+//!   one lease never releases ahead.
 //! * **No waiting on a deposed acquirer.** An acquirer whose count does not fit checks, with
 //!   every count it makes while it waits, that its internal lock node still exists; one that
 //!   finds it gone (someone deleted it, or its session is suspended) gives its lease node back
@@ -99,6 +114,7 @@
 mod acquire;
 mod lease;
 
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -184,6 +200,10 @@ struct Inner {
     lock: InterProcessMutex,
     /// Holds the granted leases, under `<path>/leases`.
     leases: InterProcessMutex,
+    /// Whether the last count of the leases made by this handle left room for one more: an
+    /// acquirer then releases the internal lock right behind its own count (see
+    /// `acquire::InterProcessSemaphoreV2::lease_released_ahead`).
+    last_count_had_room: AtomicBool,
 }
 
 impl std::fmt::Debug for InterProcessSemaphoreV2 {
@@ -273,6 +293,7 @@ impl InterProcessSemaphoreV2 {
                 limit,
                 lock,
                 leases,
+                last_count_had_room: AtomicBool::new(false),
             }),
         }
     }
