@@ -152,7 +152,8 @@ impl InterProcessSemaphoreV2 {
             self.send_lock_release(lock).await;
         } else {
             // Not granted: the lock goes before the caller hears so, as the lease node did.
-            log_lock_release(&self.inner.path, lock.release().await);
+            // Boxed, as in `send_lock_release`.
+            log_lock_release(&self.inner.path, Box::pin(lock.release()).await);
         }
         outcome
     }
