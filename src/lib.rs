@@ -109,18 +109,19 @@
 //! of the leases behind it, one round trip, and when they fit, sends the internal mutex's
 //! delete and returns the lease without waiting for its answer (Curator: three round trips in
 //! turn). Its internal mutex's waiters near the head watch its path as the mutex's do (above),
-//! and are granted on the event, with no listing. With a fixed limit, when the internal mutex is granted on a listing (after the
-//! predecessor's deletion, for an acquirer that joined behind several), the lease's create and
-//! count go out right behind that listing, in its round trip: from the predecessor's deletion
-//! to the internal mutex's delete, two round trips in turn, where Curator spends four. When the
-//! handle's last count left room for one more lease, the internal mutex's delete goes out
-//! right behind the lease's create and count, before their answers (ZooKeeper still takes the
-//! count under the mutex): one round trip in turn; a count that then does not fit gives its
-//! lease node back and queues again, to wait under the mutex. Between
-//! waiters of one process, the release of the internal mutex sends the next waiter's lease
-//! create behind its delete and the read that proves that waiter's turn: one round trip
-//! for the handoff and the lease together. An acquirer that must wait lists the leases again with a watch and a read of its
-//! lock node; it watches the leases (and a shared count): one watch for the whole process.
+//! and are granted on the event, with no listing. With a fixed limit, when the internal mutex
+//! is granted on a listing (after the predecessor's deletion, for an acquirer that joined
+//! behind several), the lease's create and count go out right behind that listing, in its round
+//! trip: from the predecessor's deletion to the internal mutex's delete, two round trips in
+//! turn, where Curator spends four. With a fixed limit too, when the handle's last count left
+//! room for one more lease, the internal mutex's delete goes out right behind the lease's
+//! create and count, before their answers (ZooKeeper still takes the count under the mutex):
+//! one round trip in turn; a count that then does not fit gives its lease node back and queues
+//! again, to wait under the mutex. Between waiters of one process, the release of the internal
+//! mutex sends the next waiter's lease create behind its delete and the read that proves that
+//! waiter's turn: one round trip for the handoff and the lease together. An acquirer that must
+//! wait lists the leases again with a watch and a read of its lock node; it watches the leases
+//! (and a shared count): one watch for the whole process.
 //!
 //! **[`LeaderSelector`]:** a requeue deletes the old node and creates the new one in one
 //! transaction (one log sync on the server instead of two), with a listing sent just before

@@ -71,8 +71,9 @@ impl InterProcessSemaphoreV2 {
     /// One lease, retrying lost attempts as the retry policy allows.
     pub(super) async fn acquire_one(&self, wait: Wait) -> Result<Option<Lease>> {
         let mut requeues = Requeues::default();
-        // An acquire queues again at most once for a count behind an internal lock released
-        // ahead that did not fit: its next attempts wait under the lock.
+        // A lease queues again at most once for a count behind an internal lock released ahead
+        // that did not fit (its next attempts wait under the lock), so that a semaphore that
+        // stays full costs one more lease node and one place in the queue, never a loop.
         let mut may_release_ahead = true;
         loop {
             // The deadline bounds the whole attempt, its creates and reads too; a dropped
@@ -135,10 +136,13 @@ impl InterProcessSemaphoreV2 {
             return Ok(None);
         };
         let once = matches!(wait, Wait::Once);
-        if let (true, Limit::Fixed(max)) = (may_release_ahead, &self.inner.limit) {
-            if self.inner.last_count_had_room.load(Ordering::Relaxed) && self.sends_now(&lock) {
-                let lease = self.lease_released_ahead(lock, sent_ahead, *max, once);
-                return Box::pin(lease).await;
+        if may_release_ahead {
+            if let Limit::Fixed(max) = self.inner.limit {
+                let had_room = self.inner.last_count_had_room.load(Ordering::Relaxed);
+                if had_room && self.sends_now(&lock) {
+                    let lease = self.lease_released_ahead(lock, sent_ahead, max, once);
+                    return Box::pin(lease).await;
+                }
             }
         }
         let deadline = match wait {
@@ -195,13 +199,13 @@ impl InterProcessSemaphoreV2 {
     /// longer holds the lock. It must not wait without it (two lease nodes waiting at once
     /// could count each other forever), so it gives its lease node back and returns
     /// [`Failure::Requeue`]: it queues for the lock again, and then waits under it. Its lease
-    /// node may meanwhile be counted by the next acquirer, a Java one's too, which then waits
+    /// node may meanwhile be counted by the next acquirer, a Java one too, which then waits
     /// for its delete (a count that includes more nodes never grants more leases: see the
     /// [module documentation](super)).
     ///
     /// The order is what keeps the count under the lock, and only that: should the create go
-    /// out after the delete after all (the connection dropped between [`sends_now`] and the
-    /// send), the count is taken without the lock, which the count argument does not need,
+    /// out after the delete after all (the connection dropped before the create was on the
+    /// wire), the count is taken without the lock, which the count argument does not need,
     /// and this path never waits on a count. The acquirer then at worst queues again.
     ///
     /// [`sends_now`]: Self::sends_now
@@ -227,13 +231,15 @@ impl InterProcessSemaphoreV2 {
         };
         let (mut pending, listing) = self.lease_node(created, &session).await?;
         let Some(listing) = listing else {
-            // The create was found again after a connection loss, without its count: the
-            // attempt starts again, as the retry policy allows. `pending` deletes the node.
+            // No count came with the create (found again after a connection loss, or its
+            // listing failed): the attempt starts again, as the retry policy allows. `pending`
+            // deletes the node.
             return Err(Failure::Retry(Error::LockLost));
         };
         let leases = listing.children.len();
-        self.note_count(leases, max);
-        match count_leases(&listing.children, &pending.node().name, max) {
+        let count = count_leases(&listing.children, &pending.node().name, max);
+        self.note_count(count, leases, max);
+        match count {
             LeaseCount::Fits => {
                 let granted = self.grant(&mut pending, &listing.parent, interruptions, leases, max);
                 granted.await.map(Some).map_err(Failure::Retry)
@@ -298,12 +304,13 @@ impl InterProcessSemaphoreV2 {
         Ok((pending, listing))
     }
 
-    /// Remembers whether a count of `leases` left room under `max` for one more.
-    fn note_count(&self, leases: usize, max: u32) {
-        let had_room = leases < max as usize;
-        self.inner
-            .last_count_had_room
-            .store(had_room, Ordering::Relaxed);
+    /// Remembers whether a count of `leases` (deciding `count`) left room under `max` for one
+    /// more (see [`room_after`]).
+    fn note_count(&self, count: LeaseCount, leases: usize, max: u32) {
+        if let Some(had_room) = room_after(count, leases, max) {
+            let flag = &self.inner.last_count_had_room;
+            flag.store(had_room, Ordering::Relaxed);
+        }
     }
 
     /// Creates a lease node while `lock` (the internal lock) is held, or takes the one
@@ -335,8 +342,9 @@ impl InterProcessSemaphoreV2 {
         let (created, limit) = futures::join!(guarded, inner.limit.read(&zk, false));
         let (mut pending, listing) = created?;
         if let (Some(listing), Ok((max, _))) = (&listing, &limit) {
-            self.note_count(listing.children.len(), *max);
-            match count_leases(&listing.children, &pending.node().name, *max) {
+            let count = count_leases(&listing.children, &pending.node().name, *max);
+            self.note_count(count, listing.children.len(), *max);
+            match count {
                 LeaseCount::Fits => {
                     let leases = listing.children.len();
                     let granted =
@@ -445,8 +453,9 @@ impl InterProcessSemaphoreV2 {
                 }));
             }
             counted = true;
-            self.note_count(children.len(), max);
-            if count_leases(&children, &pending.node().name, max) == LeaseCount::Fits {
+            let count = count_leases(&children, &pending.node().name, max);
+            self.note_count(count, children.len(), max);
+            if count == LeaseCount::Fits {
                 let granted = self.grant(pending, &leases_stat, interruptions, children.len(), max);
                 return granted.await.map(Some).map_err(Failure::Resume);
             }
@@ -539,6 +548,16 @@ fn count_leases(children: &[String], own: &str, max: u32) -> LeaseCount {
         LeaseCount::Fits
     } else {
         LeaseCount::Full
+    }
+}
+
+/// Whether a count of `leases` that decided `count` left room under `max` for one more lease
+/// beside ours; `None` when it says nothing of the room: a count without our own node (a
+/// semaphore of one lease must never seem to have room beside its holder).
+fn room_after(count: LeaseCount, leases: usize, max: u32) -> Option<bool> {
+    match count {
+        LeaseCount::Missing => None,
+        LeaseCount::Fits | LeaseCount::Full => Some(leases < max as usize),
     }
 }
 
@@ -711,6 +730,17 @@ mod tests {
         assert_eq!(count_leases(&leases, "c", 3), LeaseCount::Fits);
         assert_eq!(count_leases(&leases, "c", 2), LeaseCount::Full);
         assert_eq!(count_leases(&leases, "d", 3), LeaseCount::Missing);
+    }
+
+    #[test]
+    fn only_a_count_with_our_own_lease_and_one_free_place_leaves_room() {
+        assert_eq!(room_after(LeaseCount::Fits, 1, 3), Some(true));
+        assert_eq!(room_after(LeaseCount::Fits, 3, 3), Some(false));
+        assert_eq!(room_after(LeaseCount::Full, 4, 3), Some(false));
+        // A semaphore of one lease: ours alone fills it, and a listing without ours (none at
+        // all) says nothing.
+        assert_eq!(room_after(LeaseCount::Fits, 1, 1), Some(false));
+        assert_eq!(room_after(LeaseCount::Missing, 0, 1), None);
     }
 
     #[test]

@@ -54,38 +54,38 @@
 //!
 //! # Past Curator
 //!
-//! * **One round trip under the lock, shared with the lock's grant.** The lease's create and
-//!   its first count (a listing of the leases) go out back to back on the lock's session, and
-//!   ZooKeeper answers them in order: when the leases fit, the lease is granted on that
-//!   listing, and the internal lock's delete goes out at once, without holding up the caller
-//!   (or has gone out already: see the next point).
-//!   With a fixed limit, when the internal lock is granted on a listing of its queue (the way
-//!   an acquirer that joined behind several others is granted, after its predecessor's
-//!   deletion), the lease's create and count go out right behind that listing, in its round
-//!   trip: answered after it, the lease was made once the listing had proven the lock ours,
-//!   as if sent after the grant. Between acquirers of one process, the release of the
-//!   internal lock reads the next acquirer's lock node right behind its delete, which proves
-//!   that acquirer's turn, and sends its lease's create and count right behind that read. From its predecessor's deletion to its lock's delete, an
-//!   acquirer spends two round trips in turn (one, when it releases the lock ahead); Curator
-//!   spends four (the listing, the create, the count, the delete). If the listing does not grant the lock after all (the
-//!   predecessor gave up while a node before it stayed, as a timed-out acquire does), the
-//!   lease node made ahead is deleted as soon as its create is answered: one create, one
-//!   listing and one delete for nothing. Until then another acquirer's count, a Java one's
-//!   too, may include it, which can make that acquirer wait for the delete (or a single look,
-//!   or a short timeout, fail), never overrun the limit (see above).
-//! * **The internal lock released ahead of the count, when there was room.** When the last
-//!   count of this handle's acquirers left room for one more lease, the internal lock's
-//!   delete goes out right behind the lease's create and count, before their answers.
-//!   ZooKeeper applies a session's requests in order, so the count is still taken under the
-//!   lock; the next acquirer's turn starts when the server applies the delete, without
-//!   waiting for this acquirer's round trip. If that count does not fit after all (others
-//!   took the room meanwhile), the acquirer no longer holds the lock, and must not
-//!   wait without it: it gives its lease node back, queues for the lock again (behind those
-//!   that came meanwhile) and waits under it, as Curator's acquirers do. Until that node is
-//!   gone, another acquirer's count may include it, as above. An acquire queues again at
-//!   most once. A full semaphore's counts leave no room, so its waiters keep their order (but
-//!   for one that took the lock before the count that filled it was noted); a semaphore of
-//!   one lease never releases ahead.
+//! * **One round trip under the lock, shared with the lock's grant.** The lease's create and its
+//!   first count (a listing of the leases) go out back to back on the lock's session, and ZooKeeper
+//!   answers them in order: when the leases fit, the lease is granted on that listing, and the
+//!   internal lock's delete goes out at once, without holding up the caller (or has gone out
+//!   already: see the next point). With a fixed limit, when the internal lock is granted on a
+//!   listing of its queue (the way an acquirer that joined behind several others is granted, after
+//!   its predecessor's deletion), the lease's create and count go out right behind that listing, in
+//!   its round trip: answered after it, the lease was made once the listing had proven the lock
+//!   ours, as if sent after the grant. Between acquirers of one process, the release of the
+//!   internal lock reads the next acquirer's lock node right behind its delete, which proves that
+//!   acquirer's turn, and sends its lease's create and count right behind that read. From its
+//!   predecessor's deletion to its lock's delete, an acquirer spends two round trips in turn (one,
+//!   when it releases the lock ahead); Curator spends four (the listing, the create, the count, the
+//!   delete). If the listing does not grant the lock after all (the predecessor gave up while a
+//!   node before it stayed, as a timed-out acquire does), the lease node made ahead is deleted as
+//!   soon as its create is answered: one create, one listing and one delete for nothing. Until then
+//!   another acquirer's count, a Java one too, may include it, which can make that acquirer wait
+//!   for the delete (or a single look, or a short timeout, fail), never overrun the limit (see
+//!   above).
+//! * **The internal lock released ahead of the count, when there was room.** With a fixed limit,
+//!   when the last count this handle's acquirers made left room for one more lease and the client
+//!   is connected on the lock's session, the internal lock's delete goes out right behind the
+//!   lease's create and count, before their answers. ZooKeeper applies a session's requests in
+//!   order, so the count is still taken under the lock; the next acquirer's turn starts when the
+//!   server applies the delete, without waiting for this acquirer's round trip. If that count does
+//!   not fit after all (others took the room meanwhile), the acquirer no longer holds the lock, and
+//!   must not wait without it: it gives its lease node back, queues for the lock again (behind
+//!   those that came meanwhile) and waits under it, as Curator's acquirers do. Until that node is
+//!   gone, another acquirer's count may include it, as above. This happens at most once per lease.
+//!   The first acquirer of a handle whose last count was made before the semaphore filled may so
+//!   lose its place once; after that the handle's counts leave no room, and its waiters keep their
+//!   order. A semaphore of one lease never releases ahead.
 //! * **No waiting on a deposed acquirer.** An acquirer whose count does not fit checks, with
 //!   every count it makes while it waits, that its internal lock node still exists; one that
 //!   finds it gone (someone deleted it, or its session is suspended) gives its lease node back
@@ -200,9 +200,9 @@ struct Inner {
     lock: InterProcessMutex,
     /// Holds the granted leases, under `<path>/leases`.
     leases: InterProcessMutex,
-    /// Whether the last count of the leases made by this handle left room for one more: an
+    /// Whether the last count this handle's acquirers made left room for one more lease: an
     /// acquirer then releases the internal lock right behind its own count (see
-    /// `acquire::InterProcessSemaphoreV2::lease_released_ahead`).
+    /// `InterProcessSemaphoreV2::lease_released_ahead`, in `acquire.rs`).
     last_count_had_room: AtomicBool,
 }
 
