@@ -33,7 +33,8 @@ pub(crate) use self::builder::Config;
 pub(crate) use self::nodelay::nodelay_of_connections_to;
 pub use self::protected::ProtectedNode;
 pub(crate) use self::protected::{
-    BackgroundDeletes, Created, ParentListing, PendingStat, WithCreate, PROTECTION_PREFIX_LEN,
+    send_now, BackgroundDeletes, Created, ParentListing, PendingStat, WithCreate,
+    PROTECTION_PREFIX_LEN,
 };
 pub use self::session::Session;
 use self::state::StateFanout;

@@ -41,6 +41,16 @@ pub struct ProtectedNode {
 pub(crate) const PROTECTION_PREFIX_LEN: usize = 3 + 36 + 1;
 
 /// The protection prefix of one create attempt: `_c_<uuid>-`, Curator's format.
+/// Polls `requests` (a future whose first poll sends its requests, as
+/// [`Client::create_protected_then_list`]'s does when the client is connected) once, so that
+/// they are on the wire before whatever the caller sends next; its output if that poll
+/// finished it. Unconstrained by tokio's cooperative budget, which could otherwise defer the
+/// poll, and with it the send, behind the caller's next request.
+pub(crate) fn send_now<F: std::future::Future + Unpin>(requests: &mut F) -> Option<F::Output> {
+    use futures::FutureExt;
+    tokio::task::unconstrained(requests).now_or_never()
+}
+
 pub(crate) fn protection_prefix() -> String {
     format!("_c_{}-", Uuid::new_v4())
 }
@@ -261,7 +271,8 @@ impl Client {
 
     /// [`create_protected`](Self::create_protected), with what `with` asks for: a
     /// listing of `parent` in the same round trip, and a node of ours deleted in the same
-    /// transaction.
+    /// transaction. Its first poll puts the requests on the wire when the client is connected
+    /// (see [`send_now`]).
     pub(crate) async fn create_protected_then_list(
         &self,
         parent: &str,

@@ -98,11 +98,10 @@ use std::pin::Pin;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
-use futures::FutureExt;
 use tokio::sync::{oneshot, Notify};
 use zookeeper_client::{Acl, Stat, WatchedEvent};
 
-use crate::connection::{BackgroundDeletes, Client, Created, Session};
+use crate::connection::{send_now, BackgroundDeletes, Client, Created, Session};
 use crate::error::{Error, Result};
 use crate::path::join;
 use crate::sync::Locked;
@@ -264,7 +263,7 @@ impl SentAhead {
     /// no-op waker: the driver that sends it has no use for the answer.
     fn send(client: &Client, interruptions: u64, create_ahead: &CreateAhead) -> Self {
         let mut create = create_ahead();
-        if let Some(answer) = (&mut create).now_or_never() {
+        if let Some(answer) = send_now(&mut create) {
             create = Box::pin(std::future::ready(answer));
         }
         Self {

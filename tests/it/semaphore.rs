@@ -62,6 +62,11 @@ impl EventNodes {
     fn distinct(&self) -> usize {
         self.nodes.lock().unwrap().len()
     }
+
+    /// The nodes the events named.
+    fn named(&self) -> HashSet<String> {
+        self.nodes.lock().unwrap().clone()
+    }
 }
 
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for EventNodes {
@@ -92,6 +97,16 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for EventNodes {
 fn spawn_acquire(semaphore: &InterProcessSemaphoreV2) -> JoinHandle<zk_recipes::Result<Lease>> {
     let semaphore = semaphore.clone();
     tokio::spawn(async move { semaphore.acquire().await })
+}
+
+/// [`spawn_acquire`], with `events` collecting the acquire's trace events.
+fn spawn_acquire_traced(
+    semaphore: &InterProcessSemaphoreV2,
+    events: &EventNodes,
+) -> JoinHandle<zk_recipes::Result<Lease>> {
+    let semaphore = semaphore.clone();
+    let subscriber = tracing_subscriber::registry().with(events.clone());
+    tokio::spawn(async move { semaphore.acquire().await }.with_subscriber(subscriber))
 }
 
 /// Waits until `path/leases` holds `expected` lease nodes and `path/locks` none.
@@ -496,11 +511,7 @@ async fn a_count_behind_a_lock_released_ahead_that_does_not_fit_waits_under_the_
     let given_back = EventNodes::new(
         "gave back a lease counted behind the internal lock's early release; queueing again",
     );
-    let waiting = tokio::spawn({
-        let ours = ours.clone();
-        let subscriber = tracing_subscriber::registry().with(given_back.clone());
-        async move { ours.acquire().await }.with_subscriber(subscriber)
-    });
+    let waiting = spawn_acquire_traced(&ours, &given_back);
     eventually_async("the lease given back", DEADLINE, || async {
         given_back.distinct() > 0 || waiting.is_finished()
     })
@@ -522,7 +533,7 @@ async fn a_count_behind_a_lock_released_ahead_that_does_not_fit_waits_under_the_
         .expect("read the lock node")
         .expect("the waiter's lock node");
     assert_eq!(data, b"ours");
-    let given_back_nodes = given_back.nodes.lock().unwrap().clone();
+    let given_back_nodes = given_back.named();
     for lease in children_of(&other_client, &leases).await {
         assert!(
             !given_back_nodes
@@ -577,11 +588,7 @@ async fn a_waiting_acquire_outlives_many_connection_blips() {
     let lease = holder.acquire().await.expect("lease");
     // Each attempt makes its own lease node, and names it when it has counted and waits.
     let counted = EventNodes::new("waiting for a lease to go");
-    let waiting = tokio::spawn({
-        let waiter = waiter.clone();
-        let subscriber = tracing_subscriber::registry().with(counted.clone());
-        async move { waiter.acquire().await }.with_subscriber(subscriber)
-    });
+    let waiting = spawn_acquire_traced(&waiter, &counted);
     let mut states = waiter_client.connection_states();
     for blip in 0..6 {
         // This round's attempt has counted (each blip ends one attempt).

@@ -12,7 +12,7 @@ use futures::FutureExt;
 use zookeeper_client::CreateMode;
 
 use super::{Inner, InterProcessSemaphoreV2, Lease, Limit};
-use crate::connection::{Client, Created, ParentListing, Session, WithCreate};
+use crate::connection::{send_now, Client, Created, ParentListing, Session, WithCreate};
 use crate::error::{Error, Result};
 use crate::locks::mutex::LockGuard;
 use crate::queue::{CreateAhead, Incarnation, Requeues, SentAhead, Wait, LEASE_NAMES};
@@ -136,14 +136,9 @@ impl InterProcessSemaphoreV2 {
             return Ok(None);
         };
         let once = matches!(wait, Wait::Once);
-        if may_release_ahead {
-            if let Limit::Fixed(max) = self.inner.limit {
-                let had_room = self.inner.last_count_had_room.load(Ordering::Relaxed);
-                if had_room && self.sends_now(&lock) {
-                    let lease = self.lease_released_ahead(lock, sent_ahead, max, once);
-                    return Box::pin(lease).await;
-                }
-            }
+        if let Some(max) = self.releases_ahead(may_release_ahead, &lock) {
+            let lease = self.lease_released_ahead(lock, sent_ahead, max, once);
+            return Box::pin(lease).await;
         }
         let deadline = match wait {
             Wait::Until(deadline) => Some(deadline),
@@ -177,6 +172,17 @@ impl InterProcessSemaphoreV2 {
             let rest = async move { log_lock_release(&path, release.await) };
             self.inner.client.spawn(rest);
         }
+    }
+
+    /// The fixed limit, when an attempt that `may` release the internal lock `lock` ahead of
+    /// its count does: the handle's last count left room, and a request sent now goes out at
+    /// once (see [`lease_released_ahead`](Self::lease_released_ahead)).
+    fn releases_ahead(&self, may: bool, lock: &LockGuard) -> Option<u32> {
+        let Limit::Fixed(max) = self.inner.limit else {
+            return None;
+        };
+        let had_room = self.inner.last_count_had_room.load(Ordering::Relaxed);
+        (may && had_room && self.sends_now(lock)).then_some(max)
     }
 
     /// Whether a request sent now goes out on `lock`'s session at once: the client is
@@ -219,15 +225,14 @@ impl InterProcessSemaphoreV2 {
         let session = lock.session().clone();
         let (interruptions, create) = self.lease_create(&session, sent_ahead);
         let mut create = std::pin::pin!(create);
-        // The first poll puts the create and its listing on the wire (the client is connected
-        // on the lock's session: `sends_now`), unconstrained so that tokio's cooperative
-        // budget cannot defer it; the lock's delete follows them.
-        let first = futures::poll!(tokio::task::unconstrained(create.as_mut()));
+        // The create and its listing go out (the client is connected on the lock's session:
+        // `sends_now`), and the lock's delete behind them.
+        let first = send_now(&mut create.as_mut());
         // Nothing in the release suspends: an answer already in `first` is guarded next.
         self.send_lock_release(lock).await;
         let created = match first {
-            Poll::Ready(created) => created,
-            Poll::Pending => create.await,
+            Some(created) => created,
+            None => create.await,
         };
         let (mut pending, listing) = self.lease_node(created, &session).await?;
         let Some(listing) = listing else {
@@ -237,9 +242,7 @@ impl InterProcessSemaphoreV2 {
             return Err(Failure::Retry(Error::LockLost));
         };
         let leases = listing.children.len();
-        let count = count_leases(&listing.children, &pending.node().name, max);
-        self.note_count(count, leases, max);
-        match count {
+        match self.count(&listing.children, &pending, max) {
             LeaseCount::Fits => {
                 let granted = self.grant(&mut pending, &listing.parent, interruptions, leases, max);
                 granted.await.map(Some).map_err(Failure::Retry)
@@ -304,13 +307,15 @@ impl InterProcessSemaphoreV2 {
         Ok((pending, listing))
     }
 
-    /// Remembers whether a count of `leases` (deciding `count`) left room under `max` for one
-    /// more (see [`room_after`]).
-    fn note_count(&self, count: LeaseCount, leases: usize, max: u32) {
-        if let Some(had_room) = room_after(count, leases, max) {
+    /// [`count_leases`] of `pending` among `children`, remembering whether the count left room
+    /// under `max` for one more (see [`room_after`]).
+    fn count(&self, children: &[String], pending: &PendingLease, max: u32) -> LeaseCount {
+        let count = count_leases(children, &pending.node().name, max);
+        if let Some(had_room) = room_after(count, children.len(), max) {
             let flag = &self.inner.last_count_had_room;
             flag.store(had_room, Ordering::Relaxed);
         }
+        count
     }
 
     /// Creates a lease node while `lock` (the internal lock) is held, or takes the one
@@ -342,9 +347,7 @@ impl InterProcessSemaphoreV2 {
         let (created, limit) = futures::join!(guarded, inner.limit.read(&zk, false));
         let (mut pending, listing) = created?;
         if let (Some(listing), Ok((max, _))) = (&listing, &limit) {
-            let count = count_leases(&listing.children, &pending.node().name, *max);
-            self.note_count(count, listing.children.len(), *max);
-            match count {
+            match self.count(&listing.children, &pending, *max) {
                 LeaseCount::Fits => {
                     let leases = listing.children.len();
                     let granted =
@@ -453,9 +456,7 @@ impl InterProcessSemaphoreV2 {
                 }));
             }
             counted = true;
-            let count = count_leases(&children, &pending.node().name, max);
-            self.note_count(count, children.len(), max);
-            if count == LeaseCount::Fits {
+            if self.count(&children, pending, max) == LeaseCount::Fits {
                 let granted = self.grant(pending, &leases_stat, interruptions, children.len(), max);
                 return granted.await.map(Some).map_err(Failure::Resume);
             }
