@@ -1013,3 +1013,56 @@ async fn reads_writes_and_leases_of_one_task_are_separate_holders() {
     .await
     .expect("leases of one task deadlocked");
 }
+
+/// Leases of a semaphore of two, acquired by futures of two handles joined in one task: a
+/// count that leaves room makes the handle's next acquire release the internal lock right
+/// behind its own count (this test runs that path), so that acquires of one task overlap at
+/// the internal lock. Never more than two hold at once, and two do at times (else the test
+/// proves nothing). A count behind an early release that comes out full is the case of
+/// `semaphore::a_count_behind_a_lock_released_ahead_that_does_not_fit_waits_under_the_lock`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_of_one_task_never_exceed_the_limit_when_the_lock_is_released_ahead() {
+    init_tracing();
+    let server = zk_server().await;
+    let path = unique_path("one-task-leases");
+    let client = connect(&server).await;
+    const MAX: usize = 2;
+    // Handles share nothing: each remembers its own last count.
+    let handles = [
+        InterProcessSemaphoreV2::new(&client, &path, MAX as u32).unwrap(),
+        InterProcessSemaphoreV2::new(&client, &path, MAX as u32).unwrap(),
+    ];
+    let inside = Arc::new(AtomicUsize::new(0));
+    let most_inside = Arc::new(AtomicUsize::new(0));
+    let lease_job = |semaphore: &InterProcessSemaphoreV2| {
+        let (semaphore, inside, most_inside) =
+            (semaphore.clone(), inside.clone(), most_inside.clone());
+        async move {
+            for _ in 0..4 {
+                let lease = semaphore.acquire().await.unwrap();
+                let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                most_inside.fetch_max(now, Ordering::SeqCst);
+                assert!(now <= MAX, "{now} leases of {MAX}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                inside.fetch_sub(1, Ordering::SeqCst);
+                lease.release().await.unwrap();
+            }
+        }
+    };
+    tokio::time::timeout(DEADLINE, async {
+        let [first, second] = &handles;
+        tokio::join!(
+            lease_job(first),
+            lease_job(second),
+            lease_job(first),
+            lease_job(second)
+        );
+    })
+    .await
+    .expect("leases of one task deadlocked");
+    assert_eq!(
+        most_inside.load(Ordering::SeqCst),
+        MAX,
+        "the semaphore was never full: the test proves nothing"
+    );
+}
