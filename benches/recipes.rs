@@ -502,7 +502,12 @@ async fn curator(connect: &str, path: &str, args: &[&str]) -> Result<(), BoxErro
     let classes = java::compile("benches/java/CuratorBench.java").await;
     let classpath = format!("{}:{}", classes.display(), java::curator_classpath());
     // The JVM's defaults (a full JIT), unlike the tests' quick-start flags.
-    let output = tokio::process::Command::new("java")
+    let mut java = tokio::process::Command::new("java");
+    if let Some(pid) = server_pid() {
+        // So that it reports the server's CPU time per acquisition as ours do.
+        java.arg(format!("-Dzk.server.pid={pid}"));
+    }
+    let output = java
         .arg("-Dorg.slf4j.simpleLogger.defaultLogLevel=warn")
         .arg("-cp")
         .arg(classpath)
@@ -744,6 +749,9 @@ struct Traffic {
     /// standalone server every request passes the log's thread, so reads queued behind a
     /// write count too.
     flushed: u64,
+    /// The CPU time the server's process has used (user and system, every thread), in seconds,
+    /// where the server runs on this machine ([`server_pid`]).
+    server_cpu_s: Option<f64>,
 }
 
 impl Traffic {
@@ -767,6 +775,7 @@ impl Traffic {
             fsyncs: counter("zk_cnt_fsynctime")?,
             fsync_whole_ms: counter("zk_sum_fsynctime")?,
             flushed: counter("zk_sum_sync_processor_batch_size")?,
+            server_cpu_s: server_pid().and_then(|pid| cpu_s_of(&pid)),
         })
     }
 
@@ -778,6 +787,9 @@ impl Traffic {
             fsyncs: self.fsyncs.saturating_sub(before.fsyncs),
             fsync_whole_ms: self.fsync_whole_ms.saturating_sub(before.fsync_whole_ms),
             flushed: self.flushed.saturating_sub(before.flushed),
+            server_cpu_s: (self.server_cpu_s)
+                .zip(before.server_cpu_s)
+                .map(|(now, then)| now - then),
         }
     }
 
@@ -785,7 +797,10 @@ impl Traffic {
     /// and the transaction log's share: `{prefix}_fsyncs_per_acquisition`,
     /// `{prefix}_requests_per_flush` (the group commit's mean batch, reads behind writes
     /// included) and `{prefix}_fsync_whole_ms_mean` (a lower bound of the mean fsync time:
-    /// below 1 ms, about the share of fsyncs that took a millisecond or more).
+    /// below 1 ms, about the share of fsyncs that took a millisecond or more); and, where the
+    /// server runs on this machine, `{prefix}_server_cpu_ms_per_acquisition`: the CPU time the
+    /// server spent per acquisition, which neither the machine's noise nor the rate's lead
+    /// moves as much as the rate itself.
     fn report(&self, prefix: &str, acquisitions: u64) {
         let per = |n: u64, of: u64| format!("{:.2}", n as f64 / of.max(1) as f64);
         report(
@@ -808,6 +823,12 @@ impl Traffic {
             &format!("{prefix}_fsync_whole_ms_mean"),
             per(self.fsync_whole_ms, self.fsyncs),
         );
+        if let Some(cpu_s) = self.server_cpu_s {
+            report(
+                &format!("{prefix}_server_cpu_ms_per_acquisition"),
+                format!("{:.3}", cpu_s * 1000.0 / acquisitions.max(1) as f64),
+            );
+        }
     }
 }
 
@@ -1009,13 +1030,15 @@ impl Contention {
 /// The CPU time this process has used so far (user and system), in seconds, from
 /// `/proc/self/stat` (0 where there is none).
 fn process_cpu_s() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return 0.0;
-    };
+    cpu_s_of("self").unwrap_or(0.0)
+}
+
+/// The CPU time the process `pid` (a number, or `self`) has used so far (user and system,
+/// its threads included), in seconds, from `/proc/{pid}/stat`.
+fn cpu_s_of(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The fields after the command name, which is in parentheses and may hold spaces.
-    let Some((_, rest)) = stat.rsplit_once(')') else {
-        return 0.0;
-    };
+    let (_, rest) = stat.rsplit_once(')')?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // utime and stime: fields 14 and 15 of the line, 12 and 13 after the name and state.
     let ticks: f64 = [11, 12]
@@ -1023,7 +1046,40 @@ fn process_cpu_s() -> f64 {
         .filter_map(|&i| fields.get(i).and_then(|f| f.parse::<f64>().ok()))
         .sum();
     // USER_HZ is 100 on every Linux this runs on.
-    ticks / 100.0
+    Some(ticks / 100.0)
+}
+
+/// The process id of the one ZooKeeper server running on this machine (a local process or a
+/// container's, both seen in `/proc`): the JVM whose command names a server's main class.
+/// `None` where there is none (the server is elsewhere) or more than one, so that no figure
+/// is reported that could be another server's.
+fn server_pid() -> Option<String> {
+    let mut found = None;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let pid = entry.file_name().to_string_lossy().into_owned();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        // The JVM itself, not a shell that started it with the same words.
+        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+        if comm.trim() != "java" {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        let is_server = [
+            "org.apache.zookeeper.server.quorum.QuorumPeerMain",
+            "org.apache.zookeeper.server.ZooKeeperServerMain",
+        ]
+        .iter()
+        .any(|main| cmdline.contains(main));
+        if is_server && found.replace(pid).is_some() {
+            return None;
+        }
+    }
+    found
 }
 
 /// How long every session loops, untimed and uncounted, before a contended run's clock
@@ -1191,6 +1247,7 @@ async fn rounds(connect: &str, path: &str) -> Result<(), BoxError> {
         for key in CONTENDED_RATIOS
             .iter()
             .flat_map(|(_, ours, theirs, _)| [*ours, *theirs])
+            .chain(CONTENDED_SERVER_CPU)
         {
             if let Some(value) = last_figure(key) {
                 match figures.iter_mut().find(|(k, _)| *k == key) {
@@ -1203,7 +1260,10 @@ async fn rounds(connect: &str, path: &str) -> Result<(), BoxError> {
     for (key, mut values) in figures {
         report(
             &format!("rounds_{key}_median"),
-            format!("{:.1}", median(&mut values)),
+            match key.ends_with("_ms_per_acquisition") {
+                true => format!("{:.3}", median(&mut values)),
+                false => format!("{:.1}", median(&mut values)),
+            },
         );
     }
     for ((name, ..), mut values) in CONTENDED_RATIOS.iter().zip(ratios) {
@@ -1223,6 +1283,21 @@ async fn rounds(connect: &str, path: &str) -> Result<(), BoxError> {
     }
     Ok(())
 }
+
+/// The server's CPU time per acquisition in each contended scenario of [`rounds`], whose
+/// medians it reports beside the rates: what a turn costs the server, which the machine's noise
+/// moves less than it moves the rates.
+const CONTENDED_SERVER_CPU: [&str; 9] = [
+    "contended_server_cpu_ms_per_acquisition",
+    "curator_contended_server_cpu_ms_per_acquisition",
+    "zkclient_contended_server_cpu_ms_per_acquisition",
+    "contended_drop_server_cpu_ms_per_acquisition",
+    "read_server_cpu_ms_per_acquisition",
+    "curator_read_server_cpu_ms_per_acquisition",
+    "read_drop_server_cpu_ms_per_acquisition",
+    "semaphore_server_cpu_ms_per_acquisition",
+    "curator_semaphore_server_cpu_ms_per_acquisition",
+];
 
 /// A comma-separated list of counts from the environment variable `var`, else `default`.
 fn scaling_list(var: &str, default: &str) -> Vec<usize> {

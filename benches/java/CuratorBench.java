@@ -139,12 +139,40 @@ public final class CuratorBench {
         System.out.printf("%s_fsyncs_per_acquisition %.2f%n", key, (after[2] - before[2]) / taken);
         System.out.printf("%s_requests_per_flush %.2f%n", key, (after[4] - before[4]) / fsyncs);
         System.out.printf("%s_fsync_whole_ms_mean %.2f%n", key, (after[3] - before[3]) / fsyncs);
+        if (before[5] >= 0 && after[5] >= 0) {
+            // Clock ticks (USER_HZ, 100 a second) to milliseconds.
+            System.out.printf("%s_server_cpu_ms_per_acquisition %.3f%n", key,
+                (after[5] - before[5]) * 10.0 / taken);
+        }
+    }
+
+    /**
+     * The CPU time (user and system, in clock ticks) the server's process has used, from
+     * {@code /proc/<pid>/stat}, where the benchmark passed its pid as {@code zk.server.pid};
+     * -1 where it did not.
+     */
+    private static long serverCpuTicks() {
+        String pid = System.getProperty("zk.server.pid");
+        if (pid == null) {
+            return -1;
+        }
+        try {
+            String stat = new String(java.nio.file.Files.readAllBytes(
+                java.nio.file.Paths.get("/proc", pid, "stat")), StandardCharsets.US_ASCII);
+            // The fields after the command name, which is in parentheses and may hold spaces.
+            String[] fields = stat.substring(stat.lastIndexOf(')') + 1).trim().split("\\s+");
+            // utime and stime: fields 14 and 15 of the line, 12 and 13 after the name and state.
+            return Long.parseLong(fields[11]) + Long.parseLong(fields[12]);
+        } catch (IOException | RuntimeException e) {
+            return -1;
+        }
     }
 
     /**
      * The server's {@code zk_packets_received}, {@code zk_packets_sent}, {@code zk_cnt_fsynctime},
      * {@code zk_sum_fsynctime} and {@code zk_sum_sync_processor_batch_size}, in that order, from
-     * a {@code mntr} four-letter word sent to the first server of {@code connectString}.
+     * a {@code mntr} four-letter word sent to the first server of {@code connectString}; then
+     * the server's {@link #serverCpuTicks}.
      */
     private static long[] packets(String connectString) throws IOException {
         String address = connectString.split(",")[0].split("/")[0];
@@ -178,7 +206,9 @@ public final class CuratorBench {
                 throw new IllegalStateException("no " + names[i] + " in the mntr answer: " + text);
             }
         }
-        return counters;
+        long[] withCpu = java.util.Arrays.copyOf(counters, names.length + 1);
+        withCpu[names.length] = serverCpuTicks();
+        return withCpu;
     }
 
     private static void run(List<InterProcessMutex> locks, double seconds, AtomicLong acquisitions,
