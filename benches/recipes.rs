@@ -734,7 +734,8 @@ async fn loop_zkclient_locks(
     Ok(())
 }
 
-/// The server's packet counters, from `mntr` (cumulative since it started).
+/// The server's counters, from `mntr`, and its process's CPU time, from `/proc` (each
+/// cumulative since it started).
 struct Traffic {
     /// `zk_packets_received`: the requests of every session (pings included).
     received: u64,
@@ -749,13 +750,14 @@ struct Traffic {
     /// standalone server every request passes the log's thread, so reads queued behind a
     /// write count too.
     flushed: u64,
-    /// The CPU time the server's process has used (user and system, every thread), in seconds,
-    /// where the server runs on this machine ([`server_pid`]).
-    server_cpu_s: Option<f64>,
+    /// The server's process and the CPU time it has used (user and system, every thread, the
+    /// JIT's and the garbage collector's included), in seconds, where [`server_pid`] finds it.
+    server_cpu_s: Option<(String, f64)>,
 }
 
 impl Traffic {
-    /// The counters now, from the first server of `connect`.
+    /// The counters now, from the first server of `connect`, and that server's CPU time where
+    /// [`server_pid`] finds it.
     async fn read(connect: &str) -> Result<Traffic, BoxError> {
         let address = connect.split(',').next().unwrap_or(connect);
         let address = address.split('/').next().unwrap_or(address);
@@ -775,7 +777,7 @@ impl Traffic {
             fsyncs: counter("zk_cnt_fsynctime")?,
             fsync_whole_ms: counter("zk_sum_fsynctime")?,
             flushed: counter("zk_sum_sync_processor_batch_size")?,
-            server_cpu_s: server_pid().and_then(|pid| cpu_s_of(&pid)),
+            server_cpu_s: server_pid().and_then(|pid| Some((pid.clone(), cpu_s_of(&pid)?))),
         })
     }
 
@@ -787,9 +789,13 @@ impl Traffic {
             fsyncs: self.fsyncs.saturating_sub(before.fsyncs),
             fsync_whole_ms: self.fsync_whole_ms.saturating_sub(before.fsync_whole_ms),
             flushed: self.flushed.saturating_sub(before.flushed),
-            server_cpu_s: (self.server_cpu_s)
-                .zip(before.server_cpu_s)
-                .map(|(now, then)| now - then),
+            // Nothing where the server changed in between (a restart, another one found).
+            server_cpu_s: match (&self.server_cpu_s, &before.server_cpu_s) {
+                (Some((pid, now)), Some((then_pid, then))) if pid == then_pid && now >= then => {
+                    Some((pid.clone(), now - then))
+                }
+                _ => None,
+            },
         }
     }
 
@@ -797,10 +803,10 @@ impl Traffic {
     /// and the transaction log's share: `{prefix}_fsyncs_per_acquisition`,
     /// `{prefix}_requests_per_flush` (the group commit's mean batch, reads behind writes
     /// included) and `{prefix}_fsync_whole_ms_mean` (a lower bound of the mean fsync time:
-    /// below 1 ms, about the share of fsyncs that took a millisecond or more); and, where the
-    /// server runs on this machine, `{prefix}_server_cpu_ms_per_acquisition`: the CPU time the
-    /// server spent per acquisition, which neither the machine's noise nor the rate's lead
-    /// moves as much as the rate itself.
+    /// below 1 ms, about the share of fsyncs that took a millisecond or more); and, where
+    /// [`server_pid`] finds the server, `{prefix}_server_cpu_ms_per_acquisition`: the CPU time
+    /// its process spent per acquisition, every thread included, to tell what a turn costs
+    /// the server apart from how long it waits.
     fn report(&self, prefix: &str, acquisitions: u64) {
         let per = |n: u64, of: u64| format!("{:.2}", n as f64 / of.max(1) as f64);
         report(
@@ -823,7 +829,7 @@ impl Traffic {
             &format!("{prefix}_fsync_whole_ms_mean"),
             per(self.fsync_whole_ms, self.fsyncs),
         );
-        if let Some(cpu_s) = self.server_cpu_s {
+        if let Some((_, cpu_s)) = self.server_cpu_s {
             report(
                 &format!("{prefix}_server_cpu_ms_per_acquisition"),
                 format!("{:.3}", cpu_s * 1000.0 / acquisitions.max(1) as f64),
@@ -1040,20 +1046,27 @@ fn cpu_s_of(pid: &str) -> Option<f64> {
     // The fields after the command name, which is in parentheses and may hold spaces.
     let (_, rest) = stat.rsplit_once(')')?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime: fields 14 and 15 of the line, 12 and 13 after the name and state.
-    let ticks: f64 = [11, 12]
-        .iter()
-        .filter_map(|&i| fields.get(i).and_then(|f| f.parse::<f64>().ok()))
-        .sum();
+    // utime and stime: fields 14 and 15 of the line, here at 11 and 12 (the state, field 3,
+    // is at 0).
+    let user: f64 = fields.get(11)?.parse().ok()?;
+    let system: f64 = fields.get(12)?.parse().ok()?;
     // USER_HZ is 100 on every Linux this runs on.
-    Some(ticks / 100.0)
+    Some((user + system) / 100.0)
 }
 
-/// The process id of the one ZooKeeper server running on this machine (a local process or a
-/// container's, both seen in `/proc`): the JVM whose command names a server's main class.
-/// `None` where there is none (the server is elsewhere) or more than one, so that no figure
-/// is reported that could be another server's.
+/// The process id of the server the benchmark measures, for its CPU time: `ZK_SERVER_PID`
+/// where it is set; else, where the benchmark started the server itself (no `ZK_CONNECT`),
+/// the one ZooKeeper JVM on this machine (a local process or a container's, both seen in
+/// `/proc`), whose command names a server's main class. `None` otherwise: with `ZK_CONNECT`
+/// and no `ZK_SERVER_PID`, or with no such JVM here (a remote Docker engine) or more than one,
+/// so that no figure is reported that could be another server's.
 fn server_pid() -> Option<String> {
+    if let Ok(pid) = std::env::var("ZK_SERVER_PID") {
+        return Some(pid);
+    }
+    if std::env::var_os("ZK_CONNECT").is_some() {
+        return None;
+    }
     let mut found = None;
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
         let pid = entry.file_name().to_string_lossy().into_owned();
@@ -1193,12 +1206,14 @@ fn contended_secs() -> u64 {
         .unwrap_or(10)
 }
 
-/// The last figure reported under `key` so far.
-fn last_figure(key: &str) -> Option<f64> {
+/// The last figure reported under `key` since the first `since` figures, so that a round
+/// never takes a figure that only an earlier round reported.
+fn figure_since(since: usize, key: &str) -> Option<f64> {
     FIGURES
         .lock()
         .unwrap()
         .iter()
+        .skip(since)
         .rev()
         .find(|(k, _)| k == key)
         .map(|(_, v)| *v)
@@ -1226,6 +1241,7 @@ async fn rounds(connect: &str, path: &str) -> Result<(), BoxError> {
     let mut figures: Vec<(&str, Vec<f64>)> = Vec::new();
     let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); CONTENDED_RATIOS.len()];
     for round in 0..rounds {
+        let since = FIGURES.lock().unwrap().len();
         let at = |scenario: &str| format!("{path}-{round}-{scenario}");
         handoff_floor(connect, &at("handoff-floor")).await?;
         contended(connect, &at("contended")).await?;
@@ -1240,7 +1256,9 @@ async fn rounds(connect: &str, path: &str) -> Result<(), BoxError> {
         let args = ["semaphore-contended", &read_sessions, &leases, &secs];
         curator(connect, &at("curator-semaphore"), &args).await?;
         for (i, (_, ours, theirs, per_handoff)) in CONTENDED_RATIOS.iter().enumerate() {
-            if let (Some(ours), Some(theirs)) = (last_figure(ours), last_figure(theirs)) {
+            if let (Some(ours), Some(theirs)) =
+                (figure_since(since, ours), figure_since(since, theirs))
+            {
                 ratios[i].push(ratio_of(ours, theirs, *per_handoff));
             }
         }
@@ -1249,7 +1267,7 @@ async fn rounds(connect: &str, path: &str) -> Result<(), BoxError> {
             .flat_map(|(_, ours, theirs, _)| [*ours, *theirs])
             .chain(CONTENDED_SERVER_CPU)
         {
-            if let Some(value) = last_figure(key) {
+            if let Some(value) = figure_since(since, key) {
                 match figures.iter_mut().find(|(k, _)| *k == key) {
                     Some((_, values)) => values.push(value),
                     None => figures.push((key, vec![value])),
@@ -1260,9 +1278,10 @@ async fn rounds(connect: &str, path: &str) -> Result<(), BoxError> {
     for (key, mut values) in figures {
         report(
             &format!("rounds_{key}_median"),
-            match key.ends_with("_ms_per_acquisition") {
-                true => format!("{:.3}", median(&mut values)),
-                false => format!("{:.1}", median(&mut values)),
+            if CONTENDED_SERVER_CPU.contains(&key) {
+                format!("{:.3}", median(&mut values))
+            } else {
+                format!("{:.1}", median(&mut values))
             },
         );
     }
@@ -1285,8 +1304,8 @@ async fn rounds(connect: &str, path: &str) -> Result<(), BoxError> {
 }
 
 /// The server's CPU time per acquisition in each contended scenario of [`rounds`], whose
-/// medians it reports beside the rates: what a turn costs the server, which the machine's noise
-/// moves less than it moves the rates.
+/// medians it reports beside the rates: what a turn costs the server, apart from how long
+/// the turn waits.
 const CONTENDED_SERVER_CPU: [&str; 9] = [
     "contended_server_cpu_ms_per_acquisition",
     "curator_contended_server_cpu_ms_per_acquisition",

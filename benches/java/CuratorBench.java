@@ -161,7 +161,8 @@ public final class CuratorBench {
                 java.nio.file.Paths.get("/proc", pid, "stat")), StandardCharsets.US_ASCII);
             // The fields after the command name, which is in parentheses and may hold spaces.
             String[] fields = stat.substring(stat.lastIndexOf(')') + 1).trim().split("\\s+");
-            // utime and stime: fields 14 and 15 of the line, 12 and 13 after the name and state.
+            // utime and stime: fields 14 and 15 of the line, here at 11 and 12 (the state,
+            // field 3, is at 0).
             return Long.parseLong(fields[11]) + Long.parseLong(fields[12]);
         } catch (IOException | RuntimeException e) {
             return -1;
