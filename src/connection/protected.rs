@@ -41,6 +41,10 @@ pub struct ProtectedNode {
 pub(crate) const PROTECTION_PREFIX_LEN: usize = 3 + 36 + 1;
 
 /// The protection prefix of one create attempt: `_c_<uuid>-`, Curator's format.
+pub(crate) fn protection_prefix() -> String {
+    format!("_c_{}-", Uuid::new_v4())
+}
+
 /// Polls `requests` (a future whose first poll sends its requests, as
 /// [`Client::create_protected_then_list`]'s does when the client is connected) once, so that
 /// they are on the wire before whatever the caller sends next; its output if that poll
@@ -49,10 +53,6 @@ pub(crate) const PROTECTION_PREFIX_LEN: usize = 3 + 36 + 1;
 pub(crate) fn send_now<F: std::future::Future + Unpin>(requests: &mut F) -> Option<F::Output> {
     use futures::FutureExt;
     tokio::task::unconstrained(requests).now_or_never()
-}
-
-pub(crate) fn protection_prefix() -> String {
-    format!("_c_{}-", Uuid::new_v4())
 }
 
 /// What [`Client::create_protected_then_list`] sends with the create, in the same round trip.

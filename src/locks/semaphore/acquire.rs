@@ -210,9 +210,9 @@ impl InterProcessSemaphoreV2 {
     /// [module documentation](super)).
     ///
     /// The order is what keeps the count under the lock, and only that: should the create go
-    /// out after the delete after all (the connection dropped before the create was on the
-    /// wire), the count is taken without the lock, which the count argument does not need,
-    /// and this path never waits on a count. The acquirer then at worst queues again.
+    /// out after the delete after all (the connection dropped between [`sends_now`]'s check
+    /// and the send), the count is taken without the lock, which the count argument does not
+    /// need, and this path never waits on a count. The acquirer then at worst queues again.
     ///
     /// [`sends_now`]: Self::sends_now
     async fn lease_released_ahead(
