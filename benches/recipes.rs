@@ -734,6 +734,10 @@ async fn loop_zkclient_locks(
     Ok(())
 }
 
+/// How every scenario's key for the server's CPU time per acquisition ends, after the
+/// scenario's name (the one its `{name}_acquisitions_per_s` starts with).
+const SERVER_CPU_SUFFIX: &str = "_server_cpu_ms_per_acquisition";
+
 /// The server's counters, from `mntr`, and its process's CPU time, from `/proc` (each
 /// cumulative since it started).
 struct Traffic {
@@ -831,7 +835,7 @@ impl Traffic {
         );
         if let Some((_, cpu_s)) = self.server_cpu_s {
             report(
-                &format!("{prefix}_server_cpu_ms_per_acquisition"),
+                &format!("{prefix}{SERVER_CPU_SUFFIX}"),
                 format!("{:.3}", cpu_s * 1000.0 / acquisitions.max(1) as f64),
             );
         }
@@ -1238,7 +1242,7 @@ async fn rounds(connect: &str, path: &str) -> Result<(), BoxError> {
         .unwrap_or(3);
     let secs = contended_secs().to_string();
     let (read_sessions, leases) = (READ_SESSIONS.to_string(), SEMAPHORE_LEASES.to_string());
-    let mut figures: Vec<(&str, Vec<f64>)> = Vec::new();
+    let mut figures: Vec<(String, Vec<f64>)> = Vec::new();
     let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); CONTENDED_RATIOS.len()];
     for round in 0..rounds {
         let since = FIGURES.lock().unwrap().len();
@@ -1262,12 +1266,16 @@ async fn rounds(connect: &str, path: &str) -> Result<(), BoxError> {
                 ratios[i].push(ratio_of(ours, theirs, *per_handoff));
             }
         }
-        for key in CONTENDED_RATIOS
-            .iter()
-            .flat_map(|(_, ours, theirs, _)| [*ours, *theirs])
-            .chain(CONTENDED_SERVER_CPU)
-        {
-            if let Some(value) = figure_since(since, key) {
+        // Each rate's figures, and beside each scenario's rate what a turn of it cost the
+        // server, apart from how long the turn waited.
+        let rates = (CONTENDED_RATIOS.iter()).flat_map(|(_, ours, theirs, _)| [*ours, *theirs]);
+        let keys = rates.flat_map(|key| {
+            let scenario = key.strip_suffix("_acquisitions_per_s");
+            let server_cpu = scenario.map(|s| format!("{s}{SERVER_CPU_SUFFIX}"));
+            std::iter::once(key.to_owned()).chain(server_cpu)
+        });
+        for key in keys {
+            if let Some(value) = figure_since(since, &key) {
                 match figures.iter_mut().find(|(k, _)| *k == key) {
                     Some((_, values)) => values.push(value),
                     None => figures.push((key, vec![value])),
@@ -1276,12 +1284,13 @@ async fn rounds(connect: &str, path: &str) -> Result<(), BoxError> {
         }
     }
     for (key, mut values) in figures {
+        let median = median(&mut values);
         report(
             &format!("rounds_{key}_median"),
-            if CONTENDED_SERVER_CPU.contains(&key) {
-                format!("{:.3}", median(&mut values))
+            if key.ends_with(SERVER_CPU_SUFFIX) {
+                format!("{median:.3}")
             } else {
-                format!("{:.1}", median(&mut values))
+                format!("{median:.1}")
             },
         );
     }
@@ -1302,21 +1311,6 @@ async fn rounds(connect: &str, path: &str) -> Result<(), BoxError> {
     }
     Ok(())
 }
-
-/// The server's CPU time per acquisition in each contended scenario of [`rounds`], whose
-/// medians it reports beside the rates: what a turn costs the server, apart from how long
-/// the turn waits.
-const CONTENDED_SERVER_CPU: [&str; 9] = [
-    "contended_server_cpu_ms_per_acquisition",
-    "curator_contended_server_cpu_ms_per_acquisition",
-    "zkclient_contended_server_cpu_ms_per_acquisition",
-    "contended_drop_server_cpu_ms_per_acquisition",
-    "read_server_cpu_ms_per_acquisition",
-    "curator_read_server_cpu_ms_per_acquisition",
-    "read_drop_server_cpu_ms_per_acquisition",
-    "semaphore_server_cpu_ms_per_acquisition",
-    "curator_semaphore_server_cpu_ms_per_acquisition",
-];
 
 /// A comma-separated list of counts from the environment variable `var`, else `default`.
 fn scaling_list(var: &str, default: &str) -> Vec<usize> {
